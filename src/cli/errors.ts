@@ -1,0 +1,18 @@
+// How both command-line fronts report a failure: one sentence on stderr, or a
+// JSON error with a stable code under --json; the exit code from exit-codes.ts.
+import { CommanderError } from 'commander';
+import { KmgrError, toWire } from '../protocol/errors.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
+
+export function reportError(e: unknown, prog: string, json: boolean, stderr: NodeJS.WritableStream = process.stderr): number {
+  if (e instanceof CommanderError) {
+    if (e.exitCode === 0) return EXIT.OK; // --help, --version
+    // commander has already printed its message to stderr.
+    return EXIT.USAGE;
+  }
+  const err = e instanceof KmgrError ? e : new KmgrError('internal', `internal error: ${e instanceof Error ? e.message : String(e)}`);
+  if (json) stderr.write(JSON.stringify(toWire(err)) + '\n');
+  else stderr.write(`${prog}: ${err.message}\n`);
+  if (!(e instanceof KmgrError) && process.env.KMGR_DEBUG && e instanceof Error) stderr.write(`${e.stack}\n`);
+  return exitCodeFor(err.kind);
+}

@@ -1,0 +1,34 @@
+// The one place where error kinds become process exit codes (sysexits.h).
+import type { ErrorKind } from '../protocol/errors.js';
+
+export const EXIT = {
+  OK: 0,
+  /** audit found uses this client did not make; verify did not match. */
+  FINDINGS: 1,
+  USAGE: 64,
+  DATAERR: 65,
+  NOINPUT: 66,
+  UNAVAILABLE: 69,
+  SOFTWARE: 70,
+  CANTCREAT: 73,
+  NOPERM: 77,
+  CONFIG: 78,
+} as const;
+
+const BY_KIND: Record<ErrorKind, number> = {
+  usage: EXIT.USAGE,
+  integrity: EXIT.DATAERR,
+  not_found: EXIT.NOINPUT,
+  unavailable: EXIT.UNAVAILABLE,
+  internal: EXIT.SOFTWARE,
+  refused: EXIT.NOPERM,
+  auth: EXIT.NOPERM,
+  config: EXIT.CONFIG,
+  conflict: EXIT.CANTCREAT,
+  too_large: EXIT.USAGE,
+  rate_limited: EXIT.UNAVAILABLE,
+};
+
+export function exitCodeFor(kind: ErrorKind): number {
+  return BY_KIND[kind];
+}

@@ -1,0 +1,99 @@
+// Wire messages of the /v1 API, one schema each. See openapi.yaml.
+import { array, bool, int, nullable, obj, oneOf, optional, str, type Infer } from './schema.js';
+
+export const API_PREFIX = '/v1';
+/** Largest request body the server reads (threat 14). */
+export const MAX_BODY_BYTES = 64 * 1024;
+export const KEY_TYPES = ['ed25519', 'p256', 'secp256k1', 'x25519', 'aes256'] as const;
+export const LIMIT_POLICIES = ['deny', 'notify'] as const;
+export const MAX_COUNT = 1_000_000_000;
+
+export const B64URL_32 = /^[A-Za-z0-9_-]{43}$/;
+export const PERSON_ID = /^p_[A-Za-z0-9_-]{22}$/;
+export const MGMT_KEY_ID = /^mk_[A-Za-z0-9_-]{22}$/;
+export const KEY_ID = /^k_[A-Za-z0-9_-]{22}$/;
+/** Partner IDs are chosen by the client; the server only needs them to be path-safe. */
+export const PARTNER_ID = /^[A-Za-z0-9_-]{1,64}$/;
+const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?Z$/;
+
+const isoTime = str({ max: 30, pattern: ISO_TIME, name: 'UTC timestamp (YYYY-MM-DDTHH:MM:SSZ)' });
+const count = int({ min: 0, max: MAX_COUNT });
+const limit = nullable(int({ min: 1, max: MAX_COUNT }));
+
+export const EnrolRequest = obj({
+  alg: oneOf(['ed25519'] as const),
+  publicKey: str({ max: 43, min: 43, pattern: B64URL_32, name: 'Ed25519 public key (base64url)' }),
+});
+export type EnrolRequest = Infer<typeof EnrolRequest>;
+
+export const PersonInfo = obj({
+  personId: str({ max: 24, pattern: PERSON_ID, name: 'person ID' }),
+  keyId: str({ max: 25, pattern: MGMT_KEY_ID, name: 'management key ID' }),
+  alg: oneOf(['ed25519'] as const),
+  createdAt: isoTime,
+});
+export type PersonInfo = Infer<typeof PersonInfo>;
+
+export const Terms = obj({
+  expiresAt: nullable(isoTime),
+  maxUses: limit,
+  maxPerDay: limit,
+  maxPerWeek: limit,
+  maxPerMonth: limit,
+  onLimit: oneOf(LIMIT_POLICIES),
+});
+export type Terms = Infer<typeof Terms>;
+
+export const RegisterRequest = obj({
+  keyId: str({ max: 24, pattern: KEY_ID, name: 'key ID' }),
+  alg: oneOf(KEY_TYPES),
+  keyVersion: int({ min: 1, max: MAX_COUNT }),
+  blob: str({ min: 4, max: 16384, pattern: B64, name: 'base64 blob' }),
+  terms: Terms,
+});
+export type RegisterRequest = Infer<typeof RegisterRequest>;
+
+const counts = obj({ total: count, day: count, week: count, month: count });
+const limits = obj({ total: limit, day: limit, week: limit, month: limit });
+
+/** The Fig. 15 key index record as the owner sees it. */
+export const KeyStatus = obj({
+  partnerId: str({ max: 64, pattern: PARTNER_ID, name: 'partner ID' }),
+  keyId: str({ max: 24, pattern: KEY_ID, name: 'key ID' }),
+  alg: oneOf(KEY_TYPES),
+  keyVersion: int({ min: 1, max: MAX_COUNT }),
+  registeredAt: isoTime,
+  inhibited: bool,
+  expiresAt: nullable(isoTime),
+  onLimit: oneOf(LIMIT_POLICIES),
+  uses: counts,
+  limits,
+  lastUsedAt: nullable(isoTime),
+});
+export type KeyStatus = Infer<typeof KeyStatus>;
+
+export const FetchRequest = obj({});
+export type FetchRequest = Infer<typeof FetchRequest>;
+
+export const FetchResponse = obj({
+  keyId: str({ max: 24, pattern: KEY_ID, name: 'key ID' }),
+  alg: oneOf(KEY_TYPES),
+  keyVersion: int({ min: 1, max: MAX_COUNT }),
+  blob: str({ min: 4, max: 16384, pattern: B64, name: 'base64 blob' }),
+  /** Served past a limit under the notify policy (Fig. 9). */
+  overLimit: optional(array(str({ max: 32 }), 8)),
+  status: KeyStatus,
+});
+export type FetchResponse = Infer<typeof FetchResponse>;
+
+export const KeyList = obj({ keys: array(KeyStatus, 100_000) });
+export type KeyList = Infer<typeof KeyList>;
+
+export const ErrorBody = obj({
+  error: obj({
+    code: str({ max: 64 }),
+    message: str({ max: 1000 }),
+    details: optional((v) => v as Record<string, unknown>),
+  }),
+});

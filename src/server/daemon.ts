@@ -1,0 +1,72 @@
+// Starts kmgrd: data directory, TLS, storage, HTTPS. Used by `kmgrd serve` and by tests.
+import { join, resolve } from 'node:path';
+import type { DestinationStream } from 'pino';
+import { ensurePrivateDir } from '../io/atomic-file.js';
+import { LevelStorage } from '../store/level-storage.js';
+import { checkTimeZone } from '../terms/periods.js';
+import { ConfigError } from '../protocol/errors.js';
+import { createApp, listen } from './app.js';
+import { makeLogger, type Logger } from './logger.js';
+import { loadTls } from './tls/files.js';
+
+export interface DaemonOptions {
+  dataDir: string;
+  host: string;
+  port: number;
+  tlsCert?: string;
+  tlsKey?: string;
+  tz: string;
+  logLevel: string;
+  clock?: () => number;
+  logDest?: DestinationStream;
+}
+
+export interface Daemon {
+  url: string;
+  port: number;
+  fingerprint256: string;
+  certPath: string;
+  log: Logger;
+  stop(): Promise<void>;
+}
+
+export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
+  try {
+    checkTimeZone(o.tz);
+  } catch {
+    throw new ConfigError(`unknown time zone: ${o.tz}`);
+  }
+  const log = makeLogger(o.logLevel, o.logDest);
+  const dataDir = resolve(o.dataDir);
+  await ensurePrivateDir(dataDir);
+  const tls = await loadTls(dataDir, o.tlsCert, o.tlsKey);
+  const clock = o.clock ?? Date.now;
+  const storage = await LevelStorage.open(join(dataDir, 'db'), { tz: o.tz, clock });
+  const app = createApp({ storage, log, clock, tz: o.tz, cert: tls.cert, key: tls.key });
+  let running;
+  try {
+    running = await listen(app, o.host, o.port);
+  } catch (e) {
+    await storage.close();
+    throw new ConfigError(`cannot listen on ${o.host}:${o.port}: ${(e as Error).message}`);
+  }
+  const hostPart = o.host.includes(':') ? `[${o.host}]` : o.host;
+  const url = `https://${hostPart}:${running.port}`;
+  log.info({ url, port: running.port, tlsCert: tls.certPath, tlsFingerprint256: tls.fingerprint256, generatedCert: tls.generated, tz: o.tz }, 'kmgrd listening');
+  let stopping: Promise<void> | undefined;
+  return {
+    url,
+    port: running.port,
+    fingerprint256: tls.fingerprint256,
+    certPath: tls.certPath,
+    log,
+    stop() {
+      stopping ??= (async () => {
+        await running.stop();
+        await storage.close();
+        log.info('kmgrd stopped');
+      })();
+      return stopping;
+    },
+  };
+}

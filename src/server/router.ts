@@ -1,0 +1,46 @@
+// A small router: exact segments and {param} segments, no regular expressions per request.
+import { KmgrError } from '../protocol/errors.js';
+import { PARTNER_ID } from '../protocol/messages.js';
+import type { Handler } from './context.js';
+import { enrol, whoami } from './handlers/persons.js';
+import { fetchKey, keyStatus, listKeys, registerKey } from './handlers/keys.js';
+import { health } from './handlers/health.js';
+
+interface Route {
+  segments: string[];
+  methods: Record<string, Handler>;
+}
+
+const PARAM_PATTERNS: Record<string, RegExp> = { partnerId: PARTNER_ID };
+
+const ROUTES: Route[] = [
+  { segments: ['v1', 'health'], methods: { GET: health } },
+  { segments: ['v1', 'persons'], methods: { POST: enrol } },
+  { segments: ['v1', 'persons', 'me'], methods: { GET: whoami } },
+  { segments: ['v1', 'keys'], methods: { GET: listKeys } },
+  { segments: ['v1', 'keys', '{partnerId}'], methods: { GET: keyStatus, PUT: registerKey } },
+  { segments: ['v1', 'keys', '{partnerId}', 'fetch'], methods: { POST: fetchKey } },
+];
+
+export function route(method: string, path: string): { handler: Handler; params: Record<string, string> } {
+  const parts = path.split('/').slice(1);
+  for (const r of ROUTES) {
+    if (r.segments.length !== parts.length) continue;
+    const params: Record<string, string> = {};
+    let ok = true;
+    for (let i = 0; i < parts.length && ok; i++) {
+      const seg = r.segments[i]!;
+      const got = parts[i]!;
+      if (seg.startsWith('{')) {
+        const name = seg.slice(1, -1);
+        if (PARAM_PATTERNS[name]!.test(got)) params[name] = got;
+        else ok = false;
+      } else ok = seg === got;
+    }
+    if (!ok) continue;
+    const handler = r.methods[method];
+    if (!handler) throw new KmgrError('method_not_allowed', `${method} is not allowed on ${path}`, { allow: Object.keys(r.methods) });
+    return { handler, params };
+  }
+  throw new KmgrError('not_found', `no such endpoint: ${path}`);
+}

@@ -1,0 +1,29 @@
+// Storage records as the wire shows them.
+import type { KeyStatus, PersonInfo } from '../protocol/messages.js';
+import type { KeyRecord, PersonRecord } from '../store/types.js';
+import { usesAt } from '../terms/judge.js';
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
+
+export function personView(p: PersonRecord): PersonInfo {
+  return { personId: p.personId, keyId: p.keyId, alg: p.alg, createdAt: iso(p.createdAt) };
+}
+
+/** Counters are shown as they stand now: yesterday's day count reads zero today. */
+export function keyStatusView(r: KeyRecord, nowMs: number, tz: string): KeyStatus {
+  const u = usesAt(r.uses, nowMs, tz);
+  return {
+    partnerId: r.partnerId,
+    keyId: r.keyId,
+    alg: r.alg as KeyStatus['alg'],
+    keyVersion: r.keyVersion,
+    registeredAt: iso(r.registeredAt),
+    inhibited: r.inhibited,
+    expiresAt: isoOrNull(r.expiresAt),
+    onLimit: r.onLimit,
+    uses: { total: u.total, day: u.day, week: u.week, month: u.month },
+    limits: { total: r.maxUses, day: r.maxPerDay, week: r.maxPerWeek, month: r.maxPerMonth },
+    lastUsedAt: isoOrNull(r.lastUsedAt),
+  };
+}
