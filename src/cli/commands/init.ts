@@ -1,0 +1,105 @@
+// kmgr init: make the management key (Fig. 5), seal it in the keystore, enrol at the server (Fig. 17).
+import { rename, readFile } from 'node:fs/promises';
+import { X509Certificate } from 'node:crypto';
+import { generateSecrets } from '../../crypto/keystore.js';
+import { fingerprint, managementKeyId, signerFromSeed } from '../../crypto/sign.js';
+import { toB64url } from '../../crypto/bytes.js';
+import { ConfigError, KmgrError, UsageError } from '../../protocol/errors.js';
+import { PersonInfo } from '../../protocol/messages.js';
+import { ensurePrivateDir, writeFileAtomic } from '../../io/atomic-file.js';
+import { homePaths } from '../../client/home.js';
+import { exists } from '../../client/files.js';
+import { readPassphrase } from '../../client/passphrase.js';
+import { writeKeystore } from '../../client/keystore-file.js';
+import { saveConfig } from '../../client/config.js';
+import { savePartners } from '../../client/partners.js';
+import { signedRequest } from '../../client/http.js';
+import { print, printJson } from '../output.js';
+import { EXIT } from '../exit-codes.js';
+import type { GlobalOptions } from '../kmgr.js';
+
+interface InitOptions {
+  server: string;
+  ca?: string;
+  force?: boolean;
+  kdfCost: number;
+  passphraseFile?: string;
+  passphraseFd?: string;
+}
+
+function checkServerUrl(s: string): string {
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    throw new UsageError(`--server must be a URL like https://127.0.0.1:8443, not ${JSON.stringify(s)}`);
+  }
+  if (u.protocol !== 'https:') throw new UsageError('--server must use https://');
+  if ((u.pathname !== '/' && u.pathname !== '') || u.search || u.hash || u.username || u.password) {
+    throw new UsageError('--server must be just https://host[:port], without a path, query or credentials');
+  }
+  return u.origin;
+}
+
+export async function run(g: GlobalOptions, o: InitOptions): Promise<number> {
+  const paths = homePaths(g.home);
+  const server = checkServerUrl(o.server);
+  if (!o.force && (await exists(paths.keystore))) {
+    throw new KmgrError('keystore_exists', `a keystore already exists at ${paths.keystore}; use --force to replace it (the old one is kept)`);
+  }
+  let caPem: string | undefined;
+  if (o.ca !== undefined) {
+    try {
+      caPem = await readFile(o.ca, 'utf8');
+      new X509Certificate(caPem);
+    } catch (e) {
+      throw new ConfigError(`--ca ${o.ca} is not a readable PEM certificate (${(e as NodeJS.ErrnoException).code ?? 'not a certificate'})`);
+    }
+  }
+  const passphrase = await readPassphrase(o, 'New passphrase for the keystore: ', true);
+  const secrets = generateSecrets();
+  const signer = signerFromSeed(secrets.signingSeed);
+  const keyId = managementKeyId(signer.publicKey);
+
+  // Enrol first: if the server cannot be reached, nothing local has changed.
+  const { body: person } = await signedRequest(
+    { server, ca: caPem },
+    { keyId, signer },
+    'POST',
+    '/v1/persons',
+    { alg: 'ed25519', publicKey: toB64url(signer.publicKey) },
+    PersonInfo,
+  );
+  if (person.keyId !== keyId) throw new KmgrError('integrity', 'the server enrolled a different key than the one sent');
+
+  await ensurePrivateDir(paths.dir);
+  if (o.force) {
+    // Keys wrapped by the old management key stay recoverable from these files.
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    for (const f of [paths.keystore, paths.config, paths.partners, paths.fetchLog]) {
+      if (await exists(f)) await rename(f, `${f}.old-${stamp}`);
+    }
+  }
+  if (caPem !== undefined) await writeFileAtomic(paths.ca, caPem);
+  await writeKeystore(paths, passphrase, secrets, o.kdfCost);
+  passphrase.fill(0);
+  const fp = fingerprint(signer.publicKey);
+  await saveConfig(paths, {
+    v: 1,
+    server,
+    ca: caPem !== undefined ? 'ca.pem' : null,
+    personId: person.personId,
+    keyId,
+    fingerprint: fp,
+    createdAt: new Date().toISOString(),
+  });
+  if (!(await exists(paths.partners))) await savePartners(paths, { v: 1, partners: [] });
+  if (g.json) printJson({ personId: person.personId, keyId, fingerprint: fp, server, home: paths.dir });
+  else {
+    print(`Initialised ${paths.dir}`);
+    print(`  personal ID:  ${person.personId}`);
+    print(`  server:       ${server}`);
+    print(`  fingerprint:  ${fp}`);
+  }
+  return EXIT.OK;
+}

@@ -1,0 +1,24 @@
+// kmgr list: partners and their keys, from the local index (no passphrase needed).
+import { homePaths } from '../../client/home.js';
+import { loadPartners } from '../../client/partners.js';
+import { print, printJson } from '../output.js';
+import { EXIT } from '../exit-codes.js';
+import { partnerView } from './partner.js';
+import type { GlobalOptions } from '../kmgr.js';
+
+export async function run(g: GlobalOptions): Promise<number> {
+  const idx = await loadPartners(homePaths(g.home));
+  if (g.json) {
+    printJson({ partners: idx.partners.map(partnerView) });
+    return EXIT.OK;
+  }
+  if (idx.partners.length === 0) {
+    print('No partners yet (kmgr register NAME).');
+    return EXIT.OK;
+  }
+  print('PARTNER\tTYPE\tVERSION\tKEY ID\tREGISTERED');
+  for (const p of idx.partners) {
+    print(p.key ? `${p.name}\t${p.key.alg}\tv${p.key.version}\t${p.key.keyId}\t${p.key.registeredAt}` : `${p.name}\t-\t-\t-\t-`);
+  }
+  return EXIT.OK;
+}

@@ -1,0 +1,108 @@
+// kmgr register: generate or import a transaction key, seal it with the
+// management key and register it with its use terms (Figs. 5 and 6).
+import { readFile } from 'node:fs/promises';
+import { generateTransactionKey, importTransactionKey, publicKeyPem, type KeyType, type TransactionKey } from '../../crypto/txkey.js';
+import { sealBlob } from '../../crypto/blob.js';
+import { randomBytes } from '../../crypto/random.js';
+import { toB64, toB64url, wipe } from '../../crypto/bytes.js';
+import { ConfigError, KmgrError, UsageError } from '../../protocol/errors.js';
+import { KeyStatus, type Terms } from '../../protocol/messages.js';
+import { homePaths } from '../../client/home.js';
+import { findPartner, loadPartners, newPartner, savePartners, checkPartnerName } from '../../client/partners.js';
+import { openSession } from '../../client/session.js';
+import { signedRequest } from '../../client/http.js';
+import { parseDuration, parseExpiry } from '../parse.js';
+import { info, print, printJson } from '../output.js';
+import { EXIT } from '../exit-codes.js';
+import type { GlobalOptions } from '../kmgr.js';
+
+interface RegisterOptions {
+  type?: KeyType;
+  import?: string;
+  expires?: string;
+  validFor?: string;
+  maxUses?: number;
+  maxPerDay?: number;
+  maxPerWeek?: number;
+  maxPerMonth?: number;
+  onLimit: 'deny' | 'notify';
+  name?: string;
+  appServer?: string;
+  business?: string;
+  passphraseFile?: string;
+  passphraseFd?: string;
+}
+
+export function termsFrom(o: RegisterOptions, now: number): Terms {
+  if (o.expires !== undefined && o.validFor !== undefined) throw new UsageError('give --expires or --valid-for, not both');
+  const expiresAt = o.expires !== undefined ? parseExpiry(o.expires) : o.validFor !== undefined ? now + parseDuration('--valid-for', o.validFor) : null;
+  if (expiresAt !== null && expiresAt <= now) throw new UsageError('--expires is in the past');
+  return {
+    expiresAt: expiresAt === null ? null : new Date(expiresAt).toISOString(),
+    maxUses: o.maxUses ?? null,
+    maxPerDay: o.maxPerDay ?? null,
+    maxPerWeek: o.maxPerWeek ?? null,
+    maxPerMonth: o.maxPerMonth ?? null,
+    onLimit: o.onLimit,
+  };
+}
+
+export async function run(g: GlobalOptions, name: string, o: RegisterOptions): Promise<number> {
+  const paths = homePaths(g.home);
+  checkPartnerName(name);
+  // Everything the user typed is checked before the passphrase is asked for.
+  const terms = termsFrom(o, Date.now());
+  let importText: string | undefined;
+  if (o.import !== undefined) {
+    try {
+      importText = await readFile(o.import, 'utf8');
+    } catch (e) {
+      throw new ConfigError(`cannot read ${o.import}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  }
+  const idx = await loadPartners(paths);
+  let partner = findPartner(idx, name);
+  if (partner?.key) throw new KmgrError('key_exists', `partner ${name} already has a registered key (v${partner.key.version})`);
+  const key: TransactionKey =
+    importText !== undefined ? importTransactionKey(importText, o.type) : generateTransactionKey(o.type ?? 'ed25519');
+
+  const session = await openSession(paths, o);
+  // Fig. 6, steps 603-605: an unknown partner is added to the index.
+  const isNew = partner === undefined;
+  partner ??= newPartner(name, {
+    ...(o.name !== undefined ? { displayName: o.name } : {}),
+    ...(o.appServer !== undefined ? { appServer: o.appServer } : {}),
+    ...(o.business !== undefined ? { business: o.business } : {}),
+  });
+  const keyId = 'k_' + toB64url(randomBytes(16));
+  const keyVersion = Math.max(1, partner.highWater + 1);
+  const blob = sealBlob(
+    session.secrets.wrapKey,
+    { personId: session.config.personId, partnerId: partner.id, keyId, alg: key.type, keyVersion },
+    key.secret,
+  );
+  const publicKey = publicKeyPem(key) ?? null;
+  wipe(key.secret);
+  const { body: status } = await signedRequest(
+    session.endpoint,
+    session.identity,
+    'PUT',
+    `/v1/keys/${partner.id}`,
+    { keyId, alg: key.type, keyVersion, blob: toB64(blob), terms },
+    KeyStatus,
+  );
+  // Saved only once the server holds the key: a failure above leaves the index as it was.
+  partner.key = { keyId, alg: key.type, version: keyVersion, publicKey, registeredAt: status.registeredAt };
+  partner.highWater = keyVersion;
+  if (isNew) idx.partners.push(partner);
+  await savePartners(paths, idx);
+
+  if (g.json) {
+    printJson({ partner: name, partnerId: partner.id, keyId, type: key.type, keyVersion, publicKey, status });
+  } else if (publicKey) {
+    print(publicKey);
+  } else {
+    info(`Registered ${key.type} key ${keyId} for ${name}; symmetric keys have no public key.`);
+  }
+  return EXIT.OK;
+}

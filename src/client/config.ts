@@ -1,0 +1,34 @@
+// config.json: where the server is, how to trust it, and who we are there.
+import { obj, str, int, nullable, type Infer } from '../protocol/schema.js';
+import { MGMT_KEY_ID, PERSON_ID } from '../protocol/messages.js';
+import { ConfigError, KmgrError } from '../protocol/errors.js';
+import { writeFileAtomic } from '../io/atomic-file.js';
+import { parseJsonFile, readIfExists } from './files.js';
+import type { HomePaths } from './home.js';
+
+export const ClientConfig = obj({
+  v: int({ min: 1, max: 1 }),
+  server: str({ max: 2048, pattern: /^https:\/\//, name: 'https URL' }),
+  /** A CA file copied into the home directory at init, or null for the system's CAs. */
+  ca: nullable(str({ max: 4096 })),
+  personId: str({ max: 24, pattern: PERSON_ID, name: 'person ID' }),
+  keyId: str({ max: 25, pattern: MGMT_KEY_ID, name: 'management key ID' }),
+  fingerprint: str({ max: 64 }),
+  createdAt: str({ max: 30 }),
+});
+export type ClientConfig = Infer<typeof ClientConfig>;
+
+export async function loadConfig(paths: HomePaths): Promise<ClientConfig> {
+  const text = await readIfExists(paths.config);
+  if (text === undefined) throw new ConfigError(`kmgr is not initialised in ${paths.dir}; run kmgr init --server URL`, 'not_initialised');
+  try {
+    return ClientConfig(parseJsonFile(text, paths.config), 'config');
+  } catch (e) {
+    if (e instanceof KmgrError && e.code === 'bad_request') throw new ConfigError(`${paths.config} is invalid: ${e.message}`);
+    throw e;
+  }
+}
+
+export function saveConfig(paths: HomePaths, c: ClientConfig): Promise<void> {
+  return writeFileAtomic(paths.config, JSON.stringify(c, null, 2) + '\n');
+}

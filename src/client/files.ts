@@ -1,0 +1,40 @@
+// Reading the client's private files, with the checks ssh makes on its keys.
+import { readFile, stat } from 'node:fs/promises';
+import { ConfigError, IntegrityError } from '../protocol/errors.js';
+
+export async function readIfExists(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new ConfigError(`cannot read ${path}: ${(e as Error).message}`);
+  }
+}
+
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Refuses a secret file that group or others may read or write (threat 12). */
+export async function checkPrivateMode(path: string): Promise<void> {
+  const st = await stat(path);
+  if ((st.mode & 0o077) !== 0) {
+    throw new ConfigError(
+      `${path} is accessible by others (mode ${(st.mode & 0o777).toString(8)}); run chmod 600 on it`,
+      'unsafe_permissions',
+    );
+  }
+}
+
+export function parseJsonFile(text: string, path: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new IntegrityError(`${path} is not valid JSON (damaged or edited)`);
+  }
+}

@@ -1,0 +1,26 @@
+// Where the client keeps its state: $KMGR_HOME, else $XDG_CONFIG_HOME/kmgr, else ~/.config/kmgr.
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export interface HomePaths {
+  dir: string;
+  keystore: string;
+  config: string;
+  partners: string;
+  fetchLog: string;
+  ca: string;
+}
+
+export function homePaths(override?: string): HomePaths {
+  const dir = resolve(
+    override ?? process.env.KMGR_HOME ?? join(process.env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'kmgr'),
+  );
+  return {
+    dir,
+    keystore: join(dir, 'keystore.json'),
+    config: join(dir, 'config.json'),
+    partners: join(dir, 'partners.json'),
+    fetchLog: join(dir, 'fetch-log.jsonl'),
+    ca: join(dir, 'ca.pem'),
+  };
+}

@@ -1,0 +1,45 @@
+// An unlocked client: config, endpoint, the management secrets and a request signer.
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
+import { signerFromSeed } from '../crypto/sign.js';
+import type { ManagementSecrets } from '../crypto/keystore.js';
+import { ConfigError, IntegrityError } from '../protocol/errors.js';
+import { loadConfig, type ClientConfig } from './config.js';
+import { unlockKeystore } from './keystore-file.js';
+import { readPassphrase, type PassphraseSource } from './passphrase.js';
+import type { Endpoint, Identity } from './http.js';
+import type { HomePaths } from './home.js';
+import { fingerprint } from '../crypto/sign.js';
+
+export interface Session {
+  paths: HomePaths;
+  config: ClientConfig;
+  endpoint: Endpoint;
+  identity: Identity;
+  secrets: ManagementSecrets;
+}
+
+export async function endpointFor(paths: HomePaths, config: ClientConfig): Promise<Endpoint> {
+  if (config.ca === null) return { server: config.server, ca: undefined };
+  const caPath = isAbsolute(config.ca) ? config.ca : join(paths.dir, config.ca);
+  try {
+    return { server: config.server, ca: await readFile(caPath, 'utf8') };
+  } catch (e) {
+    throw new ConfigError(`cannot read the server's CA file ${caPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+export async function openSession(paths: HomePaths, src: PassphraseSource): Promise<Session> {
+  const config = await loadConfig(paths);
+  const endpoint = await endpointFor(paths, config);
+  const passphrase = await readPassphrase(src, `Passphrase for ${paths.keystore}: `);
+  const secrets = await unlockKeystore(paths, passphrase);
+  passphrase.fill(0);
+  const signer = signerFromSeed(secrets.signingSeed);
+  // The keystore and the config must describe the same identity; a swapped
+  // config would otherwise send our signatures under someone else's name.
+  if (fingerprint(signer.publicKey) !== config.fingerprint) {
+    throw new IntegrityError(`${paths.config} names a different management key than the keystore`);
+  }
+  return { paths, config, endpoint, identity: { keyId: config.keyId, signer }, secrets };
+}
