@@ -1,0 +1,117 @@
+// Shared test harness: a real kmgrd (in-process, real HTTPS, real LevelDB in a
+// temporary directory) and the real kmgr CLI run as a subprocess.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Writable } from 'node:stream';
+import { startDaemon, type Daemon, type DaemonOptions } from '../src/server/daemon.js';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const KMGR = join(ROOT, 'bin', 'kmgr.js');
+export const KMGRD = join(ROOT, 'bin', 'kmgrd.js');
+export const PASSPHRASE = 'correct horse battery staple';
+
+export async function tempDir(t: { teardown(fn: () => unknown): void }, prefix = 'kmgr-test-'): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Collects pino's JSON lines so tests can assert on what was logged. */
+export class LogSink extends Writable {
+  lines: string[] = [];
+  override _write(chunk: Buffer, _enc: string, cb: () => void): void {
+    this.lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+    cb();
+  }
+}
+
+export interface TestServer {
+  daemon: Daemon;
+  dataDir: string;
+  url: string;
+  ca: string;
+  logs: LogSink;
+  clock: { now: number | undefined };
+  stop(): Promise<void>;
+}
+
+/** Starts kmgrd in-process on 127.0.0.1:0. The clock follows real time unless clock.now is set. */
+export async function startServer(
+  t: { teardown(fn: () => unknown): void },
+  opts: Partial<DaemonOptions> & { dataDir?: string } = {},
+): Promise<TestServer> {
+  const dataDir = opts.dataDir ?? (await tempDir(t, 'kmgrd-data-'));
+  const logs = new LogSink();
+  const clock: { now: number | undefined } = { now: undefined };
+  const daemon = await startDaemon({
+    host: '127.0.0.1',
+    port: 0,
+    tz: 'UTC',
+    logLevel: 'info',
+    clock: () => clock.now ?? Date.now(),
+    logDest: logs,
+    ...opts,
+    dataDir,
+  });
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (!stopped) {
+      stopped = true;
+      await daemon.stop();
+    }
+  };
+  t.teardown(stop);
+  return { daemon, dataDir, url: daemon.url, ca: daemon.certPath, logs, clock, stop };
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stdoutBytes: Buffer;
+  stderr: string;
+}
+
+/** Runs the real kmgr CLI. env is added to a clean environment (no KMGR_PASSPHRASE unless given). */
+export function kmgr(args: string[], opts: { home: string; env?: Record<string, string>; input?: string; timeoutMs?: number } ): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const env: Record<string, string> = {};
+    for (const k of ['PATH', 'HOME', 'NODE_EXTRA_CA_CERTS', 'TMPDIR', 'LANG']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
+    Object.assign(env, { KMGR_HOME: opts.home }, opts.env ?? {});
+    const child = spawn(process.execPath, [KMGR, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => err.push(c));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      const stdoutBytes = Buffer.concat(out);
+      resolve({ code: code ?? -1, stdout: stdoutBytes.toString('utf8'), stdoutBytes, stderr: Buffer.concat(err).toString('utf8') });
+    });
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+/** A client home initialised against a server, with a passphrase file. KDF cost at the floor to keep tests quick. */
+export async function initClient(
+  t: { teardown(fn: () => unknown): void },
+  server: TestServer,
+): Promise<{ home: string; pp: string; run: (args: string[], env?: Record<string, string>) => Promise<RunResult> }> {
+  const home = join(await tempDir(t, 'kmgr-home-'), 'home');
+  const pp = join(dirname(home), 'passphrase');
+  await writeFile(pp, PASSPHRASE + '\n', { mode: 0o600 });
+  const r = await kmgr(['init', '--server', server.url, '--ca', server.ca, '--passphrase-file', pp, '--kdf-cost', '15'], { home });
+  if (r.code !== 0) throw new Error(`kmgr init failed (${r.code}): ${r.stderr}`);
+  const run = (args: string[], env?: Record<string, string>) =>
+    kmgr([...args, ...(needsPassphrase(args[0]) ? ['--passphrase-file', pp] : [])], { home, ...(env ? { env } : {}) });
+  return { home, pp, run };
+}
+
+const PASSPHRASE_COMMANDS = new Set(['register', 'fetch', 'status', 'history', 'audit', 'terms', 'lock', 'unlock', 'notices', 'rotate', 'notify']);
+function needsPassphrase(cmd: string | undefined): boolean {
+  return cmd !== undefined && PASSPHRASE_COMMANDS.has(cmd);
+}
