@@ -3,7 +3,7 @@
 import { Command, Option } from 'commander';
 import { reportError } from './errors.js';
 import { EXIT } from './exit-codes.js';
-import { parseCount } from './parse.js';
+import { parseCount, parseLimit } from './parse.js';
 import { KEY_TYPES } from '../protocol/messages.js';
 import { OUTPUT_FORMATS } from '../crypto/txkey.js';
 import { UsageError } from '../protocol/errors.js';
@@ -92,6 +92,61 @@ export async function main(argv: string[]): Promise<number> {
       .addOption(new Option('--format <format>', 'output format (aes256 keys have no PEM)').choices(OUTPUT_FORMATS))
       .option('--force', 'write key material even when stdout is a terminal'),
   ).action(run(() => import('./commands/fetch.js')));
+
+  withPassphrase(program.command('status <name>').description("show a key's counts, limits, valid term, lock flag and last use")).action(
+    run(() => import('./commands/status.js')),
+  );
+  withPassphrase(
+    program
+      .command('history <name>')
+      .description('list every use and refused attempt of a key, newest first')
+      .option('--since <date>', 'only entries at or after this date (YYYY-MM-DD, UTC) or date-time')
+      .option('--limit <n>', 'at most this many entries', parseCount('--limit')),
+  ).action(run(() => import('./commands/history.js')));
+  withPassphrase(
+    program
+      .command('terms <name>')
+      .description("change a key's use terms (a limit of none removes it; --expires never removes the expiry)")
+      .option('--expires <date>', 'valid through this date (YYYY-MM-DD, UTC), until this date-time, or never')
+      .option('--valid-for <duration>', 'valid for this long from now: 90d, 12h, 2w')
+      .option('--max-uses <n|none>', 'maximum cumulative uses', parseLimit('--max-uses'))
+      .option('--max-per-day <n|none>', 'maximum uses per day', parseLimit('--max-per-day'))
+      .option('--max-per-week <n|none>', 'maximum uses per ISO week', parseLimit('--max-per-week'))
+      .option('--max-per-month <n|none>', 'maximum uses per month', parseLimit('--max-per-month'))
+      .addOption(new Option('--on-limit <policy>', 'deny or notify').choices(['deny', 'notify'])),
+  ).action(run(() => import('./commands/terms.js')));
+  withPassphrase(program.command('lock <name>').description('inhibit every use of a key until unlocked')).action(
+    run(() => import('./commands/terms.js').then((m) => ({ run: m.lock }))),
+  );
+  withPassphrase(program.command('unlock <name>').description('permit use of a locked key again')).action(
+    run(() => import('./commands/terms.js').then((m) => ({ run: m.unlock }))),
+  );
+  withPassphrase(
+    program
+      .command('notices')
+      .description('list unread notices: expired and expiring keys, limits reached, refused attempts')
+      .option('--all', 'include notices already read')
+      .option('--ack', 'mark the listed notices read'),
+  ).action(run(() => import('./commands/notices.js')));
+  withPassphrase(
+    program
+      .command('audit [name]')
+      .description("compare the server's history with this client's fetch log; exit 1 if it finds uses this client did not make"),
+  ).action(run(() => import('./commands/audit.js')));
+  withPassphrase(
+    program
+      .command('rotate <name>')
+      .description('replace a partner\'s key with a new one (version + 1) under the same terms; prints the new public key')
+      .addOption(new Option('--type <type>', 'key type of the new key (default: the current one)').choices(KEY_TYPES)),
+  ).action(run(() => import('./commands/rotate.js')));
+  withPassphrase(
+    program
+      .command('passwd')
+      .description('change the keystore passphrase (the file is replaced atomically)')
+      .option('--new-passphrase-file <file>', 'read the new passphrase from a file')
+      .option('--new-passphrase-fd <n>', 'read the new passphrase from a file descriptor')
+      .option('--kdf-cost <logN>', 'new scrypt cost as log2(N), 15-22 (default: keep the current one)', parseKdfCost),
+  ).action(run(() => import('./commands/passwd.js')));
 
   program.command('list').description('list partners and their keys (local index)').action(run(() => import('./commands/list.js')));
   program.command('whoami').description('show the personal ID, server and management key fingerprint').action(run(() => import('./commands/whoami.js')));

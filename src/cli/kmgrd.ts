@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { UsageError } from '../protocol/errors.js';
 import { reportError } from './errors.js';
 import { EXIT } from './exit-codes.js';
+import { parseDuration, parseTime } from './parse.js';
 
 export const DEFAULT_DATA = process.env.KMGRD_DATA ?? './kmgr-data';
 
@@ -15,7 +16,7 @@ function parseListen(s: string): { host: string; port: number } {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let json = false;
+  let json = argv.includes('--json');
   const program = new Command('kmgrd')
     .description('kmgr key server: stores sealed keys, counts and limits every use')
     .version('0.1.0')
@@ -34,6 +35,24 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug']).default('info'))
     .action((o: { data: string; listen: string; tlsCert?: string; tlsKey?: string; tz: string; logLevel: string }) => {
       result = serve(o);
+    });
+
+  program
+    .command('check-terms')
+    .description('record notices for expired and soon-expiring keys; print one line per new finding (for cron)')
+    .option('--data <dir>', 'data directory', DEFAULT_DATA)
+    .option('--warn-before <duration>', 'warn this long before a key expires: 14d, 48h, 2w', '14d')
+    .option('--at <time>', 'judge the terms as of this date-time (with a zone) instead of now')
+    .option('--all', 'print every current finding, not only those new since the last run')
+    .option('--tz <zone>', 'time zone, when no daemon runs', 'UTC')
+    .option('--json', 'print the findings as JSON')
+    .action((o: { data: string; warnBefore: string; at?: string; all?: boolean; tz: string; json?: boolean }) => {
+      json = Boolean(o.json);
+      const warnBefore = parseDuration('--warn-before', o.warnBefore);
+      const at = o.at === undefined ? undefined : parseTime('--at', o.at);
+      result = import('./kmgrd/check-terms.js').then((m) =>
+        m.run({ data: o.data, warnBefore, tz: o.tz, ...(at !== undefined ? { at } : {}), ...(o.all ? { all: true } : {}), ...(o.json ? { json: true } : {}) }),
+      );
     });
 
   try {

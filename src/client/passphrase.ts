@@ -19,7 +19,7 @@ function checkNonEmpty(p: string, from: string): string {
   return p;
 }
 
-export async function readPassphrase(src: PassphraseSource, prompt: string, confirm = false): Promise<Uint8Array> {
+export async function readPassphrase(src: PassphraseSource, prompt: string, confirm = false, envVar = 'KMGR_PASSPHRASE'): Promise<Uint8Array> {
   if (src.passphraseFile !== undefined && src.passphraseFd !== undefined) {
     throw new UsageError('give --passphrase-file or --passphrase-fd, not both');
   }
@@ -43,8 +43,8 @@ export async function readPassphrase(src: PassphraseSource, prompt: string, conf
     }
     return utf8(checkNonEmpty(stripNewline(text), `file descriptor ${fd}`));
   }
-  const env = process.env.KMGR_PASSPHRASE;
-  if (env !== undefined) return utf8(checkNonEmpty(env, 'KMGR_PASSPHRASE'));
+  const env = process.env[envVar];
+  if (env !== undefined) return utf8(checkNonEmpty(env, envVar));
   const first = await promptTty(prompt);
   if (confirm) {
     const second = await promptTty('Repeat passphrase: ');

@@ -43,3 +43,12 @@ export async function openSession(paths: HomePaths, src: PassphraseSource): Prom
   }
   return { paths, config, endpoint, identity: { keyId: config.keyId, signer }, secrets };
 }
+
+/** The partner named on the command line, then an unlocked session (so a typo costs no passphrase). */
+export async function openForPartner(paths: HomePaths, name: string, src: PassphraseSource) {
+  const { loadPartners, requirePartner } = await import('./partners.js');
+  const idx = await loadPartners(paths);
+  const partner = requirePartner(idx, name);
+  const session = await openSession(paths, src);
+  return { idx, partner, session };
+}

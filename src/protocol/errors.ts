@@ -36,6 +36,7 @@ export const ERROR_CODES = {
   key_exists: 'conflict',
   person_exists: 'conflict',
   keystore_exists: 'conflict',
+  version_conflict: 'conflict',
   terms_inhibited: 'refused',
   terms_expired: 'refused',
   terms_max_uses: 'refused',

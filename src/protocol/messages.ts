@@ -97,3 +97,65 @@ export const ErrorBody = obj({
     details: optional((v) => v as Record<string, unknown>),
   }),
 });
+
+/** PATCH /v1/keys/{partnerId}: change terms or lock/unlock. Absent fields stay as they are. */
+export const KeyPatchRequest = obj({
+  inhibited: optional(bool),
+  expiresAt: optional(nullable(isoTime)),
+  maxUses: optional(limit),
+  maxPerDay: optional(limit),
+  maxPerWeek: optional(limit),
+  maxPerMonth: optional(limit),
+  onLimit: optional(oneOf(LIMIT_POLICIES)),
+});
+export type KeyPatchRequest = Infer<typeof KeyPatchRequest>;
+
+/** POST /v1/keys/{partnerId}/rotate: the next version of the partner's key, sealed by the client. */
+export const RotateRequest = obj({
+  keyId: str({ max: 24, pattern: KEY_ID, name: 'key ID' }),
+  alg: oneOf(KEY_TYPES),
+  keyVersion: int({ min: 2, max: MAX_COUNT }),
+  blob: str({ min: 4, max: 16384, pattern: B64, name: 'base64 blob' }),
+});
+export type RotateRequest = Infer<typeof RotateRequest>;
+
+export const SignedRequestView = obj({
+  method: str({ max: 16 }),
+  authority: str({ max: 300 }),
+  path: str({ max: 2048 }),
+  contentDigest: str({ max: 100 }),
+  signatureInput: str({ max: 1000 }),
+  signature: str({ max: 200 }),
+});
+export type SignedRequestView = Infer<typeof SignedRequestView>;
+
+export const HistoryEntry = obj({
+  seq: int({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+  at: isoTime,
+  keyVersion: int({ min: 1, max: MAX_COUNT }),
+  result: oneOf(['served', 'served_over_limit', 'refused'] as const),
+  code: nullable(str({ max: 64 })),
+  overLimit: nullable(array(str({ max: 16 }), 4)),
+  remoteAddress: str({ max: 64 }),
+  request: SignedRequestView,
+});
+export type HistoryEntry = Infer<typeof HistoryEntry>;
+export const HistoryList = obj({ history: array(HistoryEntry, 1_000_000) });
+export type HistoryList = Infer<typeof HistoryList>;
+export const HISTORY_MAX_LIMIT = 100_000;
+
+export const NoticeView = obj({
+  id: str({ max: 40 }),
+  at: isoTime,
+  partnerId: str({ max: 64, pattern: PARTNER_ID, name: 'partner ID' }),
+  keyVersion: int({ min: 1, max: MAX_COUNT }),
+  kind: oneOf(['expired', 'expiring', 'limit_reached', 'limit_passed', 'refused_attempt'] as const),
+  message: str({ max: 1000 }),
+  read: bool,
+});
+export type NoticeView = Infer<typeof NoticeView>;
+export const NoticeList = obj({ notices: array(NoticeView, 1_000_000) });
+export type NoticeList = Infer<typeof NoticeList>;
+export const AckRequest = obj({ ids: array(str({ max: 40, pattern: /^\d{15}-[0-9a-f]{8}$/, name: 'notice ID' }), 10_000) });
+export type AckRequest = Infer<typeof AckRequest>;
+export const AckResponse = obj({ acknowledged: int({ min: 0, max: 10_000 }) });

@@ -8,6 +8,7 @@ import { ConfigError } from '../protocol/errors.js';
 import { createApp, listen } from './app.js';
 import { makeLogger, type Logger } from './logger.js';
 import { loadTls } from './tls/files.js';
+import { startAdminSocket } from './admin.js';
 
 export interface DaemonOptions {
   dataDir: string;
@@ -44,9 +45,12 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   const storage = await LevelStorage.open(join(dataDir, 'db'), { tz: o.tz, clock });
   const app = createApp({ storage, log, clock, tz: o.tz, cert: tls.cert, key: tls.key });
   let running;
+  let admin;
   try {
+    admin = await startAdminSocket(dataDir, storage, clock, log);
     running = await listen(app, o.host, o.port);
   } catch (e) {
+    admin?.close();
     await storage.close();
     throw new ConfigError(`cannot listen on ${o.host}:${o.port}: ${(e as Error).message}`);
   }
@@ -63,6 +67,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     stop() {
       stopping ??= (async () => {
         await running.stop();
+        await new Promise<void>((r) => admin.close(() => r()));
         await storage.close();
         log.info('kmgrd stopped');
       })();

@@ -5,6 +5,8 @@ import type { Handler } from './context.js';
 import { enrol, whoami } from './handlers/persons.js';
 import { fetchKey, keyStatus, listKeys, registerKey } from './handlers/keys.js';
 import { health } from './handlers/health.js';
+import { patchKey, rotateKey } from './handlers/terms.js';
+import { ackNotices, history, notices } from './handlers/history.js';
 
 interface Route {
   segments: string[];
@@ -18,8 +20,12 @@ const ROUTES: Route[] = [
   { segments: ['v1', 'persons'], methods: { POST: enrol } },
   { segments: ['v1', 'persons', 'me'], methods: { GET: whoami } },
   { segments: ['v1', 'keys'], methods: { GET: listKeys } },
-  { segments: ['v1', 'keys', '{partnerId}'], methods: { GET: keyStatus, PUT: registerKey } },
+  { segments: ['v1', 'keys', '{partnerId}'], methods: { GET: keyStatus, PUT: registerKey, PATCH: patchKey } },
   { segments: ['v1', 'keys', '{partnerId}', 'fetch'], methods: { POST: fetchKey } },
+  { segments: ['v1', 'keys', '{partnerId}', 'rotate'], methods: { POST: rotateKey } },
+  { segments: ['v1', 'keys', '{partnerId}', 'history'], methods: { GET: history } },
+  { segments: ['v1', 'notices'], methods: { GET: notices } },
+  { segments: ['v1', 'notices', 'ack'], methods: { POST: ackNotices } },
 ];
 
 export function route(method: string, path: string): { handler: Handler; params: Record<string, string> } {

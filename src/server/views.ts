@@ -1,6 +1,6 @@
 // Storage records as the wire shows them.
-import type { KeyStatus, PersonInfo } from '../protocol/messages.js';
-import type { KeyRecord, PersonRecord } from '../store/types.js';
+import type { HistoryEntry, KeyStatus, NoticeView, PersonInfo } from '../protocol/messages.js';
+import type { HistoryRecord, KeyRecord, Notice, PersonRecord } from '../store/types.js';
 import { usesAt } from '../terms/judge.js';
 
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -26,4 +26,21 @@ export function keyStatusView(r: KeyRecord, nowMs: number, tz: string): KeyStatu
     limits: { total: r.maxUses, day: r.maxPerDay, week: r.maxPerWeek, month: r.maxPerMonth },
     lastUsedAt: isoOrNull(r.lastUsedAt),
   };
+}
+
+export function historyView(h: HistoryRecord): HistoryEntry {
+  return {
+    seq: h.seq,
+    at: iso(h.at),
+    keyVersion: h.keyVersion,
+    result: h.result,
+    code: h.code ?? null,
+    overLimit: h.overLimit ?? null,
+    remoteAddress: h.remoteAddress,
+    request: { ...h.request },
+  };
+}
+
+export function noticeView(n: Notice): NoticeView {
+  return { id: n.id, at: iso(n.at), partnerId: n.partnerId, keyVersion: n.keyVersion, kind: n.kind, message: n.message, read: n.read };
 }

@@ -16,3 +16,13 @@ export const historyRange = (personId: string, partnerId: string): { gt: string;
 export const nonceKey = (expiresAt: number, keyId: string, nonce: string): string => `nonce!${pad(expiresAt, 15)}!${keyId}!${nonce}`;
 export const nonceExpiredRange = (now: number): { gt: string; lt: string } => ({ gt: 'nonce!', lt: `nonce!${pad(now, 15)}` });
 export const nonceRange = { gt: 'nonce!', lt: 'nonce!~' };
+export const noticeKey = (personId: string, id: string): string => `notice!${personId}!${id}`;
+export const noticeRange = (personId: string): { gt: string; lt: string } => ({ gt: `notice!${personId}!`, lt: `notice!${personId}!~` });
+export const noticeId = (at: number, suffix: string): string => `${pad(at, 15)}-${suffix}`;
+/** Marks a notice's fact as recorded, so the same fact is never recorded twice. */
+export const noticeDedupeKey = (personId: string, partnerId: string, dedupe: string): string => `noticekey!${personId}!${partnerId}!${dedupe}`;
+export const noticeDedupeRange = (personId: string, partnerId: string): { gt: string; lt: string } => ({
+  gt: `noticekey!${personId}!${partnerId}!`,
+  lt: `noticekey!${personId}!${partnerId}!~`,
+});
+export const allKeyRecordsRange = { gt: 'key!', lt: 'key!~' };

@@ -5,13 +5,20 @@
 import { Level } from 'level';
 import { GroupCommit, type Op } from './group-commit.js';
 import * as K from './keys.js';
+import { randomBytes } from 'node:crypto';
 import { judgeUse } from '../terms/judge.js';
+import { periodsAt } from '../terms/periods.js';
+import { noticesForTerm, noticesForUse, type NoticeDraft } from '../terms/notices.js';
 import { AuthError, KmgrError, NotFoundError, UnavailableError } from '../protocol/errors.js';
-import type { FetchOutcome, HistoryRecord, KeyRecord, NonceClaim, PersonRecord, Storage, UseAttempt } from './types.js';
+import type {
+  FetchOutcome, HistoryRecord, KeyPatch, KeyRecord, NextKey, NonceClaim, Notice, PersonRecord, Storage, TermsFinding, UseAttempt,
+} from './types.js';
 
 interface Cached {
   record: KeyRecord;
   blob: Uint8Array;
+  /** Dedupe keys of the notices already recorded for this key. */
+  noticed: Set<string>;
 }
 
 export interface LevelStorageOptions {
@@ -132,7 +139,10 @@ export class LevelStorage implements Storage {
           const record = JSON.parse(raw) as KeyRecord;
           const blob = await this.db.get<string, Uint8Array>(K.blobKey(personId, partnerId, record.keyVersion), { valueEncoding: 'view' });
           if (blob === undefined) throw new UnavailableError(`storage is inconsistent: the blob of ${partnerId} is missing`);
-          entry = { record, blob };
+          const noticed = new Set<string>();
+          const range = K.noticeDedupeRange(personId, partnerId);
+          for await (const dk of this.db.keys(range)) noticed.add(dk.slice(range.gt.length));
+          entry = { record, blob, noticed };
         }
         if (!this.keys.has(k)) this.keys.set(k, entry);
       })().finally(() => this.loadingKeys.delete(k));
@@ -146,7 +156,7 @@ export class LevelStorage implements Storage {
     await this.ensureKeyLoaded(k, record.personId, record.partnerId);
     // Re-read after the await: a concurrent register may have won.
     if (this.keys.get(k)) throw new KmgrError('key_exists', `partner ${record.partnerId} already has a registered key`);
-    this.keys.set(k, { record, blob });
+    this.keys.set(k, { record, blob, noticed: new Set() });
     await this.commit([
       { type: 'put', key: k, value: JSON.stringify(record) },
       { type: 'put', key: K.blobKey(record.personId, record.partnerId, record.keyVersion), value: blob, valueEncoding: 'view' },
@@ -188,12 +198,154 @@ export class LevelStorage implements Storage {
       remoteAddress: attempt.remoteAddress,
       request: attempt.request,
     };
+    // Snapshot what this use answers with: a rotation may replace the entry while we wait for the disk.
+    const blob = entry.blob;
+    const snapshot: KeyRecord = { ...rec, uses: { ...rec.uses } };
     await this.commit([
       { type: 'put', key: k, value: JSON.stringify(rec) },
       { type: 'put', key: K.historyKey(personId, partnerId, hist.seq), value: JSON.stringify(hist) },
       this.nonceOp(attempt.nonce),
+      ...this.noticeOps(entry, noticesForUse(partnerId, rec.keyVersion, rec, verdict), attempt.at),
     ]);
-    if (!verdict.serve) return { served: false, record: rec, code: verdict.code, message: verdict.message };
-    return { served: true, record: rec, blob: entry.blob, overLimit: verdict.overLimit };
+    if (!verdict.serve) return { served: false, record: snapshot, code: verdict.code, message: verdict.message };
+    return { served: true, record: snapshot, blob, overLimit: verdict.overLimit };
+  }
+
+  /** Ops recording the drafts not yet recorded for this key; marks them recorded at once (no await between). */
+  private noticeOps(entry: Cached, drafts: NoticeDraft[], at: number): Op[] {
+    const ops: Op[] = [];
+    const { personId, partnerId, keyVersion } = entry.record;
+    for (const d of drafts) {
+      if (entry.noticed.has(d.dedupe)) continue;
+      entry.noticed.add(d.dedupe);
+      const notice: Notice = {
+        id: K.noticeId(at, randomBytes(4).toString('hex')),
+        at,
+        personId,
+        partnerId,
+        keyVersion,
+        kind: d.kind,
+        message: d.message,
+        read: false,
+      };
+      ops.push(
+        { type: 'put', key: K.noticeKey(personId, notice.id), value: JSON.stringify(notice) },
+        { type: 'put', key: K.noticeDedupeKey(personId, partnerId, d.dedupe), value: notice.id },
+      );
+    }
+    return ops;
+  }
+
+  private async entryOf(personId: string, partnerId: string): Promise<{ k: string; entry: Cached }> {
+    const k = K.keyRecordKey(personId, partnerId);
+    await this.ensureKeyLoaded(k, personId, partnerId);
+    const entry = this.keys.get(k);
+    if (!entry) throw new NotFoundError('unknown_key', `no key is registered for partner ${partnerId}`);
+    return { k, entry };
+  }
+
+  async updateKey(personId: string, partnerId: string, patch: KeyPatch, nonce: NonceClaim): Promise<KeyRecord> {
+    const { k, entry } = await this.entryOf(personId, partnerId);
+    const rec = entry.record;
+    for (const [f, v] of Object.entries(patch)) if (v !== undefined) (rec as unknown as Record<string, unknown>)[f] = v;
+    const snapshot: KeyRecord = { ...rec, uses: { ...rec.uses } };
+    await this.commit([{ type: 'put', key: k, value: JSON.stringify(rec) }, this.nonceOp(nonce)]);
+    return snapshot;
+  }
+
+  async rotateKey(personId: string, partnerId: string, next: NextKey, nonce: NonceClaim): Promise<KeyRecord> {
+    const { k, entry } = await this.entryOf(personId, partnerId);
+    const rec = entry.record;
+    if (next.keyVersion !== rec.keyVersion + 1) {
+      throw new KmgrError('version_conflict', `the key of ${partnerId} is at version ${rec.keyVersion}; a rotation must register version ${rec.keyVersion + 1}`);
+    }
+    const oldVersion = rec.keyVersion;
+    // A new key starts its counts afresh under the same terms; its history continues.
+    Object.assign(rec, {
+      keyId: next.keyId,
+      alg: next.alg,
+      keyVersion: next.keyVersion,
+      registeredAt: next.at,
+      uses: { total: 0, day: 0, week: 0, month: 0, periods: periodsAt(next.at, this.opts.tz) },
+      lastUsedAt: null,
+    });
+    entry.blob = next.blob;
+    const snapshot: KeyRecord = { ...rec, uses: { ...rec.uses } };
+    await this.commit([
+      { type: 'put', key: k, value: JSON.stringify(rec) },
+      { type: 'put', key: K.blobKey(personId, partnerId, next.keyVersion), value: next.blob, valueEncoding: 'view' },
+      // The old sealed key is of no further use to anyone; keeping it would only invite a rollback.
+      { type: 'del', key: K.blobKey(personId, partnerId, oldVersion) },
+      this.nonceOp(nonce),
+    ]);
+    return snapshot;
+  }
+
+  async history(personId: string, partnerId: string, opts: { since?: number; limit: number }): Promise<HistoryRecord[]> {
+    await this.entryOf(personId, partnerId);
+    const out: HistoryRecord[] = [];
+    for await (const raw of this.db.values({ ...K.historyRange(personId, partnerId), reverse: true })) {
+      const h = JSON.parse(raw) as HistoryRecord;
+      if (opts.since !== undefined && h.at < opts.since) break;
+      out.push(h);
+      if (out.length >= opts.limit) break;
+    }
+    return out;
+  }
+
+  async listNotices(personId: string, opts: { unreadOnly: boolean }): Promise<Notice[]> {
+    const out: Notice[] = [];
+    for await (const raw of this.db.values({ ...K.noticeRange(personId), reverse: true })) {
+      const n = JSON.parse(raw) as Notice;
+      if (!opts.unreadOnly || !n.read) out.push(n);
+    }
+    return out;
+  }
+
+  async ackNotices(personId: string, ids: string[], nonce: NonceClaim): Promise<number> {
+    const ops: Op[] = [this.nonceOp(nonce)];
+    for (const id of ids) {
+      const raw = await this.db.get(K.noticeKey(personId, id));
+      if (raw === undefined) continue;
+      const n = JSON.parse(raw) as Notice;
+      if (n.read) continue;
+      n.read = true;
+      ops.push({ type: 'put', key: K.noticeKey(personId, id), value: JSON.stringify(n) });
+    }
+    await this.commit(ops);
+    return ops.length - 1;
+  }
+
+  async checkTerms(nowMs: number, warnMs: number): Promise<TermsFinding[]> {
+    const findings: TermsFinding[] = [];
+    const recorded: Op[] = [];
+    for await (const [k, raw] of this.db.iterator(K.allKeyRecordsRange)) {
+      const rec = this.keys.get(k)?.record ?? (JSON.parse(raw) as KeyRecord);
+      for (const d of noticesForTerm(rec.partnerId, rec.keyVersion, rec, nowMs, warnMs)) {
+        const entry = this.keys.get(k);
+        const seen = entry ? entry.noticed.has(d.dedupe) : (await this.db.get(K.noticeDedupeKey(rec.personId, rec.partnerId, d.dedupe))) !== undefined;
+        findings.push({
+          personId: rec.personId,
+          partnerId: rec.partnerId,
+          keyVersion: rec.keyVersion,
+          kind: d.kind as 'expired' | 'expiring',
+          expiresAt: rec.expiresAt!,
+          message: d.message,
+          isNew: !seen,
+        });
+        if (seen) continue;
+        if (entry) recorded.push(...this.noticeOps(entry, [d], nowMs));
+        else {
+          const id = K.noticeId(nowMs, randomBytes(4).toString('hex'));
+          const notice: Notice = { id, at: nowMs, personId: rec.personId, partnerId: rec.partnerId, keyVersion: rec.keyVersion, kind: d.kind, message: d.message, read: false };
+          recorded.push(
+            { type: 'put', key: K.noticeKey(rec.personId, id), value: JSON.stringify(notice) },
+            { type: 'put', key: K.noticeDedupeKey(rec.personId, rec.partnerId, d.dedupe), value: id },
+          );
+        }
+      }
+    }
+    if (recorded.length > 0) await this.commit(recorded);
+    return findings;
   }
 }

@@ -2,6 +2,7 @@
 // step ("record a use and return the blob, or refuse"), so that a second
 // backend can be written without touching the handlers. Times are epoch ms.
 import type { KeyTerms, LimitName, RefusalCode, Uses } from '../terms/judge.js';
+import type { NoticeKind } from '../terms/notices.js';
 
 /** Fig. 17: the management key index. */
 export interface PersonRecord {
@@ -64,6 +65,47 @@ export type FetchOutcome =
   | { served: true; record: KeyRecord; blob: Uint8Array; overLimit: LimitName[] }
   | { served: false; record: KeyRecord; code: RefusalCode; message: string };
 
+export interface Notice {
+  id: string; // sortable: creation time, then a random suffix
+  at: number;
+  personId: string;
+  partnerId: string;
+  keyVersion: number;
+  kind: NoticeKind;
+  message: string;
+  read: boolean;
+}
+
+/** What the owner may change on a key after registering it (kmgr terms, lock, unlock). */
+export interface KeyPatch {
+  inhibited?: boolean;
+  expiresAt?: number | null;
+  maxUses?: number | null;
+  maxPerDay?: number | null;
+  maxPerWeek?: number | null;
+  maxPerMonth?: number | null;
+  onLimit?: 'deny' | 'notify';
+}
+
+export interface NextKey {
+  keyId: string;
+  alg: string;
+  keyVersion: number;
+  blob: Uint8Array;
+  at: number;
+}
+
+export interface TermsFinding {
+  personId: string;
+  partnerId: string;
+  keyVersion: number;
+  kind: 'expired' | 'expiring';
+  expiresAt: number;
+  message: string;
+  /** False when an earlier run already recorded this finding. */
+  isNew: boolean;
+}
+
 export interface Storage {
   close(): Promise<void>;
   /** Throws auth_replay if the nonce was seen; otherwise holds it until it expires. */
@@ -79,4 +121,15 @@ export interface Storage {
   listKeys(personId: string): Promise<KeyRecord[]>;
   /** Checks the terms, counts, records history and the nonce durably, then returns the blob; or refuses (recorded too). */
   fetchKey(personId: string, partnerId: string, attempt: UseAttempt): Promise<FetchOutcome>;
+  /** Changes terms or the permit/inhibit flag (1508). */
+  updateKey(personId: string, partnerId: string, patch: KeyPatch, nonce: NonceClaim): Promise<KeyRecord>;
+  /** Replaces the key with version current+1 under the same terms; history is kept. Throws version_conflict otherwise. */
+  rotateKey(personId: string, partnerId: string, next: NextKey, nonce: NonceClaim): Promise<KeyRecord>;
+  /** Newest first. */
+  history(personId: string, partnerId: string, opts: { since?: number; limit: number }): Promise<HistoryRecord[]>;
+  listNotices(personId: string, opts: { unreadOnly: boolean }): Promise<Notice[]>;
+  /** Marks the given notices read; returns how many changed. */
+  ackNotices(personId: string, ids: string[], nonce: NonceClaim): Promise<number>;
+  /** Scans every key for expired and soon-expiring terms, recording each finding once as a notice. */
+  checkTerms(nowMs: number, warnMs: number): Promise<TermsFinding[]>;
 }

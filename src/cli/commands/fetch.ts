@@ -6,11 +6,11 @@ import { formatTransactionKey, rawTransactionKey, type OutputFormat, type Transa
 import { fromB64, wipe } from '../../crypto/bytes.js';
 import { createPrivateKey } from 'node:crypto';
 import { IntegrityError, KmgrError, NotFoundError, UsageError } from '../../protocol/errors.js';
-import { FetchResponse } from '../../protocol/messages.js';
+import type { FetchResponse } from '../../protocol/messages.js';
 import { homePaths } from '../../client/home.js';
 import { loadPartners, requirePartner, savePartners } from '../../client/partners.js';
 import { openSession } from '../../client/session.js';
-import { signedRequest } from '../../client/http.js';
+import { api } from '../../client/api.js';
 import { appendFetchLog } from '../../client/fetch-log.js';
 import { flushStdout, warn } from '../output.js';
 import { EXIT } from '../exit-codes.js';
@@ -39,7 +39,7 @@ export async function run(g: GlobalOptions, name: string, o: FetchOptions): Prom
   if (known.alg === 'aes256' && format === 'pem') throw new UsageError('aes256 keys have no PEM form; use --format jwk, raw, hex or base64');
 
   const session = await openSession(paths, o);
-  const { body: reply, params } = await signedRequest(session.endpoint, session.identity, 'POST', `/v1/keys/${partner.id}/fetch`, {}, FetchResponse);
+  const { body: reply, params } = await api.fetch(session, partner.id);
 
   // Rollback (threat 5): never accept a version older than the newest seen.
   if (reply.keyVersion < partner.highWater) {

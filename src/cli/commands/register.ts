@@ -6,11 +6,11 @@ import { sealBlob } from '../../crypto/blob.js';
 import { randomBytes } from '../../crypto/random.js';
 import { toB64, toB64url, wipe } from '../../crypto/bytes.js';
 import { ConfigError, KmgrError, UsageError } from '../../protocol/errors.js';
-import { KeyStatus, type Terms } from '../../protocol/messages.js';
+import type { Terms } from '../../protocol/messages.js';
 import { homePaths } from '../../client/home.js';
 import { findPartner, loadPartners, newPartner, savePartners, checkPartnerName } from '../../client/partners.js';
 import { openSession } from '../../client/session.js';
-import { signedRequest } from '../../client/http.js';
+import { api } from '../../client/api.js';
 import { parseDuration, parseExpiry } from '../parse.js';
 import { info, print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
@@ -83,14 +83,7 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
   );
   const publicKey = publicKeyPem(key) ?? null;
   wipe(key.secret);
-  const { body: status } = await signedRequest(
-    session.endpoint,
-    session.identity,
-    'PUT',
-    `/v1/keys/${partner.id}`,
-    { keyId, alg: key.type, keyVersion, blob: toB64(blob), terms },
-    KeyStatus,
-  );
+  const status = await api.register(session, partner.id, { keyId, alg: key.type, keyVersion, blob: toB64(blob), terms });
   // Saved only once the server holds the key: a failure above leaves the index as it was.
   partner.key = { keyId, alg: key.type, version: keyVersion, publicKey, registeredAt: status.registeredAt };
   partner.highWater = keyVersion;

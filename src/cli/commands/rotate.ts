@@ -1,0 +1,43 @@
+// kmgr rotate NAME: a new transaction key for the partner under the same terms,
+// one version up. The client's high-water mark moves with it, so the server
+// can never hand back an older version (threat 5).
+import { generateTransactionKey, publicKeyPem, type KeyType } from '../../crypto/txkey.js';
+import { sealBlob } from '../../crypto/blob.js';
+import { randomBytes } from '../../crypto/random.js';
+import { toB64, toB64url, wipe } from '../../crypto/bytes.js';
+import { NotFoundError } from '../../protocol/errors.js';
+import { homePaths } from '../../client/home.js';
+import { openForPartner } from '../../client/session.js';
+import { savePartners } from '../../client/partners.js';
+import { api } from '../../client/api.js';
+import { info, print, printJson } from '../output.js';
+import { EXIT } from '../exit-codes.js';
+import type { GlobalOptions } from '../kmgr.js';
+import type { PassphraseSource } from '../../client/passphrase.js';
+
+interface RotateOptions extends PassphraseSource {
+  type?: KeyType;
+}
+
+export async function run(g: GlobalOptions, name: string, o: RotateOptions): Promise<number> {
+  const paths = homePaths(g.home);
+  const { session, partner, idx } = await openForPartner(paths, name, o);
+  if (!partner.key) throw new NotFoundError('unknown_key', `no key is registered for ${name} (kmgr register ${name})`);
+  const current = await api.status(session, partner.id);
+  // Another device may have rotated already: go one past whatever is newest.
+  const keyVersion = Math.max(current.keyVersion, partner.highWater) + 1;
+  const type = o.type ?? partner.key.alg;
+  const key = generateTransactionKey(type);
+  const keyId = 'k_' + toB64url(randomBytes(16));
+  const blob = sealBlob(session.secrets.wrapKey, { personId: session.config.personId, partnerId: partner.id, keyId, alg: type, keyVersion }, key.secret);
+  const publicKey = publicKeyPem(key) ?? null;
+  wipe(key.secret);
+  const status = await api.rotate(session, partner.id, { keyId, alg: type, keyVersion, blob: toB64(blob) });
+  partner.key = { keyId, alg: type, version: keyVersion, publicKey, registeredAt: status.registeredAt };
+  partner.highWater = keyVersion;
+  await savePartners(paths, idx);
+  if (g.json) printJson({ partner: name, partnerId: partner.id, keyId, type, keyVersion, publicKey });
+  else if (publicKey) print(publicKey);
+  else info(`Rotated ${name} to ${type} key ${keyId} (v${keyVersion}).`);
+  return EXIT.OK;
+}

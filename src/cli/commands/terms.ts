@@ -1,0 +1,61 @@
+// kmgr terms NAME ..., kmgr lock NAME, kmgr unlock NAME: change a key's use terms and its permit/inhibit flag (1508).
+import { homePaths } from '../../client/home.js';
+import { openForPartner } from '../../client/session.js';
+import { api } from '../../client/api.js';
+import { UsageError } from '../../protocol/errors.js';
+import type { KeyPatchRequest } from '../../protocol/messages.js';
+import { printJson, print } from '../output.js';
+import { EXIT } from '../exit-codes.js';
+import { parseDuration, parseExpiry } from '../parse.js';
+import { printStatus, statusJson } from './status.js';
+import type { GlobalOptions } from '../kmgr.js';
+import type { PassphraseSource } from '../../client/passphrase.js';
+
+interface TermsOptions extends PassphraseSource {
+  expires?: string;
+  validFor?: string;
+  maxUses?: number | 'none';
+  maxPerDay?: number | 'none';
+  maxPerWeek?: number | 'none';
+  maxPerMonth?: number | 'none';
+  onLimit?: 'deny' | 'notify';
+}
+
+export function patchFrom(o: TermsOptions, now: number): KeyPatchRequest {
+  if (o.expires !== undefined && o.validFor !== undefined) throw new UsageError('give --expires or --valid-for, not both');
+  const patch: KeyPatchRequest = {};
+  if (o.expires === 'never') patch.expiresAt = null;
+  else if (o.expires !== undefined || o.validFor !== undefined) {
+    const at = o.expires !== undefined ? parseExpiry(o.expires) : now + parseDuration('--valid-for', o.validFor!);
+    if (at <= now) throw new UsageError('--expires is in the past');
+    patch.expiresAt = new Date(at).toISOString();
+  }
+  for (const f of ['maxUses', 'maxPerDay', 'maxPerWeek', 'maxPerMonth'] as const) {
+    const v = o[f];
+    if (v !== undefined) patch[f] = v === 'none' ? null : v;
+  }
+  if (o.onLimit !== undefined) patch.onLimit = o.onLimit;
+  if (Object.keys(patch).length === 0) throw new UsageError('nothing to change: give --expires, --valid-for, --max-uses, --max-per-day, --max-per-week, --max-per-month or --on-limit');
+  return patch;
+}
+
+async function apply(g: GlobalOptions, name: string, src: PassphraseSource, patch: KeyPatchRequest, done?: string): Promise<number> {
+  const { session, partner } = await openForPartner(homePaths(g.home), name, src);
+  const s = await api.patch(session, partner.id, patch);
+  if (g.json) printJson(statusJson(name, s));
+  else if (done) print(done);
+  else printStatus(name, s);
+  return EXIT.OK;
+}
+
+export function run(g: GlobalOptions, name: string, o: TermsOptions): Promise<number> {
+  return apply(g, name, o, patchFrom(o, Date.now()));
+}
+
+export function lock(g: GlobalOptions, name: string, o: PassphraseSource): Promise<number> {
+  return apply(g, name, o, { inhibited: true }, `Locked ${name}: every use is refused until kmgr unlock ${name}.`);
+}
+
+export function unlock(g: GlobalOptions, name: string, o: PassphraseSource): Promise<number> {
+  return apply(g, name, o, { inhibited: false }, `Unlocked ${name}.`);
+}

@@ -1,0 +1,31 @@
+// Typed calls to the key server's /v1 API, one per endpoint the CLI uses.
+import {
+  AckResponse, FetchResponse, HistoryList, KeyStatus, NoticeList,
+  type KeyPatchRequest, type RotateRequest, type Terms,
+} from '../protocol/messages.js';
+import { signedRequest, type Sent } from './http.js';
+import type { Session } from './session.js';
+
+const k = (partnerId: string): string => `/v1/keys/${encodeURIComponent(partnerId)}`;
+
+export const api = {
+  register: (s: Session, partnerId: string, body: { keyId: string; alg: string; keyVersion: number; blob: string; terms: Terms }) =>
+    signedRequest(s.endpoint, s.identity, 'PUT', k(partnerId), body, KeyStatus).then((r) => r.body),
+  fetch: (s: Session, partnerId: string): Promise<Sent<FetchResponse>> =>
+    signedRequest(s.endpoint, s.identity, 'POST', `${k(partnerId)}/fetch`, {}, FetchResponse),
+  status: (s: Session, partnerId: string) => signedRequest(s.endpoint, s.identity, 'GET', k(partnerId), undefined, KeyStatus).then((r) => r.body),
+  patch: (s: Session, partnerId: string, body: KeyPatchRequest) =>
+    signedRequest(s.endpoint, s.identity, 'PATCH', k(partnerId), body, KeyStatus).then((r) => r.body),
+  rotate: (s: Session, partnerId: string, body: RotateRequest) =>
+    signedRequest(s.endpoint, s.identity, 'POST', `${k(partnerId)}/rotate`, body, KeyStatus).then((r) => r.body),
+  history: (s: Session, partnerId: string, q: { since?: string; limit?: number }) => {
+    const qs = new URLSearchParams();
+    if (q.since !== undefined) qs.set('since', q.since);
+    if (q.limit !== undefined) qs.set('limit', String(q.limit));
+    const query = qs.toString();
+    return signedRequest(s.endpoint, s.identity, 'GET', `${k(partnerId)}/history${query ? `?${query}` : ''}`, undefined, HistoryList).then((r) => r.body.history);
+  },
+  notices: (s: Session, unreadOnly: boolean) =>
+    signedRequest(s.endpoint, s.identity, 'GET', `/v1/notices${unreadOnly ? '?unread=true' : ''}`, undefined, NoticeList).then((r) => r.body.notices),
+  ack: (s: Session, ids: string[]) => signedRequest(s.endpoint, s.identity, 'POST', '/v1/notices/ack', { ids }, AckResponse).then((r) => r.body.acknowledged),
+};

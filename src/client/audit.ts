@@ -1,0 +1,51 @@
+// The audit (paragraph 35): compare the server's history of a key with this
+// client's own fetch log. Every counted use must carry a fetch request signed
+// by our management key: the server cannot invent one. A signed use that is
+// not in our log was made by another holder of the management key (a copied
+// keystore, a second device).
+import type { KeyObject } from 'node:crypto';
+import { fromB64, utf8 } from '../crypto/bytes.js';
+import { TAG_REQUEST, verifySignature } from '../crypto/sign.js';
+import { parseSignatureInput, signatureBase, SIG_LABEL } from '../protocol/sigbase.js';
+import type { HistoryEntry } from '../protocol/messages.js';
+
+export type AuditVerdict = 'ours' | 'not_ours' | 'forged';
+
+export interface AuditLine {
+  seq: number;
+  at: string;
+  result: HistoryEntry['result'];
+  keyVersion: number;
+  remoteAddress: string;
+  verdict: AuditVerdict;
+  why?: string;
+}
+
+/** Whether a history record is a genuine fetch of this partner's key, signed by our key. */
+export function checkSignedUse(h: HistoryEntry, partnerId: string, keyId: string, publicKey: KeyObject): string | undefined {
+  const r = h.request;
+  const params = parseSignatureInput(`${SIG_LABEL}=${r.signatureInput}`);
+  if (!params) return 'its signature parameters are malformed';
+  if (params.keyid !== keyId) return 'it was signed by another key';
+  const q = r.path.indexOf('?');
+  const path = q < 0 ? r.path : r.path.slice(0, q);
+  const query = q < 0 ? '' : r.path.slice(q);
+  // A signed status or history request must not pass for a use.
+  if (r.method !== 'POST' || path !== `/v1/keys/${partnerId}/fetch`) return 'the signed request is not a fetch of this key';
+  const sig = fromB64(r.signature);
+  const base = signatureBase({ method: r.method, authority: r.authority, path, query, contentDigest: r.contentDigest }, params);
+  if (!sig || !verifySignature(publicKey, TAG_REQUEST, utf8(base), sig)) return 'its signature does not verify';
+  const at = Date.parse(h.at) / 1000;
+  if (Math.abs(at - params.created) > 300) return 'it was recorded far from the time it was signed';
+  return undefined;
+}
+
+export function auditHistory(history: HistoryEntry[], partnerId: string, keyId: string, publicKey: KeyObject, ourNonces: Set<string>): AuditLine[] {
+  return history.map((h) => {
+    const base = { seq: h.seq, at: h.at, result: h.result, keyVersion: h.keyVersion, remoteAddress: h.remoteAddress };
+    const why = checkSignedUse(h, partnerId, keyId, publicKey);
+    if (why) return { ...base, verdict: 'forged' as const, why };
+    const nonce = parseSignatureInput(`${SIG_LABEL}=${h.request.signatureInput}`)!.nonce;
+    return { ...base, verdict: ourNonces.has(nonce) ? ('ours' as const) : ('not_ours' as const) };
+  });
+}

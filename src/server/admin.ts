@@ -1,0 +1,55 @@
+// The admin socket: LevelDB admits one process, so while `kmgrd serve` holds
+// the database, `kmgrd check-terms` (run from cron) asks the daemon to do the
+// work. A Unix socket inside the 0700 data directory, itself mode 0600: only
+// the daemon's user can reach it. One JSON line in, one JSON line out.
+import { createServer, type Server } from 'node:net';
+import { chmod, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Storage } from '../store/types.js';
+import type { Logger } from './logger.js';
+import { checkTerms, type CheckReport } from './check-terms.js';
+
+export const adminSocketPath = (dataDir: string): string => join(dataDir, 'admin.sock');
+
+export interface AdminRequest {
+  op: 'check-terms';
+  warnMs: number;
+  at?: number;
+}
+
+export async function startAdminSocket(dataDir: string, storage: Storage, clock: () => number, log: Logger): Promise<Server> {
+  const path = adminSocketPath(dataDir);
+  // A socket file left by a killed daemon: we hold the database lock, so it is stale.
+  await unlink(path).catch(() => undefined);
+  const server = createServer((sock) => {
+    let buf = '';
+    sock.setEncoding('utf8');
+    sock.setTimeout(60_000, () => sock.destroy());
+    sock.on('error', () => undefined);
+    sock.on('data', (chunk: string) => {
+      buf += chunk;
+      if (buf.length > 4096) return void sock.destroy();
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      void answer(buf.slice(0, nl)).then((reply) => sock.end(JSON.stringify(reply) + '\n'));
+    });
+  });
+  async function answer(line: string): Promise<CheckReport | { error: string }> {
+    try {
+      const req = JSON.parse(line) as AdminRequest;
+      if (req.op !== 'check-terms' || !Number.isSafeInteger(req.warnMs) || req.warnMs < 0 || (req.at !== undefined && !Number.isSafeInteger(req.at))) {
+        return { error: 'unknown admin request' };
+      }
+      return await checkTerms(storage, req.at ?? clock(), req.warnMs);
+    } catch (e) {
+      log.error({ err: (e as Error).message }, 'admin request failed');
+      return { error: (e as Error).message };
+    }
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => resolve());
+  });
+  await chmod(path, 0o600);
+  return server;
+}

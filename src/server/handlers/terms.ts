@@ -1,0 +1,38 @@
+// Changing a key after registration: terms, the permit/inhibit flag (1508), rotation.
+import { parseJson } from '../../protocol/schema.js';
+import { KeyPatchRequest, RotateRequest } from '../../protocol/messages.js';
+import { UsageError } from '../../protocol/errors.js';
+import { fromB64 } from '../../crypto/bytes.js';
+import { keyStatusView } from '../views.js';
+import type { KeyPatch } from '../../store/types.js';
+import type { Handler, RequestContext } from '../context.js';
+
+const text = (ctx: RequestContext): string => new TextDecoder().decode(ctx.body);
+
+/** PATCH /v1/keys/{partnerId} */
+export const patchKey: Handler = async (ctx) => {
+  const { person, auth } = await ctx.person();
+  const body = parseJson(text(ctx), KeyPatchRequest);
+  if (Object.keys(body).length === 0) throw new UsageError('nothing to change: give at least one field', 'bad_request');
+  const patch: KeyPatch = { ...body } as KeyPatch;
+  if (body.expiresAt !== undefined) patch.expiresAt = body.expiresAt === null ? null : Date.parse(body.expiresAt);
+  const rec = await ctx.deps.storage.updateKey(person.personId, ctx.params.partnerId!, patch, auth.claim);
+  ctx.deps.log.info({ personId: person.personId, partnerId: rec.partnerId, fields: Object.keys(body) }, 'key terms changed');
+  return { status: 200, body: keyStatusView(rec, ctx.now, ctx.deps.tz) };
+};
+
+/** POST /v1/keys/{partnerId}/rotate */
+export const rotateKey: Handler = async (ctx) => {
+  const { person, auth } = await ctx.person();
+  const body = parseJson(text(ctx), RotateRequest);
+  const blob = fromB64(body.blob);
+  if (!blob) throw new UsageError('blob is not valid base64', 'bad_request');
+  const rec = await ctx.deps.storage.rotateKey(
+    person.personId,
+    ctx.params.partnerId!,
+    { keyId: body.keyId, alg: body.alg, keyVersion: body.keyVersion, blob, at: ctx.now },
+    auth.claim,
+  );
+  ctx.deps.log.info({ personId: person.personId, partnerId: rec.partnerId, keyVersion: rec.keyVersion }, 'key rotated');
+  return { status: 200, body: keyStatusView(rec, ctx.now, ctx.deps.tz) };
+};
