@@ -55,6 +55,27 @@ export async function main(argv: string[]): Promise<number> {
       );
     });
 
+  const partner = program.command('partner').description("manage the operator's shared partners, which every person can add by name");
+  partner
+    .command('add <name>')
+    .description('add a shared partner; kmgrd assigns its ID')
+    .option('--data <dir>', 'data directory', DEFAULT_DATA)
+    .option('--name <text>', 'display name, e.g. "Bank A"')
+    .option('--app-server <name>', 'application server name')
+    .option('--business <text>', 'business contents')
+    .option('--json', 'print the record as JSON')
+    .action((name: string, o: { data: string; name?: string; appServer?: string; business?: string; json?: boolean }) => {
+      result = import('./kmgrd/partner.js').then((m) => m.add({ ...o, tz: 'UTC' }, name));
+    });
+  partner
+    .command('list')
+    .description('list the shared partners')
+    .option('--data <dir>', 'data directory', DEFAULT_DATA)
+    .option('--json', 'print JSON')
+    .action((o: { data: string; json?: boolean }) => {
+      result = import('./kmgrd/partner.js').then((m) => m.list({ ...o, tz: 'UTC' }));
+    });
+
   try {
     await program.parseAsync(argv, { from: 'user' });
     return await result;

@@ -17,6 +17,7 @@ export interface AuditLine {
   result: HistoryEntry['result'];
   keyVersion: number;
   remoteAddress: string;
+  device: string;
   verdict: AuditVerdict;
   why?: string;
 }
@@ -24,6 +25,7 @@ export interface AuditLine {
 /** Whether a history record is a genuine fetch of this partner's key, signed by our key. */
 export function checkSignedUse(h: HistoryEntry, partnerId: string, keyId: string, publicKey: KeyObject): string | undefined {
   const r = h.request;
+  if (!r) return 'it carries no signed request';
   const params = parseSignatureInput(`${SIG_LABEL}=${r.signatureInput}`);
   if (!params) return 'its signature parameters are malformed';
   if (params.keyid !== keyId) return 'it was signed by another key';
@@ -33,7 +35,7 @@ export function checkSignedUse(h: HistoryEntry, partnerId: string, keyId: string
   // A signed status or history request must not pass for a use.
   if (r.method !== 'POST' || path !== `/v1/keys/${partnerId}/fetch`) return 'the signed request is not a fetch of this key';
   const sig = fromB64(r.signature);
-  const base = signatureBase({ method: r.method, authority: r.authority, path, query, contentDigest: r.contentDigest }, params);
+  const base = signatureBase({ method: r.method, authority: r.authority, path, query, contentDigest: r.contentDigest, device: r.device }, params);
   if (!sig || !verifySignature(publicKey, TAG_REQUEST, utf8(base), sig)) return 'its signature does not verify';
   const at = Date.parse(h.at) / 1000;
   if (Math.abs(at - params.created) > 300) return 'it was recorded far from the time it was signed';
@@ -41,11 +43,12 @@ export function checkSignedUse(h: HistoryEntry, partnerId: string, keyId: string
 }
 
 export function auditHistory(history: HistoryEntry[], partnerId: string, keyId: string, publicKey: KeyObject, ourNonces: Set<string>): AuditLine[] {
-  return history.map((h) => {
-    const base = { seq: h.seq, at: h.at, result: h.result, keyVersion: h.keyVersion, remoteAddress: h.remoteAddress };
+  // Verify entries record an application server's question, not a use.
+  return history.filter((h) => h.result !== 'verify').map((h) => {
+    const base = { seq: h.seq, at: h.at, result: h.result, keyVersion: h.keyVersion, remoteAddress: h.remoteAddress, device: h.request?.device ?? '' };
     const why = checkSignedUse(h, partnerId, keyId, publicKey);
     if (why) return { ...base, verdict: 'forged' as const, why };
-    const nonce = parseSignatureInput(`${SIG_LABEL}=${h.request.signatureInput}`)!.nonce;
+    const nonce = parseSignatureInput(`${SIG_LABEL}=${h.request!.signatureInput}`)!.nonce;
     return { ...base, verdict: ourNonces.has(nonce) ? ('ours' as const) : ('not_ours' as const) };
   });
 }

@@ -1,5 +1,6 @@
 // config.json: where the server is, how to trust it, and who we are there.
-import { obj, str, int, nullable, type Infer } from '../protocol/schema.js';
+import { obj, str, int, nullable, optional, oneOf, type Infer } from '../protocol/schema.js';
+import { DEVICE_LABEL } from '../protocol/sigbase.js';
 import { MGMT_KEY_ID, PERSON_ID } from '../protocol/messages.js';
 import { ConfigError, KmgrError } from '../protocol/errors.js';
 import { writeFileAtomic } from '../io/atomic-file.js';
@@ -15,6 +16,10 @@ export const ClientConfig = obj({
   keyId: str({ max: 25, pattern: MGMT_KEY_ID, name: 'management key ID' }),
   fingerprint: str({ max: 64 }),
   createdAt: str({ max: 30 }),
+  /** This device's label, sent with every request and shown in the server's history. */
+  device: optional(str({ max: 40, pattern: DEVICE_LABEL, name: 'device label' })),
+  /** Where the partner index lives: this file (first embodiment) or the server (second). */
+  partners: optional(oneOf(['local', 'server'] as const)),
 });
 export type ClientConfig = Infer<typeof ClientConfig>;
 

@@ -3,12 +3,12 @@
 import { request as httpsRequest } from 'node:https';
 import { KmgrError, UnavailableError, IntegrityError, isErrorCode } from '../protocol/errors.js';
 import { ErrorBody } from '../protocol/messages.js';
-import { DEFAULT_LIFETIME_SECONDS, formatContentDigest, formatSignature, serializeParams, signatureBase, SIG_LABEL, type SignatureParams } from '../protocol/sigbase.js';
+import { DEFAULT_LIFETIME_SECONDS, DEVICE_HEADER, formatContentDigest, formatSignature, serializeParams, signatureBase, SIG_LABEL, type SignatureParams } from '../protocol/sigbase.js';
 import type { Schema } from '../protocol/schema.js';
 import { sha256 } from '../crypto/hash.js';
 import { toB64, toB64url, utf8 } from '../crypto/bytes.js';
 import { randomBytes } from '../crypto/random.js';
-import { TAG_REQUEST, type Signer } from '../crypto/sign.js';
+import { TAG_REQUEST } from '../crypto/sign.js';
 
 export interface Endpoint {
   server: string; // https://host:port
@@ -17,7 +17,12 @@ export interface Endpoint {
 
 export interface Identity {
   keyId: string;
-  signer: Signer;
+  /** A local key, or the agent's (whose answers arrive asynchronously). */
+  signer: { sign(tag: typeof TAG_REQUEST, payload: Uint8Array): Uint8Array | Promise<Uint8Array> };
+  /** Which of the person's devices signs; recorded in the server's history. */
+  device?: string;
+  /** Test hook: the clock the signature's created time is taken from. */
+  now?: () => number;
 }
 
 export interface Sent<T> {
@@ -45,7 +50,7 @@ export async function signedRequest<T>(
 ): Promise<Sent<T>> {
   const url = new URL(path, ep.server);
   const bytes = body === undefined ? new Uint8Array(0) : utf8(JSON.stringify(body));
-  const created = Math.floor(Date.now() / 1000);
+  const created = Math.floor((id.now ?? Date.now)() / 1000);
   const params: SignatureParams = {
     created,
     expires: created + DEFAULT_LIFETIME_SECONDS,
@@ -53,13 +58,15 @@ export async function signedRequest<T>(
     keyid: id.keyId,
   };
   const digest = formatContentDigest(toB64(sha256(bytes)));
-  const base = signatureBase({ method, authority: url.host, path: url.pathname, query: url.search, contentDigest: digest }, params);
-  const signature = id.signer.sign(TAG_REQUEST, utf8(base));
+  const device = id.device ?? '';
+  const base = signatureBase({ method, authority: url.host, path: url.pathname, query: url.search, contentDigest: digest, device }, params);
+  const signature = await id.signer.sign(TAG_REQUEST, utf8(base));
   const headers: Record<string, string | number> = {
     host: url.host,
     'content-digest': digest,
     'signature-input': `${SIG_LABEL}=${serializeParams(params)}`,
     signature: formatSignature(toB64(signature)),
+    ...(device ? { [DEVICE_HEADER]: device } : {}),
     accept: 'application/json',
     'content-length': bytes.length,
   };

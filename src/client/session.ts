@@ -17,6 +17,8 @@ export interface Session {
   endpoint: Endpoint;
   identity: Identity;
   secrets: ManagementSecrets;
+  /** The management public key (Ed25519, raw). */
+  publicKey: Uint8Array;
 }
 
 export async function endpointFor(paths: HomePaths, config: ClientConfig): Promise<Endpoint> {
@@ -41,7 +43,14 @@ export async function openSession(paths: HomePaths, src: PassphraseSource): Prom
   if (fingerprint(signer.publicKey) !== config.fingerprint) {
     throw new IntegrityError(`${paths.config} names a different management key than the keystore`);
   }
-  return { paths, config, endpoint, identity: { keyId: config.keyId, signer }, secrets };
+  return {
+    paths,
+    config,
+    endpoint,
+    identity: { keyId: config.keyId, signer, ...(config.device ? { device: config.device } : {}) },
+    secrets,
+    publicKey: signer.publicKey,
+  };
 }
 
 /** The partner named on the command line, then an unlocked session (so a typo costs no passphrase). */

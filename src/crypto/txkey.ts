@@ -1,7 +1,7 @@
 // Transaction keys: one per business partner (Fig. 5). Key pairs are carried as
 // PKCS#8 DER inside the sealed blob; aes256 keys as their 32 raw bytes.
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, type JsonWebKey } from 'node:crypto';
-import { fromB64url, toB64, toB64url, toHex, wipe } from './bytes.js';
+import { createECDH, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, type JsonWebKey } from 'node:crypto';
+import { equalBytes, fromB64url, toB64, toB64url, toHex, wipe } from './bytes.js';
 import { randomBytes } from './random.js';
 import { UsageError } from '../protocol/errors.js';
 
@@ -95,7 +95,30 @@ function fromKeyObject(make: () => KeyObject): TransactionKey {
   }
   const type = typeOf(obj);
   if (!type) throw new UsageError('unsupported key type (kmgr handles ed25519, p256, secp256k1, x25519 and aes256)');
+  if (type === 'p256' || type === 'secp256k1') checkEcPoint(obj, type);
   return { type, secret: new Uint8Array(obj.export({ type: 'pkcs8', format: 'der' })) };
+}
+
+/**
+ * An EC key file carries its public point beside the scalar, and node keeps
+ * whatever the file says. A point that is not d*G would make register print,
+ * and a verifier trust, a public key that is not the escrowed key's.
+ */
+function checkEcPoint(obj: KeyObject, type: 'p256' | 'secp256k1'): void {
+  const jwk = obj.export({ format: 'jwk' });
+  const d = fromB64url(jwk.d ?? '');
+  const x = fromB64url(jwk.x ?? '');
+  const y = fromB64url(jwk.y ?? '');
+  if (!d || !x || !y) throw new UsageError('the EC key is incomplete');
+  const ecdh = createECDH(CURVES[type]);
+  ecdh.setPrivateKey(d);
+  const derived = new Uint8Array(ecdh.getPublicKey()); // 0x04 || X || Y
+  const embedded = new Uint8Array(1 + x.length + y.length);
+  embedded[0] = 4;
+  embedded.set(x, 1);
+  embedded.set(y, 1 + x.length);
+  wipe(d);
+  if (!equalBytes(derived, embedded)) throw new UsageError("the key file's public key does not belong to its private key");
 }
 
 /** Renders the secret for `kmgr fetch`. The caller decides where it may go. */

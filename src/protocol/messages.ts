@@ -51,6 +51,8 @@ export const RegisterRequest = obj({
   keyVersion: int({ min: 1, max: MAX_COUNT }),
   blob: str({ min: 4, max: 16384, pattern: B64, name: 'base64 blob' }),
   terms: Terms,
+  /** Third embodiment: the public half in plaintext, with the owner's signed binding statement. */
+  binding: optional(nullable((v, p) => SignedBinding(v, p))),
 });
 export type RegisterRequest = Infer<typeof RegisterRequest>;
 
@@ -116,6 +118,7 @@ export const RotateRequest = obj({
   alg: oneOf(KEY_TYPES),
   keyVersion: int({ min: 2, max: MAX_COUNT }),
   blob: str({ min: 4, max: 16384, pattern: B64, name: 'base64 blob' }),
+  binding: optional(nullable((v, p) => SignedBinding(v, p))),
 });
 export type RotateRequest = Infer<typeof RotateRequest>;
 
@@ -124,6 +127,7 @@ export const SignedRequestView = obj({
   authority: str({ max: 300 }),
   path: str({ max: 2048 }),
   contentDigest: str({ max: 100 }),
+  device: str({ max: 40 }),
   signatureInput: str({ max: 1000 }),
   signature: str({ max: 200 }),
 });
@@ -133,11 +137,14 @@ export const HistoryEntry = obj({
   seq: int({ min: 1, max: Number.MAX_SAFE_INTEGER }),
   at: isoTime,
   keyVersion: int({ min: 1, max: MAX_COUNT }),
-  result: oneOf(['served', 'served_over_limit', 'refused'] as const),
+  result: oneOf(['served', 'served_over_limit', 'refused', 'verify'] as const),
   code: nullable(str({ max: 64 })),
   overLimit: nullable(array(str({ max: 16 }), 4)),
   remoteAddress: str({ max: 64 }),
-  request: SignedRequestView,
+  /** For verify entries: the application server that asked (Fig. 11). */
+  requester: nullable(str({ max: 200 })),
+  /** Null for verify entries, which are not signed by the owner. */
+  request: nullable(SignedRequestView),
 });
 export type HistoryEntry = Infer<typeof HistoryEntry>;
 export const HistoryList = obj({ history: array(HistoryEntry, 1_000_000) });
@@ -159,3 +166,69 @@ export type NoticeList = Infer<typeof NoticeList>;
 export const AckRequest = obj({ ids: array(str({ max: 40, pattern: /^\d{15}-[0-9a-f]{8}$/, name: 'notice ID' }), 10_000) });
 export type AckRequest = Infer<typeof AckRequest>;
 export const AckResponse = obj({ acknowledged: int({ min: 0, max: 10_000 }) });
+
+const PEM_PUBLIC = /^-----BEGIN PUBLIC KEY-----\r?\n[A-Za-z0-9+/=\r\n]+-----END PUBLIC KEY-----\r?\n?$/;
+export const publicKeyPem = str({ max: 4096, pattern: PEM_PUBLIC, name: 'SPKI PEM public key' });
+
+export const BindingStatementSchema = obj({
+  personId: str({ max: 24, pattern: PERSON_ID, name: 'person ID' }),
+  partnerId: str({ max: 64, pattern: PARTNER_ID, name: 'partner ID' }),
+  keyId: str({ max: 24, pattern: KEY_ID, name: 'key ID' }),
+  alg: oneOf(KEY_TYPES),
+  publicKey: publicKeyPem,
+  keyVersion: int({ min: 1, max: MAX_COUNT }),
+  issuedAt: isoTime,
+  expiresAt: nullable(isoTime),
+});
+export const SignedBinding = obj({
+  statement: BindingStatementSchema,
+  signature: str({ min: 88, max: 88, pattern: B64, name: 'base64 Ed25519 signature' }),
+});
+export type SignedBinding = Infer<typeof SignedBinding>;
+
+export const VERIFY_RESULTS = ['match', 'mismatch', 'expired', 'locked', 'rotated', 'unknown'] as const;
+export type VerifyResult = (typeof VERIFY_RESULTS)[number];
+
+/** POST /v1/verify (Fig. 11): is this public key person X's current key for partner Y? */
+export const VerifyRequest = obj({
+  personId: str({ max: 24, pattern: PERSON_ID, name: 'person ID' }),
+  partnerId: str({ max: 64, pattern: PARTNER_ID, name: 'partner ID' }),
+  publicKey: publicKeyPem,
+  requester: str({ min: 1, max: 200, name: 'requesting server name' }),
+});
+export type VerifyRequest = Infer<typeof VerifyRequest>;
+
+export const VerifyResponse = obj({
+  result: oneOf(VERIFY_RESULTS),
+  keyVersion: nullable(int({ min: 1, max: MAX_COUNT })),
+  /** The owner's management public key (raw Ed25519, base64url), for checking against a pinned fingerprint. */
+  ownerPublicKey: nullable(str({ max: 43, min: 43, pattern: B64URL_32, name: 'Ed25519 public key' })),
+  binding: nullable(SignedBinding),
+});
+export type VerifyResponse = Infer<typeof VerifyResponse>;
+
+export const PARTNER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const text200 = nullable(str({ max: 200 }));
+
+/** A partner as the server keeps it (Fig. 16), in a person's list or the operator's directory. */
+export const PartnerView = obj({
+  partnerId: str({ max: 64, pattern: PARTNER_ID, name: 'partner ID' }),
+  name: str({ max: 64, pattern: PARTNER_NAME, name: 'partner name' }),
+  displayName: text200,
+  appServer: text200,
+  business: text200,
+  /** True for partners the operator registered for the whole deployment. */
+  shared: bool,
+});
+export type PartnerView = Infer<typeof PartnerView>;
+export const PartnerList = obj({ partners: array(PartnerView, 100_000) });
+
+export const AddPartnerRequest = obj({
+  name: str({ max: 64, pattern: PARTNER_NAME, name: 'partner name' }),
+  displayName: optional(text200),
+  appServer: optional(text200),
+  business: optional(text200),
+  /** Only for `kmgr partner push`: keep the ID a local index already used. */
+  partnerId: optional(str({ max: 64, pattern: PARTNER_ID, name: 'partner ID' })),
+});
+export type AddPartnerRequest = Infer<typeof AddPartnerRequest>;

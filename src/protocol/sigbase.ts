@@ -1,11 +1,15 @@
 // Request signatures: a strict profile of RFC 9421 (HTTP Message Signatures).
-// Covered: method, authority, path, query and the body's Content-Digest, with
+// Covered: method, authority, path, query, the body's Content-Digest and the
+// device label (Kmgr-Device: which of the person's devices made the request), with
 // created, expires, nonce, keyid, alg and a context tag (threats 7 and 8).
 // Only this exact serialization is accepted, so there is nothing to negotiate.
 
 export const SIG_LABEL = 'kmgr';
 export const SIG_TAG = 'kmgr/request/v1';
-export const COMPONENTS = '("@method" "@authority" "@path" "@query" "content-digest")';
+export const COMPONENTS = '("@method" "@authority" "@path" "@query" "content-digest" "kmgr-device")';
+export const DEVICE_HEADER = 'kmgr-device';
+/** Device labels: short, printable, no quotes or separators. */
+export const DEVICE_LABEL = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,39}$/;
 /** How far a request's creation time may be from the server's clock. */
 export const MAX_SKEW_SECONDS = 60;
 /** Longest lifetime a client may give a signature. */
@@ -25,6 +29,7 @@ export interface RequestParts {
   path: string;
   query: string; // "" or "?a=b"
   contentDigest: string; // "sha-256=:<base64>:"
+  device?: string; // absent header signs as the empty value
 }
 
 export function serializeParams(p: SignatureParams): string {
@@ -69,6 +74,7 @@ export function signatureBase(r: RequestParts, p: SignatureParams): string {
     `"@path": ${r.path}\n` +
     `"@query": ${r.query === '' ? '?' : r.query}\n` +
     `"content-digest": ${r.contentDigest}\n` +
+    `"kmgr-device": ${r.device ?? ''}\n` +
     `"@signature-params": ${serializeParams(p)}`
   );
 }

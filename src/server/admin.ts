@@ -1,21 +1,16 @@
 // The admin socket: LevelDB admits one process, so while `kmgrd serve` holds
-// the database, `kmgrd check-terms` (run from cron) asks the daemon to do the
-// work. A Unix socket inside the 0700 data directory, itself mode 0600: only
-// the daemon's user can reach it. One JSON line in, one JSON line out.
+// the database, operator commands (`kmgrd check-terms` from cron, `kmgrd
+// partner ...`) ask the daemon to do the work. A Unix socket inside the 0700
+// data directory, itself mode 0600: only the daemon's user can reach it.
+// One JSON line in, one JSON line out.
 import { createServer, type Server } from 'node:net';
 import { chmod, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Storage } from '../store/types.js';
 import type { Logger } from './logger.js';
-import { checkTerms, type CheckReport } from './check-terms.js';
+import { runAdmin, type AdminRequest } from './admin-ops.js';
 
 export const adminSocketPath = (dataDir: string): string => join(dataDir, 'admin.sock');
-
-export interface AdminRequest {
-  op: 'check-terms';
-  warnMs: number;
-  at?: number;
-}
 
 export async function startAdminSocket(dataDir: string, storage: Storage, clock: () => number, log: Logger): Promise<Server> {
   const path = adminSocketPath(dataDir);
@@ -28,22 +23,19 @@ export async function startAdminSocket(dataDir: string, storage: Storage, clock:
     sock.on('error', () => undefined);
     sock.on('data', (chunk: string) => {
       buf += chunk;
-      if (buf.length > 4096) return void sock.destroy();
+      if (buf.length > 16_384) return void sock.destroy();
       const nl = buf.indexOf('\n');
       if (nl < 0) return;
       void answer(buf.slice(0, nl)).then((reply) => sock.end(JSON.stringify(reply) + '\n'));
     });
   });
-  async function answer(line: string): Promise<CheckReport | { error: string }> {
+  async function answer(line: string): Promise<unknown> {
     try {
-      const req = JSON.parse(line) as AdminRequest;
-      if (req.op !== 'check-terms' || !Number.isSafeInteger(req.warnMs) || req.warnMs < 0 || (req.at !== undefined && !Number.isSafeInteger(req.at))) {
-        return { error: 'unknown admin request' };
-      }
-      return await checkTerms(storage, req.at ?? clock(), req.warnMs);
+      return { ok: await runAdmin(storage, JSON.parse(line) as AdminRequest, clock()) };
     } catch (e) {
-      log.error({ err: (e as Error).message }, 'admin request failed');
-      return { error: (e as Error).message };
+      const err = e as { code?: string; message?: string };
+      if (!err.code) log.error({ err: err.message }, 'admin request failed');
+      return { error: { code: err.code ?? 'internal', message: err.message ?? String(e) } };
     }
   }
   await new Promise<void>((resolve, reject) => {

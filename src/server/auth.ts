@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import type { KeyObject } from 'node:crypto';
 import { AuthError } from '../protocol/errors.js';
 import {
-  MAX_LIFETIME_SECONDS, MAX_SKEW_SECONDS, parseContentDigest, parseSignature, parseSignatureInput, signatureBase, SIG_LABEL,
+  DEVICE_HEADER, DEVICE_LABEL, MAX_LIFETIME_SECONDS, MAX_SKEW_SECONDS, parseContentDigest, parseSignature, parseSignatureInput, signatureBase, SIG_LABEL,
   type SignatureParams,
 } from '../protocol/sigbase.js';
 import { sha256 } from '../crypto/hash.js';
@@ -43,6 +43,8 @@ export async function authenticate(
   if (!input || !sig || !digest || !authority) {
     throw new AuthError('auth_missing', 'the request is not signed (Signature, Signature-Input, Content-Digest and Host are required)');
   }
+  const device = header(req, DEVICE_HEADER) ?? '';
+  if (device !== '' && !DEVICE_LABEL.test(device)) throw new AuthError('auth_malformed', 'the Kmgr-Device header is not a valid device label');
   const params = parseSignatureInput(input);
   const sigB64 = parseSignature(sig);
   const digestB64 = parseContentDigest(digest);
@@ -60,7 +62,7 @@ export async function authenticate(
   }
   const key = await keyFor(params.keyid);
   if (!key) throw new AuthError('unknown_person', 'the signing key is not enrolled at this server');
-  const base = signatureBase({ method: req.method ?? '', authority, path, query, contentDigest: digest }, params);
+  const base = signatureBase({ method: req.method ?? '', authority, path, query, contentDigest: digest, device }, params);
   const signature = fromB64(sigB64);
   if (!signature || !verifySignature(key, TAG_REQUEST, utf8(base), signature)) {
     throw new AuthError('auth_bad_signature', 'the request signature does not verify');
@@ -74,6 +76,7 @@ export async function authenticate(
       authority,
       path: path + (query === '' ? '' : query),
       contentDigest: digest,
+      device,
       signatureInput: input.slice(SIG_LABEL.length + 1),
       signature: sigB64,
     },

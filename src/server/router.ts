@@ -1,19 +1,21 @@
 // A small router: exact segments and {param} segments, no regular expressions per request.
 import { KmgrError } from '../protocol/errors.js';
-import { PARTNER_ID } from '../protocol/messages.js';
+import { PARTNER_ID, PARTNER_NAME } from '../protocol/messages.js';
 import type { Handler } from './context.js';
 import { enrol, whoami } from './handlers/persons.js';
 import { fetchKey, keyStatus, listKeys, registerKey } from './handlers/keys.js';
 import { health } from './handlers/health.js';
 import { patchKey, rotateKey } from './handlers/terms.js';
 import { ackNotices, history, notices } from './handlers/history.js';
+import { verify } from './handlers/verify.js';
+import { addPartner, directory, listPartners, removePartner } from './handlers/partners.js';
 
 interface Route {
   segments: string[];
   methods: Record<string, Handler>;
 }
 
-const PARAM_PATTERNS: Record<string, RegExp> = { partnerId: PARTNER_ID };
+const PARAM_PATTERNS: Record<string, RegExp> = { partnerId: PARTNER_ID, partnerName: PARTNER_NAME };
 
 const ROUTES: Route[] = [
   { segments: ['v1', 'health'], methods: { GET: health } },
@@ -26,6 +28,10 @@ const ROUTES: Route[] = [
   { segments: ['v1', 'keys', '{partnerId}', 'history'], methods: { GET: history } },
   { segments: ['v1', 'notices'], methods: { GET: notices } },
   { segments: ['v1', 'notices', 'ack'], methods: { POST: ackNotices } },
+  { segments: ['v1', 'verify'], methods: { POST: verify } },
+  { segments: ['v1', 'partners'], methods: { GET: listPartners, POST: addPartner } },
+  { segments: ['v1', 'partners', '{partnerName}'], methods: { DELETE: removePartner } },
+  { segments: ['v1', 'directory', '{partnerName}'], methods: { GET: directory } },
 ];
 
 export function route(method: string, path: string): { handler: Handler; params: Record<string, string> } {

@@ -37,7 +37,8 @@ export function historyView(h: HistoryRecord): HistoryEntry {
     code: h.code ?? null,
     overLimit: h.overLimit ?? null,
     remoteAddress: h.remoteAddress,
-    request: { ...h.request },
+    requester: h.requester ?? null,
+    request: h.request ? { ...h.request } : null,
   };
 }
 

@@ -26,3 +26,10 @@ export const noticeDedupeRange = (personId: string, partnerId: string): { gt: st
   lt: `noticekey!${personId}!${partnerId}!~`,
 });
 export const allKeyRecordsRange = { gt: 'key!', lt: 'key!~' };
+export const partnerKey = (partnerId: string): string => `partner!${partnerId}`;
+/** Shared (operator) partners by name: the directory. */
+export const sharedNameKey = (name: string): string => `pname!${name}`;
+export const sharedNameRange = { gt: 'pname!', lt: 'pname!~' };
+/** A person's partner list, by the person's name for each partner. */
+export const personPartnerKey = (personId: string, name: string): string => `ppartner!${personId}!${name}`;
+export const personPartnerRange = (personId: string): { gt: string; lt: string } => ({ gt: `ppartner!${personId}!`, lt: `ppartner!${personId}!~` });

@@ -11,7 +11,8 @@ import { periodsAt } from '../terms/periods.js';
 import { noticesForTerm, noticesForUse, type NoticeDraft } from '../terms/notices.js';
 import { AuthError, KmgrError, NotFoundError, UnavailableError } from '../protocol/errors.js';
 import type {
-  FetchOutcome, HistoryRecord, KeyPatch, KeyRecord, NextKey, NonceClaim, Notice, PersonRecord, Storage, TermsFinding, UseAttempt,
+  FetchOutcome, HistoryRecord, KeyPatch, KeyRecord, NextKey, NonceClaim, Notice, PartnerMeta, PartnerRecord, PersonRecord, Storage,
+  TermsFinding, UseAttempt,
 } from './types.js';
 
 interface Cached {
@@ -34,6 +35,8 @@ export class LevelStorage implements Storage {
   private readonly nonces = new Map<string, number>();
   private readonly gc: GroupCommit;
   private pruneTimer: NodeJS.Timeout | undefined;
+  /** Partner-list changes are rare: one at a time is simplest and enough. */
+  private partnerQueue: Promise<unknown> = Promise.resolve();
 
   private constructor(
     private readonly db: Level<string, string>,
@@ -115,6 +118,11 @@ export class LevelStorage implements Storage {
     return this.persons.get(keyId) ?? undefined;
   }
 
+  async personByPersonId(personId: string): Promise<PersonRecord | undefined> {
+    const raw = await this.db.get(K.personKey(personId));
+    return raw === undefined ? undefined : (JSON.parse(raw) as PersonRecord);
+  }
+
   async enrol(p: PersonRecord, nonce: NonceClaim): Promise<void> {
     await this.personByKeyId(p.keyId);
     if (this.persons.get(p.keyId)) throw new KmgrError('person_exists', 'this management key is already enrolled');
@@ -144,7 +152,8 @@ export class LevelStorage implements Storage {
           for await (const dk of this.db.keys(range)) noticed.add(dk.slice(range.gt.length));
           entry = { record, blob, noticed };
         }
-        if (!this.keys.has(k)) this.keys.set(k, entry);
+        // Only keys that exist are cached: probes for random IDs must not grow memory.
+        if (entry && !this.keys.has(k)) this.keys.set(k, entry);
       })().finally(() => this.loadingKeys.delete(k));
       this.loadingKeys.set(k, loading);
     }
@@ -260,8 +269,12 @@ export class LevelStorage implements Storage {
       throw new KmgrError('version_conflict', `the key of ${partnerId} is at version ${rec.keyVersion}; a rotation must register version ${rec.keyVersion + 1}`);
     }
     const oldVersion = rec.keyVersion;
+    const previous = [...(rec.previousPublicKeys ?? []), ...(rec.publicKey ? [rec.publicKey] : [])];
     // A new key starts its counts afresh under the same terms; its history continues.
     Object.assign(rec, {
+      publicKey: next.publicKey ?? null,
+      binding: next.binding ?? null,
+      previousPublicKeys: previous,
       keyId: next.keyId,
       alg: next.alg,
       keyVersion: next.keyVersion,
@@ -347,5 +360,129 @@ export class LevelStorage implements Storage {
     }
     if (recorded.length > 0) await this.commit(recorded);
     return findings;
+  }
+
+  async recordVerify(personId: string, partnerId: string, v: { at: number; result: string; requester: string; remoteAddress: string }): Promise<void> {
+    const { k, entry } = await this.entryOf(personId, partnerId);
+    const rec = entry.record;
+    rec.historySeq += 1;
+    const hist: HistoryRecord = {
+      seq: rec.historySeq,
+      at: v.at,
+      keyVersion: rec.keyVersion,
+      result: 'verify',
+      code: v.result,
+      remoteAddress: v.remoteAddress,
+      requester: v.requester,
+    };
+    await this.commit([
+      { type: 'put', key: k, value: JSON.stringify(rec) },
+      { type: 'put', key: K.historyKey(personId, partnerId, hist.seq), value: JSON.stringify(hist) },
+    ]);
+  }
+
+  // ---- partners on the server (second embodiment, Figs. 2, 10, 16) ----
+
+  private serially<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.partnerQueue.then(fn, fn);
+    this.partnerQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async newPartnerId(): Promise<string> {
+    for (;;) {
+      const id = randomBytes(16).toString('base64url');
+      if ((await this.db.get(K.partnerKey(id))) === undefined) return id;
+    }
+  }
+
+  private async partnerById(id: string): Promise<PartnerRecord | undefined> {
+    const raw = await this.db.get(K.partnerKey(id));
+    return raw === undefined ? undefined : (JSON.parse(raw) as PartnerRecord);
+  }
+
+  addSharedPartner(name: string, meta: PartnerMeta, at: number): Promise<PartnerRecord> {
+    return this.serially(async () => {
+      if ((await this.db.get(K.sharedNameKey(name))) !== undefined) throw new KmgrError('key_exists', `a shared partner named ${name} already exists`);
+      const rec: PartnerRecord = {
+        partnerId: await this.newPartnerId(),
+        name,
+        displayName: meta.displayName ?? null,
+        appServer: meta.appServer ?? null,
+        business: meta.business ?? null,
+        owner: null,
+        createdAt: at,
+      };
+      await this.commit([
+        { type: 'put', key: K.partnerKey(rec.partnerId), value: JSON.stringify(rec) },
+        { type: 'put', key: K.sharedNameKey(name), value: rec.partnerId },
+      ]);
+      return rec;
+    });
+  }
+
+  async listSharedPartners(): Promise<PartnerRecord[]> {
+    const out: PartnerRecord[] = [];
+    for await (const id of this.db.values(K.sharedNameRange)) {
+      const p = await this.partnerById(id);
+      if (p) out.push(p);
+    }
+    return out;
+  }
+
+  async sharedPartner(name: string): Promise<PartnerRecord | undefined> {
+    const id = await this.db.get(K.sharedNameKey(name));
+    return id === undefined ? undefined : this.partnerById(id);
+  }
+
+  addPersonPartner(personId: string, name: string, meta: PartnerMeta, at: number, keepId?: string): Promise<PartnerRecord> {
+    return this.serially(async () => {
+      if ((await this.db.get(K.personPartnerKey(personId, name))) !== undefined) throw new KmgrError('key_exists', `partner ${name} is already in your list`);
+      const shared = keepId === undefined ? await this.sharedPartner(name) : undefined;
+      const ops: Op[] = [];
+      let rec: PartnerRecord;
+      if (shared) rec = shared;
+      else {
+        if (keepId !== undefined && (await this.db.get(K.partnerKey(keepId))) !== undefined) {
+          throw new KmgrError('key_exists', `partner ID ${keepId} is already taken on this server`);
+        }
+        rec = {
+          partnerId: keepId ?? (await this.newPartnerId()),
+          name,
+          displayName: meta.displayName ?? null,
+          appServer: meta.appServer ?? null,
+          business: meta.business ?? null,
+          owner: personId,
+          createdAt: at,
+        };
+        ops.push({ type: 'put', key: K.partnerKey(rec.partnerId), value: JSON.stringify(rec) });
+      }
+      ops.push({ type: 'put', key: K.personPartnerKey(personId, name), value: rec.partnerId });
+      await this.commit(ops);
+      return rec;
+    });
+  }
+
+  async listPersonPartners(personId: string): Promise<PartnerRecord[]> {
+    const out: PartnerRecord[] = [];
+    for await (const [k, id] of this.db.iterator(K.personPartnerRange(personId))) {
+      const p = await this.partnerById(id);
+      // The person's own name for the partner wins over the record's.
+      if (p) out.push({ ...p, name: k.slice(K.personPartnerRange(personId).gt.length) });
+    }
+    return out;
+  }
+
+  removePersonPartner(personId: string, name: string): Promise<boolean> {
+    return this.serially(async () => {
+      const id = await this.db.get(K.personPartnerKey(personId, name));
+      if (id === undefined) return false;
+      const p = await this.partnerById(id);
+      const ops: Op[] = [{ type: 'del', key: K.personPartnerKey(personId, name) }];
+      // A private partner goes with its only list entry; a shared one stays in the directory.
+      if (p && p.owner === personId) ops.push({ type: 'del', key: K.partnerKey(id) });
+      await this.commit(ops);
+      return true;
+    });
   }
 }

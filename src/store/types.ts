@@ -3,6 +3,7 @@
 // backend can be written without touching the handlers. Times are epoch ms.
 import type { KeyTerms, LimitName, RefusalCode, Uses } from '../terms/judge.js';
 import type { NoticeKind } from '../terms/notices.js';
+import type { SignedBinding } from '../protocol/messages.js';
 
 /** Fig. 17: the management key index. */
 export interface PersonRecord {
@@ -24,6 +25,11 @@ export interface KeyRecord extends KeyTerms {
   uses: Uses; // 1504-1507
   lastUsedAt: number | null; // 1509
   historySeq: number;
+  /** Third embodiment: the public half (SPKI PEM) and the owner's signed binding statement. */
+  publicKey?: string | null;
+  binding?: SignedBinding | null;
+  /** Public keys of earlier versions, so a verifier can be told "rotated" rather than "mismatch". */
+  previousPublicKeys?: string[];
 }
 
 /** The signed request behind a use, kept so an owner can audit it later. */
@@ -32,6 +38,8 @@ export interface SignedRequestRecord {
   authority: string;
   path: string;
   contentDigest: string;
+  /** The device label the request was signed with ('' if none). */
+  device: string;
   signatureInput: string;
   signature: string;
 }
@@ -40,11 +48,15 @@ export interface HistoryRecord {
   seq: number;
   at: number;
   keyVersion: number;
-  result: 'served' | 'served_over_limit' | 'refused';
-  code?: RefusalCode;
+  result: 'served' | 'served_over_limit' | 'refused' | 'verify';
+  /** A refusal code, or for verify entries the answer given. */
+  code?: string;
   overLimit?: LimitName[];
   remoteAddress: string;
-  request: SignedRequestRecord;
+  /** For verify entries: the application server that asked. */
+  requester?: string;
+  /** The owner's signed request; absent for verify entries. */
+  request?: SignedRequestRecord;
 }
 
 /** A nonce claimed by one request; stored in the same write as what the request changes (threat 8). */
@@ -93,6 +105,8 @@ export interface NextKey {
   keyVersion: number;
   blob: Uint8Array;
   at: number;
+  publicKey?: string | null;
+  binding?: SignedBinding | null;
 }
 
 export interface TermsFinding {
@@ -106,6 +120,24 @@ export interface TermsFinding {
   isNew: boolean;
 }
 
+/** Fig. 16 on the server (second embodiment). */
+export interface PartnerRecord {
+  partnerId: string;
+  name: string;
+  displayName: string | null;
+  appServer: string | null;
+  business: string | null;
+  /** The person whose private partner this is, or null for the operator's shared partners. */
+  owner: string | null;
+  createdAt: number;
+}
+
+export interface PartnerMeta {
+  displayName?: string | null;
+  appServer?: string | null;
+  business?: string | null;
+}
+
 export interface Storage {
   close(): Promise<void>;
   /** Throws auth_replay if the nonce was seen; otherwise holds it until it expires. */
@@ -113,6 +145,7 @@ export interface Storage {
   /** Makes a claimed nonce durable on its own (for requests that change nothing else). */
   persistNonce(claim: NonceClaim): Promise<void>;
   personByKeyId(keyId: string): Promise<PersonRecord | undefined>;
+  personByPersonId(personId: string): Promise<PersonRecord | undefined>;
   /** Throws person_exists if the management key is already enrolled. */
   enrol(person: PersonRecord, nonce: NonceClaim): Promise<void>;
   /** Throws key_exists if the partner already has a key. */
@@ -132,4 +165,16 @@ export interface Storage {
   ackNotices(personId: string, ids: string[], nonce: NonceClaim): Promise<number>;
   /** Scans every key for expired and soon-expiring terms, recording each finding once as a notice. */
   checkTerms(nowMs: number, warnMs: number): Promise<TermsFinding[]>;
+  /** Appends a verify question and its answer to the key's history (the owner sees who asked). */
+  recordVerify(personId: string, partnerId: string, v: { at: number; result: string; requester: string; remoteAddress: string }): Promise<void>;
+
+  /** The operator's shared partners (kmgrd partner add). Throws key_exists for a taken name. */
+  addSharedPartner(name: string, meta: PartnerMeta, at: number): Promise<PartnerRecord>;
+  listSharedPartners(): Promise<PartnerRecord[]>;
+  sharedPartner(name: string): Promise<PartnerRecord | undefined>;
+  /** Adds a partner to a person's list: the shared partner of that name if there is one, else a private one. */
+  addPersonPartner(personId: string, name: string, meta: PartnerMeta, at: number, keepId?: string): Promise<PartnerRecord>;
+  listPersonPartners(personId: string): Promise<PartnerRecord[]>;
+  /** Removes a partner from a person's list (not their key). */
+  removePersonPartner(personId: string, name: string): Promise<boolean>;
 }

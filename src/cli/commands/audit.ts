@@ -37,7 +37,7 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
   const idx = await loadPartners(paths);
   const partners = name !== undefined ? [requirePartner(idx, name)] : idx.partners.filter((p) => p.key);
   const session = await openSession(paths, o);
-  const pub = publicKeyObject(session.identity.signer.publicKey);
+  const pub = publicKeyObject(session.publicKey);
   const nonces = await ourNonces(paths.fetchLog);
   const report: Array<{ partner: string; uses: number; ours: number; findings: AuditLine[] }> = [];
   for (const p of partners) {

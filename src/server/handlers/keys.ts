@@ -3,6 +3,7 @@ import { FetchRequest, RegisterRequest, type FetchResponse } from '../../protoco
 import { KmgrError, NotFoundError, UsageError } from '../../protocol/errors.js';
 import { fromB64, toB64 } from '../../crypto/bytes.js';
 import { keyStatusView } from '../views.js';
+import { checkBinding } from '../binding-check.js';
 import { periodsAt } from '../../terms/periods.js';
 import type { KeyRecord } from '../../store/types.js';
 import type { Handler, RequestContext } from '../context.js';
@@ -17,6 +18,7 @@ export const registerKey: Handler = async (ctx) => {
   const blob = fromB64(body.blob);
   if (!blob) throw new UsageError('blob is not valid base64', 'bad_request');
   const expiresAt = body.terms.expiresAt === null ? null : Date.parse(body.terms.expiresAt);
+  if (body.binding) checkBinding(body.binding, person, { partnerId: partnerOf(ctx), keyId: body.keyId, alg: body.alg, keyVersion: body.keyVersion });
   if (expiresAt !== null && expiresAt <= ctx.now) throw new UsageError('terms.expiresAt is in the past', 'bad_request');
   const record: KeyRecord = {
     personId: person.personId,
@@ -35,6 +37,9 @@ export const registerKey: Handler = async (ctx) => {
     uses: { total: 0, day: 0, week: 0, month: 0, periods: periodsAt(ctx.now, ctx.deps.tz) },
     lastUsedAt: null,
     historySeq: 0,
+    publicKey: body.binding?.statement.publicKey ?? null,
+    binding: body.binding ?? null,
+    previousPublicKeys: [],
   };
   await ctx.deps.storage.registerKey(record, blob, auth.claim);
   ctx.deps.log.info({ personId: person.personId, partnerId: record.partnerId, keyId: record.keyId, alg: record.alg }, 'key registered');

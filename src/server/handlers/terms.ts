@@ -4,6 +4,7 @@ import { KeyPatchRequest, RotateRequest } from '../../protocol/messages.js';
 import { UsageError } from '../../protocol/errors.js';
 import { fromB64 } from '../../crypto/bytes.js';
 import { keyStatusView } from '../views.js';
+import { checkBinding } from '../binding-check.js';
 import type { KeyPatch } from '../../store/types.js';
 import type { Handler, RequestContext } from '../context.js';
 
@@ -27,10 +28,19 @@ export const rotateKey: Handler = async (ctx) => {
   const body = parseJson(text(ctx), RotateRequest);
   const blob = fromB64(body.blob);
   if (!blob) throw new UsageError('blob is not valid base64', 'bad_request');
+  if (body.binding) checkBinding(body.binding, person, { partnerId: ctx.params.partnerId!, keyId: body.keyId, alg: body.alg, keyVersion: body.keyVersion });
   const rec = await ctx.deps.storage.rotateKey(
     person.personId,
     ctx.params.partnerId!,
-    { keyId: body.keyId, alg: body.alg, keyVersion: body.keyVersion, blob, at: ctx.now },
+    {
+      keyId: body.keyId,
+      alg: body.alg,
+      keyVersion: body.keyVersion,
+      blob,
+      at: ctx.now,
+      publicKey: body.binding?.statement.publicKey ?? null,
+      binding: body.binding ?? null,
+    },
     auth.claim,
   );
   ctx.deps.log.info({ personId: person.personId, partnerId: rec.partnerId, keyVersion: rec.keyVersion }, 'key rotated');

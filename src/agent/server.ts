@@ -1,0 +1,464 @@
+// The kmgr agent process: like ssh-agent, it holds the unlocked management
+// secrets in memory and serves sign / openBlob / sealBlob over a Unix socket,
+// never handing out the keys themselves.
+//
+// Life cycle. `kmgr agent start` unlocks the keystore, spawns this process
+// detached (src/agent/main.ts) with a pipe as fd 3, and writes one boot frame
+// on it: the options as JSON and the 64 bytes of secrets as binary. Secrets
+// never travel through argv or the environment. The agent listens, answers
+// {ok:true} on the pipe and closes it; `agent start` then checks that the
+// socket answers before it returns.
+//
+// The agent wipes the wrap key, drops the signing key and exits when:
+// its TTL runs out, a client sends `stop`, it gets SIGTERM/SIGINT/SIGHUP, or
+// its socket file is removed or replaced (a lost socket would otherwise leave
+// an unreachable process holding the key until the TTL).
+//
+// Who may connect. Node exposes no peer credentials (SO_PEERCRED /
+// getpeereid), so the agent cannot check the connecting uid itself. Instead it
+// relies on the file system, as ssh-agent's socket directory does: the socket
+// is created under umask 077 and chmod 0600, and its directory must be owned by
+// this user with no group/other access (checked before listening), so only this
+// user (and root) can connect on Linux.
+import { createConnection, createServer, Socket, type Server } from 'node:net';
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import { lstat, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { ReadStream, WriteStream } from 'node:tty';
+import { signerFromSeed, fingerprint, TAG_BINDING, TAG_REQUEST, type Signer } from '../crypto/sign.js';
+import { openBlob, sealBlob, type BlobContext } from '../crypto/blob.js';
+import { toB64url, wipe } from '../crypto/bytes.js';
+import { ConfigError, InternalError, IntegrityError, KmgrError, UnavailableError } from '../protocol/errors.js';
+import {
+  AgentBoot, BOOT_SECRET_BYTES, FrameDecoder, encodeErr, encodeFrame, encodeOk, parseRequest, requestId,
+  type AgentRequest, type AgentStatus, type Frame,
+} from './protocol.js';
+import { AgentError, checkSocketDir } from './client.js';
+
+const BOOT_TIMEOUT_MS = 10_000;
+const IDLE_TIMEOUT_MS = 60_000;
+const MAX_CONNECTIONS = 64;
+const SOCKET_CHECK_MS = 2_000;
+/** How long a --confirm prompt waits for an answer before refusing. */
+export const CONFIRM_TIMEOUT_MS = 60_000;
+
+/** Entry point of the agent process: read the boot frame from fd 3, listen, serve. */
+export async function runAgent(bootFd = 3): Promise<void> {
+  const channel = new Socket({ fd: bootFd, readable: true, writable: true });
+  channel.on('error', () => undefined);
+  let frame: Frame;
+  try {
+    frame = await readOneFrame(channel, BOOT_TIMEOUT_MS);
+  } catch {
+    // Nobody to tell: the starter is gone or broken. Nothing secret was received.
+    process.exit(70);
+  }
+  let agent: Agent | undefined;
+  try {
+    const boot = AgentBoot(frame.json, 'boot');
+    if (frame.bin.length !== BOOT_SECRET_BYTES) throw new InternalError('the agent received secrets of the wrong length');
+    agent = new Agent(boot, frame.bin);
+    await agent.listen();
+  } catch (e) {
+    wipe(frame.bin);
+    agent?.wipeKeys();
+    const err = e instanceof KmgrError ? e : new InternalError(`the agent could not start: ${(e as Error).message}`);
+    await writeAndClose(channel, encodeFrame({ ok: false, code: err.code, message: err.message }));
+    process.exit(1);
+  }
+  await writeAndClose(channel, encodeFrame({ ok: true, pid: process.pid }));
+  agent.armSignals();
+}
+
+function readOneFrame(sock: Socket, timeoutMs: number): Promise<Frame> {
+  return new Promise((resolve, reject) => {
+    const dec = new FrameDecoder();
+    const timer = setTimeout(() => done(new Error('boot timed out')), timeoutMs);
+    const done = (err: Error | undefined, f?: Frame): void => {
+      clearTimeout(timer);
+      sock.removeAllListeners('data');
+      sock.removeAllListeners('end');
+      sock.pause();
+      dec.wipe();
+      if (err) reject(err);
+      else resolve(f!);
+    };
+    sock.on('data', (chunk: Buffer) => {
+      let frames: Frame[];
+      try {
+        frames = dec.push(chunk);
+      } catch (e) {
+        return done(e as Error);
+      }
+      chunk.fill(0);
+      const f = frames[0];
+      if (f) done(undefined, f);
+    });
+    sock.on('end', () => done(new Error('boot channel closed')));
+  });
+}
+
+function writeAndClose(sock: Socket, buf: Buffer): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, 2_000);
+    sock.end(buf, () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+class Agent {
+  private wrapKey: Uint8Array | undefined;
+  private signer: Signer | undefined;
+  private readonly publicKey: Uint8Array;
+  private readonly server: Server;
+  private readonly conns = new Set<Socket>();
+  private readonly startedAt = Date.now();
+  private readonly expiresAt: number;
+  private ttlTimer: NodeJS.Timeout | undefined;
+  private watchTimer: NodeJS.Timeout | undefined;
+  private socketId: { dev: number; ino: number } | undefined;
+  private readonly confirmer: TtyConfirmer | undefined;
+  private served = 0;
+  private refused = 0;
+  private stopping = false;
+
+  constructor(
+    private readonly boot: AgentBoot,
+    secrets: Uint8Array,
+  ) {
+    const seed = secrets.slice(0, 32);
+    this.wrapKey = secrets.slice(32, 64);
+    wipe(secrets);
+    // The seed lives on only inside the KeyObject (OpenSSL memory); our copy is wiped.
+    this.signer = signerFromSeed(seed);
+    wipe(seed);
+    this.publicKey = this.signer.publicKey;
+    if (fingerprint(this.publicKey) !== boot.fingerprint) {
+      this.wipeKeys();
+      throw new IntegrityError('the secrets given to the agent do not match the fingerprint it was told');
+    }
+    this.expiresAt = this.startedAt + boot.ttlMs;
+    if (boot.confirm) {
+      if (boot.ttyFd === null) throw new ConfigError('--confirm needs a terminal');
+      this.confirmer = new TtyConfirmer(boot.ttyFd);
+    }
+    this.server = createServer((c) => this.onConnection(c));
+    this.server.maxConnections = MAX_CONNECTIONS;
+  }
+
+  /** Checks the socket's directory, replaces a stale socket, listens with mode 0600. */
+  async listen(): Promise<void> {
+    const socket = this.boot.socket;
+    checkSocketDir(dirname(socket));
+    let existing;
+    try {
+      existing = await lstat(socket);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    if (existing) {
+      if (!existing.isSocket()) throw new ConfigError(`${socket} exists and is not a socket; remove it`);
+      if (await answers(socket)) throw new AgentError('running', socket, `a kmgr agent is already running for ${this.boot.home} (socket ${socket})`);
+      await unlink(socket).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') throw e;
+      });
+    }
+    // Created under umask 077 so the socket is never briefly connectable by others.
+    const oldMask = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.server.once('error', (e: NodeJS.ErrnoException) =>
+          reject(e.code === 'EADDRINUSE' ? new AgentError('running', socket, `a kmgr agent is already running for ${this.boot.home} (socket ${socket})`) : e),
+        );
+        this.server.listen(socket, () => resolve());
+      });
+    } finally {
+      process.umask(oldMask);
+    }
+    chmodSync(socket, 0o600);
+    const st = lstatSync(socket);
+    if ((st.mode & 0o777) !== 0o600) throw new ConfigError(`could not make ${socket} private (mode ${(st.mode & 0o777).toString(8)})`);
+    this.socketId = { dev: st.dev, ino: st.ino };
+    this.server.on('error', () => this.shutdown(1));
+    this.ttlTimer = setTimeout(() => this.shutdown(0), this.boot.ttlMs);
+    this.watchTimer = setInterval(() => this.checkSocket(), SOCKET_CHECK_MS);
+  }
+
+  armSignals(): void {
+    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => this.shutdown(0));
+    process.on('uncaughtException', () => this.shutdown(70));
+    process.on('unhandledRejection', () => this.shutdown(70));
+  }
+
+  wipeKeys(): void {
+    wipe(this.wrapKey);
+    this.wrapKey = undefined;
+    this.signer = undefined; // the KeyObject cannot be zeroed from JS; it goes with the process
+  }
+
+  /** Wipes the keys, stops listening, removes our socket (not a successor's) and exits. */
+  shutdown(code: number): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.wipeKeys();
+    clearTimeout(this.ttlTimer);
+    clearInterval(this.watchTimer);
+    this.server.close();
+    for (const c of this.conns) c.destroy();
+    this.confirmer?.close();
+    if (this.socketId) {
+      try {
+        const st = lstatSync(this.boot.socket);
+        if (st.dev === this.socketId.dev && st.ino === this.socketId.ino) unlinkSync(this.boot.socket);
+      } catch {
+        /* already gone */
+      }
+    }
+    process.exit(code);
+  }
+
+  private checkSocket(): void {
+    try {
+      const st = lstatSync(this.boot.socket);
+      if (this.socketId && st.dev === this.socketId.dev && st.ino === this.socketId.ino) return;
+    } catch {
+      /* removed */
+    }
+    this.socketId = undefined; // not ours any more: leave whatever is there alone
+    this.shutdown(0);
+  }
+
+  private onConnection(c: Socket): void {
+    if (this.stopping) {
+      c.destroy();
+      return;
+    }
+    this.conns.add(c);
+    const dec = new FrameDecoder();
+    let queue: Promise<void> = Promise.resolve();
+    c.setTimeout(IDLE_TIMEOUT_MS, () => c.destroy());
+    c.on('error', () => undefined);
+    c.on('close', () => {
+      this.conns.delete(c);
+      dec.wipe();
+    });
+    let broken = false;
+    c.on('data', (chunk: Buffer) => {
+      if (broken) return;
+      let frames: Frame[];
+      try {
+        frames = dec.push(chunk);
+      } catch (e) {
+        // Oversized or unparsable: answer once, then drop the connection.
+        broken = true;
+        c.end(encodeErr(0, e as KmgrError));
+        return;
+      } finally {
+        chunk.fill(0);
+      }
+      for (const f of frames) queue = queue.then(() => this.serve(c, f));
+    });
+  }
+
+  private async serve(c: Socket, f: Frame): Promise<void> {
+    let reply: Buffer;
+    let after: (() => void) | undefined;
+    try {
+      const req = parseRequest(f);
+      const r = await this.dispatch(req);
+      reply = encodeOk(req.id, r.result, r.data);
+      if (r.data) wipe(r.data);
+      after = r.after;
+    } catch (e) {
+      const err = e instanceof KmgrError ? e : new InternalError('the agent failed to serve the request');
+      reply = encodeErr(requestId(f.json), err);
+    } finally {
+      wipe(f.bin);
+    }
+    if (c.destroyed) {
+      reply.fill(0);
+      return;
+    }
+    c.write(reply, () => {
+      reply.fill(0); // may hold an opened secret
+      after?.();
+    });
+  }
+
+  private async dispatch(req: AgentRequest): Promise<{ result: unknown; data?: Uint8Array; after?: () => void }> {
+    switch (req.op) {
+      case 'status':
+        return { result: this.status() };
+      case 'publicKey':
+        return { result: { publicKey: toB64url(this.publicKey), fingerprint: this.boot.fingerprint } };
+      case 'stop':
+        return { result: { stopping: true }, after: () => this.shutdown(0) };
+      case 'sign': {
+        await this.confirm(describeSign(req.tag, req.data, req.label));
+        const signer = this.liveSigner();
+        this.served++;
+        return { result: {}, data: signer.sign(req.tag, req.data) };
+      }
+      case 'openBlob': {
+        await this.confirm(describeBlob('decrypt', req.ctx, req.label));
+        const secret = openBlob(this.liveWrapKey(), req.ctx, req.data);
+        this.served++;
+        return { result: {}, data: secret };
+      }
+      case 'sealBlob': {
+        await this.confirm(describeBlob('encrypt', req.ctx, req.label));
+        const blob = sealBlob(this.liveWrapKey(), req.ctx, req.data);
+        this.served++;
+        return { result: {}, data: blob };
+      }
+    }
+  }
+
+  private liveSigner(): Signer {
+    if (!this.signer || this.stopping) throw new UnavailableError('the kmgr agent is stopping');
+    return this.signer;
+  }
+
+  private liveWrapKey(): Uint8Array {
+    if (!this.wrapKey || this.stopping) throw new UnavailableError('the kmgr agent is stopping');
+    return this.wrapKey;
+  }
+
+  private async confirm(what: string): Promise<void> {
+    if (!this.confirmer) return;
+    if (!(await this.confirmer.ask(what))) {
+      this.refused++;
+      throw new KmgrError('auth_forbidden', `refused at the kmgr agent's terminal: ${what}`);
+    }
+  }
+
+  private status(): AgentStatus {
+    const now = Date.now();
+    return {
+      pid: process.pid,
+      home: this.boot.home,
+      socket: this.boot.socket,
+      fingerprint: this.boot.fingerprint,
+      keyId: this.boot.keyId,
+      publicKey: toB64url(this.publicKey),
+      startedAt: new Date(this.startedAt).toISOString(),
+      expiresAt: new Date(this.expiresAt).toISOString(),
+      ttlLeftMs: Math.max(0, this.expiresAt - now),
+      confirm: this.boot.confirm,
+      served: this.served,
+      refused: this.refused,
+    };
+  }
+}
+
+/** True if something accepts connections at the socket path (within a second). */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createConnection({ path });
+    const t = setTimeout(() => {
+      s.destroy();
+      resolve(true); // accepting but silent still means someone is there
+    }, 1_000);
+    s.once('connect', () => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(false);
+    });
+  });
+}
+
+/** Printable ASCII only: text shown on the terminal must not carry escape sequences. */
+function clean(s: string, max = 120): string {
+  const t = s.replace(/[^\x20-\x7e]/g, '?');
+  return t.length > max ? t.slice(0, max - 1) + '…' : t;
+}
+
+function describeSign(tag: string, payload: Uint8Array, label: string | undefined): string {
+  const hint = label !== undefined ? ` (${clean(label)})` : '';
+  if (tag === TAG_REQUEST) {
+    // The payload is an RFC 9421 signature base: show the method and path it authorises.
+    const text = Buffer.from(payload).toString('latin1');
+    const method = /^"@method": (.*)$/m.exec(text)?.[1] ?? '?';
+    const path = /^"@path": (.*)$/m.exec(text)?.[1] ?? '?';
+    return `sign request ${clean(method, 10)} ${clean(path)}${hint}`;
+  }
+  if (tag === TAG_BINDING) return `sign a key binding statement${hint}`;
+  return `sign ${clean(tag)}${hint}`;
+}
+
+function describeBlob(verb: 'decrypt' | 'encrypt', c: BlobContext, label: string | undefined): string {
+  const hint = label !== undefined ? ` ${clean(label)}` : '';
+  return `${verb} key${hint} (partner ${clean(c.partnerId, 40)}, key ${clean(c.keyId, 40)} v${c.keyVersion}, ${clean(c.alg, 16)})`;
+}
+
+/**
+ * --confirm: asks on the terminal `kmgr agent start` was run from (its fd is
+ * inherited; the detached agent has no controlling terminal of its own).
+ * One question at a time; anything but y/yes, a closed terminal or 60 s of
+ * silence refuses. The answer is read from the terminal like any program's
+ * input, so it works best when the command that uses the agent runs in the
+ * foreground of that same terminal.
+ */
+class TtyConfirmer {
+  private readonly input: ReadStream;
+  private readonly output: WriteStream;
+  private chain: Promise<unknown> = Promise.resolve();
+  private dead = false;
+
+  constructor(fd: number) {
+    this.input = new ReadStream(fd);
+    this.output = new WriteStream(fd);
+    this.input.on('error', () => (this.dead = true));
+    this.input.on('end', () => (this.dead = true));
+    this.output.on('error', () => (this.dead = true));
+    this.input.pause();
+  }
+
+  ask(what: string): Promise<boolean> {
+    const p = this.chain.then(() => this.askNow(what));
+    this.chain = p.catch(() => undefined);
+    return p;
+  }
+
+  close(): void {
+    this.dead = true;
+    this.input.destroy();
+    this.output.destroy();
+  }
+
+  private askNow(what: string): Promise<boolean> {
+    if (this.dead) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      let line = '';
+      const finish = (yes: boolean, note: string): void => {
+        clearTimeout(timer);
+        this.input.off('data', onData);
+        this.input.off('end', onEnd);
+        this.input.off('error', onEnd);
+        this.input.pause();
+        if (!this.dead) this.output.write(note);
+        resolve(yes);
+      };
+      const onData = (chunk: Buffer): void => {
+        line += chunk.toString('utf8');
+        const m = /^([^\r\n]*)[\r\n]/.exec(line);
+        if (m) finish(/^\s*y(es)?\s*$/i.test(m[1]!), /[\r]/.test(line) ? '\r\n' : '');
+        else if (line.length > 64) finish(false, '\r\n');
+      };
+      const onEnd = (): void => finish(false, '');
+      const timer = setTimeout(() => finish(false, ' (no answer: refused)\r\n'), CONFIRM_TIMEOUT_MS);
+      this.input.on('data', onData);
+      this.input.once('end', onEnd);
+      this.input.once('error', onEnd);
+      this.output.write(`\r\nkmgr agent: allow ${what}? [y/N] `);
+      this.input.resume();
+    });
+  }
+}

@@ -1,0 +1,46 @@
+// Runs an operator operation: through the running daemon's admin socket, or,
+// when no daemon runs, directly on the database.
+import { connect } from 'node:net';
+import { join, resolve } from 'node:path';
+import { adminSocketPath } from '../../server/admin.js';
+import { runAdmin, type AdminRequest } from '../../server/admin-ops.js';
+import { LevelStorage } from '../../store/level-storage.js';
+import { KmgrError, UnavailableError, isErrorCode } from '../../protocol/errors.js';
+
+function askDaemon(socket: string, req: AdminRequest): Promise<{ reply: unknown } | undefined> {
+  return new Promise((done, fail) => {
+    const sock = connect(socket);
+    let buf = '';
+    sock.setEncoding('utf8');
+    sock.setTimeout(120_000, () => sock.destroy(new Error('the daemon did not answer on its admin socket')));
+    sock.on('connect', () => sock.write(JSON.stringify(req) + '\n'));
+    sock.on('data', (c: string) => (buf += c));
+    sock.on('end', () => {
+      let reply: { ok?: unknown; error?: { code: string; message: string } };
+      try {
+        reply = JSON.parse(buf) as typeof reply;
+      } catch {
+        return fail(new UnavailableError('the daemon sent an unreadable answer on its admin socket'));
+      }
+      if (reply.error) fail(isErrorCode(reply.error.code) ? new KmgrError(reply.error.code, reply.error.message) : new UnavailableError(reply.error.message));
+      else done({ reply: reply.ok });
+    });
+    sock.on('error', (e: NodeJS.ErrnoException) => {
+      // No daemon listening: the caller opens the database itself.
+      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') done(undefined);
+      else fail(new UnavailableError(`cannot use the admin socket ${socket}: ${e.message}`));
+    });
+  });
+}
+
+export async function admin<T>(dataDir: string, req: AdminRequest, tz: string): Promise<{ result: T; via: 'daemon' | 'database' }> {
+  const dir = resolve(dataDir);
+  const viaDaemon = await askDaemon(adminSocketPath(dir), req);
+  if (viaDaemon) return { result: viaDaemon.reply as T, via: 'daemon' };
+  const storage = await LevelStorage.open(join(dir, 'db'), { tz, clock: Date.now });
+  try {
+    return { result: (await runAdmin(storage, req, Date.now())) as T, via: 'database' };
+  } finally {
+    await storage.close();
+  }
+}

@@ -1,0 +1,25 @@
+// kmgrd partner add|list: the operator's shared partners, which every person
+// on this server can add to their list by name (Fig. 10, step 1003).
+import type { PartnerRecord } from '../../store/types.js';
+import { print, printJson } from '../output.js';
+import { EXIT } from '../exit-codes.js';
+import { admin } from './admin-client.js';
+
+export async function add(o: { data: string; tz: string; json?: boolean; name?: string; appServer?: string; business?: string }, name: string): Promise<number> {
+  const { result } = await admin<PartnerRecord>(
+    o.data,
+    { op: 'partner-add', name, displayName: o.name ?? null, appServer: o.appServer ?? null, business: o.business ?? null },
+    o.tz,
+  );
+  if (o.json) printJson(result);
+  else print(`Added shared partner ${result.name} (ID ${result.partnerId})`);
+  return EXIT.OK;
+}
+
+export async function list(o: { data: string; tz: string; json?: boolean }): Promise<number> {
+  const { result } = await admin<PartnerRecord[]>(o.data, { op: 'partner-list' }, o.tz);
+  if (o.json) printJson({ partners: result });
+  else if (result.length === 0) print('No shared partners (kmgrd partner add NAME).');
+  else for (const p of result) print(`${p.name}\t${p.partnerId}\t${p.displayName ?? ''}\t${p.appServer ?? ''}\t${p.business ?? ''}`);
+  return EXIT.OK;
+}

@@ -1,0 +1,51 @@
+// Binding statements (threat 4): the owner signs, with the management key and
+// its own context tag, which public key is theirs for which partner, at which
+// version and for which term. Verifiers check it against the owner's pinned
+// fingerprint, so a server that swaps a public key is caught.
+import { createPublicKey } from 'node:crypto';
+import { encodeFields, equalBytes } from './bytes.js';
+import { TAG_BINDING, verifySignature, type Signer } from './sign.js';
+import type { KeyObject } from 'node:crypto';
+
+export interface BindingStatement {
+  personId: string;
+  partnerId: string;
+  keyId: string;
+  alg: string;
+  /** SPKI PEM of the transaction public key. */
+  publicKey: string;
+  keyVersion: number;
+  /** ISO 8601; when the owner made the statement. */
+  issuedAt: string;
+  /** ISO 8601 or null: the end of the key's valid term. */
+  expiresAt: string | null;
+}
+
+/** The DER bytes of a PEM public key: the form compared and signed, so PEM line breaks cannot matter. */
+export function spkiDer(pem: string): Uint8Array {
+  return new Uint8Array(createPublicKey({ key: pem, format: 'pem' }).export({ type: 'spki', format: 'der' }));
+}
+
+export function samePublicKey(aPem: string, bPem: string): boolean {
+  try {
+    return equalBytes(spkiDer(aPem), spkiDer(bPem));
+  } catch {
+    return false;
+  }
+}
+
+export function bindingBytes(s: BindingStatement): Uint8Array {
+  return encodeFields([s.personId, s.partnerId, s.keyId, s.alg, spkiDer(s.publicKey), s.keyVersion, s.issuedAt, s.expiresAt ?? '']);
+}
+
+export function signBinding(signer: Pick<Signer, 'sign'>, s: BindingStatement): Uint8Array {
+  return signer.sign(TAG_BINDING, bindingBytes(s));
+}
+
+export function verifyBinding(owner: KeyObject, s: BindingStatement, signature: Uint8Array): boolean {
+  try {
+    return verifySignature(owner, TAG_BINDING, bindingBytes(s), signature);
+  } catch {
+    return false;
+  }
+}
