@@ -48,24 +48,27 @@ export async function main(argv: string[]): Promise<number> {
       .requiredOption('--server <url>', 'key server URL, https://host:port')
       .option('--ca <file>', "PEM certificate to trust for the server (kmgrd's DIR/tls/cert.pem when self-signed)")
       .option('--force', 'replace an existing keystore (the old files are kept beside it, renamed)')
-      .addOption(new Option('--kdf-cost <logN>', 'scrypt cost as log2(N), 15-22').default(17).argParser(parseKdfCost)),
+      .addOption(new Option('--kdf-cost <logN>', 'scrypt cost as log2(N), 15-22').default(17).argParser(parseKdfCost))
+      .addOption(new Option('--partners <where>', 'keep the partner index in this home (local) or on the server (server), for every device').choices(['local', 'server']).default('local'))
+      .option('--device <label>', "this device's label, shown in the server's history (default: the host name)"),
   ).action(run(() => import('./commands/init.js')));
 
-  const partner = program.command('partner').description('manage the business partner index (Fig. 16)');
-  partner
-    .command('add <name>')
-    .description('add a business partner')
-    .option('--name <text>', 'display name, e.g. "Bank A"')
-    .option('--app-server <name>', 'application server name')
-    .option('--business <text>', 'business contents')
-    .action(run(() => import('./commands/partner.js').then((m) => ({ run: m.add }))));
-  partner.command('list').description('list partners').action(run(() => import('./commands/partner.js').then((m) => ({ run: m.list }))));
-  partner.command('show <name>').description('show one partner').action(run(() => import('./commands/partner.js').then((m) => ({ run: m.show }))));
-  partner
-    .command('rm <name>')
-    .description('remove a partner from the local index')
-    .option('--force', 'remove it even though a key is registered for it')
-    .action(run(() => import('./commands/partner.js').then((m) => ({ run: m.rm }))));
+  const partner = program.command('partner').description('manage the business partner index (Fig. 16); with --partners server it lives on the server');
+  const partnerCmd = (fn: 'add' | 'list' | 'show' | 'rm' | 'push') => run(() => import('./commands/partner.js').then((m) => ({ run: m[fn] })));
+  withPassphrase(
+    partner
+      .command('add <name>')
+      .description('add a business partner (on the server: a shared one of that name if the operator has it)')
+      .option('--name <text>', 'display name, e.g. "Bank A"')
+      .option('--app-server <name>', 'application server name')
+      .option('--business <text>', 'business contents'),
+  ).action(partnerCmd('add'));
+  withPassphrase(partner.command('list').description('list partners')).action(partnerCmd('list'));
+  withPassphrase(partner.command('show <name>').description('show one partner')).action(partnerCmd('show'));
+  withPassphrase(
+    partner.command('rm <name>').description('remove a partner from the index').option('--force', 'remove it even though a key is registered for it'),
+  ).action(partnerCmd('rm'));
+  withPassphrase(partner.command('push').description('move the local partner index to the server, once, for every device')).action(partnerCmd('push'));
 
   withPassphrase(
     program
@@ -147,6 +150,35 @@ export async function main(argv: string[]): Promise<number> {
       .option('--new-passphrase-fd <n>', 'read the new passphrase from a file descriptor')
       .option('--kdf-cost <logN>', 'new scrypt cost as log2(N), 15-22 (default: keep the current one)', parseKdfCost),
   ).action(run(() => import('./commands/passwd.js')));
+
+  const device = program.command('device').description('set up another device with this management key');
+  withPassphrase(
+    device
+      .command('export')
+      .description('write the management key and settings, sealed under a one-time code printed once')
+      .option('--out <file>', 'write to this file (mode 0600) instead of stdout'),
+  ).action(run(() => import('./commands/device.js').then((m) => ({ run: m.exportDevice }))));
+  withPassphrase(
+    device
+      .command('import <file>')
+      .description("set up this home from a device export; the passphrase options set this device's new passphrase")
+      .option('--code-file <file>', 'read the one-time code from a file instead of a no-echo prompt')
+      .option('--label <name>', "this device's label in the server's history (default: the host name)")
+      .option('--force', 'replace an existing keystore (the old files are kept beside it, renamed)')
+      .addOption(new Option('--kdf-cost <logN>', 'scrypt cost as log2(N), 15-22').default(17).argParser(parseKdfCost)),
+  ).action(run(() => import('./commands/device.js').then((m) => ({ run: m.importDevice }))));
+
+  program
+    .command('verify')
+    .description("check whether a public key is a person's current key for a partner (for application servers; no keystore needed)")
+    .requiredOption('--server <url>', 'key server URL')
+    .option('--ca <file>', 'PEM certificate to trust for the server')
+    .requiredOption('--person <id>', "the owner's personal ID")
+    .requiredOption('--partner <name|id>', "a shared partner's name, or a partner ID")
+    .requiredOption('--public-key <file>', 'the public key to check (PEM)')
+    .option('--owner <fingerprint>', "the owner's management key fingerprint, pinned out of band (kmgr whoami)")
+    .option('--requester <name>', "this application server's name, recorded in the owner's history (default: the host name)")
+    .action(run(() => import('./commands/verify.js')));
 
   program.command('list').description('list partners and their keys (local index)').action(run(() => import('./commands/list.js')));
   program.command('whoami').description('show the personal ID, server and management key fingerprint').action(run(() => import('./commands/whoami.js')));

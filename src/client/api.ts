@@ -1,7 +1,7 @@
 // Typed calls to the key server's /v1 API, one per endpoint the CLI uses.
 import {
   AckResponse, FetchResponse, HistoryList, KeyStatus, NoticeList,
-  type KeyPatchRequest, type RotateRequest, type Terms,
+  type KeyPatchRequest, type RotateRequest, type SignedBinding, type Terms,
 } from '../protocol/messages.js';
 import { signedRequest, type Sent } from './http.js';
 import type { Session } from './session.js';
@@ -9,7 +9,7 @@ import type { Session } from './session.js';
 const k = (partnerId: string): string => `/v1/keys/${encodeURIComponent(partnerId)}`;
 
 export const api = {
-  register: (s: Session, partnerId: string, body: { keyId: string; alg: string; keyVersion: number; blob: string; terms: Terms }) =>
+  register: (s: Session, partnerId: string, body: { keyId: string; alg: string; keyVersion: number; blob: string; terms: Terms; binding: SignedBinding | null }) =>
     signedRequest(s.endpoint, s.identity, 'PUT', k(partnerId), body, KeyStatus).then((r) => r.body),
   fetch: (s: Session, partnerId: string): Promise<Sent<FetchResponse>> =>
     signedRequest(s.endpoint, s.identity, 'POST', `${k(partnerId)}/fetch`, {}, FetchResponse),

@@ -75,9 +75,13 @@ export async function signedRequest<T>(
   return { body: parseReply(status, text, schema, ep.server), params };
 }
 
-export async function unsignedRequest<T>(ep: Endpoint, method: 'GET', path: string, schema: Schema<T>): Promise<T> {
+/** For the endpoints that need no management key (health, verify, directory). */
+export async function unsignedRequest<T>(ep: Endpoint, method: 'GET' | 'POST', path: string, body: unknown, schema: Schema<T>): Promise<T> {
   const url = new URL(path, ep.server);
-  const { status, text } = await send(ep, url, method, { accept: 'application/json' }, new Uint8Array(0));
+  const bytes = body === undefined ? new Uint8Array(0) : utf8(JSON.stringify(body));
+  const headers: Record<string, string | number> = { accept: 'application/json', 'content-length': bytes.length };
+  if (bytes.length > 0) headers['content-type'] = 'application/json';
+  const { status, text } = await send(ep, url, method, headers, bytes);
   return parseReply(status, text, schema, ep.server);
 }
 

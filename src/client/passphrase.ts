@@ -54,7 +54,7 @@ export async function readPassphrase(src: PassphraseSource, prompt: string, conf
 }
 
 /** Reads a line from /dev/tty with echo off. */
-function promptTty(prompt: string): Promise<string> {
+export function promptTty(prompt: string): Promise<string> {
   let fd: number;
   try {
     fd = openSync('/dev/tty', 'r+');

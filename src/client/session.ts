@@ -9,7 +9,7 @@ import { unlockKeystore } from './keystore-file.js';
 import { readPassphrase, type PassphraseSource } from './passphrase.js';
 import type { Endpoint, Identity } from './http.js';
 import type { HomePaths } from './home.js';
-import { fingerprint } from '../crypto/sign.js';
+import { fingerprint, type SignatureTag } from '../crypto/sign.js';
 
 export interface Session {
   paths: HomePaths;
@@ -19,6 +19,8 @@ export interface Session {
   secrets: ManagementSecrets;
   /** The management public key (Ed25519, raw). */
   publicKey: Uint8Array;
+  /** Signs with the management key under a purpose tag (locally, or by the agent). */
+  sign(tag: SignatureTag, payload: Uint8Array): Promise<Uint8Array>;
 }
 
 export async function endpointFor(paths: HomePaths, config: ClientConfig): Promise<Endpoint> {
@@ -50,14 +52,27 @@ export async function openSession(paths: HomePaths, src: PassphraseSource): Prom
     identity: { keyId: config.keyId, signer, ...(config.device ? { device: config.device } : {}) },
     secrets,
     publicKey: signer.publicKey,
+    sign: async (tag, payload) => signer.sign(tag, payload),
   };
 }
 
-/** The partner named on the command line, then an unlocked session (so a typo costs no passphrase). */
+/**
+ * The partner named on the command line, then an unlocked session (so a typo
+ * in the local index costs no passphrase). With the partner index on the
+ * server (second embodiment), a partner this device has not seen yet is
+ * looked up there and remembered.
+ */
 export async function openForPartner(paths: HomePaths, name: string, src: PassphraseSource) {
-  const { loadPartners, requirePartner } = await import('./partners.js');
+  const { loadPartners, requirePartner, findPartner, checkPartnerName } = await import('./partners.js');
+  const config = await loadConfig(paths);
   const idx = await loadPartners(paths);
-  const partner = requirePartner(idx, name);
+  checkPartnerName(name);
+  if (config.partners !== 'server' || findPartner(idx, name)) {
+    const partner = requirePartner(idx, name);
+    return { idx, partner, session: await openSession(paths, src) };
+  }
   const session = await openSession(paths, src);
+  const { resolveServerPartner } = await import('./server-partners.js');
+  const partner = await resolveServerPartner(session, idx, name);
   return { idx, partner, session };
 }

@@ -17,6 +17,8 @@ export const PARTNER_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?Z$/;
 
+const PEM_PUBLIC = /^-----BEGIN PUBLIC KEY-----\r?\n[A-Za-z0-9+/=\r\n]+-----END PUBLIC KEY-----\r?\n?$/;
+export const publicKeyPem = str({ max: 4096, pattern: PEM_PUBLIC, name: 'SPKI PEM public key' });
 const isoTime = str({ max: 30, pattern: ISO_TIME, name: 'UTC timestamp (YYYY-MM-DDTHH:MM:SSZ)' });
 const count = int({ min: 0, max: MAX_COUNT });
 const limit = nullable(int({ min: 1, max: MAX_COUNT }));
@@ -72,6 +74,8 @@ export const KeyStatus = obj({
   uses: counts,
   limits,
   lastUsedAt: nullable(isoTime),
+  /** The public half, when the owner registered it with a binding statement. */
+  publicKey: nullable(publicKeyPem),
 });
 export type KeyStatus = Infer<typeof KeyStatus>;
 
@@ -109,6 +113,8 @@ export const KeyPatchRequest = obj({
   maxPerWeek: optional(limit),
   maxPerMonth: optional(limit),
   onLimit: optional(oneOf(LIMIT_POLICIES)),
+  /** A fresh binding statement when the valid term changes, so verifiers see the new term. */
+  binding: optional((v, p) => SignedBinding(v, p)),
 });
 export type KeyPatchRequest = Infer<typeof KeyPatchRequest>;
 
@@ -167,8 +173,6 @@ export const AckRequest = obj({ ids: array(str({ max: 40, pattern: /^\d{15}-[0-9
 export type AckRequest = Infer<typeof AckRequest>;
 export const AckResponse = obj({ acknowledged: int({ min: 0, max: 10_000 }) });
 
-const PEM_PUBLIC = /^-----BEGIN PUBLIC KEY-----\r?\n[A-Za-z0-9+/=\r\n]+-----END PUBLIC KEY-----\r?\n?$/;
-export const publicKeyPem = str({ max: 4096, pattern: PEM_PUBLIC, name: 'SPKI PEM public key' });
 
 export const BindingStatementSchema = obj({
   personId: str({ max: 24, pattern: PERSON_ID, name: 'person ID' }),

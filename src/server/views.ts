@@ -25,6 +25,7 @@ export function keyStatusView(r: KeyRecord, nowMs: number, tz: string): KeyStatu
     uses: { total: u.total, day: u.day, week: u.week, month: u.month },
     limits: { total: r.maxUses, day: r.maxPerDay, week: r.maxPerWeek, month: r.maxPerMonth },
     lastUsedAt: isoOrNull(r.lastUsedAt),
+    publicKey: r.publicKey ?? null,
   };
 }
 

@@ -97,6 +97,8 @@ export interface KeyPatch {
   maxPerWeek?: number | null;
   maxPerMonth?: number | null;
   onLimit?: 'deny' | 'notify';
+  publicKey?: string | null;
+  binding?: SignedBinding | null;
 }
 
 export interface NextKey {

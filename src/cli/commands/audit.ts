@@ -60,7 +60,7 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
         print(
           f.verdict === 'forged'
             ? `  FORGED  ${f.at} v${f.keyVersion} #${f.seq}: ${f.why} (the server's record did not come from this key)`
-            : `  OTHER   ${f.at} v${f.keyVersion} #${f.seq} from ${f.remoteAddress}: signed by your management key, not made by this client`,
+            : `  OTHER   ${f.at} v${f.keyVersion} #${f.seq} from ${f.remoteAddress}${f.device ? ` (device ${f.device})` : ""}: signed by your management key, not made by this client`,
         );
       }
     }

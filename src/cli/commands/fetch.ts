@@ -8,8 +8,8 @@ import { createPrivateKey } from 'node:crypto';
 import { IntegrityError, KmgrError, NotFoundError, UsageError } from '../../protocol/errors.js';
 import type { FetchResponse } from '../../protocol/messages.js';
 import { homePaths } from '../../client/home.js';
-import { loadPartners, requirePartner, savePartners } from '../../client/partners.js';
-import { openSession } from '../../client/session.js';
+import { savePartners } from '../../client/partners.js';
+import { openForPartner } from '../../client/session.js';
 import { api } from '../../client/api.js';
 import { appendFetchLog } from '../../client/fetch-log.js';
 import { flushStdout, warn } from '../output.js';
@@ -31,15 +31,19 @@ export async function run(g: GlobalOptions, name: string, o: FetchOptions): Prom
   if (process.stdout.isTTY && !o.force) {
     throw new KmgrError('terminal_refused', 'refusing to print a private key to a terminal; pipe it to a program or use --force');
   }
-  const idx = await loadPartners(paths);
-  const partner = requirePartner(idx, name);
+  const { session, partner, idx } = await openForPartner(paths, name, o);
   const known = partner.key;
-  if (!known) throw new NotFoundError('unknown_key', `no key is registered for ${name} (kmgr register ${name})`);
-  const format: OutputFormat = o.format ?? (known.alg === 'aes256' ? 'base64' : 'pem');
-  if (known.alg === 'aes256' && format === 'pem') throw new UsageError('aes256 keys have no PEM form; use --format jwk, raw, hex or base64');
-
-  const session = await openSession(paths, o);
+  const noPem = (): UsageError => new UsageError('aes256 keys have no PEM form; use --format jwk, raw, hex or base64');
+  // Checked before the request whenever we can, so a typo costs no counted use.
+  if (known?.alg === 'aes256' && o.format === 'pem') throw noPem();
+  // With the partner index on the server a fresh device may know no key yet: then the reply names it,
+  // and only a blob we sealed ourselves for this person and partner can open under that name.
+  if (!known && session.config.partners !== 'server') {
+    throw new NotFoundError('unknown_key', `no key is registered for ${name} (kmgr register ${name})`);
+  }
   const { body: reply, params } = await api.fetch(session, partner.id);
+  const format: OutputFormat = o.format ?? (reply.alg === 'aes256' ? 'base64' : 'pem');
+  if (reply.alg === 'aes256' && format === 'pem') throw noPem();
 
   // Rollback (threat 5): never accept a version older than the newest seen.
   if (reply.keyVersion < partner.highWater) {
@@ -48,7 +52,7 @@ export async function run(g: GlobalOptions, name: string, o: FetchOptions): Prom
   // The associated data comes from what we asked for and what we know (threat 1).
   // A newer version than we know can only open if we sealed it ourselves.
   const ctx: BlobContext =
-    reply.keyVersion === known.version
+    known && reply.keyVersion === known.version
       ? { personId: session.config.personId, partnerId: partner.id, keyId: known.keyId, alg: known.alg, keyVersion: known.version }
       : { personId: session.config.personId, partnerId: partner.id, keyId: reply.keyId, alg: reply.alg, keyVersion: reply.keyVersion };
   const blob = fromB64(reply.blob);

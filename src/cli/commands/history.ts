@@ -20,14 +20,29 @@ export async function run(g: GlobalOptions, name: string, o: HistoryOptions): Pr
   if (g.json) {
     printJson({
       partner: name,
-      history: list.map((h) => ({ seq: h.seq, at: h.at, result: h.result, code: h.code, overLimit: h.overLimit, keyVersion: h.keyVersion, remoteAddress: h.remoteAddress })),
+      history: list.map((h) => ({
+        seq: h.seq,
+        at: h.at,
+        result: h.result,
+        code: h.code,
+        overLimit: h.overLimit,
+        keyVersion: h.keyVersion,
+        remoteAddress: h.remoteAddress,
+        device: h.request?.device || null,
+        requester: h.requester,
+      })),
     });
     return EXIT.OK;
   }
   if (list.length === 0) print(`No uses of ${name}${since ? ` since ${since}` : ''}.`);
   for (const h of list) {
-    const what = h.result === 'refused' ? `refused (${h.code})` : h.result === 'served_over_limit' ? `served past ${h.overLimit?.join(', ')} limit` : 'served';
-    print(`${h.at}\tv${h.keyVersion}\t${what}\tfrom ${h.remoteAddress}`);
+    const what =
+      h.result === 'verify' ? `verify question from ${h.requester}: ${h.code}`
+      : h.result === 'refused' ? `refused (${h.code})`
+      : h.result === 'served_over_limit' ? `served past ${h.overLimit?.join(', ')} limit`
+      : 'served';
+    const device = h.request?.device ? ` device ${h.request.device}` : '';
+    print(`${h.at}\tv${h.keyVersion}\t${what}\tfrom ${h.remoteAddress}${device}`);
   }
   return EXIT.OK;
 }

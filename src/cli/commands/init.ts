@@ -15,6 +15,8 @@ import { saveConfig } from '../../client/config.js';
 import { savePartners } from '../../client/partners.js';
 import { signedRequest } from '../../client/http.js';
 import { print, printJson } from '../output.js';
+import { DEVICE_LABEL } from '../../protocol/sigbase.js';
+import { hostname } from 'node:os';
 import { EXIT } from '../exit-codes.js';
 import type { GlobalOptions } from '../kmgr.js';
 
@@ -23,6 +25,8 @@ interface InitOptions {
   ca?: string;
   force?: boolean;
   kdfCost: number;
+  partners: 'local' | 'server';
+  device?: string;
   passphraseFile?: string;
   passphraseFd?: string;
 }
@@ -56,6 +60,8 @@ export async function run(g: GlobalOptions, o: InitOptions): Promise<number> {
       throw new ConfigError(`--ca ${o.ca} is not a readable PEM certificate (${(e as NodeJS.ErrnoException).code ?? 'not a certificate'})`);
     }
   }
+  const device = o.device ?? defaultDeviceLabel();
+  if (!DEVICE_LABEL.test(device)) throw new UsageError('--device takes 1-40 letters, digits, ".", "_", "@" or "-", starting with a letter or digit');
   const passphrase = await readPassphrase(o, 'New passphrase for the keystore: ', true);
   const secrets = generateSecrets();
   const signer = signerFromSeed(secrets.signingSeed);
@@ -64,7 +70,7 @@ export async function run(g: GlobalOptions, o: InitOptions): Promise<number> {
   // Enrol first: if the server cannot be reached, nothing local has changed.
   const { body: person } = await signedRequest(
     { server, ca: caPem },
-    { keyId, signer },
+    { keyId, signer, device },
     'POST',
     '/v1/persons',
     { alg: 'ed25519', publicKey: toB64url(signer.publicKey) },
@@ -92,14 +98,24 @@ export async function run(g: GlobalOptions, o: InitOptions): Promise<number> {
     keyId,
     fingerprint: fp,
     createdAt: new Date().toISOString(),
+    device,
+    partners: o.partners,
   });
   if (!(await exists(paths.partners))) await savePartners(paths, { v: 1, partners: [] });
-  if (g.json) printJson({ personId: person.personId, keyId, fingerprint: fp, server, home: paths.dir });
+  if (g.json) printJson({ personId: person.personId, keyId, fingerprint: fp, server, home: paths.dir, device, partners: o.partners });
   else {
     print(`Initialised ${paths.dir}`);
     print(`  personal ID:  ${person.personId}`);
     print(`  server:       ${server}`);
     print(`  fingerprint:  ${fp}`);
+    print(`  device:       ${device}`);
+    print(`  partners:     kept ${o.partners === 'server' ? 'on the server' : 'in this home directory'}`);
   }
   return EXIT.OK;
+}
+
+/** This machine's name, cut to what a device label allows. */
+export function defaultDeviceLabel(): string {
+  const h = hostname().split('.')[0]!.replace(/[^A-Za-z0-9._@-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 40);
+  return DEVICE_LABEL.test(h) ? h : 'primary';
 }

@@ -11,6 +11,8 @@ import { homePaths } from '../../client/home.js';
 import { findPartner, loadPartners, newPartner, savePartners, checkPartnerName } from '../../client/partners.js';
 import { openSession } from '../../client/session.js';
 import { api } from '../../client/api.js';
+import { ensureServerPartner } from '../../client/server-partners.js';
+import { signedBinding } from '../../client/binding.js';
 import { parseDuration, parseExpiry } from '../parse.js';
 import { info, print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
@@ -67,13 +69,19 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
     importText !== undefined ? importTransactionKey(importText, o.type) : generateTransactionKey(o.type ?? 'ed25519');
 
   const session = await openSession(paths, o);
-  // Fig. 6, steps 603-605: an unknown partner is added to the index.
-  const isNew = partner === undefined;
-  partner ??= newPartner(name, {
+  const meta = {
     ...(o.name !== undefined ? { displayName: o.name } : {}),
     ...(o.appServer !== undefined ? { appServer: o.appServer } : {}),
     ...(o.business !== undefined ? { business: o.business } : {}),
-  });
+  };
+  // Fig. 6, steps 603-605 (Fig. 10, 1003 with the index on the server): an unknown partner is added.
+  let isNew = partner === undefined;
+  if (!partner && session.config.partners === 'server') {
+    const found = await ensureServerPartner(session, idx, name, meta);
+    partner = found.entry;
+    isNew = found.isNew;
+  }
+  partner ??= newPartner(name, meta);
   const keyId = 'k_' + toB64url(randomBytes(16));
   const keyVersion = Math.max(1, partner.highWater + 1);
   const blob = sealBlob(
@@ -83,7 +91,10 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
   );
   const publicKey = publicKeyPem(key) ?? null;
   wipe(key.secret);
-  const status = await api.register(session, partner.id, { keyId, alg: key.type, keyVersion, blob: toB64(blob), terms });
+  const binding = publicKey
+    ? await signedBinding(session, { partnerId: partner.id, keyId, alg: key.type, publicKey, keyVersion, expiresAt: terms.expiresAt })
+    : null;
+  const status = await api.register(session, partner.id, { keyId, alg: key.type, keyVersion, blob: toB64(blob), terms, binding });
   // Saved only once the server holds the key: a failure above leaves the index as it was.
   partner.key = { keyId, alg: key.type, version: keyVersion, publicKey, registeredAt: status.registeredAt };
   partner.highWater = keyVersion;

@@ -5,11 +5,11 @@ import { generateTransactionKey, publicKeyPem, type KeyType } from '../../crypto
 import { sealBlob } from '../../crypto/blob.js';
 import { randomBytes } from '../../crypto/random.js';
 import { toB64, toB64url, wipe } from '../../crypto/bytes.js';
-import { NotFoundError } from '../../protocol/errors.js';
 import { homePaths } from '../../client/home.js';
 import { openForPartner } from '../../client/session.js';
 import { savePartners } from '../../client/partners.js';
 import { api } from '../../client/api.js';
+import { signedBinding } from '../../client/binding.js';
 import { info, print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import type { GlobalOptions } from '../kmgr.js';
@@ -22,17 +22,17 @@ interface RotateOptions extends PassphraseSource {
 export async function run(g: GlobalOptions, name: string, o: RotateOptions): Promise<number> {
   const paths = homePaths(g.home);
   const { session, partner, idx } = await openForPartner(paths, name, o);
-  if (!partner.key) throw new NotFoundError('unknown_key', `no key is registered for ${name} (kmgr register ${name})`);
   const current = await api.status(session, partner.id);
   // Another device may have rotated already: go one past whatever is newest.
   const keyVersion = Math.max(current.keyVersion, partner.highWater) + 1;
-  const type = o.type ?? partner.key.alg;
+  const type = o.type ?? current.alg;
   const key = generateTransactionKey(type);
   const keyId = 'k_' + toB64url(randomBytes(16));
   const blob = sealBlob(session.secrets.wrapKey, { personId: session.config.personId, partnerId: partner.id, keyId, alg: type, keyVersion }, key.secret);
   const publicKey = publicKeyPem(key) ?? null;
   wipe(key.secret);
-  const status = await api.rotate(session, partner.id, { keyId, alg: type, keyVersion, blob: toB64(blob) });
+  const binding = publicKey ? await signedBinding(session, { partnerId: partner.id, keyId, alg: type, publicKey, keyVersion, expiresAt: current.expiresAt }) : null;
+  const status = await api.rotate(session, partner.id, { keyId, alg: type, keyVersion, blob: toB64(blob), binding });
   partner.key = { keyId, alg: type, version: keyVersion, publicKey, registeredAt: status.registeredAt };
   partner.highWater = keyVersion;
   await savePartners(paths, idx);

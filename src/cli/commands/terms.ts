@@ -4,7 +4,8 @@ import { openForPartner } from '../../client/session.js';
 import { api } from '../../client/api.js';
 import { UsageError } from '../../protocol/errors.js';
 import type { KeyPatchRequest } from '../../protocol/messages.js';
-import { printJson, print } from '../output.js';
+import { printJson, print, warn } from '../output.js';
+import { signedBinding } from '../../client/binding.js';
 import { EXIT } from '../exit-codes.js';
 import { parseDuration, parseExpiry } from '../parse.js';
 import { printStatus, statusJson } from './status.js';
@@ -41,6 +42,24 @@ export function patchFrom(o: TermsOptions, now: number): KeyPatchRequest {
 
 async function apply(g: GlobalOptions, name: string, src: PassphraseSource, patch: KeyPatchRequest, done?: string): Promise<number> {
   const { session, partner } = await openForPartner(homePaths(g.home), name, src);
+  if (patch.expiresAt !== undefined) {
+    // Verifiers judge the term by the owner's signed statement, so a new term needs a new one.
+    // It is signed only over the public key this device registered itself: never over one the server supplies (threat 4).
+    const cur = await api.status(session, partner.id);
+    const known = partner.key;
+    if (known?.publicKey && known.keyId === cur.keyId && known.version === cur.keyVersion) {
+      patch.binding = await signedBinding(session, {
+        partnerId: partner.id,
+        keyId: cur.keyId,
+        alg: cur.alg,
+        publicKey: known.publicKey,
+        keyVersion: cur.keyVersion,
+        expiresAt: patch.expiresAt,
+      });
+    } else if (cur.publicKey) {
+      warn(`${name}: this device did not register the current key, so verifiers keep seeing the old valid term until kmgr rotate ${name}`);
+    }
+  }
   const s = await api.patch(session, partner.id, patch);
   if (g.json) printJson(statusJson(name, s));
   else if (done) print(done);

@@ -1,7 +1,8 @@
 // Changing a key after registration: terms, the permit/inhibit flag (1508), rotation.
 import { parseJson } from '../../protocol/schema.js';
 import { KeyPatchRequest, RotateRequest } from '../../protocol/messages.js';
-import { UsageError } from '../../protocol/errors.js';
+import { NotFoundError, UsageError } from '../../protocol/errors.js';
+import { samePublicKey } from '../../crypto/binding.js';
 import { fromB64 } from '../../crypto/bytes.js';
 import { keyStatusView } from '../views.js';
 import { checkBinding } from '../binding-check.js';
@@ -15,8 +16,19 @@ export const patchKey: Handler = async (ctx) => {
   const { person, auth } = await ctx.person();
   const body = parseJson(text(ctx), KeyPatchRequest);
   if (Object.keys(body).length === 0) throw new UsageError('nothing to change: give at least one field', 'bad_request');
-  const patch: KeyPatch = { ...body } as KeyPatch;
+  const { binding, ...fields } = body;
+  const patch: KeyPatch = { ...fields } as KeyPatch;
   if (body.expiresAt !== undefined) patch.expiresAt = body.expiresAt === null ? null : Date.parse(body.expiresAt);
+  if (binding) {
+    const current = await ctx.deps.storage.getKey(person.personId, ctx.params.partnerId!);
+    if (!current) throw new NotFoundError('unknown_key', `no key is registered for partner ${ctx.params.partnerId}`);
+    checkBinding(binding, person, { partnerId: current.partnerId, keyId: current.keyId, alg: current.alg, keyVersion: current.keyVersion });
+    if (current.publicKey && !samePublicKey(binding.statement.publicKey, current.publicKey)) {
+      throw new UsageError('the binding statement names another public key', 'bad_request');
+    }
+    patch.binding = binding;
+    patch.publicKey = binding.statement.publicKey;
+  }
   const rec = await ctx.deps.storage.updateKey(person.personId, ctx.params.partnerId!, patch, auth.claim);
   ctx.deps.log.info({ personId: person.personId, partnerId: rec.partnerId, fields: Object.keys(body) }, 'key terms changed');
   return { status: 200, body: keyStatusView(rec, ctx.now, ctx.deps.tz) };

@@ -1,0 +1,303 @@
+// kmgr agent start|stop|status: keep the management key unlocked in a
+// background process (like ssh-agent) so commands need no passphrase. The
+// agent signs and opens/seals blobs on request; it never hands out the key.
+// See src/agent/server.ts for its life cycle and who may connect.
+import { spawn, type StdioOptions } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Socket } from 'node:net';
+import { Command, Option } from 'commander';
+import { fingerprint, signerFromSeed } from '../../crypto/sign.js';
+import { concat, wipe } from '../../crypto/bytes.js';
+import { IntegrityError, KmgrError, UnavailableError, UsageError, isErrorCode } from '../../protocol/errors.js';
+import { homePaths, type HomePaths } from '../../client/home.js';
+import { loadConfig } from '../../client/config.js';
+import { unlockKeystore } from '../../client/keystore-file.js';
+import { readPassphrase, type PassphraseSource } from '../../client/passphrase.js';
+import { ensurePrivateDir } from '../../io/atomic-file.js';
+import { AgentError, agentSocketPath, checkSocketDir, checkSocketPathLength, probeAgent, stopAgent } from '../../agent/client.js';
+import { AGENT_PROTOCOL_VERSION, BootReply, FrameDecoder, MAX_TTL_MS, encodeFrame, type AgentBoot, type AgentStatus } from '../../agent/protocol.js';
+import { info, print, printJson, warn } from '../output.js';
+import { reportError } from '../errors.js';
+import { EXIT } from '../exit-codes.js';
+import type { GlobalOptions } from '../kmgr.js';
+
+export const DEFAULT_TTL = '15m';
+const START_TIMEOUT_MS = 10_000;
+const STOP_WAIT_MS = 5_000;
+const AGENT_MAIN = fileURLToPath(new URL('../../agent/main.js', import.meta.url));
+
+export interface AgentStartOptions extends PassphraseSource {
+  ttl?: string;
+  confirm?: boolean;
+}
+
+const TTL_UNITS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** "15m", "2h", "1d", "90s" or "90" (seconds), from 1 s to 7 days. */
+export function parseTtl(v: string): number {
+  const m = /^(\d{1,7})([smhd]?)$/.exec(v);
+  const ms = m ? Number(m[1]) * TTL_UNITS[m[2] || 's']! : NaN;
+  if (!m || !(ms >= 1_000 && ms <= MAX_TTL_MS)) {
+    throw new UsageError(`--ttl takes a duration from 1s to 7d such as 15m, 2h or 90s (a bare number is seconds), not ${JSON.stringify(v)}`);
+  }
+  return ms;
+}
+
+/** The socket path for this home, with its directory made (XDG) or checked (home) private. */
+async function prepareSocket(paths: HomePaths): Promise<string> {
+  const socket = agentSocketPath(paths);
+  checkSocketPathLength(socket);
+  if (dirname(socket) !== paths.dir) await ensurePrivateDir(dirname(socket));
+  checkSocketDir(dirname(socket));
+  return socket;
+}
+
+export async function start(g: GlobalOptions, o: AgentStartOptions): Promise<number> {
+  const paths = homePaths(g.home);
+  const ttlMs = parseTtl(o.ttl ?? DEFAULT_TTL);
+  const config = await loadConfig(paths);
+  const socket = await prepareSocket(paths);
+  // Refused before the passphrase is asked for: one agent per home.
+  const probe = await probeAgent(socket);
+  if (probe.state === 'running') {
+    throw new AgentError('running', socket, `a kmgr agent is already running for ${paths.dir} (pid ${probe.status.pid}, socket ${socket}); kmgr agent stop ends it`);
+  }
+  let ttyFd: number | undefined;
+  if (o.confirm) {
+    try {
+      ttyFd = openSync('/dev/tty', 'r+');
+    } catch {
+      throw new UsageError('--confirm needs a terminal to ask on, and there is none (/dev/tty cannot be opened)');
+    }
+  }
+  try {
+    const passphrase = await readPassphrase(o, `Passphrase for ${paths.keystore}: `);
+    let secrets;
+    try {
+      secrets = await unlockKeystore(paths, passphrase);
+    } finally {
+      passphrase.fill(0);
+    }
+    const packed = concat(secrets.signingSeed, secrets.wrapKey);
+    wipe(secrets.signingSeed);
+    wipe(secrets.wrapKey);
+    try {
+      const seed = packed.slice(0, 32);
+      const fp = fingerprint(signerFromSeed(seed).publicKey);
+      wipe(seed);
+      if (fp !== config.fingerprint) throw new IntegrityError(`${paths.config} names a different management key than the keystore`);
+      if (probe.state === 'stale') await unlink(socket).catch(() => undefined);
+      const boot: AgentBoot = {
+        v: AGENT_PROTOCOL_VERSION,
+        home: paths.dir,
+        socket,
+        ttlMs,
+        fingerprint: config.fingerprint,
+        keyId: config.keyId,
+        confirm: Boolean(o.confirm),
+        ttyFd: ttyFd === undefined ? null : 4,
+      };
+      const pid = await spawnAgent(boot, packed, ttyFd);
+      const expiresAt = new Date(Date.now() + ttlMs).toISOString();
+      if (g.json) printJson({ socket, pid, home: paths.dir, fingerprint: config.fingerprint, expiresAt, confirm: boot.confirm });
+      else {
+        print(socket);
+        info(`kmgr agent (pid ${pid}) holds the management key for ${paths.dir} until ${expiresAt}${boot.confirm ? ', asking here before each use' : ''}.`);
+      }
+      return EXIT.OK;
+    } finally {
+      wipe(packed);
+    }
+  } finally {
+    if (ttyFd !== undefined) closeSync(ttyFd);
+  }
+}
+
+/** Spawns the agent detached, hands it the secrets over fd 3, and resolves with its pid once its socket answers. */
+async function spawnAgent(boot: AgentBoot, secrets: Uint8Array, ttyFd: number | undefined): Promise<number> {
+  const env = { ...process.env };
+  delete env.KMGR_PASSPHRASE; // the agent needs no passphrase, and must not carry one
+  // stdin/out/err ignored: the agent must not hold the caller's pipes open (or write to them).
+  const stdio: StdioOptions = ['ignore', 'ignore', 'ignore', 'pipe', ...(ttyFd !== undefined ? [ttyFd] : [])];
+  const child = spawn(process.execPath, [AGENT_MAIN], { detached: true, cwd: '/', env, stdio });
+  const chan = child.stdio[3] as Socket;
+  const kill = (): void => {
+    try {
+      child.kill('SIGKILL');
+    } catch {
+      /* gone */
+    }
+  };
+  try {
+    const reply = await new Promise<unknown>((resolve, reject) => {
+      const dec = new FrameDecoder();
+      let settled = false;
+      const settle = (e: Error | undefined, v?: unknown): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        dec.wipe();
+        if (e) reject(e);
+        else resolve(v);
+      };
+      const timer = setTimeout(() => settle(new AgentError('timeout', boot.socket, `the kmgr agent did not start within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS);
+      child.once('error', (e) => settle(new UnavailableError(`cannot start the kmgr agent: ${e.message}`)));
+      chan.on('error', () => undefined);
+      chan.on('data', (chunk: Buffer) => {
+        try {
+          const f = dec.push(chunk)[0];
+          if (f) settle(undefined, f.json);
+        } catch (e) {
+          settle(e as Error);
+        }
+      });
+      // The pipe closes when the agent exits; whatever it said has arrived by then.
+      chan.on('close', () => settle(new UnavailableError(`the kmgr agent exited while starting (exit code ${child.exitCode ?? 'unknown'})`)));
+      const frame = encodeFrame(boot, secrets);
+      chan.write(frame, () => frame.fill(0));
+    });
+    const r = BootReply(reply, 'agent');
+    if (!r.ok) {
+      const code = isErrorCode(r.code) ? r.code : 'internal';
+      throw code === 'version_conflict' ? new AgentError('running', boot.socket, r.message ?? 'an agent is already running') : new KmgrError(code, r.message ?? 'the kmgr agent could not start');
+    }
+    // Ready means answering on the socket, as the agent this process started.
+    const probe = await probeAgent(boot.socket, 2_000);
+    if (probe.state !== 'running' || probe.status.pid !== child.pid) {
+      throw new UnavailableError(`the kmgr agent started but its socket ${boot.socket} does not answer`);
+    }
+    chan.destroy();
+    child.unref();
+    return child.pid;
+  } catch (e) {
+    kill();
+    chan.destroy();
+    throw e;
+  }
+}
+
+export async function stop(g: GlobalOptions): Promise<number> {
+  const paths = homePaths(g.home);
+  const socket = agentSocketPath(paths);
+  const probe = await probeAgent(socket);
+  if (probe.state === 'none') {
+    if (g.json) printJson({ stopped: false, running: false, socket });
+    else info(`no kmgr agent is running for ${paths.dir}`);
+    return EXIT.OK;
+  }
+  if (probe.state === 'stale') {
+    await unlink(socket).catch(() => undefined);
+    if (g.json) printJson({ stopped: false, running: false, socket, removedStaleSocket: true });
+    else info(`no kmgr agent is running for ${paths.dir}; removed the stale socket ${socket}`);
+    return EXIT.OK;
+  }
+  const pid = probe.status.pid;
+  await stopAgent(socket);
+  if (!(await waitGone(pid, socket, STOP_WAIT_MS))) {
+    throw new UnavailableError(`the kmgr agent (pid ${pid}) acknowledged stop but is still running`);
+  }
+  if (g.json) printJson({ stopped: true, pid, socket });
+  else info(`stopped the kmgr agent (pid ${pid}); its keys are wiped`);
+  return EXIT.OK;
+}
+
+async function waitGone(pid: number, socket: string, ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const alive = isAlive(pid);
+    const state = alive ? 'running' : (await probeAgent(socket).catch(() => ({ state: 'running' as const }))).state;
+    if (!alive && state !== 'running') return true;
+    if (Date.now() > until) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export async function status(g: GlobalOptions): Promise<number> {
+  const paths = homePaths(g.home);
+  const socket = agentSocketPath(paths);
+  const probe = await probeAgent(socket);
+  if (probe.state === 'none') throw new AgentError('not_running', socket, `no kmgr agent is running for ${paths.dir}`);
+  if (probe.state === 'stale') {
+    throw new AgentError('stale', socket, `the kmgr agent for ${paths.dir} is not running: ${socket} is a stale socket left by a dead agent (kmgr agent start replaces it)`);
+  }
+  const s = probe.status;
+  const cfg = await loadConfig(paths).catch(() => undefined);
+  if (cfg && cfg.fingerprint !== s.fingerprint) warn(`the agent holds management key ${s.fingerprint}, but ${paths.config} names ${cfg.fingerprint}`);
+  if (g.json) printJson({ running: true, ...s });
+  else printStatus(s);
+  return EXIT.OK;
+}
+
+function printStatus(s: AgentStatus): void {
+  const left = Math.ceil(s.ttlLeftMs / 1000);
+  const h = Math.floor(left / 3600);
+  const m = Math.floor((left % 3600) / 60);
+  const sec = left % 60;
+  const inText = (h ? `${h}h ` : '') + (h || m ? `${m}m ` : '') + `${sec}s`;
+  print(`agent:        running (pid ${s.pid})`);
+  print(`socket:       ${s.socket}`);
+  print(`home:         ${s.home}`);
+  print(`fingerprint:  ${s.fingerprint}`);
+  print(`expires:      ${s.expiresAt} (in ${inText})`);
+  print(`confirm:      ${s.confirm ? 'yes' : 'no'}`);
+  print(`served:       ${s.served} key operation(s), ${s.refused} refused`);
+}
+
+/**
+ * The same command definitions kmgr.ts should carry (see the wiring note), as
+ * a standalone program: `kmgr agent ...` with kmgr's global --home and --json.
+ * Lets the agent be driven before (and independently of) kmgr.ts's wiring.
+ */
+export async function main(argv: string[]): Promise<number> {
+  let result: Promise<number> = Promise.resolve(EXIT.OK);
+  const program = new Command('kmgr')
+    .option('--home <dir>', 'state directory')
+    .option('--json', 'print results, and errors, as JSON')
+    .exitOverride();
+  const act =
+    (fn: (g: GlobalOptions, o: any) => Promise<number>) =>
+    (...args: any[]): void => {
+      const cmd = args[args.length - 1] as Command;
+      result = fn(cmd.optsWithGlobals() as GlobalOptions, cmd.opts());
+    };
+  const agent = program.command('agent').description('keep the management key unlocked in a background agent (like ssh-agent)');
+  agent
+    .command('start')
+    .description('unlock once and start the agent; prints its socket path')
+    .option('--ttl <duration>', 'wipe the key and exit after this long: 15m, 2h, 90s (default 15m, at most 7d)')
+    .option('--confirm', "ask on this terminal before each use of the key")
+    .option('--passphrase-file <file>', 'read the passphrase from a file (first line)')
+    .option('--passphrase-fd <n>', 'read the passphrase from an inherited file descriptor')
+    .action(act(start));
+  agent.command('stop').description('stop the agent; it wipes the key').action(act(stop));
+  agent
+    .command('status')
+    .description('show whether an agent serves this home, its socket and time left')
+    .addOption(new Option('--json', 'print as JSON'))
+    .action(act(status));
+  let json = argv.includes('--json');
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    json = Boolean(program.opts().json) || json;
+    return await result;
+  } catch (e) {
+    return reportError(e, 'kmgr', json);
+  }
+}
+
+/** `node dist/src/cli/commands/agent.js agent start ...`: the standalone program above. */
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main(process.argv.slice(2)).then((code) => process.exit(code));
+}

@@ -1,0 +1,53 @@
+// Checking a verify answer without trusting the server (threat 4): the owner's
+// binding statement must be signed by the management key whose fingerprint the
+// verifier pinned, name this person, partner and public key, be within its
+// term, and be no older than the newest version this verifier has seen.
+import { fromB64, fromB64url } from '../crypto/bytes.js';
+import { fingerprint, publicKeyObject } from '../crypto/sign.js';
+import { samePublicKey, verifyBinding } from '../crypto/binding.js';
+import { IntegrityError } from '../protocol/errors.js';
+import type { VerifyResponse } from '../protocol/messages.js';
+
+export interface VerifyOutcome {
+  verified: boolean;
+  /** Why not, in a few words; undefined when verified. */
+  reason?: string;
+  keyVersion: number | null;
+}
+
+export function checkVerifyAnswer(
+  r: VerifyResponse,
+  ask: { personId: string; partnerId: string; publicKey: string; owner: string; newestSeen: number; now: number },
+): VerifyOutcome {
+  if (r.result === 'unknown') return { verified: false, reason: 'the server knows no such key', keyVersion: null };
+  const lying = (why: string): never => {
+    throw new IntegrityError(`the server's answer does not hold up: ${why}`);
+  };
+  if (!r.ownerPublicKey || !r.binding) return lying('it carries no signed binding statement');
+  const owner = fromB64url(r.ownerPublicKey);
+  if (!owner || fingerprint(owner) !== ask.owner) return lying(`the owner's key is not the pinned ${ask.owner}`);
+  const s = r.binding.statement;
+  const sig = fromB64(r.binding.signature);
+  if (!sig || !verifyBinding(publicKeyObject(owner), s, sig)) return lying('the binding statement is not signed by the owner');
+  if (s.personId !== ask.personId || s.partnerId !== ask.partnerId) return lying('the binding statement is for another person or partner');
+  if (s.keyVersion < ask.newestSeen) return lying(`the binding statement is for version ${s.keyVersion}, older than version ${ask.newestSeen} already seen (replay)`);
+  const same = samePublicKey(s.publicKey, ask.publicKey);
+  const inTerm = s.expiresAt === null || ask.now < Date.parse(s.expiresAt);
+  if (r.result === 'match') {
+    if (!same) return lying('it says "match" for a public key the owner did not sign');
+    if (!inTerm) return lying(`it says "match" for a key whose term ended at ${s.expiresAt}`);
+    return { verified: true, keyVersion: s.keyVersion };
+  }
+  if (same && (r.result === 'mismatch' || r.result === 'rotated')) {
+    // An honest server cannot send the statement naming this very key and call it another.
+    // "expired" and "locked" only withhold trust, and the owner can shorten a term or lock a key at the server: taken at its word.
+    return lying(`it says "${r.result}" for the key the owner's current statement names`);
+  }
+  const reasons: Record<string, string> = {
+    mismatch: 'the public key is not the owner\'s key for this partner',
+    rotated: 'the public key was replaced by a newer version',
+    expired: 'the key is past its valid term',
+    locked: 'the owner has locked the key',
+  };
+  return { verified: false, reason: reasons[r.result] ?? r.result, keyVersion: s.keyVersion };
+}
