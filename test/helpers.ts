@@ -51,6 +51,9 @@ export async function startServer(
     port: 0,
     tz: 'UTC',
     logLevel: 'info',
+    // Rate limits off unless a test asks for them: tests fire bursts on purpose.
+    ratePerAddress: 0,
+    ratePerKey: 0,
     clock: () => clock.now ?? Date.now(),
     logDest: logs,
     ...opts,

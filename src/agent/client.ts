@@ -174,6 +174,11 @@ export class AgentConnection {
     this.fail(new AgentError('lost', this.socketPath, 'the connection to the kmgr agent was closed'));
   }
 
+  /** True once the connection is closed or broken; every later request rejects. */
+  get failed(): boolean {
+    return this.failure !== undefined;
+  }
+
   private onData(chunk: Buffer): void {
     let replies: AgentReply[];
     try {
@@ -308,52 +313,85 @@ export async function connectAgent(socket: string, paths: HomePaths, config: Cli
   }
 }
 
-async function bindHandle(conn: AgentConnection, paths: HomePaths, config: ClientConfig): Promise<AgentHandle> {
-  const status = await requestStatus(conn);
+/** The agent's public key, if its status is consistent and it serves this home and this identity. */
+function checkBinding(status: AgentStatus, socket: string, paths: HomePaths, config: ClientConfig): Uint8Array {
   const publicKey = fromB64url(status.publicKey);
   if (!publicKey || publicKey.length !== 32 || fingerprint(publicKey) !== status.fingerprint) {
-    throw new AgentError('protocol', conn.socketPath, `the kmgr agent at ${conn.socketPath} sent an inconsistent public key`);
+    throw new AgentError('protocol', socket, `the kmgr agent at ${socket} sent an inconsistent public key`);
   }
   if (status.home !== paths.dir) {
-    throw new IntegrityError(`the kmgr agent at ${conn.socketPath} serves ${status.home}, not ${paths.dir}`);
+    throw new IntegrityError(`the kmgr agent at ${socket} serves ${status.home}, not ${paths.dir}`);
   }
   // The agent is bound to one identity: the one config.json names.
   if (status.fingerprint !== config.fingerprint) {
-    throw new IntegrityError(`the kmgr agent at ${conn.socketPath} holds a different management key (${status.fingerprint}) than ${paths.config} names`);
+    throw new IntegrityError(`the kmgr agent at ${socket} holds a different management key (${status.fingerprint}) than ${paths.config} names; kmgr agent stop ends it`);
   }
-  const opTimeout = status.confirm ? CONFIRM_OP_TIMEOUT_MS : OP_TIMEOUT_MS;
+  return publicKey;
+}
+
+async function bindHandle(first: AgentConnection, paths: HomePaths, config: ClientConfig): Promise<AgentHandle> {
+  const socket = first.socketPath;
+  let conn = first;
+  const status = await requestStatus(conn);
+  const publicKey = checkBinding(status, socket, paths, config);
+  let opTimeout = status.confirm ? CONFIRM_OP_TIMEOUT_MS : OP_TIMEOUT_MS;
+  let closed = false;
+  // A handle may outlive its connection (the agent drops connections idle for two
+  // minutes): a failed connection is reopened, and the agent re-checked, before
+  // the next request. A request in flight when the agent goes away still fails.
+  const live = async (): Promise<AgentConnection> => {
+    if (closed) throw new AgentError('lost', socket, 'this kmgr agent handle was closed');
+    if (!conn.failed) return conn;
+    const next = await AgentConnection.open(socket);
+    try {
+      const s = await requestStatus(next);
+      checkBinding(s, socket, paths, config);
+      opTimeout = s.confirm ? CONFIRM_OP_TIMEOUT_MS : OP_TIMEOUT_MS;
+    } catch (e) {
+      next.close();
+      throw e;
+    }
+    conn = next;
+    return conn;
+  };
+  const request = async (op: AgentOp, extra: { tag?: SignatureTag; ctx?: BlobContext; label?: string }, data: Uint8Array | undefined, slow: boolean) => {
+    const c = await live();
+    return c.request(op, extra, data, slow ? opTimeout : OP_TIMEOUT_MS);
+  };
   const bytesOf = async (p: Promise<{ data: Uint8Array }>, what: string, check: (n: number) => boolean): Promise<Uint8Array> => {
     const { data } = await p;
     if (!check(data.length)) {
       data.fill(0);
-      throw new AgentError('protocol', conn.socketPath, `the kmgr agent sent a ${what} of the wrong length`);
+      throw new AgentError('protocol', socket, `the kmgr agent sent a ${what} of the wrong length`);
     }
     return data;
   };
+  const withLabel = (label: string | undefined) => (label !== undefined ? { label } : {});
   const signAsync = (tag: SignatureTag, payload: Uint8Array, label?: string): Promise<Uint8Array> =>
-    bytesOf(conn.request('sign', { tag, ...(label !== undefined ? { label } : {}) }, payload, opTimeout), 'signature', (n) => n === 64);
+    bytesOf(request('sign', { tag, ...withLabel(label) }, payload, true), 'signature', (n) => n === 64);
   return {
-    socket: conn.socketPath,
+    socket,
     status,
     publicKey,
     signer: { publicKey, sign: (tag, payload) => signAsync(tag, payload) },
     signAsync,
-    openBlob: (ctx, blob, label) =>
-      bytesOf(conn.request('openBlob', { ctx, ...(label !== undefined ? { label } : {}) }, blob, opTimeout), 'secret', (n) => n > 0),
-    sealBlob: (ctx, secret, label) =>
-      bytesOf(conn.request('sealBlob', { ctx, ...(label !== undefined ? { label } : {}) }, secret, opTimeout), 'blob', (n) => n > 1),
+    openBlob: (ctx, blob, label) => bytesOf(request('openBlob', { ctx, ...withLabel(label) }, blob, true), 'secret', (n) => n > 0),
+    sealBlob: (ctx, secret, label) => bytesOf(request('sealBlob', { ctx, ...withLabel(label) }, secret, true), 'blob', (n) => n > 1),
     publicKeyInfo: async () => {
-      const r = await conn.request('publicKey');
+      const r = await request('publicKey', {}, undefined, false);
       const p = PublicKeyReply(r.result, 'publicKey');
       const raw = fromB64url(p.publicKey);
-      if (!raw || raw.length !== 32) throw new AgentError('protocol', conn.socketPath, 'the kmgr agent sent a malformed public key');
+      if (!raw || raw.length !== 32) throw new AgentError('protocol', socket, 'the kmgr agent sent a malformed public key');
       return { publicKey: raw, fingerprint: p.fingerprint };
     },
     stop: async () => {
-      const r = await conn.request('stop');
+      const r = await request('stop', {}, undefined, false);
       StopReply(r.result, 'stop');
     },
-    close: () => conn.close(),
+    close: () => {
+      closed = true;
+      conn.close();
+    },
   };
 }
 

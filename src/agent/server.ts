@@ -36,7 +36,7 @@ import {
 import { AgentError, checkSocketDir } from './client.js';
 
 const BOOT_TIMEOUT_MS = 10_000;
-const IDLE_TIMEOUT_MS = 60_000;
+const IDLE_TIMEOUT_MS = 120_000; // longer than a --confirm prompt waits
 const MAX_CONNECTIONS = 64;
 const SOCKET_CHECK_MS = 2_000;
 /** How long a --confirm prompt waits for an answer before refusing. */

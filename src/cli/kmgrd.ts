@@ -32,8 +32,10 @@ export async function main(argv: string[]): Promise<number> {
     .option('--tls-cert <file>', 'PEM certificate (default: self-signed, made in DIR/tls on first start)')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
     .option('--tz <zone>', 'time zone for per-day/week/month limits', 'UTC')
+    .option('--rate-per-address <n>', 'requests per second allowed per client address, bursts of twice that (0: unlimited)', parseRate('--rate-per-address'), 1000)
+    .option('--rate-per-key <n>', 'requests per second allowed per management key (0: unlimited)', parseRate('--rate-per-key'), 100)
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug']).default('info'))
-    .action((o: { data: string; listen: string; tlsCert?: string; tlsKey?: string; tz: string; logLevel: string }) => {
+    .action((o: ServeOptions) => {
       result = serve(o);
     });
 
@@ -84,7 +86,25 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-async function serve(o: { data: string; listen: string; tlsCert?: string; tlsKey?: string; tz: string; logLevel: string }): Promise<number> {
+interface ServeOptions {
+  data: string;
+  listen: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tz: string;
+  logLevel: string;
+  ratePerAddress: number;
+  ratePerKey: number;
+}
+
+function parseRate(flag: string): (v: string) => number {
+  return (v) => {
+    if (!/^\d{1,7}$/.test(v)) throw new UsageError(`${flag} takes a whole number of requests per second (0 for unlimited), not ${JSON.stringify(v)}`);
+    return Number(v);
+  };
+}
+
+async function serve(o: ServeOptions): Promise<number> {
   const { host, port } = parseListen(o.listen);
   const { startDaemon } = await import('../server/daemon.js');
   const daemon = await startDaemon({
@@ -95,6 +115,8 @@ async function serve(o: { data: string; listen: string; tlsCert?: string; tlsKey
     ...(o.tlsKey ? { tlsKey: o.tlsKey } : {}),
     tz: o.tz,
     logLevel: o.logLevel,
+    ratePerAddress: o.ratePerAddress,
+    ratePerKey: o.ratePerKey,
   });
   await new Promise<void>((done) => {
     const stop = (signal: string): void => {

@@ -11,11 +11,16 @@ import { authenticate } from './auth.js';
 import { readBody } from './body.js';
 import { httpStatus } from './http-status.js';
 import { route } from './router.js';
+import { RateLimiter } from './rate-limit.js';
 import type { RequestContext, ServerDeps } from './context.js';
 
 export interface AppOptions extends ServerDeps {
   cert: string;
   key: string;
+  /** Requests per second per client address, before authentication (0: unlimited). */
+  ratePerAddress: number;
+  /** Requests per second per management key, after authentication (0: unlimited). */
+  ratePerKey: number;
 }
 
 export interface RunningServer {
@@ -41,6 +46,13 @@ export function createApp(opts: AppOptions): Server {
     return key ?? undefined;
   };
 
+  // Buckets allow bursts of twice the rate.
+  const byAddress = new RateLimiter(opts.ratePerAddress, opts.ratePerAddress * 2, clock);
+  const byKey = new RateLimiter(opts.ratePerKey, opts.ratePerKey * 2, clock);
+  const limited = (lim: RateLimiter, key: string, who: string): KmgrError => {
+    return new KmgrError('rate_limited', `too many requests from ${who}; slow down`, { retryAfter: lim.retryAfter(key) });
+  };
+
   const server = createServer(
     {
       cert: opts.cert,
@@ -50,6 +62,8 @@ export function createApp(opts: AppOptions): Server {
       requestTimeout: 30_000,
       headersTimeout: 10_000,
       keepAliveTimeout: 5_000,
+      // Node would answer a missing Host itself, with an empty 400; ours is a JSON 401 (auth_missing).
+      requireHostHeader: false,
     },
     (req, res) => void handle(req, res),
   );
@@ -60,7 +74,11 @@ export function createApp(opts: AppOptions): Server {
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const query = q < 0 ? '' : url.slice(q);
+    const remoteAddress = req.socket.remoteAddress ?? '';
     try {
+      if (!byAddress.take(remoteAddress)) throw limited(byAddress, remoteAddress, 'this address');
+      // RFC 9112 section 3.2: an HTTP/1.1 request without Host is answered 400.
+      if (req.headers.host === undefined && req.httpVersion === '1.1') throw new UsageError('the request has no Host header', 'bad_request');
       const { handler, params } = route(req.method ?? '', path);
       const body = await readBody(req);
       if (body.length > 0 && !/^application\/json(\s*;|$)/i.test(req.headers['content-type'] ?? '')) {
@@ -74,9 +92,10 @@ export function createApp(opts: AppOptions): Server {
         params,
         body,
         now,
-        remoteAddress: req.socket.remoteAddress ?? '',
+        remoteAddress,
         async person() {
           const auth = await authenticate(req, path, query, body, now, keyFor);
+          if (!byKey.take(auth.params.keyid)) throw limited(byKey, auth.params.keyid, 'this key');
           const person = await storage.personByKeyId(auth.params.keyid);
           if (!person) throw new AuthError('unknown_person', 'the signing key is not enrolled at this server');
           storage.claimNonce(auth.claim);
@@ -94,6 +113,7 @@ export function createApp(opts: AppOptions): Server {
       if (e instanceof KmgrError) {
         if (e.kind === 'unavailable' || e.kind === 'internal') log.error({ code: e.code, err: e.message }, 'request failed');
         if (e.code === 'method_not_allowed') res.setHeader('allow', (e.details?.allow as string[]).join(', '));
+        if (e.code === 'rate_limited') res.setHeader('retry-after', String(e.details?.retryAfter ?? 1));
         send(res, httpStatus(e), toWire(e));
       } else {
         // A bug, never the client's doing: log it, answer without detail.
@@ -103,6 +123,10 @@ export function createApp(opts: AppOptions): Server {
     }
   }
 
+  // Expect: 100-continue is answered by node; any other expectation gets a JSON 417, not an empty one.
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    send(res, 417, toWire(new UsageError(`unsupported expectation: ${String(req.headers.expect).slice(0, 100)}`, 'bad_request')));
+  });
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     if (socket.writable && err.code !== 'ECONNRESET') {
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
@@ -112,6 +136,10 @@ export function createApp(opts: AppOptions): Server {
   });
   // TLS handshake failures (wrong version, garbage) are the client's problem, not ours.
   server.on('tlsClientError', () => undefined);
+  server.on('close', () => {
+    byAddress.stop();
+    byKey.stop();
+  });
   return server;
 }
 

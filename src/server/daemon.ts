@@ -10,6 +10,9 @@ import { makeLogger, type Logger } from './logger.js';
 import { loadTls } from './tls/files.js';
 import { startAdminSocket } from './admin.js';
 
+export const DEFAULT_RATE_PER_ADDRESS = 1000;
+export const DEFAULT_RATE_PER_KEY = 100;
+
 export interface DaemonOptions {
   dataDir: string;
   host: string;
@@ -18,6 +21,10 @@ export interface DaemonOptions {
   tlsKey?: string;
   tz: string;
   logLevel: string;
+  /** Requests per second per client address (0: unlimited). */
+  ratePerAddress?: number;
+  /** Requests per second per management key (0: unlimited). */
+  ratePerKey?: number;
   clock?: () => number;
   logDest?: DestinationStream;
 }
@@ -43,7 +50,16 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   const tls = await loadTls(dataDir, o.tlsCert, o.tlsKey);
   const clock = o.clock ?? Date.now;
   const storage = await LevelStorage.open(join(dataDir, 'db'), { tz: o.tz, clock });
-  const app = createApp({ storage, log, clock, tz: o.tz, cert: tls.cert, key: tls.key });
+  const app = createApp({
+    storage,
+    log,
+    clock,
+    tz: o.tz,
+    cert: tls.cert,
+    key: tls.key,
+    ratePerAddress: o.ratePerAddress ?? DEFAULT_RATE_PER_ADDRESS,
+    ratePerKey: o.ratePerKey ?? DEFAULT_RATE_PER_KEY,
+  });
   let running;
   let admin;
   try {

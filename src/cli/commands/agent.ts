@@ -8,7 +8,7 @@ import { unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Socket } from 'node:net';
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { fingerprint, signerFromSeed } from '../../crypto/sign.js';
 import { concat, wipe } from '../../crypto/bytes.js';
 import { IntegrityError, KmgrError, UnavailableError, UsageError, isErrorCode } from '../../protocol/errors.js';
@@ -282,11 +282,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--passphrase-fd <n>', 'read the passphrase from an inherited file descriptor')
     .action(act(start));
   agent.command('stop').description('stop the agent; it wipes the key').action(act(stop));
-  agent
-    .command('status')
-    .description('show whether an agent serves this home, its socket and time left')
-    .addOption(new Option('--json', 'print as JSON'))
-    .action(act(status));
+  agent.command('status').description('show whether an agent serves this home, its socket and time left').action(act(status));
   let json = argv.includes('--json');
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -42,6 +42,11 @@ export async function run(g: GlobalOptions, name: string, o: FetchOptions): Prom
     throw new NotFoundError('unknown_key', `no key is registered for ${name} (kmgr register ${name})`);
   }
   const { body: reply, params } = await api.fetch(session, partner.id);
+  // At the version we know, the server must name the key we know (threat 1); the AD check below
+  // would catch a swapped blob, but the reply's other fields must not steer us either.
+  if (known && reply.keyVersion === known.version && (reply.keyId !== known.keyId || reply.alg !== known.alg)) {
+    throw new IntegrityError(`the server named key ${reply.keyId} (${reply.alg}) for ${name}, but version ${known.version} is ${known.keyId} (${known.alg})`);
+  }
   const format: OutputFormat = o.format ?? (reply.alg === 'aes256' ? 'base64' : 'pem');
   if (reply.alg === 'aes256' && format === 'pem') throw noPem();
 
