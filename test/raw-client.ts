@@ -16,6 +16,8 @@ import { fromB64, toB64, toB64url, utf8 } from '../src/crypto/bytes.js';
 export interface Target {
   url: string;
   ca: string;
+  /** Source address on the loopback range, to act as a different client. */
+  localAddress?: string;
 }
 
 export interface RawReply {
@@ -61,6 +63,7 @@ export function send(target: Target, r: RawRequest): Promise<RawReply> {
     setHost: false,
     ca: caPem(target.ca),
     agent: false,
+    ...(target.localAddress ? { localAddress: target.localAddress } : {}),
     minVersion: 'TLSv1.3',
     // The certificate is checked against the address we dial, never against a (possibly forged) Host header.
     servername: '',
