@@ -1,14 +1,15 @@
 // How both command-line fronts report a failure: one sentence on stderr, or a
 // JSON error with a stable code under --json; the exit code from exit-codes.ts.
 import { CommanderError } from 'commander';
-import { KmgrError, toWire } from '../protocol/errors.js';
+import { KmgrError, UsageError, toWire } from '../protocol/errors.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 
 export function reportError(e: unknown, prog: string, json: boolean, stderr: NodeJS.WritableStream = process.stderr): number {
   if (e instanceof CommanderError) {
     if (e.exitCode === 0) return EXIT.OK; // --help, --version
-    // commander has already printed its message to stderr.
-    return EXIT.USAGE;
+    if (e.code === 'commander.help' || e.code === 'commander.helpDisplayed') return EXIT.USAGE; // help shown for a missing command
+    // commander's own printing is silenced: its message is reported like any other usage error.
+    e = new UsageError(`${e.message.replace(/^error: /, '')} (see ${prog} --help)`);
   }
   const err = e instanceof KmgrError ? e : new KmgrError('internal', `internal error: ${e instanceof Error ? e.message : String(e)}`);
   if (json) stderr.write(JSON.stringify(toWire(err)) + '\n');

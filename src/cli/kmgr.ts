@@ -29,7 +29,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--home <dir>', 'state directory (default $KMGR_HOME, else $XDG_CONFIG_HOME/kmgr, else ~/.config/kmgr)')
     .option('--json', 'print results, and errors, as JSON')
     .exitOverride()
-    .showHelpAfterError('(run kmgr help for usage)')
+    .configureOutput({ outputError: () => undefined })
     .addHelpText('after', `\n${PASSPHRASE_HELP}.\nExit codes: 0 ok, 64 usage, 65 integrity/tamper, 66 unknown partner or key, 69 server unreachable,\n70 internal, 73 already exists, 77 refused (passphrase, authentication, key terms), 78 configuration.`);
 
   // Each action only records which module to run; main awaits it below.
@@ -184,6 +184,10 @@ export async function main(argv: string[]): Promise<number> {
   program.command('whoami').description('show the personal ID, server and management key fingerprint').action(run(() => import('./commands/whoami.js')));
 
   let json = argv.includes('--json');
+  if (argv.length === 0) {
+    process.stderr.write(program.helpInformation());
+    return EXIT.USAGE;
+  }
   try {
     await program.parseAsync(argv, { from: 'user' });
     json = Boolean(program.opts().json);

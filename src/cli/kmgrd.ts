@@ -21,7 +21,7 @@ export async function main(argv: string[]): Promise<number> {
     .description('kmgr key server: stores sealed keys, counts and limits every use')
     .version('0.1.0')
     .exitOverride()
-    .showHelpAfterError('(run kmgrd --help for usage)');
+    .configureOutput({ outputError: () => undefined });
   let result: Promise<number> = Promise.resolve(EXIT.OK);
 
   program
@@ -78,6 +78,10 @@ export async function main(argv: string[]): Promise<number> {
       result = import('./kmgrd/partner.js').then((m) => m.list({ ...o, tz: 'UTC' }));
     });
 
+  if (argv.length === 0) {
+    process.stderr.write(program.helpInformation());
+    return EXIT.USAGE;
+  }
   try {
     await program.parseAsync(argv, { from: 'user' });
     return await result;

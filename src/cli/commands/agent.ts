@@ -118,8 +118,10 @@ export async function start(g: GlobalOptions, o: AgentStartOptions): Promise<num
 
 /** Spawns the agent detached, hands it the secrets over fd 3, and resolves with its pid once its socket answers. */
 async function spawnAgent(boot: AgentBoot, secrets: Uint8Array, ttyFd: number | undefined): Promise<number> {
-  const env = { ...process.env };
-  delete env.KMGR_PASSPHRASE; // the agent needs no passphrase, and must not carry one
+  // A minimal environment: never KMGR_PASSPHRASE, and never NODE_OPTIONS (an
+  // inherited --inspect would open a debugger onto the keys).
+  const env: NodeJS.ProcessEnv = { KMGR_HOME: boot.home };
+  for (const k of ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'XDG_RUNTIME_DIR']) if (process.env[k] !== undefined) env[k] = process.env[k];
   // stdin/out/err ignored: the agent must not hold the caller's pipes open (or write to them).
   const stdio: StdioOptions = ['ignore', 'ignore', 'ignore', 'pipe', ...(ttyFd !== undefined ? [ttyFd] : [])];
   const child = spawn(process.execPath, [AGENT_MAIN], { detached: true, cwd: '/', env, stdio });
