@@ -1,0 +1,177 @@
+// One benchmark server per child process, so that its CPU accounting is its own.
+//   node dist/bench/servers.js bare
+//   node dist/bench/servers.js verify <keyId> <publicKeyB64url>
+//   node dist/bench/servers.js kmgrd [high|off|default]
+//     (kmgrd's rate limits: 'high' sets them to 1e9/s so the limiter runs but never
+//     refuses one client's load; 'off' is 0 (disabled); 'default' leaves kmgrd's own)
+// Talks to the parent over the fork IPC channel: sends {type:'ready', port,
+// certPem, dataDir?}, answers {type:'cpu'} with process.cpuUsage(), stops on
+// {type:'stop'}, on SIGINT/SIGTERM, or when the parent goes away.
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeSelfSignedCert } from '../src/server/tls/selfsigned.js';
+import { authenticate } from '../src/server/auth.js';
+import { publicKeyObject } from '../src/crypto/sign.js';
+import { fromB64url } from '../src/crypto/bytes.js';
+import { KmgrError, toWire } from '../src/protocol/errors.js';
+import { startDaemon, type Daemon } from '../src/server/daemon.js';
+
+export type Role = 'bare' | 'verify' | 'kmgrd';
+
+export type ToChild = { type: 'cpu'; id: number } | { type: 'stop' };
+export type FromChild =
+  | { type: 'ready'; role: Role; port: number; certPem: string; dataDir?: string; pid: number }
+  | { type: 'cpu'; id: number; usage: NodeJS.CpuUsage; mainThreadUs: number | null; rss: number }
+  | { type: 'failed'; message: string };
+
+/** The baselines' fixed answer: exactly 200 bytes of JSON. */
+export function fixedBody(): string {
+  const head = '{"ok":true,"note":"kmgr bench baseline","pad":"';
+  const tail = '"}';
+  const s = head + 'x'.repeat(200 - head.length - tail.length) + tail;
+  if (Buffer.byteLength(s) !== 200) throw new Error('fixed body is not 200 bytes');
+  return s;
+}
+
+// The same TLS and HTTP settings as kmgrd's createApp (src/server/app.ts).
+function serverOptions(certPem: string, keyPem: string) {
+  return {
+    cert: certPem,
+    key: keyPem,
+    minVersion: 'TLSv1.3' as const,
+    maxHeaderSize: 16 * 1024,
+    requestTimeout: 30_000,
+    headersTimeout: 10_000,
+    keepAliveTimeout: 5_000,
+  };
+}
+
+function send(res: ServerResponse, status: number, text: string): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.end(text);
+}
+
+function listen(server: Server): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port));
+  });
+}
+
+/**
+ * CPU time of the main (JavaScript) thread alone, from /proc (Linux; 10 ms ticks at
+ * CLK_TCK 100). process.cpuUsage() covers every thread: the libuv pool (LevelDB
+ * writes and fsync), LevelDB's compaction thread and V8's GC helpers as well.
+ */
+function mainThreadUs(): number | null {
+  try {
+    const s = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10_000;
+  } catch {
+    return null;
+  }
+}
+
+function reply(m: FromChild): void {
+  process.send?.(m);
+}
+
+async function main(): Promise<void> {
+  const role = process.argv[2] as Role;
+  let stop: () => Promise<void>;
+  if (role === 'bare' || role === 'verify') {
+    const tls = makeSelfSignedCert();
+    const body = fixedBody();
+    let handler: (req: IncomingMessage, res: ServerResponse) => void;
+    if (role === 'bare') {
+      handler = (req, res) => {
+        req.resume();
+        req.on('end', () => send(res, 200, body));
+      };
+    } else {
+      const keyId = process.argv[3]!;
+      const raw = fromB64url(process.argv[4] ?? '');
+      if (!raw) throw new Error('verify: public key missing');
+      const key = publicKeyObject(raw); // cached KeyObject: created once
+      const keyFor = async (id: string) => (id === keyId ? key : undefined);
+      handler = (req, res) => {
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          const url = req.url ?? '/';
+          const q = url.indexOf('?');
+          const path = q < 0 ? url : url.slice(0, q);
+          const query = q < 0 ? '' : url.slice(q);
+          authenticate(req, path, query, new Uint8Array(Buffer.concat(chunks)), Date.now(), keyFor).then(
+            () => send(res, 200, body),
+            (e) => send(res, e instanceof KmgrError ? 401 : 500, JSON.stringify(e instanceof KmgrError ? toWire(e) : { error: String(e) })),
+          );
+        });
+      };
+    }
+    const server = createServer(serverOptions(tls.certPem, tls.keyPem), handler);
+    server.on('tlsClientError', () => undefined);
+    const port = await listen(server);
+    stop = () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      });
+    reply({ type: 'ready', role, port, certPem: tls.certPem, pid: process.pid });
+  } else if (role === 'kmgrd') {
+    const dataDir = await mkdtemp(join(tmpdir(), 'kmgr-bench-data-'));
+    let daemon: Daemon;
+    try {
+      // Logs go to stdout (the parent reads them and counts errors), as `kmgrd serve` does.
+      const mode = process.argv[3] ?? 'high';
+      const rates = mode === 'default' ? {} : mode === 'off' ? { ratePerAddress: 0, ratePerKey: 0 } : { ratePerAddress: 1e9, ratePerKey: 1e9 };
+      // Not a literal: builds against a DaemonOptions with or without the rate options.
+      const opts = { dataDir, host: '127.0.0.1', port: 0, tz: 'UTC', logLevel: 'info', ...rates };
+      daemon = await startDaemon(opts);
+    } catch (e) {
+      await rm(dataDir, { recursive: true, force: true });
+      throw e;
+    }
+    const certPem = await readFile(daemon.certPath, 'utf8');
+    stop = async () => {
+      try {
+        await daemon.stop();
+      } finally {
+        await rm(dataDir, { recursive: true, force: true });
+      }
+    };
+    reply({ type: 'ready', role, port: daemon.port, certPem, dataDir, pid: process.pid });
+  } else {
+    throw new Error(`unknown role: ${String(role)}`);
+  }
+
+  let stopping = false;
+  const shutdown = (): void => {
+    if (stopping) return;
+    stopping = true;
+    const hard = setTimeout(() => process.exit(1), 15_000);
+    hard.unref();
+    stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('message', (m: ToChild) => {
+    if (m.type === 'cpu') reply({ type: 'cpu', id: m.id, usage: process.cpuUsage(), mainThreadUs: mainThreadUs(), rss: process.memoryUsage.rss() });
+    else if (m.type === 'stop') shutdown();
+  });
+  process.on('disconnect', shutdown);
+  process.on('SIGINT', shutdown);
+  process.on('SIGTERM', shutdown);
+}
+
+main().catch((e: unknown) => {
+  reply({ type: 'failed', message: e instanceof Error ? e.stack ?? e.message : String(e) });
+  process.exit(1);
+});
