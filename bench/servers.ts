@@ -98,7 +98,7 @@ async function main(): Promise<void> {
       const keyId = process.argv[3]!;
       const raw = fromB64url(process.argv[4] ?? '');
       if (!raw) throw new Error('verify: public key missing');
-      const key = publicKeyObject(raw); // cached KeyObject: created once
+      const key = { raw, obj: publicKeyObject(raw) }; // cached KeyObject: created once
       const keyFor = async (id: string) => (id === keyId ? key : undefined);
       handler = (req, res) => {
         const chunks: Buffer[] = [];

@@ -58,6 +58,7 @@ export async function runAgent(bootFd = 3): Promise<void> {
     const boot = AgentBoot(frame.json, 'boot');
     if (frame.bin.length !== BOOT_SECRET_BYTES) throw new InternalError('the agent received secrets of the wrong length');
     agent = new Agent(boot, frame.bin);
+    agent.armSignals();
     await agent.listen();
   } catch (e) {
     wipe(frame.bin);
@@ -66,8 +67,9 @@ export async function runAgent(bootFd = 3): Promise<void> {
     await writeAndClose(channel, encodeFrame({ ok: false, code: err.code, message: err.message }));
     process.exit(1);
   }
-  await writeAndClose(channel, encodeFrame({ ok: true, pid: process.pid }));
-  agent.armSignals();
+  // If `agent start` is gone before hearing that we are ready, nobody knows we
+  // hold the key: better to wipe it and leave.
+  if (!(await writeAndClose(channel, encodeFrame({ ok: true, pid: process.pid })))) agent.shutdown(1);
 }
 
 function readOneFrame(sock: Socket, timeoutMs: number): Promise<Frame> {
@@ -98,12 +100,17 @@ function readOneFrame(sock: Socket, timeoutMs: number): Promise<Frame> {
   });
 }
 
-function writeAndClose(sock: Socket, buf: Buffer): Promise<void> {
+/** Writes a last frame and closes; true if it was handed to the peer in time. */
+function writeAndClose(sock: Socket, buf: Buffer): Promise<boolean> {
   return new Promise((resolve) => {
-    const t = setTimeout(resolve, 2_000);
+    const t = setTimeout(() => resolve(false), 2_000);
+    sock.once('error', () => {
+      clearTimeout(t);
+      resolve(false);
+    });
     sock.end(buf, () => {
       clearTimeout(t);
-      resolve();
+      resolve(!sock.errored);
     });
   });
 }

@@ -34,6 +34,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--tz <zone>', 'time zone for per-day/week/month limits', 'UTC')
     .option('--rate-per-address <n>', 'requests per second allowed per client address, bursts of twice that (0: unlimited)', parseRate('--rate-per-address'), 1000)
     .option('--rate-per-key <n>', 'requests per second allowed per management key (0: unlimited)', parseRate('--rate-per-key'), 100)
+    .option('--verify-threads <n>', 'worker threads verifying request signatures (0: on the main thread)', parseRate('--verify-threads'), 1)
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug']).default('info'))
     .action((o: ServeOptions) => {
       result = serve(o);
@@ -99,6 +100,7 @@ interface ServeOptions {
   logLevel: string;
   ratePerAddress: number;
   ratePerKey: number;
+  verifyThreads: number;
 }
 
 function parseRate(flag: string): (v: string) => number {
@@ -121,6 +123,7 @@ async function serve(o: ServeOptions): Promise<number> {
     logLevel: o.logLevel,
     ratePerAddress: o.ratePerAddress,
     ratePerKey: o.ratePerKey,
+    verifyThreads: Math.min(o.verifyThreads, 16),
   });
   await new Promise<void>((done) => {
     const stop = (signal: string): void => {

@@ -2,12 +2,12 @@
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { KeyObject } from 'node:crypto';
 import { KmgrError, toWire, UsageError } from '../protocol/errors.js';
 import { AuthError } from '../protocol/errors.js';
 import { publicKeyObject } from '../crypto/sign.js';
 import { fromB64url } from '../crypto/bytes.js';
-import { authenticate } from './auth.js';
+import { authenticate, type VerifyKey } from './auth.js';
+import type { Verifier } from './verify-pool.js';
 import { readBody } from './body.js';
 import { httpStatus } from './http-status.js';
 import { route } from './router.js';
@@ -21,6 +21,8 @@ export interface AppOptions extends ServerDeps {
   ratePerAddress: number;
   /** Requests per second per management key, after authentication (0: unlimited). */
   ratePerKey: number;
+  /** Where signatures are verified; inline on the main thread when absent. */
+  verifier?: Verifier;
 }
 
 export interface RunningServer {
@@ -34,17 +36,19 @@ export interface RunningServer {
 export function createApp(opts: AppOptions): Server {
   const { storage, log, clock } = opts;
   // Verification keys are cached: creating a KeyObject costs more than a verify.
-  const keyCache = new Map<string, KeyObject | null>();
-  const keyFor = async (keyId: string): Promise<KeyObject | undefined> => {
+  // Only enrolled keys are cached, so probes with random key IDs cannot grow it.
+  const keyCache = new Map<string, VerifyKey>();
+  const keyFor = async (keyId: string): Promise<VerifyKey | undefined> => {
     const hit = keyCache.get(keyId);
     if (hit) return hit;
     const person = await storage.personByKeyId(keyId);
-    if (!person) return undefined;
-    const raw = fromB64url(person.publicKey);
-    const key = raw ? publicKeyObject(raw) : null;
+    const raw = person ? fromB64url(person.publicKey) : undefined;
+    if (!raw) return undefined;
+    const key = { raw, obj: publicKeyObject(raw) };
     keyCache.set(keyId, key);
-    return key ?? undefined;
+    return key;
   };
+  const verifier = opts.verifier;
 
   // Buckets allow bursts of twice the rate.
   const byAddress = new RateLimiter(opts.ratePerAddress, opts.ratePerAddress * 2, clock);
@@ -94,7 +98,7 @@ export function createApp(opts: AppOptions): Server {
         now,
         remoteAddress,
         async person() {
-          const auth = await authenticate(req, path, query, body, now, keyFor);
+          const auth = await authenticate(req, path, query, body, now, keyFor, verifier);
           if (!byKey.take(auth.params.keyid)) throw limited(byKey, auth.params.keyid, 'this key');
           const person = await storage.personByKeyId(auth.params.keyid);
           if (!person) throw new AuthError('unknown_person', 'the signing key is not enrolled at this server');
@@ -102,7 +106,7 @@ export function createApp(opts: AppOptions): Server {
           return { person, auth };
         },
         async withKey(keyId, key) {
-          const auth = await authenticate(req, path, query, body, now, async (id) => (id === keyId ? key : undefined));
+          const auth = await authenticate(req, path, query, body, now, async (id) => (id === keyId ? key : undefined), verifier);
           storage.claimNonce(auth.claim);
           return auth;
         },

@@ -10,6 +10,7 @@ import { sha256 } from '../crypto/hash.js';
 import { equalBytes, fromB64, utf8 } from '../crypto/bytes.js';
 import { TAG_REQUEST, verifySignature } from '../crypto/sign.js';
 import type { NonceClaim, SignedRequestRecord } from '../store/types.js';
+import type { Verifier } from './verify-pool.js';
 
 export interface Authenticated {
   params: SignatureParams;
@@ -28,13 +29,20 @@ const header = (req: IncomingMessage, name: string): string | undefined => {
  * The caller claims the nonce after this succeeds, so an unsigned request can
  * never burn somebody's nonce.
  */
+/** A management public key: raw bytes (for a verifier thread) and a cached KeyObject (for inline use). */
+export interface VerifyKey {
+  raw: Uint8Array;
+  obj: KeyObject;
+}
+
 export async function authenticate(
   req: IncomingMessage,
   path: string,
   query: string,
   body: Uint8Array,
   nowMs: number,
-  keyFor: (keyId: string) => Promise<KeyObject | undefined>,
+  keyFor: (keyId: string) => Promise<VerifyKey | undefined>,
+  verifier?: Verifier,
 ): Promise<Authenticated> {
   const input = header(req, 'signature-input');
   const sig = header(req, 'signature');
@@ -64,7 +72,9 @@ export async function authenticate(
   if (!key) throw new AuthError('unknown_person', 'the signing key is not enrolled at this server');
   const base = signatureBase({ method: req.method ?? '', authority, path, query, contentDigest: digest, device }, params);
   const signature = fromB64(sigB64);
-  if (!signature || !verifySignature(key, TAG_REQUEST, utf8(base), signature)) {
+  const payload = utf8(base);
+  const ok = signature !== undefined && (verifier ? await verifier.verify(key.raw, payload, signature) : verifySignature(key.obj, TAG_REQUEST, payload, signature));
+  if (!ok) {
     throw new AuthError('auth_bad_signature', 'the request signature does not verify');
   }
   return {

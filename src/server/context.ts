@@ -1,8 +1,7 @@
 import type { IncomingMessage } from 'node:http';
-import type { KeyObject } from 'node:crypto';
 import type { Storage, PersonRecord } from '../store/types.js';
 import type { Logger } from './logger.js';
-import type { Authenticated } from './auth.js';
+import type { Authenticated, VerifyKey } from './auth.js';
 
 export interface ServerDeps {
   storage: Storage;
@@ -23,7 +22,7 @@ export interface RequestContext {
   /** Authenticates the request as an enrolled person and claims its nonce. */
   person(): Promise<{ person: PersonRecord; auth: Authenticated }>;
   /** Authenticates against a key the caller supplies (enrolment proves possession this way). */
-  withKey(keyId: string, key: KeyObject): Promise<Authenticated>;
+  withKey(keyId: string, key: VerifyKey): Promise<Authenticated>;
 }
 
 export interface Reply {

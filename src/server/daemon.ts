@@ -9,6 +9,7 @@ import { createApp, listen } from './app.js';
 import { makeLogger, type Logger } from './logger.js';
 import { loadTls } from './tls/files.js';
 import { startAdminSocket } from './admin.js';
+import { inlineVerifier, workerVerifier } from './verify-pool.js';
 
 export const DEFAULT_RATE_PER_ADDRESS = 1000;
 export const DEFAULT_RATE_PER_KEY = 100;
@@ -27,6 +28,8 @@ export interface DaemonOptions {
   ratePerKey?: number;
   clock?: () => number;
   logDest?: DestinationStream;
+  /** Threads verifying request signatures; 0 verifies on the main thread. Default: 1. */
+  verifyThreads?: number;
 }
 
 export interface Daemon {
@@ -50,7 +53,10 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   const tls = await loadTls(dataDir, o.tlsCert, o.tlsKey);
   const clock = o.clock ?? Date.now;
   const storage = await LevelStorage.open(join(dataDir, 'db'), { tz: o.tz, clock });
+  const threads = o.verifyThreads ?? 1;
+  const verifier = threads > 0 ? workerVerifier(threads) : inlineVerifier();
   const app = createApp({
+    verifier,
     storage,
     log,
     clock,
@@ -84,6 +90,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
       stopping ??= (async () => {
         await running.stop();
         await new Promise<void>((r) => admin.close(() => r()));
+        await verifier.close();
         await storage.close();
         log.info('kmgrd stopped');
       })();

@@ -19,7 +19,7 @@ export const enrol: Handler = async (ctx) => {
     throw new AuthError('auth_malformed', 'publicKey is not a valid Ed25519 key');
   }
   const keyId = managementKeyId(raw);
-  const auth = await ctx.withKey(keyId, key);
+  const auth = await ctx.withKey(keyId, { raw, obj: key });
   if (auth.params.keyid !== keyId) throw new AuthError('auth_bad_signature', 'the enrolment must be signed by the key being enrolled');
   const person = {
     personId: 'p_' + randomBytes(16).toString('base64url').slice(0, 22),

@@ -1,0 +1,81 @@
+// Request signature verification, inline or on worker threads. Jobs arriving in
+// the same tick travel to a worker as one message, so the messaging cost is
+// paid per batch, not per request.
+import { Worker } from 'node:worker_threads';
+import { publicKeyObject, verifySignature, TAG_REQUEST } from '../crypto/sign.js';
+import type { KeyObject } from 'node:crypto';
+import type { VerifyJob } from './verify-worker.js';
+
+export interface Verifier {
+  verify(key: Uint8Array, payload: Uint8Array, signature: Uint8Array): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** On the calling thread, with a KeyObject cache (creating one costs more than a verify). */
+export function inlineVerifier(): Verifier {
+  const cache = new Map<string, KeyObject>();
+  return {
+    async verify(key, payload, signature) {
+      const k = Buffer.from(key).toString('latin1');
+      let obj = cache.get(k);
+      if (!obj) {
+        if (cache.size > 100_000) cache.clear();
+        obj = publicKeyObject(key);
+        cache.set(k, obj);
+      }
+      return verifySignature(obj, TAG_REQUEST, payload, signature);
+    },
+    async close() {},
+  };
+}
+
+interface Pending {
+  jobs: VerifyJob[];
+  resolvers: Array<(ok: boolean) => void>;
+}
+
+export function workerVerifier(threads: number): Verifier {
+  const workers = Array.from({ length: threads }, () => {
+    const w = new Worker(new URL('./verify-worker.js', import.meta.url));
+    w.unref();
+    return { w, inFlight: new Map<number, Array<(ok: boolean) => void>>() };
+  });
+  let nextId = 1;
+  let next = 0;
+  let batch: Pending | undefined;
+  for (const wk of workers) {
+    wk.w.on('message', (m: { id: number; results: Uint8Array }) => {
+      const rs = wk.inFlight.get(m.id);
+      wk.inFlight.delete(m.id);
+      rs?.forEach((r, i) => r(m.results[i] === 1));
+    });
+    // A dead worker fails its jobs closed: the requests are refused, never accepted.
+    wk.w.on('error', () => {
+      for (const rs of wk.inFlight.values()) rs.forEach((r) => r(false));
+      wk.inFlight.clear();
+    });
+  }
+  const flush = (): void => {
+    const b = batch!;
+    batch = undefined;
+    const wk = workers[next++ % workers.length]!;
+    const id = nextId++;
+    wk.inFlight.set(id, b.resolvers);
+    wk.w.postMessage({ id, jobs: b.jobs });
+  };
+  return {
+    verify(key, payload, signature) {
+      return new Promise((resolve) => {
+        if (!batch) {
+          batch = { jobs: [], resolvers: [] };
+          setImmediate(flush);
+        }
+        batch.jobs.push({ key, payload, signature });
+        batch.resolvers.push(resolve);
+      });
+    },
+    async close() {
+      await Promise.all(workers.map((wk) => wk.w.terminate()));
+    },
+  };
+}
