@@ -133,6 +133,16 @@ export async function main(argv: string[]): Promise<number> {
   ).action(run(() => import('./commands/notices.js')));
   withPassphrase(
     program
+      .command('notify')
+      .description('show or set where notices are delivered: a signed webhook and/or an e-mail address')
+      .option('--webhook <url>', 'POST each notice as JSON to this URL, signed with a new HMAC secret')
+      .option('--no-webhook', 'stop webhook delivery')
+      .option('--secret-out <file>', 'write the new webhook secret to this file (0600) instead of printing it')
+      .option('--email <address>', 'e-mail each notice to this address (the server must be configured for mail)')
+      .option('--no-email', 'stop e-mail delivery'),
+  ).action(run(() => import('./commands/notify.js')));
+  withPassphrase(
+    program
       .command('audit [name]')
       .description("compare the server's history with this client's fetch log; exit 1 if it finds uses this client did not make"),
   ).action(run(() => import('./commands/audit.js')));
@@ -179,6 +189,20 @@ export async function main(argv: string[]): Promise<number> {
     .option('--owner <fingerprint>', "the owner's management key fingerprint, pinned out of band (kmgr whoami)")
     .option('--requester <name>', "this application server's name, recorded in the owner's history (default: the host name)")
     .action(run(() => import('./commands/verify.js')));
+
+  const agent = program.command('agent').description('keep the management key unlocked in a background agent, like ssh-agent');
+  withPassphrase(
+    agent
+      .command('start')
+      .description('unlock once and start the agent; prints its socket path')
+      .option('--ttl <duration>', 'wipe the key and exit after this long: 15m, 2h, 90s (default 15m, at most 7d)')
+      .option('--confirm', 'ask on this terminal before each use of the key'),
+  ).action(run(() => import('./commands/agent.js').then((m) => ({ run: m.start }))));
+  agent.command('stop').description('stop the agent; it wipes the key').action(run(() => import('./commands/agent.js').then((m) => ({ run: m.stop }))));
+  agent
+    .command('status')
+    .description('show whether an agent serves this home, its socket and time left (exit 69 if none)')
+    .action(run(() => import('./commands/agent.js').then((m) => ({ run: m.status }))));
 
   program.command('list').description('list partners and their keys (local index)').action(run(() => import('./commands/list.js')));
   program.command('whoami').description('show the personal ID, server and management key fingerprint').action(run(() => import('./commands/whoami.js')));

@@ -1,6 +1,8 @@
 // kmgrd: the key server's command line.
 import { Command, Option } from 'commander';
 import { resolve } from 'node:path';
+import { hostname } from 'node:os';
+import type { MailConfig } from '../server/delivery/mail.js';
 import { UsageError } from '../protocol/errors.js';
 import { reportError } from './errors.js';
 import { EXIT } from './exit-codes.js';
@@ -34,6 +36,10 @@ export async function main(argv: string[]): Promise<number> {
     .option('--tz <zone>', 'time zone for per-day/week/month limits', 'UTC')
     .option('--rate-per-address <n>', 'requests per second allowed per client address, bursts of twice that (0: unlimited)', parseRate('--rate-per-address'), 1000)
     .option('--rate-per-key <n>', 'requests per second allowed per management key (0: unlimited)', parseRate('--rate-per-key'), 100)
+    .option('--smtp <host:port>', 'deliver notices by e-mail through this SMTP relay')
+    .option('--sendmail <path>', 'deliver notices by e-mail through this sendmail program')
+    .option('--mail-from <address>', 'sender address of notice e-mails', `kmgrd@${hostname()}`)
+    .addOption(new Option('--webhooks <which>', 'which webhook URLs to call: https only, or any http(s) URL').choices(['https', 'any']).default('https'))
     .option('--verify-threads <n>', 'worker threads verifying request signatures (0: on the main thread)', parseRate('--verify-threads'), 1)
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug']).default('info'))
     .action((o: ServeOptions) => {
@@ -49,12 +55,26 @@ export async function main(argv: string[]): Promise<number> {
     .option('--all', 'print every current finding, not only those new since the last run')
     .option('--tz <zone>', 'time zone, when no daemon runs', 'UTC')
     .option('--json', 'print the findings as JSON')
-    .action((o: { data: string; warnBefore: string; at?: string; all?: boolean; tz: string; json?: boolean }) => {
+    .option('--smtp <host:port>', 'when no daemon runs: deliver new notices through this SMTP relay')
+    .option('--sendmail <path>', 'when no daemon runs: deliver new notices through this sendmail program')
+    .option('--mail-from <address>', 'sender address of notice e-mails', `kmgrd@${hostname()}`)
+    .addOption(new Option('--webhooks <which>', 'when no daemon runs: which webhook URLs to call').choices(['https', 'any']).default('https'))
+    .action((o: { data: string; warnBefore: string; at?: string; all?: boolean; tz: string; json?: boolean; smtp?: string; sendmail?: string; mailFrom: string; webhooks: 'https' | 'any' }) => {
       json = Boolean(o.json);
       const warnBefore = parseDuration('--warn-before', o.warnBefore);
       const at = o.at === undefined ? undefined : parseTime('--at', o.at);
+      const mail = mailConfig(o);
       result = import('./kmgrd/check-terms.js').then((m) =>
-        m.run({ data: o.data, warnBefore, tz: o.tz, ...(at !== undefined ? { at } : {}), ...(o.all ? { all: true } : {}), ...(o.json ? { json: true } : {}) }),
+        m.run({
+          data: o.data,
+          warnBefore,
+          tz: o.tz,
+          webhooks: o.webhooks,
+          ...(mail ? { mail } : {}),
+          ...(at !== undefined ? { at } : {}),
+          ...(o.all ? { all: true } : {}),
+          ...(o.json ? { json: true } : {}),
+        }),
       );
     });
 
@@ -101,6 +121,19 @@ interface ServeOptions {
   ratePerAddress: number;
   ratePerKey: number;
   verifyThreads: number;
+  smtp?: string;
+  sendmail?: string;
+  mailFrom: string;
+  webhooks: 'https' | 'any';
+}
+
+export function mailConfig(o: { smtp?: string; sendmail?: string; mailFrom: string }): MailConfig | undefined {
+  if (o.smtp && o.sendmail) throw new UsageError('give --smtp or --sendmail, not both');
+  if (o.smtp) {
+    const { host, port } = parseListen(o.smtp);
+    return { from: o.mailFrom, smtp: { host, port } };
+  }
+  return o.sendmail ? { from: o.mailFrom, sendmail: o.sendmail } : undefined;
 }
 
 function parseRate(flag: string): (v: string) => number {
@@ -112,6 +145,7 @@ function parseRate(flag: string): (v: string) => number {
 
 async function serve(o: ServeOptions): Promise<number> {
   const { host, port } = parseListen(o.listen);
+  const mail = mailConfig(o);
   const { startDaemon } = await import('../server/daemon.js');
   const daemon = await startDaemon({
     dataDir: resolve(o.data),
@@ -124,6 +158,8 @@ async function serve(o: ServeOptions): Promise<number> {
     ratePerAddress: o.ratePerAddress,
     ratePerKey: o.ratePerKey,
     verifyThreads: Math.min(o.verifyThreads, 16),
+    webhooks: o.webhooks,
+    ...(mail ? { mail } : {}),
   });
   await new Promise<void>((done) => {
     const stop = (signal: string): void => {

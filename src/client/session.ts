@@ -10,13 +10,27 @@ import { readPassphrase, type PassphraseSource } from './passphrase.js';
 import type { Endpoint, Identity } from './http.js';
 import type { HomePaths } from './home.js';
 import { fingerprint, type SignatureTag } from '../crypto/sign.js';
+import { openBlob, sealBlob, type BlobContext } from '../crypto/blob.js';
+import type { AgentHandle } from '../agent/client.js';
+
+/** The wrap key's two operations, done locally or by the agent (which never hands out the key). */
+export interface SessionKeys {
+  /** The caller owns (and wipes) the result. label: shown by `agent start --confirm`, e.g. the partner name. */
+  openBlob(ctx: BlobContext, blob: Uint8Array, label?: string): Promise<Uint8Array>;
+  sealBlob(ctx: BlobContext, secret: Uint8Array, label?: string): Promise<Uint8Array>;
+}
 
 export interface Session {
   paths: HomePaths;
   config: ClientConfig;
   endpoint: Endpoint;
   identity: Identity;
-  secrets: ManagementSecrets;
+  /** The unlocked secrets; undefined when the agent holds them. */
+  secrets: ManagementSecrets | undefined;
+  /** Open and seal blobs with the wrap key, wherever it is. */
+  keys: SessionKeys;
+  /** Set when the agent serves this session. */
+  agent?: AgentHandle;
   /** The management public key (Ed25519, raw). */
   publicKey: Uint8Array;
   /** Signs with the management key under a purpose tag (locally, or by the agent). */
@@ -36,6 +50,27 @@ export async function endpointFor(paths: HomePaths, config: ClientConfig): Promi
 export async function openSession(paths: HomePaths, src: PassphraseSource): Promise<Session> {
   const config = await loadConfig(paths);
   const endpoint = await endpointFor(paths, config);
+  // A running agent for this home spares the passphrase (and the KDF). It is
+  // bound to config.fingerprint (an IntegrityError otherwise); no socket or a
+  // dead agent's stale socket means no agent; a hung one is an AgentError (69)
+  // within seconds, never a hang. KMGR_NO_AGENT=1 skips it.
+  if (!process.env.KMGR_NO_AGENT) {
+    const { agentSession } = await import('../agent/client.js');
+    const agent = await agentSession(paths, config);
+    if (agent) {
+      return {
+        paths,
+        config,
+        endpoint,
+        identity: { keyId: config.keyId, signer: agent.signer, ...(config.device ? { device: config.device } : {}) },
+        secrets: undefined,
+        keys: agent,
+        agent,
+        publicKey: agent.publicKey,
+        sign: (tag, payload) => agent.signAsync(tag, payload),
+      };
+    }
+  }
   const passphrase = await readPassphrase(src, `Passphrase for ${paths.keystore}: `);
   const secrets = await unlockKeystore(paths, passphrase);
   passphrase.fill(0);
@@ -51,6 +86,10 @@ export async function openSession(paths: HomePaths, src: PassphraseSource): Prom
     endpoint,
     identity: { keyId: config.keyId, signer, ...(config.device ? { device: config.device } : {}) },
     secrets,
+    keys: {
+      openBlob: async (ctx, blob) => openBlob(secrets.wrapKey, ctx, blob),
+      sealBlob: async (ctx, secret) => sealBlob(secrets.wrapKey, ctx, secret),
+    },
     publicKey: signer.publicKey,
     sign: async (tag, payload) => signer.sign(tag, payload),
   };

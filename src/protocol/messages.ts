@@ -236,3 +236,31 @@ export const AddPartnerRequest = obj({
   partnerId: optional(str({ max: 64, pattern: PARTNER_ID, name: 'partner ID' })),
 });
 export type AddPartnerRequest = Infer<typeof AddPartnerRequest>;
+
+/** PUT /v1/notify: where notices go beyond the notice list; absent fields stay, null removes. The secret is the owner's, for checking webhook signatures. */
+export const NotifySettingsRequest = obj({
+  webhook: optional(nullable(
+    obj({
+      url: str({ max: 2048, pattern: /^https?:\/\/[^\s]+$/, name: 'http(s) URL' }),
+      secret: str({ min: 44, max: 44, pattern: B64, name: 'base64 32-byte secret' }),
+    }),
+  )),
+  email: optional(nullable(str({ max: 254, pattern: /^[^\s@<>()",;:\\[\]]+@[A-Za-z0-9.-]+$/, name: 'e-mail address' }))),
+});
+export type NotifySettingsRequest = Infer<typeof NotifySettingsRequest>;
+
+export const DeliveryView = obj({
+  at: isoTime,
+  noticeId: str({ max: 40 }),
+  channel: oneOf(['webhook', 'email'] as const),
+  ok: bool,
+  attempt: int({ min: 1, max: 1000 }),
+  error: nullable(str({ max: 400 })),
+});
+export const NotifyView = obj({
+  webhook: nullable(obj({ url: str({ max: 2048 }) })),
+  email: nullable(str({ max: 254 })),
+  /** The latest delivery attempts, newest first. */
+  deliveries: array(DeliveryView, 100),
+});
+export type NotifyView = Infer<typeof NotifyView>;

@@ -10,6 +10,8 @@ import { makeLogger, type Logger } from './logger.js';
 import { loadTls } from './tls/files.js';
 import { startAdminSocket } from './admin.js';
 import { inlineVerifier, workerVerifier } from './verify-pool.js';
+import { Deliverer } from './delivery/deliverer.js';
+import type { MailConfig } from './delivery/mail.js';
 
 export const DEFAULT_RATE_PER_ADDRESS = 1000;
 export const DEFAULT_RATE_PER_KEY = 100;
@@ -30,6 +32,12 @@ export interface DaemonOptions {
   logDest?: DestinationStream;
   /** Threads verifying request signatures; 0 verifies on the main thread. Default: 1. */
   verifyThreads?: number;
+  /** E-mail for notices: an SMTP relay or sendmail, and the sender address. */
+  mail?: MailConfig;
+  /** Which webhook URLs the daemon calls. Default: https only. */
+  webhooks?: 'https' | 'any';
+  /** How often queued notices are delivered (ms). Default 1000. */
+  deliverEveryMs?: number;
 }
 
 export interface Daemon {
@@ -38,6 +46,8 @@ export interface Daemon {
   fingerprint256: string;
   certPath: string;
   log: Logger;
+  /** The notice deliverer; tests run passes directly. */
+  deliverer: Deliverer;
   stop(): Promise<void>;
 }
 
@@ -76,6 +86,8 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     await storage.close();
     throw new ConfigError(`cannot listen on ${o.host}:${o.port}: ${(e as Error).message}`);
   }
+  const deliverer = new Deliverer(storage, { ...(o.mail ? { mail: o.mail } : {}), webhooks: o.webhooks ?? 'https', clock, log });
+  deliverer.start(o.deliverEveryMs ?? 1000);
   const hostPart = o.host.includes(':') ? `[${o.host}]` : o.host;
   const url = `https://${hostPart}:${running.port}`;
   log.info({ url, port: running.port, tlsCert: tls.certPath, tlsFingerprint256: tls.fingerprint256, generatedCert: tls.generated, tz: o.tz }, 'kmgrd listening');
@@ -86,10 +98,12 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     fingerprint256: tls.fingerprint256,
     certPath: tls.certPath,
     log,
+    deliverer,
     stop() {
       stopping ??= (async () => {
         await running.stop();
         await new Promise<void>((r) => admin.close(() => r()));
+        await deliverer.stop();
         await verifier.close();
         await storage.close();
         log.info('kmgrd stopped');

@@ -8,6 +8,7 @@ import { health } from './handlers/health.js';
 import { patchKey, rotateKey } from './handlers/terms.js';
 import { ackNotices, history, notices } from './handlers/history.js';
 import { verify } from './handlers/verify.js';
+import { getNotify, putNotify } from './handlers/notify.js';
 import { addPartner, directory, listPartners, removePartner } from './handlers/partners.js';
 
 interface Route {
@@ -29,6 +30,7 @@ const ROUTES: Route[] = [
   { segments: ['v1', 'notices'], methods: { GET: notices } },
   { segments: ['v1', 'notices', 'ack'], methods: { POST: ackNotices } },
   { segments: ['v1', 'verify'], methods: { POST: verify } },
+  { segments: ['v1', 'notify'], methods: { GET: getNotify, PUT: putNotify } },
   { segments: ['v1', 'partners'], methods: { GET: listPartners, POST: addPartner } },
   { segments: ['v1', 'partners', '{partnerName}'], methods: { DELETE: removePartner } },
   { segments: ['v1', 'directory', '{partnerName}'], methods: { GET: directory } },

@@ -33,3 +33,9 @@ export const sharedNameRange = { gt: 'pname!', lt: 'pname!~' };
 /** A person's partner list, by the person's name for each partner. */
 export const personPartnerKey = (personId: string, name: string): string => `ppartner!${personId}!${name}`;
 export const personPartnerRange = (personId: string): { gt: string; lt: string } => ({ gt: `ppartner!${personId}!`, lt: `ppartner!${personId}!~` });
+export const notifyKey = (personId: string): string => `notify!${personId}`;
+/** Pending deliveries, in order of creation. */
+export const pendingKey = (noticeId: string, personId: string): string => `pending!${noticeId}!${personId}`;
+export const pendingRange = { gt: 'pending!', lt: 'pending!~' };
+export const deliveryLogKey = (personId: string, at: number, suffix: string): string => `dlog!${personId}!${pad(at, 15)}-${suffix}`;
+export const deliveryLogRange = (personId: string): { gt: string; lt: string } => ({ gt: `dlog!${personId}!`, lt: `dlog!${personId}!~` });

@@ -11,8 +11,8 @@ import { periodsAt } from '../terms/periods.js';
 import { noticesForTerm, noticesForUse, type NoticeDraft } from '../terms/notices.js';
 import { AuthError, KmgrError, NotFoundError, UnavailableError } from '../protocol/errors.js';
 import type {
-  FetchOutcome, HistoryRecord, KeyPatch, KeyRecord, NextKey, NonceClaim, Notice, PartnerMeta, PartnerRecord, PersonRecord, Storage,
-  TermsFinding, UseAttempt,
+  DeliveryLogEntry, FetchOutcome, HistoryRecord, KeyPatch, KeyRecord, NextKey, NonceClaim, Notice, NotifySettings, PartnerMeta, PartnerRecord,
+  PendingDelivery, PersonRecord, Storage, TermsFinding, UseAttempt,
 } from './types.js';
 
 interface Cached {
@@ -240,9 +240,16 @@ export class LevelStorage implements Storage {
       ops.push(
         { type: 'put', key: K.noticeKey(personId, notice.id), value: JSON.stringify(notice) },
         { type: 'put', key: K.noticeDedupeKey(personId, partnerId, d.dedupe), value: notice.id },
+        this.pendingOp(notice),
       );
     }
     return ops;
+  }
+
+  /** Every notice is queued for delivery in the same write that records it; the deliverer decides the channels. */
+  private pendingOp(n: Notice): Op {
+    const p: PendingDelivery = { key: K.pendingKey(n.id, n.personId), personId: n.personId, notice: n, channels: {} };
+    return { type: 'put', key: p.key, value: JSON.stringify(p) };
   }
 
   private async entryOf(personId: string, partnerId: string): Promise<{ k: string; entry: Cached }> {
@@ -354,6 +361,7 @@ export class LevelStorage implements Storage {
           recorded.push(
             { type: 'put', key: K.noticeKey(rec.personId, id), value: JSON.stringify(notice) },
             { type: 'put', key: K.noticeDedupeKey(rec.personId, rec.partnerId, d.dedupe), value: id },
+            this.pendingOp(notice),
           );
         }
       }
@@ -484,5 +492,39 @@ export class LevelStorage implements Storage {
       await this.commit(ops);
       return true;
     });
+  }
+
+  // ---- delivery of notices (webhook, e-mail) ----
+
+  async getNotifySettings(personId: string): Promise<NotifySettings> {
+    const raw = await this.db.get(K.notifyKey(personId));
+    return raw === undefined ? { webhook: null, email: null } : (JSON.parse(raw) as NotifySettings);
+  }
+
+  setNotifySettings(personId: string, s: NotifySettings, nonce: NonceClaim): Promise<void> {
+    return this.commit([{ type: 'put', key: K.notifyKey(personId), value: JSON.stringify(s) }, this.nonceOp(nonce)]);
+  }
+
+  async dueDeliveries(now: number, limit: number): Promise<PendingDelivery[]> {
+    const out: PendingDelivery[] = [];
+    for await (const raw of this.db.values(K.pendingRange)) {
+      const p = JSON.parse(raw) as PendingDelivery;
+      const states = Object.values(p.channels);
+      if (states.length === 0 || states.some((c) => !c.done && c.nextAt <= now)) out.push(p);
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+
+  saveDelivery(d: PendingDelivery, finished: boolean, log: DeliveryLogEntry[]): Promise<void> {
+    const ops: Op[] = [finished ? { type: 'del', key: d.key } : { type: 'put', key: d.key, value: JSON.stringify(d) }];
+    for (const e of log) ops.push({ type: 'put', key: K.deliveryLogKey(d.personId, e.at, randomBytes(4).toString('hex')), value: JSON.stringify(e) });
+    return this.commit(ops);
+  }
+
+  async deliveryLog(personId: string, limit: number): Promise<DeliveryLogEntry[]> {
+    const out: DeliveryLogEntry[] = [];
+    for await (const raw of this.db.values({ ...K.deliveryLogRange(personId), reverse: true, limit })) out.push(JSON.parse(raw) as DeliveryLogEntry);
+    return out;
   }
 }

@@ -122,6 +122,38 @@ export interface TermsFinding {
   isNew: boolean;
 }
 
+/** Where a person's notices are delivered beyond the notice list. */
+export interface NotifySettings {
+  webhook: { url: string; secret: string } | null; // secret: base64, the owner holds it too
+  email: string | null;
+}
+
+export type Channel = 'webhook' | 'email';
+
+export interface ChannelState {
+  attempts: number;
+  nextAt: number;
+  done: boolean;
+  lastError: string | null;
+}
+
+/** A notice waiting to be delivered; removed once every channel is done or gave up. */
+export interface PendingDelivery {
+  key: string;
+  personId: string;
+  notice: Notice;
+  channels: Partial<Record<Channel, ChannelState>>;
+}
+
+export interface DeliveryLogEntry {
+  at: number;
+  noticeId: string;
+  channel: Channel;
+  ok: boolean;
+  attempt: number;
+  error: string | null;
+}
+
 /** Fig. 16 on the server (second embodiment). */
 export interface PartnerRecord {
   partnerId: string;
@@ -179,4 +211,12 @@ export interface Storage {
   listPersonPartners(personId: string): Promise<PartnerRecord[]>;
   /** Removes a partner from a person's list (not their key). */
   removePersonPartner(personId: string, name: string): Promise<boolean>;
+
+  getNotifySettings(personId: string): Promise<NotifySettings>;
+  setNotifySettings(personId: string, s: NotifySettings, nonce: NonceClaim): Promise<void>;
+  /** Deliveries due at or before `now`, oldest first. */
+  dueDeliveries(now: number, limit: number): Promise<PendingDelivery[]>;
+  /** Saves a delivery's progress (or removes it when finished) and logs the attempt. */
+  saveDelivery(d: PendingDelivery, finished: boolean, log: DeliveryLogEntry[]): Promise<void>;
+  deliveryLog(personId: string, limit: number): Promise<DeliveryLogEntry[]>;
 }

@@ -1,7 +1,7 @@
 // kmgr fetch: the transaction judgement unit (Fig. 7). Asks the server for the
 // sealed key with a signed request, opens it locally against the context this
 // client asked for, and prints it. Nothing reaches stdout unless every check passed.
-import { openBlob, type BlobContext } from '../../crypto/blob.js';
+import type { BlobContext } from '../../crypto/blob.js';
 import { formatTransactionKey, rawTransactionKey, type OutputFormat, type TransactionKey } from '../../crypto/txkey.js';
 import { fromB64, wipe } from '../../crypto/bytes.js';
 import { createPrivateKey } from 'node:crypto';
@@ -62,7 +62,7 @@ export async function run(g: GlobalOptions, name: string, o: FetchOptions): Prom
       : { personId: session.config.personId, partnerId: partner.id, keyId: reply.keyId, alg: reply.alg, keyVersion: reply.keyVersion };
   const blob = fromB64(reply.blob);
   if (!blob) throw new IntegrityError('the server sent a blob that is not base64');
-  const secret = openBlob(session.secrets.wrapKey, ctx, blob);
+  const secret = await session.keys.openBlob(ctx, blob, name);
   const key: TransactionKey = { type: ctx.alg as TransactionKey['type'], secret };
   checkKeyShape(key);
 

@@ -2,7 +2,6 @@
 // management key and register it with its use terms (Figs. 5 and 6).
 import { readFile } from 'node:fs/promises';
 import { generateTransactionKey, importTransactionKey, publicKeyPem, type KeyType, type TransactionKey } from '../../crypto/txkey.js';
-import { sealBlob } from '../../crypto/blob.js';
 import { randomBytes } from '../../crypto/random.js';
 import { toB64, toB64url, wipe } from '../../crypto/bytes.js';
 import { ConfigError, KmgrError, UsageError } from '../../protocol/errors.js';
@@ -84,10 +83,10 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
   partner ??= newPartner(name, meta);
   const keyId = 'k_' + toB64url(randomBytes(16));
   const keyVersion = Math.max(1, partner.highWater + 1);
-  const blob = sealBlob(
-    session.secrets.wrapKey,
+  const blob = await session.keys.sealBlob(
     { personId: session.config.personId, partnerId: partner.id, keyId, alg: key.type, keyVersion },
     key.secret,
+    name,
   );
   const publicKey = publicKeyPem(key) ?? null;
   wipe(key.secret);

@@ -2,7 +2,6 @@
 // one version up. The client's high-water mark moves with it, so the server
 // can never hand back an older version (threat 5).
 import { generateTransactionKey, publicKeyPem, type KeyType } from '../../crypto/txkey.js';
-import { sealBlob } from '../../crypto/blob.js';
 import { randomBytes } from '../../crypto/random.js';
 import { toB64, toB64url, wipe } from '../../crypto/bytes.js';
 import { homePaths } from '../../client/home.js';
@@ -28,7 +27,7 @@ export async function run(g: GlobalOptions, name: string, o: RotateOptions): Pro
   const type = o.type ?? current.alg;
   const key = generateTransactionKey(type);
   const keyId = 'k_' + toB64url(randomBytes(16));
-  const blob = sealBlob(session.secrets.wrapKey, { personId: session.config.personId, partnerId: partner.id, keyId, alg: type, keyVersion }, key.secret);
+  const blob = await session.keys.sealBlob({ personId: session.config.personId, partnerId: partner.id, keyId, alg: type, keyVersion }, key.secret, name);
   const publicKey = publicKeyPem(key) ?? null;
   wipe(key.secret);
   const binding = publicKey ? await signedBinding(session, { partnerId: partner.id, keyId, alg: type, publicKey, keyVersion, expiresAt: current.expiresAt }) : null;

@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { adminSocketPath } from '../../server/admin.js';
 import { runAdmin, type AdminRequest } from '../../server/admin-ops.js';
 import { LevelStorage } from '../../store/level-storage.js';
+import type { Storage } from '../../store/types.js';
 import { KmgrError, UnavailableError, isErrorCode } from '../../protocol/errors.js';
 
 function askDaemon(socket: string, req: AdminRequest): Promise<{ reply: unknown } | undefined> {
@@ -33,13 +34,24 @@ function askDaemon(socket: string, req: AdminRequest): Promise<{ reply: unknown 
   });
 }
 
-export async function admin<T>(dataDir: string, req: AdminRequest, tz: string): Promise<{ result: T; via: 'daemon' | 'database' }> {
+/**
+ * `direct` runs after the operation when no daemon runs, with the database
+ * still open (check-terms uses it to deliver the notices it just recorded).
+ */
+export async function admin<T>(
+  dataDir: string,
+  req: AdminRequest,
+  tz: string,
+  direct?: (storage: Storage) => Promise<void>,
+): Promise<{ result: T; via: 'daemon' | 'database' }> {
   const dir = resolve(dataDir);
   const viaDaemon = await askDaemon(adminSocketPath(dir), req);
   if (viaDaemon) return { result: viaDaemon.reply as T, via: 'daemon' };
   const storage = await LevelStorage.open(join(dir, 'db'), { tz, clock: Date.now });
   try {
-    return { result: (await runAdmin(storage, req, Date.now())) as T, via: 'database' };
+    const result = (await runAdmin(storage, req, Date.now())) as T;
+    if (direct) await direct(storage);
+    return { result, via: 'database' };
   } finally {
     await storage.close();
   }

@@ -4,6 +4,7 @@ import type { CheckReport } from '../../server/check-terms.js';
 import { print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import { admin } from './admin-client.js';
+import type { MailConfig } from '../../server/delivery/mail.js';
 
 export interface CheckTermsOptions {
   data: string;
@@ -12,6 +13,8 @@ export interface CheckTermsOptions {
   all?: boolean;
   json?: boolean;
   tz: string;
+  mail?: MailConfig;
+  webhooks: 'https' | 'any';
 }
 
 export async function run(o: CheckTermsOptions): Promise<number> {
@@ -19,6 +22,12 @@ export async function run(o: CheckTermsOptions): Promise<number> {
     o.data,
     { op: 'check-terms', warnMs: o.warnBefore, ...(o.at !== undefined ? { at: o.at } : {}) },
     o.tz,
+    // No daemon to deliver later: one delivery pass now; what fails stays queued for the next run or the daemon.
+    async (storage) => {
+      const { Deliverer } = await import('../../server/delivery/deliverer.js');
+      const { makeLogger } = await import('../../server/logger.js');
+      await new Deliverer(storage, { ...(o.mail ? { mail: o.mail } : {}), webhooks: o.webhooks, clock: Date.now, log: makeLogger('error', process.stderr as never) }).runOnce();
+    },
   );
   const shown = o.all ? report.findings : report.findings.filter((f) => f.isNew);
   if (o.json) printJson({ at: report.at, via, findings: shown });

@@ -1,0 +1,93 @@
+// Delivers queued notices to each person's webhook and e-mail address, with
+// retries and backoff; every attempt is logged for the owner (kmgr notify).
+// A notice is queued in the same durable write that records it, so a crash
+// loses no delivery; a crash mid-send may deliver one twice (receivers dedupe
+// by notice ID).
+import { fromB64 } from '../../crypto/bytes.js';
+import type { Channel, DeliveryLogEntry, PendingDelivery, Storage } from '../../store/types.js';
+import type { Logger } from '../logger.js';
+import { postWebhook } from './webhook.js';
+import { sendMail, type MailConfig } from './mail.js';
+
+export const MAX_ATTEMPTS = 8;
+/** 1 s, 2 s, 4 s ... capped at an hour. */
+export const backoffMs = (attempt: number): number => Math.min(3_600_000, 1000 * 2 ** (attempt - 1));
+
+export interface DelivererOptions {
+  mail?: MailConfig;
+  /** Which webhook URLs may be called: https only (default), or any http(s) URL. */
+  webhooks: 'https' | 'any';
+  clock: () => number;
+  log: Logger;
+}
+
+export class Deliverer {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly opts: DelivererOptions,
+  ) {}
+
+  start(everyMs = 1000): void {
+    this.timer = setInterval(() => void this.tick(), everyMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** One pass over what is due; overlapping passes are skipped. */
+  tick(): Promise<void> {
+    if (!this.running) {
+      this.running = this.runOnce()
+        .then(() => undefined, (e: Error) => void this.opts.log.error({ err: e.message }, 'notice delivery pass failed'))
+        .finally(() => (this.running = undefined));
+    }
+    return this.running;
+  }
+
+  async runOnce(): Promise<number> {
+    const now = this.opts.clock();
+    const due = await this.storage.dueDeliveries(now, 100);
+    for (const d of due) await this.deliver(d, now);
+    return due.length;
+  }
+
+  private async deliver(d: PendingDelivery, now: number): Promise<void> {
+    const settings = await this.storage.getNotifySettings(d.personId);
+    const wanted: Channel[] = [];
+    if (settings.webhook) wanted.push('webhook');
+    if (settings.email) wanted.push('email');
+    for (const c of wanted) d.channels[c] ??= { attempts: 0, nextAt: now, done: false, lastError: null };
+    const log: DeliveryLogEntry[] = [];
+    for (const c of wanted) {
+      const st = d.channels[c]!;
+      if (st.done || st.nextAt > now) continue;
+      st.attempts++;
+      try {
+        if (c === 'webhook') {
+          const { url, secret } = settings.webhook!;
+          if (this.opts.webhooks === 'https' && !url.startsWith('https://')) throw new Error('this server only calls https:// webhooks');
+          await postWebhook(url, fromB64(secret) ?? new Uint8Array(0), d.notice, now);
+        } else {
+          await sendMail(this.opts.mail ?? { from: '' }, settings.email!, d.notice, now);
+        }
+        st.done = true;
+        st.lastError = null;
+        log.push({ at: now, noticeId: d.notice.id, channel: c, ok: true, attempt: st.attempts, error: null });
+      } catch (e) {
+        st.lastError = (e as Error).message.slice(0, 300);
+        st.done = st.attempts >= MAX_ATTEMPTS; // gives up, and says so in the log
+        st.nextAt = now + backoffMs(st.attempts);
+        log.push({ at: now, noticeId: d.notice.id, channel: c, ok: false, attempt: st.attempts, error: st.lastError });
+      }
+    }
+    // Channels configured after the notice was queued are not tried for it; channels removed are dropped.
+    const finished = wanted.every((c) => d.channels[c]!.done);
+    await this.storage.saveDelivery(d, finished, log);
+  }
+}
