@@ -11,8 +11,8 @@ const k = (partnerId: string): string => `/v1/keys/${encodeURIComponent(partnerI
 export const api = {
   register: (s: Session, partnerId: string, body: { keyId: string; alg: string; keyVersion: number; blob: string; terms: Terms; binding: SignedBinding | null }) =>
     signedRequest(s.endpoint, s.identity, 'PUT', k(partnerId), body, KeyStatus).then((r) => r.body),
-  fetch: (s: Session, partnerId: string): Promise<Sent<FetchResponse>> =>
-    signedRequest(s.endpoint, s.identity, 'POST', `${k(partnerId)}/fetch`, {}, FetchResponse),
+  fetch: (s: Session, partnerId: string, nonce?: string): Promise<Sent<FetchResponse>> =>
+    signedRequest(s.endpoint, s.identity, 'POST', `${k(partnerId)}/fetch`, {}, FetchResponse, nonce),
   status: (s: Session, partnerId: string) => signedRequest(s.endpoint, s.identity, 'GET', k(partnerId), undefined, KeyStatus).then((r) => r.body),
   patch: (s: Session, partnerId: string, body: KeyPatchRequest) =>
     signedRequest(s.endpoint, s.identity, 'PATCH', k(partnerId), body, KeyStatus).then((r) => r.body),

@@ -9,7 +9,13 @@ import { TAG_REQUEST, verifySignature } from '../crypto/sign.js';
 import { parseSignatureInput, signatureBase, SIG_LABEL } from '../protocol/sigbase.js';
 import type { HistoryEntry } from '../protocol/messages.js';
 
-export type AuditVerdict = 'ours' | 'not_ours' | 'forged';
+/**
+ * ours: in this client's fetch log. unfinished: sent by this client, reply never
+ * opened. not_ours: signed by the management key, not by this client. forged:
+ * the server's record could not have come from this key, or counts one signed
+ * request twice.
+ */
+export type AuditVerdict = 'ours' | 'unfinished' | 'not_ours' | 'forged';
 
 export interface AuditLine {
   seq: number;
@@ -42,13 +48,24 @@ export function checkSignedUse(h: HistoryEntry, partnerId: string, keyId: string
   return undefined;
 }
 
-export function auditHistory(history: HistoryEntry[], partnerId: string, keyId: string, publicKey: KeyObject, ourNonces: Set<string>): AuditLine[] {
+export function auditHistory(
+  history: HistoryEntry[],
+  partnerId: string,
+  keyId: string,
+  publicKey: KeyObject,
+  ours: { opened: Set<string>; sent: Set<string> },
+): AuditLine[] {
+  const seen = new Set<string>();
   // Verify entries record an application server's question, not a use.
   return history.filter((h) => h.result !== 'verify').map((h) => {
     const base = { seq: h.seq, at: h.at, result: h.result, keyVersion: h.keyVersion, remoteAddress: h.remoteAddress, device: h.request?.device ?? '' };
     const why = checkSignedUse(h, partnerId, keyId, publicKey);
     if (why) return { ...base, verdict: 'forged' as const, why };
     const nonce = parseSignatureInput(`${SIG_LABEL}=${h.request!.signatureInput}`)!.nonce;
-    return { ...base, verdict: ourNonces.has(nonce) ? ('ours' as const) : ('not_ours' as const) };
+    // The server refuses a nonce twice (threat 8), so one signed request counted twice was invented.
+    if (seen.has(nonce)) return { ...base, verdict: 'forged' as const, why: 'the same signed request is counted twice' };
+    seen.add(nonce);
+    const verdict = ours.opened.has(nonce) ? 'ours' : ours.sent.has(nonce) ? 'unfinished' : 'not_ours';
+    return { ...base, verdict: verdict as AuditVerdict };
   });
 }

@@ -17,3 +17,12 @@ export interface FetchLogEntry {
 export function appendFetchLog(paths: HomePaths, e: FetchLogEntry): Promise<void> {
   return appendLineDurable(paths.fetchLog, JSON.stringify(e));
 }
+
+/**
+ * The nonce of every fetch request, written before it is sent: a use the
+ * server counted but whose reply never arrived (a dropped connection, a killed
+ * process, a reply that failed its checks) is then still known as ours.
+ */
+export function appendSentLog(paths: HomePaths, e: { at: string; partner: string; partnerId: string; nonce: string }): Promise<void> {
+  return appendLineDurable(paths.sentLog, JSON.stringify(e));
+}

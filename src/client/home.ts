@@ -8,6 +8,7 @@ export interface HomePaths {
   config: string;
   partners: string;
   fetchLog: string;
+  sentLog: string;
   ca: string;
 }
 
@@ -21,6 +22,7 @@ export function homePaths(override?: string): HomePaths {
     config: join(dir, 'config.json'),
     partners: join(dir, 'partners.json'),
     fetchLog: join(dir, 'fetch-log.jsonl'),
+    sentLog: join(dir, 'fetch-sent.jsonl'),
     ca: join(dir, 'ca.pem'),
   };
 }

@@ -40,6 +40,9 @@ function friendlyNetworkError(e: NodeJS.ErrnoException, server: string): KmgrErr
   return new UnavailableError(`cannot reach the key server at ${server} (${code || e.message})`);
 }
 
+/** 128 random bits, as the signature profile requires. */
+export const newNonce = (): string => toB64url(randomBytes(16));
+
 export async function signedRequest<T>(
   ep: Endpoint,
   id: Identity,
@@ -47,6 +50,8 @@ export async function signedRequest<T>(
   path: string,
   body: unknown,
   schema: Schema<T>,
+  /** A nonce chosen by the caller, who recorded it before sending (fetch does, for the audit). */
+  nonce?: string,
 ): Promise<Sent<T>> {
   const url = new URL(path, ep.server);
   const bytes = body === undefined ? new Uint8Array(0) : utf8(JSON.stringify(body));
@@ -54,7 +59,7 @@ export async function signedRequest<T>(
   const params: SignatureParams = {
     created,
     expires: created + DEFAULT_LIFETIME_SECONDS,
-    nonce: toB64url(randomBytes(16)),
+    nonce: nonce ?? newNonce(),
     keyid: id.keyId,
   };
   const digest = formatContentDigest(toB64(sha256(bytes)));

@@ -12,7 +12,8 @@ export interface PassphraseSource {
   passphraseFd?: string;
 }
 
-const stripNewline = (s: string): string => s.replace(/\r?\n$/, '');
+/** A file or descriptor holds the passphrase on its first line. */
+const firstLine = (s: string): string => s.split(/\r?\n/, 1)[0] ?? '';
 
 function checkNonEmpty(p: string, from: string): string {
   if (p.length === 0) throw new UsageError(`the passphrase from ${from} is empty`);
@@ -30,7 +31,7 @@ export async function readPassphrase(src: PassphraseSource, prompt: string, conf
     } catch (e) {
       throw new ConfigError(`cannot read the passphrase file ${src.passphraseFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
-    return utf8(checkNonEmpty(stripNewline(text), src.passphraseFile));
+    return utf8(checkNonEmpty(firstLine(text), src.passphraseFile));
   }
   if (src.passphraseFd !== undefined) {
     const fd = Number(src.passphraseFd);
@@ -41,7 +42,7 @@ export async function readPassphrase(src: PassphraseSource, prompt: string, conf
     } catch (e) {
       throw new ConfigError(`cannot read the passphrase from file descriptor ${fd}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
-    return utf8(checkNonEmpty(stripNewline(text), `file descriptor ${fd}`));
+    return utf8(checkNonEmpty(firstLine(text), `file descriptor ${fd}`));
   }
   const env = process.env[envVar];
   if (env !== undefined) return utf8(checkNonEmpty(env, envVar));

@@ -66,7 +66,7 @@ export function createApp(opts: AppOptions): Server {
       requestTimeout: 30_000,
       headersTimeout: 10_000,
       keepAliveTimeout: 5_000,
-      // Node would answer a missing Host itself, with an empty 400; ours is a JSON 401 (auth_missing).
+      // Node would answer a missing Host itself, with an empty 400; ours is a JSON 400 (see handle()).
       requireHostHeader: false,
     },
     (req, res) => void handle(req, res),

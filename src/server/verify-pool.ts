@@ -35,33 +35,43 @@ interface Pending {
 }
 
 export function workerVerifier(threads: number): Verifier {
-  const workers = Array.from({ length: threads }, () => {
-    const w = new Worker(new URL('./verify-worker.js', import.meta.url));
-    w.unref();
-    return { w, inFlight: new Map<number, Array<(ok: boolean) => void>>() };
-  });
+  interface Slot {
+    w: Worker;
+    inFlight: Map<number, Array<(ok: boolean) => void>>;
+  }
+  let closing = false;
+  const spawnSlot = (): Slot => {
+    const slot: Slot = { w: new Worker(new URL('./verify-worker.js', import.meta.url)), inFlight: new Map() };
+    slot.w.unref();
+    slot.w.on('message', (m: { id: number; results: Uint8Array }) => {
+      const rs = slot.inFlight.get(m.id);
+      slot.inFlight.delete(m.id);
+      rs?.forEach((r, i) => r(m.results[i] === 1));
+    });
+    // A dead worker fails its jobs closed (the requests are refused, never accepted) and is replaced,
+    // so later requests are not sent to a thread that will never answer.
+    const failed = (): void => {
+      for (const rs of slot.inFlight.values()) rs.forEach((r) => r(false));
+      slot.inFlight.clear();
+      const i = slots.indexOf(slot);
+      if (i >= 0 && !closing) slots[i] = spawnSlot();
+    };
+    slot.w.on('error', failed);
+    slot.w.on('exit', failed);
+    return slot;
+  };
+  const slots: Slot[] = [];
+  for (let i = 0; i < threads; i++) slots.push(spawnSlot());
   let nextId = 1;
   let next = 0;
   let batch: Pending | undefined;
-  for (const wk of workers) {
-    wk.w.on('message', (m: { id: number; results: Uint8Array }) => {
-      const rs = wk.inFlight.get(m.id);
-      wk.inFlight.delete(m.id);
-      rs?.forEach((r, i) => r(m.results[i] === 1));
-    });
-    // A dead worker fails its jobs closed: the requests are refused, never accepted.
-    wk.w.on('error', () => {
-      for (const rs of wk.inFlight.values()) rs.forEach((r) => r(false));
-      wk.inFlight.clear();
-    });
-  }
   const flush = (): void => {
     const b = batch!;
     batch = undefined;
-    const wk = workers[next++ % workers.length]!;
+    const slot = slots[next++ % slots.length]!;
     const id = nextId++;
-    wk.inFlight.set(id, b.resolvers);
-    wk.w.postMessage({ id, jobs: b.jobs });
+    slot.inFlight.set(id, b.resolvers);
+    slot.w.postMessage({ id, jobs: b.jobs });
   };
   return {
     verify(key, payload, signature) {
@@ -75,7 +85,8 @@ export function workerVerifier(threads: number): Verifier {
       });
     },
     async close() {
-      await Promise.all(workers.map((wk) => wk.w.terminate()));
+      closing = true;
+      await Promise.all(slots.map((s) => s.w.terminate()));
     },
   };
 }

@@ -6,10 +6,11 @@ import { Level } from 'level';
 import { GroupCommit, type Op } from './group-commit.js';
 import * as K from './keys.js';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { judgeUse } from '../terms/judge.js';
 import { periodsAt } from '../terms/periods.js';
 import { noticesForTerm, noticesForUse, type NoticeDraft } from '../terms/notices.js';
-import { AuthError, KmgrError, NotFoundError, UnavailableError } from '../protocol/errors.js';
+import { AuthError, ConfigError, KmgrError, NotFoundError, UnavailableError } from '../protocol/errors.js';
 import type {
   DeliveryLogEntry, FetchOutcome, HistoryRecord, KeyPatch, KeyRecord, NextKey, NonceClaim, Notice, NotifySettings, PartnerMeta, PartnerRecord,
   PendingDelivery, PersonRecord, Storage, TermsFinding, UseAttempt,
@@ -26,6 +27,8 @@ export interface LevelStorageOptions {
   /** Time zone for per-day/week/month counters. */
   tz: string;
   clock: () => number;
+  /** False for operator tools: a mistyped --data must not create an empty database. */
+  createIfMissing?: boolean;
 }
 
 export class LevelStorage implements Storage {
@@ -46,12 +49,14 @@ export class LevelStorage implements Storage {
   }
 
   static async open(dir: string, opts: LevelStorageOptions): Promise<LevelStorage> {
-    const db = new Level<string, string>(dir, { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+    if (opts.createIfMissing === false && !existsSync(dir)) throw new ConfigError(`there is no kmgrd database at ${dir} (check --data)`);
+    const db = new Level<string, string>(dir, { keyEncoding: 'utf8', valueEncoding: 'utf8', createIfMissing: opts.createIfMissing ?? true });
     try {
       await db.open();
     } catch (e) {
       const cause = (e as { cause?: { code?: string } }).cause;
       if (cause?.code === 'LEVEL_LOCKED') throw new UnavailableError(`the database at ${dir} is in use by another process (is kmgrd already running?)`);
+
       throw new UnavailableError(`cannot open the database at ${dir}: ${(e as Error).message}`);
     }
     const s = new LevelStorage(db, opts);

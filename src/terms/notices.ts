@@ -24,7 +24,7 @@ export function noticesForUse(partner: string, keyVersion: number, t: KeyTerms, 
   if (!v.serve) {
     out.push({
       kind: 'refused_attempt',
-      dedupe: `refused!${v.code}!${v.uses.periods.day}`,
+      dedupe: `refused!v${keyVersion}!${v.code}!${v.uses.periods.day}`,
       message: `a use of ${partner} (v${keyVersion}) was refused: ${v.message}`,
     });
     return out;
@@ -33,9 +33,9 @@ export function noticesForUse(partner: string, keyVersion: number, t: KeyTerms, 
     const max = t[LIMIT_FIELD[l]] as number | null;
     if (max === null) continue;
     if (v.uses[l] === max) {
-      out.push({ kind: 'limit_reached', dedupe: `reached!${l}!${bucket(v.uses, l)}`, message: `${partner} (v${keyVersion}) reached its ${LIMIT_WORDS[l]} limit of ${max} uses` });
+      out.push({ kind: 'limit_reached', dedupe: `reached!v${keyVersion}!${l}!${bucket(v.uses, l)}`, message: `${partner} (v${keyVersion}) reached its ${LIMIT_WORDS[l]} limit of ${max} uses` });
     } else if (v.uses[l] > max) {
-      out.push({ kind: 'limit_passed', dedupe: `passed!${l}!${bucket(v.uses, l)}`, message: `${partner} (v${keyVersion}) was used past its ${LIMIT_WORDS[l]} limit of ${max} (policy notify)` });
+      out.push({ kind: 'limit_passed', dedupe: `passed!v${keyVersion}!${l}!${bucket(v.uses, l)}`, message: `${partner} (v${keyVersion}) was used past its ${LIMIT_WORDS[l]} limit of ${max} (policy notify)` });
     }
   }
   return out;

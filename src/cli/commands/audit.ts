@@ -2,18 +2,19 @@
 // history record the server could not have got from us. Exit 1 if any.
 import { readFile } from 'node:fs/promises';
 import { homePaths } from '../../client/home.js';
-import { openSession } from '../../client/session.js';
-import { loadPartners, requirePartner } from '../../client/partners.js';
+import { openForPartner, openSession, type Session } from '../../client/session.js';
+import { loadPartners, type PartnerEntry } from '../../client/partners.js';
 import { api } from '../../client/api.js';
 import { auditHistory, type AuditLine } from '../../client/audit.js';
 import { publicKeyObject } from '../../crypto/sign.js';
+import { KmgrError } from '../../protocol/errors.js';
 import { print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import type { GlobalOptions } from '../kmgr.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
 import type { FetchLogEntry } from '../../client/fetch-log.js';
 
-async function ourNonces(path: string): Promise<Set<string>> {
+async function nonces(path: string): Promise<Set<string>> {
   let text = '';
   try {
     text = await readFile(path, 'utf8');
@@ -24,7 +25,7 @@ async function ourNonces(path: string): Promise<Set<string>> {
   for (const line of text.split('\n')) {
     if (!line) continue;
     try {
-      out.add((JSON.parse(line) as FetchLogEntry).nonce);
+      out.add((JSON.parse(line) as Pick<FetchLogEntry, 'nonce'>).nonce);
     } catch {
       // A torn last line after a crash: that fetch never printed its key.
     }
@@ -34,37 +35,65 @@ async function ourNonces(path: string): Promise<Set<string>> {
 
 export async function run(g: GlobalOptions, name: string | undefined, o: PassphraseSource): Promise<number> {
   const paths = homePaths(g.home);
-  const idx = await loadPartners(paths);
-  const partners = name !== undefined ? [requirePartner(idx, name)] : idx.partners.filter((p) => p.key);
-  const session = await openSession(paths, o);
+  let session: Session;
+  let partners: PartnerEntry[];
+  if (name !== undefined) {
+    const opened = await openForPartner(paths, name, o);
+    session = opened.session;
+    partners = [opened.partner];
+  } else {
+    session = await openSession(paths, o);
+    partners = session.config.partners === 'server' ? await allServerPartners(session) : (await loadPartners(paths)).partners.filter((p) => p.key);
+  }
   const pub = publicKeyObject(session.publicKey);
-  const nonces = await ourNonces(paths.fetchLog);
-  const report: Array<{ partner: string; uses: number; ours: number; findings: AuditLine[] }> = [];
+  const ours = { opened: await nonces(paths.fetchLog), sent: await nonces(paths.sentLog) };
+  const report: Array<{ partner: string; uses: number; ours: number; unfinished: number; counted: number | null; findings: AuditLine[]; countMismatch: boolean }> = [];
   for (const p of partners) {
-    const history = await api.history(session, p.id, {});
-    const lines = auditHistory(history, p.id, session.config.keyId, pub, nonces);
-    const counted = lines.filter((l) => l.result !== 'refused' || l.verdict === 'forged');
+    let history;
+    try {
+      history = await api.history(session, p.id, {});
+    } catch (e) {
+      // A partner on the server's list with no key registered has nothing to audit.
+      if (name === undefined && e instanceof KmgrError && e.code === 'unknown_key') continue;
+      throw e;
+    }
+    const lines = auditHistory(history, p.id, session.config.keyId, pub, ours);
+    const uses = lines.filter((l) => l.result !== 'refused');
+    // The counter of the current version must match the history's served uses of it.
+    const status = await api.status(session, p.id).catch(() => undefined);
+    const counted = status ? status.uses.total : null;
+    const servedNow = status ? uses.filter((l) => l.keyVersion === status.keyVersion).length : 0;
     report.push({
       partner: p.name,
-      uses: lines.filter((l) => l.result !== 'refused').length,
-      ours: lines.filter((l) => l.result !== 'refused' && l.verdict === 'ours').length,
-      findings: counted.filter((l) => l.verdict !== 'ours'),
+      uses: uses.length,
+      ours: uses.filter((l) => l.verdict === 'ours').length,
+      unfinished: uses.filter((l) => l.verdict === 'unfinished').length,
+      counted,
+      countMismatch: counted !== null && counted !== servedNow,
+      findings: lines.filter((l) => l.verdict === 'forged' || (l.verdict === 'not_ours' && l.result !== 'refused')),
     });
   }
-  const total = report.reduce((n, r) => n + r.findings.length, 0);
+  const total = report.reduce((n, r) => n + r.findings.length + (r.countMismatch ? 1 : 0), 0);
   if (g.json) printJson({ clean: total === 0, partners: report });
   else {
     for (const r of report) {
-      print(`${r.partner}: ${r.uses} use(s) on the server, ${r.ours} made by this client`);
+      const extra = r.unfinished > 0 ? `, ${r.unfinished} sent by it whose reply never arrived` : '';
+      print(`${r.partner}: ${r.uses} use(s) on the server, ${r.ours} made by this client${extra}`);
+      if (r.countMismatch) print(`  COUNT   the server counts ${r.counted} use(s) of the current version, but its history shows a different number`);
       for (const f of r.findings) {
         print(
           f.verdict === 'forged'
             ? `  FORGED  ${f.at} v${f.keyVersion} #${f.seq}: ${f.why} (the server's record did not come from this key)`
-            : `  OTHER   ${f.at} v${f.keyVersion} #${f.seq} from ${f.remoteAddress}${f.device ? ` (device ${f.device})` : ""}: signed by your management key, not made by this client`,
+            : `  OTHER   ${f.at} v${f.keyVersion} #${f.seq} from ${f.remoteAddress}${f.device ? ` (device ${f.device})` : ''}: signed by your management key, not made by this client`,
         );
       }
     }
-    print(total === 0 ? 'Audit clean: every use was made by this client.' : `Audit found ${total} use(s) this client did not make.`);
+    print(total === 0 ? 'Audit clean: every use was made by this client.' : `Audit found ${total} problem(s): uses this client did not make, or records that do not hold up.`);
   }
   return total === 0 ? EXIT.OK : EXIT.FINDINGS;
+}
+
+async function allServerPartners(session: Session): Promise<PartnerEntry[]> {
+  const { listServerPartners, entryFromView } = await import('../../client/server-partners.js');
+  return (await listServerPartners(session)).map(entryFromView);
 }

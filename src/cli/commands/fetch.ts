@@ -11,7 +11,8 @@ import { homePaths } from '../../client/home.js';
 import { savePartners } from '../../client/partners.js';
 import { openForPartner } from '../../client/session.js';
 import { api } from '../../client/api.js';
-import { appendFetchLog } from '../../client/fetch-log.js';
+import { appendFetchLog, appendSentLog } from '../../client/fetch-log.js';
+import { newNonce } from '../../client/http.js';
 import { flushStdout, warn } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import type { GlobalOptions } from '../kmgr.js';
@@ -41,7 +42,9 @@ export async function run(g: GlobalOptions, name: string, o: FetchOptions): Prom
   if (!known && session.config.partners !== 'server') {
     throw new NotFoundError('unknown_key', `no key is registered for ${name} (kmgr register ${name})`);
   }
-  const { body: reply, params } = await api.fetch(session, partner.id);
+  const nonce = newNonce();
+  await appendSentLog(paths, { at: new Date().toISOString(), partner: name, partnerId: partner.id, nonce });
+  const { body: reply, params } = await api.fetch(session, partner.id, nonce);
   // At the version we know, the server must name the key we know (threat 1); the AD check below
   // would catch a swapped blob, but the reply's other fields must not steer us either.
   if (known && reply.keyVersion === known.version && (reply.keyId !== known.keyId || reply.alg !== known.alg)) {

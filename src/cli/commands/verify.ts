@@ -58,7 +58,14 @@ export async function run(g: GlobalOptions, o: VerifyOptions): Promise<number> {
       throw new ConfigError(`--ca ${o.ca} is not a readable PEM certificate`);
     }
   }
-  const ep: Endpoint = { server: new URL(o.server).origin, ca };
+  let server: URL;
+  try {
+    server = new URL(o.server);
+  } catch {
+    throw new UsageError(`--server must be a URL like https://keys.example:8443, not ${JSON.stringify(o.server)}`);
+  }
+  if (server.protocol !== 'https:') throw new UsageError('--server must use https://');
+  const ep: Endpoint = { server: server.origin, ca };
   const partnerId = await resolvePartner(ep, o.partner);
   const requester = o.requester ?? hostname();
   const answer = await unsignedRequest(ep, 'POST', '/v1/verify', { personId: o.person, partnerId, publicKey: pem, requester }, VerifyResponse);

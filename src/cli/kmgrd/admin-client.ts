@@ -47,7 +47,7 @@ export async function admin<T>(
   const dir = resolve(dataDir);
   const viaDaemon = await askDaemon(adminSocketPath(dir), req);
   if (viaDaemon) return { result: viaDaemon.reply as T, via: 'daemon' };
-  const storage = await LevelStorage.open(join(dir, 'db'), { tz, clock: Date.now });
+  const storage = await LevelStorage.open(join(dir, 'db'), { tz, clock: Date.now, createIfMissing: false });
   try {
     const result = (await runAdmin(storage, req, Date.now())) as T;
     if (direct) await direct(storage);

@@ -5,20 +5,30 @@ import { print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import { admin } from './admin-client.js';
 
+/** The same shape as the API's partner view, not the storage record. */
+const view = (p: PartnerRecord): Record<string, unknown> => ({
+  partnerId: p.partnerId,
+  name: p.name,
+  displayName: p.displayName,
+  appServer: p.appServer,
+  business: p.business,
+  createdAt: new Date(p.createdAt).toISOString(),
+});
+
 export async function add(o: { data: string; tz: string; json?: boolean; name?: string; appServer?: string; business?: string }, name: string): Promise<number> {
   const { result } = await admin<PartnerRecord>(
     o.data,
     { op: 'partner-add', name, displayName: o.name ?? null, appServer: o.appServer ?? null, business: o.business ?? null },
     o.tz,
   );
-  if (o.json) printJson(result);
+  if (o.json) printJson(view(result));
   else print(`Added shared partner ${result.name} (ID ${result.partnerId})`);
   return EXIT.OK;
 }
 
 export async function list(o: { data: string; tz: string; json?: boolean }): Promise<number> {
   const { result } = await admin<PartnerRecord[]>(o.data, { op: 'partner-list' }, o.tz);
-  if (o.json) printJson({ partners: result });
+  if (o.json) printJson({ partners: result.map(view) });
   else if (result.length === 0) print('No shared partners (kmgrd partner add NAME).');
   else for (const p of result) print(`${p.name}\t${p.partnerId}\t${p.displayName ?? ''}\t${p.appServer ?? ''}\t${p.business ?? ''}`);
   return EXIT.OK;
