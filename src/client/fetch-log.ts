@@ -1,5 +1,6 @@
 // This client's own record of its fetches (paragraph 35): what `kmgr audit`
-// compares with the server's history. One JSON line per use, fsync'd.
+// compares with the server's history. One JSON line per use.
+import { appendFile } from 'node:fs/promises';
 import { appendLineDurable } from '../io/atomic-file.js';
 import type { HomePaths } from './home.js';
 
@@ -14,8 +15,13 @@ export interface FetchLogEntry {
   server: string;
 }
 
+/**
+ * Not fsync'd: the nonce is already durable in the sent log, so a line lost to
+ * a crash only turns "ours" into "ours, reply unconfirmed" in the audit. One
+ * fsync fewer on every fetch.
+ */
 export function appendFetchLog(paths: HomePaths, e: FetchLogEntry): Promise<void> {
-  return appendLineDurable(paths.fetchLog, JSON.stringify(e));
+  return appendFile(paths.fetchLog, JSON.stringify(e) + '\n', { mode: 0o600 });
 }
 
 /**

@@ -5,12 +5,11 @@ import { signerFromSeed } from '../crypto/sign.js';
 import type { ManagementSecrets } from '../crypto/keystore.js';
 import { ConfigError, IntegrityError } from '../protocol/errors.js';
 import { loadConfig, type ClientConfig } from './config.js';
-import { unlockKeystore } from './keystore-file.js';
-import { readPassphrase, type PassphraseSource } from './passphrase.js';
+import type { PassphraseSource } from './passphrase.js';
 import type { Endpoint, Identity } from './http.js';
 import type { HomePaths } from './home.js';
 import { fingerprint, type SignatureTag } from '../crypto/sign.js';
-import { openBlob, sealBlob, type BlobContext } from '../crypto/blob.js';
+import type { BlobContext } from '../crypto/blob.js';
 import type { AgentHandle } from '../agent/client.js';
 
 /** The wrap key's two operations, done locally or by the agent (which never hands out the key). */
@@ -71,6 +70,12 @@ export async function openSession(paths: HomePaths, src: PassphraseSource): Prom
       };
     }
   }
+  // Loaded only without an agent: the agent path should start as little as it can.
+  const [{ readPassphrase }, { unlockKeystore }, { openBlob, sealBlob }] = await Promise.all([
+    import('./passphrase.js'),
+    import('./keystore-file.js'),
+    import('../crypto/blob.js'),
+  ]);
   const passphrase = await readPassphrase(src, `Passphrase for ${paths.keystore}: `);
   const secrets = await unlockKeystore(paths, passphrase);
   passphrase.fill(0);
