@@ -39,3 +39,5 @@ export const pendingKey = (noticeId: string, personId: string): string => `pendi
 export const pendingRange = { gt: 'pending!', lt: 'pending!~' };
 export const deliveryLogKey = (personId: string, at: number, suffix: string): string => `dlog!${personId}!${pad(at, 15)}-${suffix}`;
 export const deliveryLogRange = (personId: string): { gt: string; lt: string } => ({ gt: `dlog!${personId}!`, lt: `dlog!${personId}!~` });
+/** A key's counters and history sequence: the only part of its record a fetch rewrites. */
+export const countersKey = (personId: string, partnerId: string): string => `ctr!${personId}!${partnerId}`;
