@@ -4,7 +4,7 @@
 import { Worker } from 'node:worker_threads';
 import { publicKeyObject, verifySignature, TAG_REQUEST } from '../crypto/sign.js';
 import type { KeyObject } from 'node:crypto';
-import type { VerifyJob } from './verify-worker.js';
+import { packJobs, type VerifyJob } from './verify-jobs.js';
 
 export interface Verifier {
   verify(key: Uint8Array, payload: Uint8Array, signature: Uint8Array): Promise<boolean>;
@@ -71,10 +71,13 @@ export function workerVerifier(threads: number): Verifier {
     const slot = slots[next++ % slots.length]!;
     const id = nextId++;
     slot.inFlight.set(id, b.resolvers);
-    slot.w.postMessage({ id, jobs: b.jobs });
+    const buffer = packJobs(b.jobs);
+    slot.w.postMessage({ id, count: b.jobs.length, buffer }, [buffer]);
   };
   return {
     verify(key, payload, signature) {
+      // Wrong sizes never verify; refusing them here keeps the packed layout fixed.
+      if (key.length !== 32 || signature.length !== 64) return Promise.resolve(false);
       return new Promise((resolve) => {
         if (!batch) {
           batch = { jobs: [], resolvers: [] };

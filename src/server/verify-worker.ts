@@ -5,11 +5,8 @@ import { parentPort } from 'node:worker_threads';
 import type { KeyObject } from 'node:crypto';
 import { publicKeyObject, verifySignature, TAG_REQUEST } from '../crypto/sign.js';
 
-export interface VerifyJob {
-  key: Uint8Array; // raw Ed25519 public key
-  payload: Uint8Array;
-  signature: Uint8Array;
-}
+import type { VerifyJob } from './verify-jobs.js';
+export type { VerifyJob };
 
 const keys = new Map<string, KeyObject>();
 
@@ -24,14 +21,25 @@ function keyFor(raw: Uint8Array): KeyObject {
   return obj;
 }
 
-parentPort?.on('message', (msg: { id: number; jobs: VerifyJob[] }) => {
-  const results = new Uint8Array(msg.jobs.length);
-  msg.jobs.forEach((j, i) => {
+/** Reads the layout written by packJobs (verify-jobs.ts). */
+function unpackAndVerify(buffer: ArrayBuffer, count: number): Uint8Array {
+  const buf = new Uint8Array(buffer);
+  const view = new DataView(buffer);
+  const results = new Uint8Array(count);
+  let o = 0;
+  for (let i = 0; i < count; i++) {
+    const len = view.getUint32(o + 96);
     try {
-      results[i] = verifySignature(keyFor(j.key), TAG_REQUEST, j.payload, j.signature) ? 1 : 0;
+      results[i] = verifySignature(keyFor(buf.subarray(o, o + 32)), TAG_REQUEST, buf.subarray(o + 100, o + 100 + len), buf.subarray(o + 32, o + 96)) ? 1 : 0;
     } catch {
       results[i] = 0;
     }
-  });
-  parentPort!.postMessage({ id: msg.id, results });
+    o += 100 + len;
+  }
+  return results;
+}
+
+parentPort?.on('message', (msg: { id: number; count: number; buffer: ArrayBuffer }) => {
+  const results = unpackAndVerify(msg.buffer, msg.count);
+  parentPort!.postMessage({ id: msg.id, results }, [results.buffer as ArrayBuffer]);
 });
