@@ -1,9 +1,6 @@
 // kmgr agent: real agent processes behind real Unix sockets, in temporary homes
 // initialised against a real kmgrd. Every subtest kills whatever it started.
-//
-// `kmgr agent ...` is run through bin/kmgr.js once kmgr.ts wires the command;
-// until then through the command module's standalone program
-// (dist/src/cli/commands/agent.js), which declares the same options.
+
 import t, { type Test } from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, verify } from 'node:crypto';
@@ -24,7 +21,6 @@ import { AgentConnection, AgentError, agentSession, agentSocketPath, connectAgen
 import { AgentStatus, MAX_BIN, MAX_JSON, FrameDecoder, encodeFrame, parseReply } from '../src/agent/protocol.js';
 import { parseTtl } from '../src/cli/commands/agent.js';
 
-const AGENT_CLI = join(ROOT, 'dist', 'src', 'cli', 'commands', 'agent.js');
 const CTX: BlobContext = { personId: 'p_test', partnerId: 'pt_test', keyId: 'k_test', alg: 'ed25519', keyVersion: 3 };
 
 t.jobs = 3;
@@ -54,17 +50,9 @@ function runNode(script: string, args: string[], o: { home: string; env?: Record
   });
 }
 
-let wired: Promise<boolean> | undefined;
-/** True once kmgr.ts knows `kmgr agent`. */
-function isWired(home: string): Promise<boolean> {
-  wired ??= runNode(KMGR, ['agent', 'status'], { home }).then((r) => !/unknown command/i.test(r.stderr) && (r.code === 0 || r.code === 69));
-  return wired;
-}
-
 /** `kmgr agent ARGS` for a home. */
-async function agent(args: string[], o: { home: string; env?: Record<string, string>; timeoutMs?: number }): Promise<RunResult> {
-  const script = (await isWired(o.home)) ? KMGR : AGENT_CLI;
-  return runNode(script, ['agent', ...args], o);
+function agent(args: string[], o: { home: string; env?: Record<string, string>; timeoutMs?: number }): Promise<RunResult> {
+  return runNode(KMGR, ['agent', ...args], o);
 }
 
 function isAlive(pid: number): boolean {
@@ -438,7 +426,7 @@ t.test('a removed socket: the unreachable agent wipes its key and exits', async 
 
 t.test('--confirm asks on the starting terminal (python3 pty)', { skip: HAVE_PY_PTY ? false : 'needs python3 (pty module) on Linux' }, async (t) => {
   const c = await setup(t);
-  const script = (await isWired(c.home)) ? KMGR : AGENT_CLI;
+  const script = KMGR;
   const relay = [
     'import os, pty, sys, select',
     'pid, fd = pty.fork()',
@@ -507,12 +495,8 @@ t.test('--confirm asks on the starting terminal (python3 pty)', { skip: HAVE_PY_
   t.notOk(isAlive(s.status.pid));
 });
 
-t.test('once wired into kmgr: register and fetch use the agent, no passphrase needed; without it they fall back', async (t) => {
+t.test('register and fetch use the agent, no passphrase needed; without it they fall back', async (t) => {
   const c = await setup(t);
-  if (!(await isWired(c.home))) {
-    t.pass('kmgr.ts does not wire `kmgr agent` yet: nothing to check end to end');
-    return;
-  }
   const run = (args: string[]) => runNode(KMGR, args, { home: c.home });
   const { pid } = await startAgent(t, c.home, c.pp);
   const reg = await run(['register', 'bank-a']);

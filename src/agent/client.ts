@@ -45,8 +45,7 @@ const CODE: Record<AgentErrorReason, ErrorCode> = {
   timeout: 'unavailable',
   lost: 'unavailable',
   protocol: 'unavailable',
-  // TODO(lead): a dedicated `agent_running` code (kind conflict) would read better; any conflict code exits 73.
-  running: 'version_conflict',
+  running: 'agent_running',
   unsafe: 'unsafe_permissions',
 };
 

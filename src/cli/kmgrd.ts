@@ -10,10 +10,10 @@ import { parseDuration, parseTime } from './parse.js';
 
 export const DEFAULT_DATA = process.env.KMGRD_DATA ?? './kmgr-data';
 
-function parseListen(s: string): { host: string; port: number } {
+function parseListen(s: string, flag = '--listen'): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(s);
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new UsageError(`--listen must be HOST:PORT (for example 127.0.0.1:8443), not ${s}`);
+  if (!m || port > 65535) throw new UsageError(`${flag} must be HOST:PORT (for example 127.0.0.1:8443), not ${s}`);
   return { host: (m[1] ?? m[2])!, port };
 }
 
@@ -40,7 +40,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--sendmail <path>', 'deliver notices by e-mail through this sendmail program')
     .option('--mail-from <address>', 'sender address of notice e-mails', `kmgrd@${hostname()}`)
     .addOption(new Option('--webhooks <which>', 'which webhook URLs to call: https only, or any http(s) URL').choices(['https', 'any']).default('https'))
-    .option('--verify-threads <n>', 'worker threads verifying request signatures (0: on the main thread)', parseRate('--verify-threads'), 1)
+    .option('--verify-threads <n>', 'worker threads verifying request signatures (0: on the main thread)', parseRate('--verify-threads', 'a number of threads, 0 to 16'), 1)
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug']).default('info'))
     .action((o: ServeOptions) => {
       result = serve(o);
@@ -130,15 +130,15 @@ interface ServeOptions {
 export function mailConfig(o: { smtp?: string; sendmail?: string; mailFrom: string }): MailConfig | undefined {
   if (o.smtp && o.sendmail) throw new UsageError('give --smtp or --sendmail, not both');
   if (o.smtp) {
-    const { host, port } = parseListen(o.smtp);
+    const { host, port } = parseListen(o.smtp, '--smtp');
     return { from: o.mailFrom, smtp: { host, port } };
   }
   return o.sendmail ? { from: o.mailFrom, sendmail: o.sendmail } : undefined;
 }
 
-function parseRate(flag: string): (v: string) => number {
+function parseRate(flag: string, what = 'a whole number of requests per second (0 for unlimited)'): (v: string) => number {
   return (v) => {
-    if (!/^\d{1,7}$/.test(v)) throw new UsageError(`${flag} takes a whole number of requests per second (0 for unlimited), not ${JSON.stringify(v)}`);
+    if (!/^\d{1,7}$/.test(v)) throw new UsageError(`${flag} takes ${what}, not ${JSON.stringify(v)}`);
     return Number(v);
   };
 }

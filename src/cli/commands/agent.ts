@@ -8,7 +8,6 @@ import { unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Socket } from 'node:net';
-import { Command } from 'commander';
 import { fingerprint, signerFromSeed } from '../../crypto/sign.js';
 import { concat, wipe } from '../../crypto/bytes.js';
 import { IntegrityError, KmgrError, UnavailableError, UsageError, isErrorCode } from '../../protocol/errors.js';
@@ -20,7 +19,6 @@ import { ensurePrivateDir } from '../../io/atomic-file.js';
 import { AgentError, agentSocketPath, checkSocketDir, checkSocketPathLength, probeAgent, stopAgent } from '../../agent/client.js';
 import { AGENT_PROTOCOL_VERSION, BootReply, FrameDecoder, MAX_TTL_MS, encodeFrame, type AgentBoot, type AgentStatus } from '../../agent/protocol.js';
 import { info, print, printJson, warn } from '../output.js';
-import { reportError } from '../errors.js';
 import { EXIT } from '../exit-codes.js';
 import type { GlobalOptions } from '../kmgr.js';
 
@@ -255,47 +253,4 @@ function printStatus(s: AgentStatus): void {
   print(`expires:      ${s.expiresAt} (in ${inText})`);
   print(`confirm:      ${s.confirm ? 'yes' : 'no'}`);
   print(`served:       ${s.served} key operation(s), ${s.refused} refused`);
-}
-
-/**
- * The same command definitions kmgr.ts should carry (see the wiring note), as
- * a standalone program: `kmgr agent ...` with kmgr's global --home and --json.
- * Lets the agent be driven before (and independently of) kmgr.ts's wiring.
- */
-export async function main(argv: string[]): Promise<number> {
-  let result: Promise<number> = Promise.resolve(EXIT.OK);
-  const program = new Command('kmgr')
-    .option('--home <dir>', 'state directory')
-    .option('--json', 'print results, and errors, as JSON')
-    .exitOverride();
-  const act =
-    (fn: (g: GlobalOptions, o: any) => Promise<number>) =>
-    (...args: any[]): void => {
-      const cmd = args[args.length - 1] as Command;
-      result = fn(cmd.optsWithGlobals() as GlobalOptions, cmd.opts());
-    };
-  const agent = program.command('agent').description('keep the management key unlocked in a background agent (like ssh-agent)');
-  agent
-    .command('start')
-    .description('unlock once and start the agent; prints its socket path')
-    .option('--ttl <duration>', 'wipe the key and exit after this long: 15m, 2h, 90s (default 15m, at most 7d)')
-    .option('--confirm', "ask on this terminal before each use of the key")
-    .option('--passphrase-file <file>', 'read the passphrase from a file (first line)')
-    .option('--passphrase-fd <n>', 'read the passphrase from an inherited file descriptor')
-    .action(act(start));
-  agent.command('stop').description('stop the agent; it wipes the key').action(act(stop));
-  agent.command('status').description('show whether an agent serves this home, its socket and time left').action(act(status));
-  let json = argv.includes('--json');
-  try {
-    await program.parseAsync(argv, { from: 'user' });
-    json = Boolean(program.opts().json) || json;
-    return await result;
-  } catch (e) {
-    return reportError(e, 'kmgr', json);
-  }
-}
-
-/** `node dist/src/cli/commands/agent.js agent start ...`: the standalone program above. */
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  main(process.argv.slice(2)).then((code) => process.exit(code));
 }

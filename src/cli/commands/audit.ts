@@ -47,7 +47,7 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
   }
   const pub = publicKeyObject(session.publicKey);
   const ours = { opened: await nonces(paths.fetchLog), sent: await nonces(paths.sentLog) };
-  const report: Array<{ partner: string; uses: number; ours: number; unfinished: number; counted: number | null; findings: AuditLine[]; countMismatch: boolean }> = [];
+  const report: Array<{ partner: string; uses: number; ours: number; unfinished: number; counted: number; findings: AuditLine[]; countMismatch: boolean }> = [];
   for (const p of partners) {
     let history;
     try {
@@ -57,19 +57,25 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
       if (name === undefined && e instanceof KmgrError && e.code === 'unknown_key') continue;
       throw e;
     }
-    const lines = auditHistory(history, p.id, session.config.keyId, pub, ours);
-    const uses = lines.filter((l) => l.result !== 'refused');
+    let lines = auditHistory(history, p.id, session.config.keyId, pub, ours);
     // The counter of the current version must match the history's served uses of it.
-    const status = await api.status(session, p.id).catch(() => undefined);
-    const counted = status ? status.uses.total : null;
-    const servedNow = status ? uses.filter((l) => l.keyVersion === status.keyVersion).length : 0;
+    // A use between the two reads would look like a mismatch: read both again before saying so.
+    let status = await api.status(session, p.id);
+    const servedAt = (ls: AuditLine[], version: number): number => ls.filter((l) => l.result !== 'refused' && l.keyVersion === version).length;
+    if (status.uses.total !== servedAt(lines, status.keyVersion)) {
+      lines = auditHistory(await api.history(session, p.id, {}), p.id, session.config.keyId, pub, ours);
+      status = await api.status(session, p.id);
+    }
+    const uses = lines.filter((l) => l.result !== 'refused');
+    const counted = status.uses.total;
+    const servedNow = servedAt(lines, status.keyVersion);
     report.push({
       partner: p.name,
       uses: uses.length,
       ours: uses.filter((l) => l.verdict === 'ours').length,
       unfinished: uses.filter((l) => l.verdict === 'unfinished').length,
       counted,
-      countMismatch: counted !== null && counted !== servedNow,
+      countMismatch: counted !== servedNow,
       findings: lines.filter((l) => l.verdict === 'forged' || (l.verdict === 'not_ours' && l.result !== 'refused')),
     });
   }
@@ -88,7 +94,12 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
         );
       }
     }
-    print(total === 0 ? 'Audit clean: every use was made by this client.' : `Audit found ${total} problem(s): uses this client did not make, or records that do not hold up.`);
+    const unfinished = report.reduce((n, r) => n + r.unfinished, 0);
+    print(
+      total > 0 ? `Audit found ${total} problem(s): uses this client did not make, or records that do not hold up.`
+      : unfinished > 0 ? `Audit clean: every use was made by this client (${unfinished} of them never got their reply).`
+      : 'Audit clean: every use was made by this client.',
+    );
   }
   return total === 0 ? EXIT.OK : EXIT.FINDINGS;
 }

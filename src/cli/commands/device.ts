@@ -89,7 +89,7 @@ export async function importDevice(g: GlobalOptions, file: string, o: ImportOpti
   await ensurePrivateDir(paths.dir);
   if (o.force) {
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-    for (const f of [paths.keystore, paths.config, paths.partners, paths.fetchLog]) if (await exists(f)) await rename(f, `${f}.old-${stamp}`);
+    for (const f of [paths.keystore, paths.config, paths.partners, paths.fetchLog, paths.sentLog]) if (await exists(f)) await rename(f, `${f}.old-${stamp}`);
   }
   if (payload.ca !== null) await writeFileAtomic(paths.ca, payload.ca);
   await writeKeystore(paths, passphrase, { signingSeed: seed, wrapKey }, o.kdfCost);

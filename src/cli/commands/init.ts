@@ -82,7 +82,7 @@ export async function run(g: GlobalOptions, o: InitOptions): Promise<number> {
   if (o.force) {
     // Keys wrapped by the old management key stay recoverable from these files.
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-    for (const f of [paths.keystore, paths.config, paths.partners, paths.fetchLog]) {
+    for (const f of [paths.keystore, paths.config, paths.partners, paths.fetchLog, paths.sentLog]) {
       if (await exists(f)) await rename(f, `${f}.old-${stamp}`);
     }
   }

@@ -39,11 +39,12 @@ export async function run(g: GlobalOptions, o: NotifyOptions): Promise<number> {
   if (o.secretOut !== undefined && secret === undefined) throw new UsageError('--secret-out goes with --webhook');
 
   const session = await openSession(homePaths(g.home), o);
+  // The secret file first: if the server then refuses, the file holds an unused secret, never the reverse.
+  if (secret !== undefined && o.secretOut !== undefined) await writeFileAtomic(o.secretOut, secret + '\n', 0o600);
   const changed = Object.keys(change).length > 0;
   const { body: view } = changed
     ? await signedRequest(session.endpoint, session.identity, 'PUT', '/v1/notify', change, NotifyView)
     : await signedRequest(session.endpoint, session.identity, 'GET', '/v1/notify', undefined, NotifyView);
-  if (secret !== undefined && o.secretOut !== undefined) await writeFileAtomic(o.secretOut, secret + '\n', 0o600);
   if (g.json) {
     printJson({ ...view, ...(secret !== undefined && o.secretOut === undefined ? { webhookSecret: secret } : {}) });
     return EXIT.OK;

@@ -65,6 +65,9 @@ export async function run(g: GlobalOptions, o: VerifyOptions): Promise<number> {
     throw new UsageError(`--server must be a URL like https://keys.example:8443, not ${JSON.stringify(o.server)}`);
   }
   if (server.protocol !== 'https:') throw new UsageError('--server must use https://');
+  if ((server.pathname !== '/' && server.pathname !== '') || server.search || server.hash || server.username) {
+    throw new UsageError('--server must be just https://host[:port], without a path, query or credentials');
+  }
   const ep: Endpoint = { server: server.origin, ca };
   const partnerId = await resolvePartner(ep, o.partner);
   const requester = o.requester ?? hostname();

@@ -1,7 +1,7 @@
 // kmgrd check-terms: run from cron. Prints one line per new finding, so cron
 // mails exactly what changed since the last run; recording is idempotent.
 import type { CheckReport } from '../../server/check-terms.js';
-import { print, printJson } from '../output.js';
+import { print, printJson, warn } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import { admin } from './admin-client.js';
 import type { MailConfig } from '../../server/delivery/mail.js';
@@ -26,7 +26,13 @@ export async function run(o: CheckTermsOptions): Promise<number> {
     async (storage) => {
       const { Deliverer } = await import('../../server/delivery/deliverer.js');
       const { makeLogger } = await import('../../server/logger.js');
-      await new Deliverer(storage, { ...(o.mail ? { mail: o.mail } : {}), webhooks: o.webhooks, clock: Date.now, log: makeLogger('error', process.stderr as never) }).runOnce();
+      const log = makeLogger('error', process.stderr as never);
+      try {
+        await new Deliverer(storage, { ...(o.mail ? { mail: o.mail } : {}), webhooks: o.webhooks, clock: Date.now, log, skipUnconfigured: true }).runOnce();
+      } catch (e) {
+        // The findings are recorded; failing to deliver must not keep them from cron's mail.
+        warn(`notices were recorded but not delivered: ${(e as Error).message}`);
+      }
     },
   );
   const shown = o.all ? report.findings : report.findings.filter((f) => f.isNew);

@@ -9,14 +9,17 @@ import type { Logger } from '../logger.js';
 import { postWebhook } from './webhook.js';
 import { sendMail, type MailConfig } from './mail.js';
 
-export const MAX_ATTEMPTS = 8;
+/** 1 s doubling to the one-hour cap (at the 13th attempt): about six hours of trying in all. */
+export const MAX_ATTEMPTS = 16;
 /** 1 s, 2 s, 4 s ... capped at an hour. */
 export const backoffMs = (attempt: number): number => Math.min(3_600_000, 1000 * 2 ** (attempt - 1));
 
 export interface DelivererOptions {
   mail?: MailConfig;
-  /** Which webhook URLs may be called: https only (default), or any http(s) URL. */
+  /** Which webhook URLs may be called: https only, to public addresses (default), or any http(s) URL. */
   webhooks: 'https' | 'any';
+  /** A one-off pass (check-terms without a daemon) leaves channels it cannot serve for the daemon instead of failing them. */
+  skipUnconfigured?: boolean;
   clock: () => number;
   log: Logger;
 }
@@ -67,12 +70,15 @@ export class Deliverer {
     for (const c of wanted) {
       const st = d.channels[c]!;
       if (st.done || st.nextAt > now) continue;
+      if (c === 'email' && !this.opts.mail && this.opts.skipUnconfigured) continue;
       st.attempts++;
       try {
         if (c === 'webhook') {
           const { url, secret } = settings.webhook!;
           if (this.opts.webhooks === 'https' && !url.startsWith('https://')) throw new Error('this server only calls https:// webhooks');
-          await postWebhook(url, fromB64(secret) ?? new Uint8Array(0), d.notice, now);
+          const key = fromB64(secret);
+          if (!key || key.length !== 32) throw new Error('the webhook secret is not 32 bytes');
+          await postWebhook(url, key, d.notice, now, { publicOnly: this.opts.webhooks === 'https' });
         } else {
           await sendMail(this.opts.mail ?? { from: '' }, settings.email!, d.notice, now);
         }
@@ -86,7 +92,8 @@ export class Deliverer {
         log.push({ at: now, noticeId: d.notice.id, channel: c, ok: false, attempt: st.attempts, error: st.lastError });
       }
     }
-    // Channels configured after the notice was queued are not tried for it; channels removed are dropped.
+    // The channels set when a pass reaches the notice are the ones tried; a notice
+    // reached while none is set is finished (it stays in the notice list).
     const finished = wanted.every((c) => d.channels[c]!.done);
     await this.storage.saveDelivery(d, finished, log);
   }
