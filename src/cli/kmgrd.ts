@@ -26,7 +26,7 @@ export async function main(argv: string[]): Promise<number> {
     .configureOutput({ outputError: () => undefined });
   let result: Promise<number> = Promise.resolve(EXIT.OK);
 
-  program
+  const serveCmd = program
     .command('serve')
     .description('serve the HTTPS API until SIGTERM or SIGINT')
     .option('--data <dir>', 'data directory (LevelDB, TLS material)', DEFAULT_DATA)
@@ -36,17 +36,14 @@ export async function main(argv: string[]): Promise<number> {
     .option('--tz <zone>', 'time zone for per-day/week/month limits', 'UTC')
     .option('--rate-per-address <n>', 'requests per second allowed per client address, bursts of twice that (0: unlimited)', parseRate('--rate-per-address'), 1000)
     .option('--rate-per-key <n>', 'requests per second allowed per management key (0: unlimited)', parseRate('--rate-per-key'), 100)
-    .option('--smtp <host:port>', 'deliver notices by e-mail through this SMTP relay')
-    .option('--sendmail <path>', 'deliver notices by e-mail through this sendmail program')
-    .option('--mail-from <address>', 'sender address of notice e-mails', `kmgrd@${hostname()}`)
-    .addOption(new Option('--webhooks <which>', 'which webhook URLs to call: https only, or any http(s) URL').choices(['https', 'any']).default('https'))
     .option('--verify-threads <n>', 'worker threads verifying request signatures (0: on the main thread)', parseRate('--verify-threads', 'a number of threads, 0 to 16'), 1)
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug']).default('info'))
     .action((o: ServeOptions) => {
       result = serve(o);
     });
+  withDeliveryOptions(serveCmd, '');
 
-  program
+  const checkCmd = program
     .command('check-terms')
     .description('record notices for expired and soon-expiring keys; print one line per new finding (for cron)')
     .option('--data <dir>', 'data directory', DEFAULT_DATA)
@@ -55,10 +52,6 @@ export async function main(argv: string[]): Promise<number> {
     .option('--all', 'print every current finding, not only those new since the last run')
     .option('--tz <zone>', 'time zone, when no daemon runs', 'UTC')
     .option('--json', 'print the findings as JSON')
-    .option('--smtp <host:port>', 'when no daemon runs: deliver new notices through this SMTP relay')
-    .option('--sendmail <path>', 'when no daemon runs: deliver new notices through this sendmail program')
-    .option('--mail-from <address>', 'sender address of notice e-mails', `kmgrd@${hostname()}`)
-    .addOption(new Option('--webhooks <which>', 'when no daemon runs: which webhook URLs to call').choices(['https', 'any']).default('https'))
     .action((o: { data: string; warnBefore: string; at?: string; all?: boolean; tz: string; json?: boolean; smtp?: string; sendmail?: string; mailFrom: string; webhooks: 'https' | 'any' }) => {
       json = Boolean(o.json);
       const warnBefore = parseDuration('--warn-before', o.warnBefore);
@@ -77,6 +70,8 @@ export async function main(argv: string[]): Promise<number> {
         }),
       );
     });
+
+  withDeliveryOptions(checkCmd, 'when no daemon runs: ');
 
   const partner = program.command('partner').description("manage the operator's shared partners, which every person can add by name");
   partner
@@ -134,6 +129,14 @@ export function mailConfig(o: { smtp?: string; sendmail?: string; mailFrom: stri
     return { from: o.mailFrom, smtp: { host, port } };
   }
   return o.sendmail ? { from: o.mailFrom, sendmail: o.sendmail } : undefined;
+}
+
+/** How notices leave the server: the same options for serve and for check-terms without a daemon. */
+function withDeliveryOptions(c: Command, when: string): void {
+  c.option('--smtp <host:port>', `${when}deliver notices by e-mail through this SMTP relay`)
+    .option('--sendmail <path>', `${when}deliver notices by e-mail through this sendmail program`)
+    .option('--mail-from <address>', 'sender address of notice e-mails', `kmgrd@${hostname()}`)
+    .addOption(new Option('--webhooks <which>', `${when}which webhook URLs to call: https to public addresses only, or any http(s) URL`).choices(['https', 'any']).default('https'));
 }
 
 function parseRate(flag: string, what = 'a whole number of requests per second (0 for unlimited)'): (v: string) => number {

@@ -26,6 +26,10 @@ const countersJson = (r: KeyRecord): string => JSON.stringify({ uses: r.uses, la
 const countersOp = (r: KeyRecord): Op => ({ type: 'put', key: K.countersKey(r.personId, r.partnerId), value: countersJson(r) });
 const recordOps = (k: string, r: KeyRecord): Op[] => [{ type: 'put', key: k, value: JSON.stringify(r) }, countersOp(r)];
 
+function partnerRecord(partnerId: string, name: string, meta: PartnerMeta, owner: string | null, at: number): PartnerRecord {
+  return { partnerId, name, displayName: meta.displayName ?? null, appServer: meta.appServer ?? null, business: meta.business ?? null, owner, createdAt: at };
+}
+
 interface Cached {
   record: KeyRecord;
   blob: Uint8Array;
@@ -430,15 +434,7 @@ export class LevelStorage implements Storage {
   addSharedPartner(name: string, meta: PartnerMeta, at: number): Promise<PartnerRecord> {
     return this.serially(async () => {
       if ((await this.db.get(K.sharedNameKey(name))) !== undefined) throw new KmgrError('key_exists', `a shared partner named ${name} already exists`);
-      const rec: PartnerRecord = {
-        partnerId: await this.newPartnerId(),
-        name,
-        displayName: meta.displayName ?? null,
-        appServer: meta.appServer ?? null,
-        business: meta.business ?? null,
-        owner: null,
-        createdAt: at,
-      };
+      const rec = partnerRecord(await this.newPartnerId(), name, meta, null, at);
       await this.commit([
         { type: 'put', key: K.partnerKey(rec.partnerId), value: JSON.stringify(rec) },
         { type: 'put', key: K.sharedNameKey(name), value: rec.partnerId },
@@ -472,15 +468,7 @@ export class LevelStorage implements Storage {
         if (keepId !== undefined && (await this.db.get(K.partnerKey(keepId))) !== undefined) {
           throw new KmgrError('key_exists', `partner ID ${keepId} is already taken on this server`);
         }
-        rec = {
-          partnerId: keepId ?? (await this.newPartnerId()),
-          name,
-          displayName: meta.displayName ?? null,
-          appServer: meta.appServer ?? null,
-          business: meta.business ?? null,
-          owner: personId,
-          createdAt: at,
-        };
+        rec = partnerRecord(keepId ?? (await this.newPartnerId()), name, meta, personId, at);
         ops.push({ type: 'put', key: K.partnerKey(rec.partnerId), value: JSON.stringify(rec) });
       }
       ops.push({ type: 'put', key: K.personPartnerKey(personId, name), value: rec.partnerId });
