@@ -53,20 +53,10 @@ import {
   type TransactionKey,
 } from '../src/crypto/txkey.js';
 import { KmgrError, IntegrityError, RefusedError, UsageError } from '../src/protocol/errors.js';
+import { mulberry32 } from './prng.js';
 
 // ---------------------------------------------------------------- helpers
 
-/** mulberry32: a tiny seeded PRNG, so the randomised cases are reproducible. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const randInt = (rng: () => number, lo: number, hi: number): number => lo + Math.floor(rng() * (hi - lo + 1));
 const randBytes = (rng: () => number, n: number): Uint8Array => {
   const b = new Uint8Array(n);

@@ -7,19 +7,10 @@ import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { KMGRD, startServer, tempDir } from './helpers.js';
 import { enrol, health, keyStatus, newIdentity, newPartnerId, register, send, signed, type Identity, type Target } from './raw-client.js';
+import { mulberry32 } from './prng.js';
 
 const LONG = process.argv.includes('--long') || process.env.KMGR_LONG_TESTS === '1';
 
-// A seeded PRNG so a failing run can be repeated (KMGR_SEED).
-function mulberry32(seed: number): () => number {
-  return () => {
-    seed |= 0;
-    seed = (seed + 0x6d2b79f5) | 0;
-    let x = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const SEED = Number(process.env.KMGR_SEED ?? 0x5eed);
 const rand = mulberry32(SEED);
 

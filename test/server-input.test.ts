@@ -11,6 +11,7 @@ import {
 } from './raw-client.js';
 import { TAG_BINDING } from '../src/crypto/sign.js';
 import { utf8 } from '../src/crypto/bytes.js';
+import { mulberry32 } from './prng.js';
 
 type T = TapTest;
 
@@ -289,15 +290,6 @@ t.test('malformed requests get a JSON 4xx and the daemon keeps serving', async (
 
 // ---- fuzzing ----
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 t.test('fuzz: random and mutated requests never get a 5xx or change a key record', async (t) => {
   const seed = Number(process.env.KMGR_FUZZ_SEED ?? 0x6b6d6772);

@@ -3,6 +3,7 @@
 import t from 'tap';
 import { periodsAt, isoWeek, localDate, checkTimeZone, type Periods } from '../src/terms/periods.js';
 import { judgeUse, usesAt, type KeyTerms, type Uses, type Verdict, type LimitName } from '../src/terms/judge.js';
+import { mulberry32 } from './prng.js';
 
 const at = (iso: string): number => {
   const ms = Date.parse(iso);
@@ -13,16 +14,6 @@ const DAY = 86_400_000;
 const HOUR = 3_600_000;
 const MIN = 60_000;
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const randInt = (rng: () => number, lo: number, hi: number): number => lo + Math.floor(rng() * (hi - lo + 1));
 
 const TERMS: KeyTerms = {
