@@ -2,7 +2,6 @@
 // usage errors that touch nothing, exit codes, the partner index, the fetch log
 // and terminals. Server-side properties (races, restarts, leaks) are in cli-server.test.ts.
 import t, { type Test } from 'tap';
-import { spawn, spawnSync } from 'node:child_process';
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { createPrivateKey, createPublicKey, scrypt, sign, verify } from 'node:crypto';
@@ -11,7 +10,7 @@ import { openSession } from '../src/client/session.js';
 import { homePaths } from '../src/client/home.js';
 import { seal } from '../src/crypto/aead.js';
 import { encodeFields } from '../src/crypto/bytes.js';
-import { cli, snapshot, sameSnapshot, oneLine, jsonError, pp, closedPort, countingListener, MSG } from './cli-util.js';
+import { cli, snapshot, sameSnapshot, oneLine, jsonError, pp, closedPort, countingListener, MSG, HAVE_SCRIPT, underPty } from './cli-util.js';
 
 // ---------------------------------------------------------------- tests
 
@@ -433,28 +432,6 @@ t.test('kmgr partner add/list/show/rm with --json; rm of a partner with a key ne
   t.equal((await j(['partner', 'rm', 'acme'], 66)).code, 'unknown_partner', 'rm of an unknown partner: 66');
 });
 
-const HAVE_SCRIPT = spawnSync('script', ['--version'], { encoding: 'utf8' }).status === 0;
-
-/** Runs `kmgr ARGS` under a pseudo-terminal with util-linux script(1). Output is the terminal's (stdout+stderr, CRLF). */
-function underPty(args: string[], home: string): Promise<{ code: number; out: string }> {
-  const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
-  const cmd = [process.execPath, KMGR, ...args].map(q).join(' ');
-  return new Promise((resolve, reject) => {
-    const env: Record<string, string> = { KMGR_HOME: home };
-    for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
-    const child = spawn('script', ['-qec', cmd, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
-    const out: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => out.push(d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, out: Buffer.concat(out).toString('utf8').replace(/\r\n/g, '\n') });
-    });
-    child.stdin.end();
-  });
-}
 
 t.test('under a pseudo-terminal, fetch refuses (64, nothing counted); with --force it prints the key', { skip: HAVE_SCRIPT ? false : 'util-linux script(1) is not installed' }, async (t) => {
   const server = await startServer(t);

@@ -1,6 +1,6 @@
 // Helpers shared by the CLI integration tests (cli-behaviour, cli-server).
 import type { Test } from 'tap';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -142,3 +142,25 @@ export function errCode(e: unknown): string | undefined {
 
 export const MSG = Buffer.from('transfer 100 to bank-a');
 
+export const HAVE_SCRIPT = spawnSync('script', ['--version'], { encoding: 'utf8' }).status === 0;
+
+/** Runs `kmgr ARGS` under a pseudo-terminal with util-linux script(1). Output is the terminal's (stdout+stderr, CRLF). */
+export function underPty(args: string[], home: string): Promise<{ code: number; out: string }> {
+  const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+  const cmd = [process.execPath, KMGR, ...args].map(q).join(' ');
+  return new Promise((resolve, reject) => {
+    const env: Record<string, string> = { KMGR_HOME: home };
+    for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
+    const child = spawn('script', ['-qec', cmd, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    const out: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => out.push(d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, out: Buffer.concat(out).toString('utf8').replace(/\r\n/g, '\n') });
+    });
+    child.stdin.end();
+  });
+}

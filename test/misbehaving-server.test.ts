@@ -3,73 +3,18 @@
 // requests verbatim and can rewrite the fetch reply. Whatever the double does,
 // `kmgr fetch` must either print the right key or exit 65 with nothing on stdout.
 import t, { type Test as TapTest } from 'tap';
-import { createServer, request, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
 import { startServer, initClient, type TestServer, type RunResult } from './helpers.js';
+import { startLyingProxy, type LyingProxy } from './lying-proxy.js';
 
 type T = TapTest;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
 
-interface Double {
-  url: string;
-  ca: string;
-  /** Rewrites of the JSON reply, by request path. */
-  rewrite: Map<string, (reply: Json) => Json>;
-  /** The last reply the real server gave, by request path. */
-  captured: Map<string, { status: number; text: string }>;
-}
-
 /** An HTTPS server with kmgrd's own certificate that forwards to kmgrd and may lie about the reply. */
-async function startDouble(t: T, server: TestServer): Promise<Double> {
-  const tlsDir = join(server.dataDir, 'tls');
-  const [cert, key, ca] = await Promise.all([readFile(join(tlsDir, 'cert.pem'), 'utf8'), readFile(join(tlsDir, 'key.pem'), 'utf8'), readFile(server.ca, 'utf8')]);
-  const rewrite = new Map<string, (reply: Json) => Json>();
-  const captured = new Map<string, { status: number; text: string }>();
-  const upstreamPort = server.daemon.port;
-  const srv: Server = createServer({ cert, key, minVersion: 'TLSv1.3' }, (req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      // Forward verbatim: the same method, target and headers (Host included), so the client's signature still holds.
-      const up = request(
-        { host: '127.0.0.1', port: upstreamPort, method: req.method, path: req.url, headers: req.headers, ca, servername: '', agent: false },
-        (ures) => {
-          const out: Buffer[] = [];
-          ures.on('data', (c: Buffer) => out.push(c));
-          ures.on('end', () => {
-            const status = ures.statusCode ?? 502;
-            let text = Buffer.concat(out).toString('utf8');
-            const path = req.url ?? '';
-            captured.set(path, { status, text });
-            const fn = rewrite.get(path);
-            if (fn) text = JSON.stringify(fn(JSON.parse(text)));
-            res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-            res.end(text);
-          });
-        },
-      );
-      up.on('error', (e) => {
-        res.writeHead(502, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ error: { code: 'unavailable', message: `test double: ${e.message}` } }));
-      });
-      up.end(Buffer.concat(chunks));
-    });
-  });
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  t.teardown(
-    () =>
-      new Promise<void>((resolve) => {
-        srv.close(() => resolve());
-        srv.closeAllConnections();
-      }),
-  );
-  const port = (srv.address() as AddressInfo).port;
-  return { url: `https://127.0.0.1:${port}`, ca: server.ca, rewrite, captured };
-}
+const startDouble = (t: T, server: TestServer): Promise<LyingProxy> => startLyingProxy(t, server);
 
 type Client = Awaited<ReturnType<typeof initClient>>;
 

@@ -56,8 +56,9 @@ export function openTransfer(code: string, doc: unknown): Uint8Array {
   const salt = fromB64(d.salt);
   const box = fromB64(d.box);
   if (!salt || !box) throw new IntegrityError('the device export is damaged');
+  const key = keyFor(code, salt); // a malformed code is a usage error (64), said before trying it
   try {
-    return open(keyFor(code, salt), box, ad(salt), 'device export');
+    return open(key, box, ad(salt), 'device export');
   } catch {
     throw new RefusedError('wrong_passphrase', 'the one-time code does not open this export (mistyped, or the file was altered)');
   }

@@ -54,6 +54,7 @@ export class LevelStorage implements Storage {
   private pruneTimer: NodeJS.Timeout | undefined;
   /** Partner-list changes are rare: one at a time is simplest and enough. */
   private partnerQueue: Promise<unknown> = Promise.resolve();
+  private checkQueue: Promise<unknown> = Promise.resolve();
 
   private constructor(
     private readonly db: Level<string, string>,
@@ -361,7 +362,17 @@ export class LevelStorage implements Storage {
     return ops.length - 1;
   }
 
-  async checkTerms(nowMs: number, warnMs: number): Promise<TermsFinding[]> {
+  /**
+   * One scan at a time: two overlapping runs (two cron jobs) would otherwise both
+   * see a fact unrecorded, since its marker is written at the end of a scan.
+   */
+  checkTerms(nowMs: number, warnMs: number): Promise<TermsFinding[]> {
+    const run = this.checkQueue.then(() => this.checkTermsNow(nowMs, warnMs));
+    this.checkQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async checkTermsNow(nowMs: number, warnMs: number): Promise<TermsFinding[]> {
     const findings: TermsFinding[] = [];
     const recorded: Op[] = [];
     for await (const [k, raw] of this.db.iterator(K.allKeyRecordsRange)) {

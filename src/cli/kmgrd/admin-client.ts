@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { adminSocketPath } from '../../server/admin.js';
 import { runAdmin, type AdminRequest } from '../../server/admin-ops.js';
 import { LevelStorage } from '../../store/level-storage.js';
+import { ensurePrivateDir } from '../../io/atomic-file.js';
 import type { Storage } from '../../store/types.js';
 import { KmgrError, UnavailableError, isErrorCode } from '../../protocol/errors.js';
 
@@ -47,7 +48,11 @@ export async function admin<T>(
   const dir = resolve(dataDir);
   const viaDaemon = await askDaemon(adminSocketPath(dir), req);
   if (viaDaemon) return { result: viaDaemon.reply as T, via: 'daemon' };
-  const storage = await LevelStorage.open(join(dir, 'db'), { tz, clock: Date.now, createIfMissing: false });
+  // Adding a shared partner may come before the daemon's first start (the operator
+  // pre-registers them); reading or checking a database that does not exist is a mistyped --data.
+  const creates = req.op === 'partner-add';
+  if (creates) await ensurePrivateDir(dir);
+  const storage = await LevelStorage.open(join(dir, 'db'), { tz, clock: Date.now, createIfMissing: creates });
   try {
     const result = (await runAdmin(storage, req, Date.now())) as T;
     if (direct) await direct(storage);
