@@ -2,9 +2,9 @@
 import { obj, str, int, nullable, optional, oneOf, type Infer } from '../protocol/schema.js';
 import { DEVICE_LABEL } from '../protocol/sigbase.js';
 import { MGMT_KEY_ID, PERSON_ID } from '../protocol/messages.js';
-import { ConfigError, KmgrError } from '../protocol/errors.js';
+import { ConfigError } from '../protocol/errors.js';
 import { writeFileAtomic } from '../io/atomic-file.js';
-import { parseJsonFile, readIfExists } from './files.js';
+import { loadJsonFile } from './files.js';
 import type { HomePaths } from './home.js';
 
 export const ClientConfig = obj({
@@ -24,14 +24,9 @@ export const ClientConfig = obj({
 export type ClientConfig = Infer<typeof ClientConfig>;
 
 export async function loadConfig(paths: HomePaths): Promise<ClientConfig> {
-  const text = await readIfExists(paths.config);
-  if (text === undefined) throw new ConfigError(`kmgr is not initialised in ${paths.dir}; run kmgr init --server URL`, 'not_initialised');
-  try {
-    return ClientConfig(parseJsonFile(text, paths.config), 'config');
-  } catch (e) {
-    if (e instanceof KmgrError && e.code === 'bad_request') throw new ConfigError(`${paths.config} is invalid: ${e.message}`);
-    throw e;
-  }
+  const c = await loadJsonFile(paths.config, ClientConfig, 'config');
+  if (c === undefined) throw new ConfigError(`kmgr is not initialised in ${paths.dir}; run kmgr init --server URL`, 'not_initialised');
+  return c;
 }
 
 export function saveConfig(paths: HomePaths, c: ClientConfig): Promise<void> {

@@ -1,6 +1,7 @@
 // Reading the client's private files, with the checks ssh makes on its keys.
 import { readFile, stat } from 'node:fs/promises';
-import { ConfigError, IntegrityError } from '../protocol/errors.js';
+import { ConfigError, IntegrityError, KmgrError } from '../protocol/errors.js';
+import type { Schema } from '../protocol/schema.js';
 
 export async function readIfExists(path: string): Promise<string | undefined> {
   try {
@@ -36,5 +37,20 @@ export function parseJsonFile(text: string, path: string): unknown {
     return JSON.parse(text) as unknown;
   } catch {
     throw new IntegrityError(`${path} is not valid JSON (damaged or edited)`);
+  }
+}
+
+/**
+ * A JSON state file validated by its schema; a file that does not fit is a
+ * configuration error naming the file (exit 78), never a crash.
+ */
+export async function loadJsonFile<T>(path: string, schema: Schema<T>, what: string): Promise<T | undefined> {
+  const text = await readIfExists(path);
+  if (text === undefined) return undefined;
+  try {
+    return schema(parseJsonFile(text, path), what);
+  } catch (e) {
+    if (e instanceof KmgrError && e.code === 'bad_request') throw new ConfigError(`${path} is invalid: ${e.message}`);
+    throw e;
   }
 }

@@ -2,15 +2,15 @@
 // knows of each partner's key, including the newest key version it has seen
 // (the rollback high-water mark, threat 5).
 import { array, int, nullable, obj, oneOf, str, type Infer } from '../protocol/schema.js';
-import { KEY_ID, KEY_TYPES, PARTNER_ID } from '../protocol/messages.js';
-import { ConfigError, KmgrError, NotFoundError, UsageError } from '../protocol/errors.js';
+import { KEY_ID, KEY_TYPES, PARTNER_ID, PARTNER_NAME } from '../protocol/messages.js';
+export { PARTNER_NAME };
+import { NotFoundError, UsageError } from '../protocol/errors.js';
 import { writeFileAtomic } from '../io/atomic-file.js';
 import { randomBytes } from '../crypto/random.js';
 import { toB64url } from '../crypto/bytes.js';
-import { parseJsonFile, readIfExists } from './files.js';
+import { loadJsonFile } from './files.js';
 import type { HomePaths } from './home.js';
 
-export const PARTNER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 const text = (max: number) => str({ max });
 export const PartnerKey = obj({
@@ -36,14 +36,7 @@ const PartnerIndex = obj({ v: int({ min: 1, max: 1 }), partners: array(PartnerEn
 export type PartnerIndex = Infer<typeof PartnerIndex>;
 
 export async function loadPartners(paths: HomePaths): Promise<PartnerIndex> {
-  const t = await readIfExists(paths.partners);
-  if (t === undefined) return { v: 1, partners: [] };
-  try {
-    return PartnerIndex(parseJsonFile(t, paths.partners), 'partners');
-  } catch (e) {
-    if (e instanceof KmgrError && e.code === 'bad_request') throw new ConfigError(`${paths.partners} is invalid: ${e.message}`);
-    throw e;
-  }
+  return (await loadJsonFile(paths.partners, PartnerIndex, 'partners')) ?? { v: 1, partners: [] };
 }
 
 export function savePartners(paths: HomePaths, idx: PartnerIndex): Promise<void> {

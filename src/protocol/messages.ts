@@ -37,6 +37,13 @@ export const PersonInfo = obj({
 });
 export type PersonInfo = Infer<typeof PersonInfo>;
 
+// Fields that several messages share, defined once.
+const keyIdField = str({ max: 24, pattern: KEY_ID, name: 'key ID' });
+const blobField = str({ min: 4, max: 16384, pattern: B64, name: 'base64 blob' });
+const keyVersionField = int({ min: 1, max: MAX_COUNT });
+/** Lazy: SignedBinding is defined further down. */
+const bindingField = optional(nullable((v: unknown, p: string) => SignedBinding(v, p)));
+
 export const Terms = obj({
   expiresAt: nullable(isoTime),
   maxUses: limit,
@@ -48,13 +55,13 @@ export const Terms = obj({
 export type Terms = Infer<typeof Terms>;
 
 export const RegisterRequest = obj({
-  keyId: str({ max: 24, pattern: KEY_ID, name: 'key ID' }),
+  keyId: keyIdField,
   alg: oneOf(KEY_TYPES),
-  keyVersion: int({ min: 1, max: MAX_COUNT }),
-  blob: str({ min: 4, max: 16384, pattern: B64, name: 'base64 blob' }),
+  keyVersion: keyVersionField,
+  blob: blobField,
   terms: Terms,
   /** Third embodiment: the public half in plaintext, with the owner's signed binding statement. */
-  binding: optional(nullable((v, p) => SignedBinding(v, p))),
+  binding: bindingField,
 });
 export type RegisterRequest = Infer<typeof RegisterRequest>;
 
@@ -83,10 +90,10 @@ export const FetchRequest = obj({});
 export type FetchRequest = Infer<typeof FetchRequest>;
 
 export const FetchResponse = obj({
-  keyId: str({ max: 24, pattern: KEY_ID, name: 'key ID' }),
+  keyId: keyIdField,
   alg: oneOf(KEY_TYPES),
-  keyVersion: int({ min: 1, max: MAX_COUNT }),
-  blob: str({ min: 4, max: 16384, pattern: B64, name: 'base64 blob' }),
+  keyVersion: keyVersionField,
+  blob: blobField,
   /** Served past a limit under the notify policy (Fig. 9). */
   overLimit: optional(array(str({ max: 32 }), 8)),
   status: KeyStatus,
@@ -120,11 +127,11 @@ export type KeyPatchRequest = Infer<typeof KeyPatchRequest>;
 
 /** POST /v1/keys/{partnerId}/rotate: the next version of the partner's key, sealed by the client. */
 export const RotateRequest = obj({
-  keyId: str({ max: 24, pattern: KEY_ID, name: 'key ID' }),
+  keyId: keyIdField,
   alg: oneOf(KEY_TYPES),
   keyVersion: int({ min: 2, max: MAX_COUNT }),
-  blob: str({ min: 4, max: 16384, pattern: B64, name: 'base64 blob' }),
-  binding: optional(nullable((v, p) => SignedBinding(v, p))),
+  blob: blobField,
+  binding: bindingField,
 });
 export type RotateRequest = Infer<typeof RotateRequest>;
 
