@@ -9,8 +9,8 @@
 // the identity in config.json (the agent's key fingerprint must match it).
 import { createConnection, type Socket } from 'node:net';
 import { createHash } from 'node:crypto';
-import { lstatSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
+import { existsSync, lstatSync } from 'node:fs';
+import { dirname, isAbsolute, join } from 'node:path';
 import { ConfigError, IntegrityError, KmgrError, type ErrorCode } from '../protocol/errors.js';
 import { fingerprint, type SignatureTag } from '../crypto/sign.js';
 import { fromB64url } from '../crypto/bytes.js';
@@ -286,6 +286,10 @@ export interface AgentHandle {
  */
 export async function agentSession(paths: HomePaths, config: ClientConfig, opts: { env?: NodeJS.ProcessEnv } = {}): Promise<AgentHandle | undefined> {
   const socket = agentSocketPath(paths, opts.env);
+  // No directory, no agent. One that others can write is refused before connecting:
+  // a planted socket would otherwise be handed every key that gets sealed.
+  if (!existsSync(dirname(socket))) return undefined;
+  checkSocketDir(dirname(socket));
   let conn: AgentConnection;
   try {
     conn = await AgentConnection.open(socket);

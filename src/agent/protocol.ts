@@ -123,6 +123,7 @@ export const BlobContextSchema: Schema<BlobContext> = obj({
   keyId: str({ min: 1, max: 64 }),
   alg: str({ min: 1, max: 32 }),
   keyVersion: int({ min: 0, max: 2 ** 31 - 1 }),
+  partnerName: optional(str({ min: 1, max: 64 })),
 });
 
 const Head = obj({ v: V, id: ID, op: oneOf(AGENT_OPS) });

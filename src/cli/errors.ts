@@ -3,6 +3,7 @@
 import { CommanderError } from 'commander';
 import { KmgrError, UsageError, toWire } from '../protocol/errors.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
+import { clean } from './output.js';
 
 export function reportError(e: unknown, prog: string, json: boolean, stderr: NodeJS.WritableStream = process.stderr): number {
   if (e instanceof CommanderError) {
@@ -13,7 +14,7 @@ export function reportError(e: unknown, prog: string, json: boolean, stderr: Nod
   }
   const err = e instanceof KmgrError ? e : new KmgrError('internal', `internal error: ${e instanceof Error ? e.message : String(e)}`);
   if (json) stderr.write(JSON.stringify(toWire(err)) + '\n');
-  else stderr.write(`${prog}: ${err.message}\n`);
+  else stderr.write(`${prog}: ${clean(err.message)}\n`);
   if (!(e instanceof KmgrError) && process.env.KMGR_DEBUG && e instanceof Error) stderr.write(`${e.stack}\n`);
   return exitCodeFor(err.kind);
 }

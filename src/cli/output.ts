@@ -1,6 +1,18 @@
 // Writing results. Ordinary output goes to stdout; key material only through fetch.
+
+/**
+ * Text that may come from the server (notices, history, errors) is shown with
+ * control characters replaced, so nobody can rewrite the owner's terminal
+ * with escape sequences. Newlines and tabs are kept.
+ */
+export function clean(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, '?');
+}
+
 export function print(text: string): void {
-  process.stdout.write(text.endsWith('\n') ? text : text + '\n');
+  const t = clean(text);
+  process.stdout.write(t.endsWith('\n') ? t : t + '\n');
 }
 
 export function printJson(value: unknown): void {
@@ -8,11 +20,11 @@ export function printJson(value: unknown): void {
 }
 
 export function warn(text: string): void {
-  process.stderr.write(`kmgr: warning: ${text}\n`);
+  process.stderr.write(`kmgr: warning: ${clean(text)}\n`);
 }
 
 export function info(text: string): void {
-  process.stderr.write(`${text}\n`);
+  process.stderr.write(`${clean(text)}\n`);
 }
 
 /** Resolves once everything written to stdout has been flushed (pipes are async). */

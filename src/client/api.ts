@@ -1,6 +1,6 @@
 // Typed calls to the key server's /v1 API, one per endpoint the CLI uses.
 import {
-  AckResponse, FetchResponse, HistoryList, KeyStatus, NoticeList,
+  AckResponse, FetchResponse, HistoryList, KeyStatus, NoticeList, type HistoryEntry,
   type KeyPatchRequest, type RotateRequest, type SignedBinding, type Terms,
 } from '../protocol/messages.js';
 import { signedRequest, type Sent } from './http.js';
@@ -18,12 +18,22 @@ export const api = {
     signedRequest(s.endpoint, s.identity, 'PATCH', k(partnerId), body, KeyStatus).then((r) => r.body),
   rotate: (s: Session, partnerId: string, body: RotateRequest) =>
     signedRequest(s.endpoint, s.identity, 'POST', `${k(partnerId)}/rotate`, body, KeyStatus).then((r) => r.body),
-  history: (s: Session, partnerId: string, q: { since?: string; limit?: number }) => {
-    const qs = new URLSearchParams();
-    if (q.since !== undefined) qs.set('since', q.since);
-    if (q.limit !== undefined) qs.set('limit', String(q.limit));
-    const query = qs.toString();
-    return signedRequest(s.endpoint, s.identity, 'GET', `${k(partnerId)}/history${query ? `?${query}` : ''}`, undefined, HistoryList).then((r) => r.body.history);
+  /** Newest first, fetched in pages of 1000 so a long history never needs one huge reply. */
+  history: async (s: Session, partnerId: string, q: { since?: string; limit?: number }): Promise<HistoryEntry[]> => {
+    const out: HistoryEntry[] = [];
+    let before: number | undefined;
+    for (;;) {
+      const want = Math.min(1000, (q.limit ?? Infinity) - out.length);
+      if (want <= 0) return out;
+      const qs = new URLSearchParams();
+      if (q.since !== undefined) qs.set('since', q.since);
+      qs.set('limit', String(want));
+      if (before !== undefined) qs.set('before', String(before));
+      const page = (await signedRequest(s.endpoint, s.identity, 'GET', `${k(partnerId)}/history?${qs}`, undefined, HistoryList)).body.history;
+      out.push(...page);
+      if (page.length < want) return out;
+      before = page[page.length - 1]!.seq;
+    }
   },
   notices: (s: Session, unreadOnly: boolean) =>
     signedRequest(s.endpoint, s.identity, 'GET', `/v1/notices${unreadOnly ? '?unread=true' : ''}`, undefined, NoticeList).then((r) => r.body.notices),

@@ -1,5 +1,6 @@
 // Reading the client's private files, with the checks ssh makes on its keys.
 import { readFile, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { ConfigError, IntegrityError, KmgrError } from '../protocol/errors.js';
 import type { Schema } from '../protocol/schema.js';
 
@@ -47,10 +48,28 @@ export function parseJsonFile(text: string, path: string): unknown {
 export async function loadJsonFile<T>(path: string, schema: Schema<T>, what: string): Promise<T | undefined> {
   const text = await readIfExists(path);
   if (text === undefined) return undefined;
+  await checkNotWritableByOthers(path);
   try {
     return schema(parseJsonFile(text, path), what);
   } catch (e) {
     if (e instanceof KmgrError && e.code === 'bad_request') throw new ConfigError(`${path} is invalid: ${e.message}`);
     throw e;
+  }
+}
+
+/**
+ * The state files and their directory must not be writable by anyone else
+ * (threat 12): another user could reset a rollback high-water mark, point the
+ * config at another server, or plant an agent socket.
+ */
+export async function checkNotWritableByOthers(path: string): Promise<void> {
+  for (const p of [dirname(path), path]) {
+    const st = await stat(p);
+    if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
+      throw new ConfigError(`${p} belongs to another user`, 'unsafe_permissions');
+    }
+    if ((st.mode & 0o022) !== 0) {
+      throw new ConfigError(`${p} is writable by others (mode ${(st.mode & 0o777).toString(8)}); run chmod go-w on it`, 'unsafe_permissions');
+    }
   }
 }

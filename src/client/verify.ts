@@ -8,16 +8,24 @@ import { samePublicKey, verifyBinding } from '../crypto/binding.js';
 import { IntegrityError } from '../protocol/errors.js';
 import type { VerifyResponse } from '../protocol/messages.js';
 
+/** The newest statement a verifier has seen for a person and partner. */
+export interface Seen {
+  version: number;
+  issuedAt?: string;
+}
+
 export interface VerifyOutcome {
   verified: boolean;
   /** Why not, in a few words; undefined when verified. */
   reason?: string;
   keyVersion: number | null;
+  /** The statement's issue time, when the answer carried a valid one. */
+  issuedAt?: string;
 }
 
 export function checkVerifyAnswer(
   r: VerifyResponse,
-  ask: { personId: string; partnerId: string; publicKey: string; owner: string; newestSeen: number; now: number },
+  ask: { personId: string; partnerId: string; publicKey: string; owner: string; newestSeen: Seen; now: number },
 ): VerifyOutcome {
   if (r.result === 'unknown') return { verified: false, reason: 'the server knows no such key', keyVersion: null };
   const lying = (why: string): never => {
@@ -30,13 +38,19 @@ export function checkVerifyAnswer(
   const sig = fromB64(r.binding.signature);
   if (!sig || !verifyBinding(publicKeyObject(owner), s, sig)) return lying('the binding statement is not signed by the owner');
   if (s.personId !== ask.personId || s.partnerId !== ask.partnerId) return lying('the binding statement is for another person or partner');
-  if (s.keyVersion < ask.newestSeen) return lying(`the binding statement is for version ${s.keyVersion}, older than version ${ask.newestSeen} already seen (replay)`);
+  if (s.keyVersion < ask.newestSeen.version) {
+    return lying(`the binding statement is for version ${s.keyVersion}, older than version ${ask.newestSeen.version} already seen (replay)`);
+  }
+  // At the same version, an older statement (one the owner replaced, say with a shorter term) is a replay too.
+  if (s.keyVersion === ask.newestSeen.version && ask.newestSeen.issuedAt !== undefined && s.issuedAt < ask.newestSeen.issuedAt) {
+    return lying(`the binding statement was issued at ${s.issuedAt}, before the one already seen (${ask.newestSeen.issuedAt}): a replay`);
+  }
   const same = samePublicKey(s.publicKey, ask.publicKey);
   const inTerm = s.expiresAt === null || ask.now < Date.parse(s.expiresAt);
   if (r.result === 'match') {
     if (!same) return lying('it says "match" for a public key the owner did not sign');
     if (!inTerm) return lying(`it says "match" for a key whose term ended at ${s.expiresAt}`);
-    return { verified: true, keyVersion: s.keyVersion };
+    return { verified: true, keyVersion: s.keyVersion, issuedAt: s.issuedAt };
   }
   if (same && (r.result === 'mismatch' || r.result === 'rotated')) {
     // An honest server cannot send the statement naming this very key and call it another.
@@ -49,5 +63,5 @@ export function checkVerifyAnswer(
     expired: 'the key is past its valid term',
     locked: 'the owner has locked the key',
   };
-  return { verified: false, reason: reasons[r.result] ?? r.result, keyVersion: s.keyVersion };
+  return { verified: false, reason: reasons[r.result] ?? r.result, keyVersion: s.keyVersion, issuedAt: s.issuedAt };
 }

@@ -14,10 +14,20 @@ export interface BlobContext {
   keyId: string;
   alg: string;
   keyVersion: number;
+  /**
+   * The owner's name for the partner, as typed on the command line. With the
+   * partner index on the server, the server maps names to IDs; binding the
+   * name too means a server that maps bank-a to bank-b's ID gets a blob that
+   * does not open, rather than bank-b's key printed as bank-a's (threat 1).
+   */
+  partnerName?: string;
 }
 
 export function blobAd(c: BlobContext): Uint8Array {
-  return encodeFields([BLOB_TAG, BLOB_FORMAT_VERSION, c.personId, c.partnerId, c.keyId, c.alg, c.keyVersion]);
+  const fields: Array<string | number> = [BLOB_TAG, BLOB_FORMAT_VERSION, c.personId, c.partnerId, c.keyId, c.alg, c.keyVersion];
+  // Length-prefixed fields: a context with a name can never encode like one without.
+  if (c.partnerName !== undefined) fields.push(c.partnerName);
+  return encodeFields(fields);
 }
 
 export function sealBlob(wrapKey: Uint8Array, ctx: BlobContext, secret: Uint8Array): Uint8Array {

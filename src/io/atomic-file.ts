@@ -45,11 +45,21 @@ export async function ensurePrivateDir(dir: string): Promise<void> {
 
 /** Appends one line and fsyncs it, for logs that must survive a crash. */
 export async function appendLineDurable(path: string, line: string, mode = 0o600): Promise<void> {
-  const fh = await open(path, 'a', mode);
+  let created = false;
+  let fh;
+  try {
+    fh = await open(path, 'ax', mode);
+    created = true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    fh = await open(path, 'a', mode);
+  }
   try {
     await fh.appendFile(line.endsWith('\n') ? line : line + '\n');
     await fh.sync();
   } finally {
     await fh.close();
   }
+  // A new file's name is only durable once its directory is.
+  if (created) await fsyncDir(dirname(path));
 }

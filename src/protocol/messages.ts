@@ -1,5 +1,5 @@
 // Wire messages of the /v1 API, one schema each. See openapi.yaml.
-import { array, bool, int, nullable, obj, oneOf, optional, str, type Infer } from './schema.js';
+import { array, bool, int, nullable, obj, oneOf, optional, str, SchemaError, type Infer, type Schema } from './schema.js';
 
 export const API_PREFIX = '/v1';
 /** Largest request body the server reads (threat 14). */
@@ -19,7 +19,14 @@ const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?Z$/;
 
 const PEM_PUBLIC = /^-----BEGIN PUBLIC KEY-----\r?\n[A-Za-z0-9+/=\r\n]+-----END PUBLIC KEY-----\r?\n?$/;
 export const publicKeyPem = str({ max: 4096, pattern: PEM_PUBLIC, name: 'SPKI PEM public key' });
-const isoTime = str({ max: 30, pattern: ISO_TIME, name: 'UTC timestamp (YYYY-MM-DDTHH:MM:SSZ)' });
+const isoTimeText = str({ max: 30, pattern: ISO_TIME, name: 'UTC timestamp (YYYY-MM-DDTHH:MM:SSZ)' });
+/** A UTC timestamp that names a real instant: 2027-02-31 or 99:99 would parse to NaN or roll over. */
+const isoTime: Schema<string> = (v, path) => {
+  const text = isoTimeText(v, path);
+  const ms = Date.parse(text);
+  if (Number.isNaN(ms) || new Date(ms).toISOString().slice(0, 19) !== text.slice(0, 19)) throw new SchemaError(path, 'is not a real date and time');
+  return text;
+};
 const count = int({ min: 0, max: MAX_COUNT });
 const limit = nullable(int({ min: 1, max: MAX_COUNT }));
 
@@ -205,7 +212,8 @@ export const VerifyRequest = obj({
   personId: str({ max: 24, pattern: PERSON_ID, name: 'person ID' }),
   partnerId: str({ max: 64, pattern: PARTNER_ID, name: 'partner ID' }),
   publicKey: publicKeyPem,
-  requester: str({ min: 1, max: 200, name: 'requesting server name' }),
+  // Printable ASCII only: it is shown on the owner's terminal, and anyone may send it.
+  requester: str({ min: 1, max: 200, pattern: /^[\x20-\x7e]+$/, name: 'requesting server name (printable ASCII)' }),
 });
 export type VerifyRequest = Infer<typeof VerifyRequest>;
 

@@ -35,7 +35,11 @@ interface Cached {
   blob: Uint8Array;
   /** Dedupe keys of the notices already recorded for this key. */
   noticed: Set<string>;
+  /** Verify questions recorded in the current minute. */
+  verifies: { minute: number; count: number };
 }
+
+export const VERIFY_RECORDS_PER_MINUTE = 60;
 
 export interface LevelStorageOptions {
   /** Time zone for per-day/week/month counters. */
@@ -48,7 +52,7 @@ export interface LevelStorageOptions {
 export class LevelStorage implements Storage {
   private readonly keys = new Map<string, Cached | null>();
   private readonly loadingKeys = new Map<string, Promise<void>>();
-  private readonly persons = new Map<string, PersonRecord | null>();
+  private readonly persons = new Map<string, PersonRecord>();
   private readonly nonces = new Map<string, number>();
   private readonly gc: GroupCommit;
   private pruneTimer: NodeJS.Timeout | undefined;
@@ -130,10 +134,11 @@ export class LevelStorage implements Storage {
 
   async personByKeyId(keyId: string): Promise<PersonRecord | undefined> {
     const cached = this.persons.get(keyId);
-    if (cached !== undefined) return cached ?? undefined;
+    if (cached) return cached;
     const personId = await this.db.get(K.mgmtKey(keyId));
     const raw = personId === undefined ? undefined : await this.db.get(K.personKey(personId));
-    const rec = raw === undefined ? null : (JSON.parse(raw) as PersonRecord);
+    if (raw === undefined) return undefined; // misses are not cached: random key IDs must not grow memory
+    const rec = JSON.parse(raw) as PersonRecord;
     if (!this.persons.has(keyId)) this.persons.set(keyId, rec);
     return this.persons.get(keyId) ?? undefined;
   }
@@ -144,8 +149,8 @@ export class LevelStorage implements Storage {
   }
 
   async enrol(p: PersonRecord, nonce: NonceClaim): Promise<void> {
-    await this.personByKeyId(p.keyId);
-    if (this.persons.get(p.keyId)) throw new KmgrError('person_exists', 'this management key is already enrolled');
+    // Checked again after the await: a concurrent enrolment of the same key may have won.
+    if ((await this.personByKeyId(p.keyId)) || this.persons.get(p.keyId)) throw new KmgrError('person_exists', 'this management key is already enrolled');
     this.persons.set(p.keyId, p);
     await this.commit([
       { type: 'put', key: K.personKey(p.personId), value: JSON.stringify(p) },
@@ -170,7 +175,7 @@ export class LevelStorage implements Storage {
           const noticed = new Set<string>();
           const range = K.noticeDedupeRange(personId, partnerId);
           for await (const dk of this.db.keys(range)) noticed.add(dk.slice(range.gt.length));
-          entry = { record, blob, noticed };
+          entry = { record, blob, noticed, verifies: { minute: 0, count: 0 } };
         }
         // Only keys that exist are cached: probes for random IDs must not grow memory.
         if (entry && !this.keys.has(k)) this.keys.set(k, entry);
@@ -191,7 +196,7 @@ export class LevelStorage implements Storage {
     await this.ensureKeyLoaded(k, record.personId, record.partnerId);
     // Re-read after the await: a concurrent register may have won.
     if (this.keys.get(k)) throw new KmgrError('key_exists', `partner ${record.partnerId} already has a registered key`);
-    this.keys.set(k, { record, blob, noticed: new Set() });
+    this.keys.set(k, { record, blob, noticed: new Set(), verifies: { minute: 0, count: 0 } });
     await this.commit([
       ...recordOps(k, record),
       { type: 'put', key: K.blobKey(record.personId, record.partnerId, record.keyVersion), value: blob, valueEncoding: 'view' },
@@ -327,10 +332,12 @@ export class LevelStorage implements Storage {
     return snapshot;
   }
 
-  async history(personId: string, partnerId: string, opts: { since?: number; limit: number }): Promise<HistoryRecord[]> {
+  async history(personId: string, partnerId: string, opts: { since?: number; before?: number; limit: number }): Promise<HistoryRecord[]> {
     await this.entryOf(personId, partnerId);
     const out: HistoryRecord[] = [];
-    for await (const raw of this.db.values({ ...K.historyRange(personId, partnerId), reverse: true })) {
+    const range = K.historyRange(personId, partnerId);
+    const upper = opts.before !== undefined ? { lt: K.historyKey(personId, partnerId, opts.before) } : {};
+    for await (const raw of this.db.values({ ...range, ...upper, reverse: true })) {
       const h = JSON.parse(raw) as HistoryRecord;
       if (opts.since !== undefined && h.at < opts.since) break;
       out.push(h);
@@ -407,7 +414,13 @@ export class LevelStorage implements Storage {
   }
 
   async recordVerify(personId: string, partnerId: string, v: { at: number; result: string; requester: string; remoteAddress: string }): Promise<void> {
-    const { k, entry } = await this.entryOf(personId, partnerId);
+    const { entry } = await this.entryOf(personId, partnerId);
+    // Anyone may ask: at most VERIFY_RECORDS_PER_MINUTE questions a minute are
+    // recorded per key, so a flood cannot bury the owner's history or fill the disk.
+    const minute = Math.floor(v.at / 60_000);
+    if (entry.verifies.minute !== minute) entry.verifies = { minute, count: 0 };
+    if (entry.verifies.count >= VERIFY_RECORDS_PER_MINUTE) return;
+    entry.verifies.count++;
     const rec = entry.record;
     rec.historySeq += 1;
     const hist: HistoryRecord = {

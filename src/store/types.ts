@@ -193,7 +193,7 @@ export interface Storage {
   /** Replaces the key with version current+1 under the same terms; history is kept. Throws version_conflict otherwise. */
   rotateKey(personId: string, partnerId: string, next: NextKey, nonce: NonceClaim): Promise<KeyRecord>;
   /** Newest first. */
-  history(personId: string, partnerId: string, opts: { since?: number; limit: number }): Promise<HistoryRecord[]>;
+  history(personId: string, partnerId: string, opts: { since?: number; before?: number; limit: number }): Promise<HistoryRecord[]>;
   listNotices(personId: string, opts: { unreadOnly: boolean }): Promise<Notice[]>;
   /** Marks the given notices read; returns how many changed. */
   ackNotices(personId: string, ids: string[], nonce: NonceClaim): Promise<number>;

@@ -61,8 +61,8 @@ export async function run(g: GlobalOptions, name: string, o: FetchOptions): Prom
   // A newer version than we know can only open if we sealed it ourselves.
   const ctx: BlobContext =
     known && reply.keyVersion === known.version
-      ? { personId: session.config.personId, partnerId: partner.id, keyId: known.keyId, alg: known.alg, keyVersion: known.version }
-      : { personId: session.config.personId, partnerId: partner.id, keyId: reply.keyId, alg: reply.alg, keyVersion: reply.keyVersion };
+      ? { personId: session.config.personId, partnerId: partner.id, keyId: known.keyId, alg: known.alg, keyVersion: known.version, partnerName: name }
+      : { personId: session.config.personId, partnerId: partner.id, keyId: reply.keyId, alg: reply.alg, keyVersion: reply.keyVersion, partnerName: name };
   const blob = fromB64(reply.blob);
   if (!blob) throw new IntegrityError('the server sent a blob that is not base64');
   const secret = await session.keys.openBlob(ctx, blob, name);

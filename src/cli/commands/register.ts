@@ -84,7 +84,7 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
   const keyId = 'k_' + toB64url(randomBytes(16));
   const keyVersion = Math.max(1, partner.highWater + 1);
   const blob = await session.keys.sealBlob(
-    { personId: session.config.personId, partnerId: partner.id, keyId, alg: key.type, keyVersion },
+    { personId: session.config.personId, partnerId: partner.id, keyId, alg: key.type, keyVersion, partnerName: name },
     key.secret,
     name,
   );

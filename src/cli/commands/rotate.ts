@@ -27,7 +27,7 @@ export async function run(g: GlobalOptions, name: string, o: RotateOptions): Pro
   const type = o.type ?? current.alg;
   const key = generateTransactionKey(type);
   const keyId = 'k_' + toB64url(randomBytes(16));
-  const blob = await session.keys.sealBlob({ personId: session.config.personId, partnerId: partner.id, keyId, alg: type, keyVersion }, key.secret, name);
+  const blob = await session.keys.sealBlob({ personId: session.config.personId, partnerId: partner.id, keyId, alg: type, keyVersion, partnerName: name }, key.secret, name);
   const publicKey = publicKeyPem(key) ?? null;
   wipe(key.secret);
   const binding = publicKey ? await signedBinding(session, { partnerId: partner.id, keyId, alg: type, publicKey, keyVersion, expiresAt: current.expiresAt }) : null;

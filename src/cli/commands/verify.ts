@@ -10,7 +10,7 @@ import { PARTNER_ID, PARTNER_NAME, PartnerView, VerifyResponse } from '../../pro
 import { unsignedRequest, type Endpoint } from '../../client/http.js';
 import { homePaths } from '../../client/home.js';
 import { readIfExists } from '../../client/files.js';
-import { checkVerifyAnswer } from '../../client/verify.js';
+import { checkVerifyAnswer, type Seen } from '../../client/verify.js';
 import { ensurePrivateDir, writeFileAtomic } from '../../io/atomic-file.js';
 import { print, printJson, warn } from '../output.js';
 import { EXIT } from '../exit-codes.js';
@@ -79,15 +79,24 @@ export async function run(g: GlobalOptions, o: VerifyOptions): Promise<number> {
     // The newest version this verifier has seen for the pair: a replayed older statement is refused (threat 5).
     const paths = homePaths(g.home);
     const seenPath = join(paths.dir, 'verify-seen.json');
+    const issuedPath = join(paths.dir, 'verify-issued.json');
+    // Each pair maps to the newest key version seen, and the issue time of its newest statement.
     const seen = JSON.parse((await readIfExists(seenPath)) ?? '{}') as Record<string, number>;
+    const issued = JSON.parse((await readIfExists(issuedPath)) ?? '{}') as Record<string, string>;
     const pair = `${o.person}/${partnerId}`;
-    const out = checkVerifyAnswer(answer, { personId: o.person, partnerId, publicKey: pem, owner: o.owner, newestSeen: seen[pair] ?? 0, now: Date.now() });
+    const newestSeen: Seen = { version: seen[pair] ?? 0, ...(issued[pair] ? { issuedAt: issued[pair] } : {}) };
+    const out = checkVerifyAnswer(answer, { personId: o.person, partnerId, publicKey: pem, owner: o.owner, newestSeen, now: Date.now() });
     verified = out.verified;
     reason = out.reason;
-    if (out.keyVersion !== null && out.keyVersion > (seen[pair] ?? 0)) {
-      seen[pair] = out.keyVersion;
-      await ensurePrivateDir(paths.dir);
-      await writeFileAtomic(seenPath, JSON.stringify(seen, null, 2) + '\n');
+    if (out.keyVersion !== null && out.issuedAt !== undefined) {
+      const newer = out.keyVersion > newestSeen.version || (out.keyVersion === newestSeen.version && out.issuedAt > (newestSeen.issuedAt ?? ''));
+      if (newer) {
+        seen[pair] = out.keyVersion;
+        issued[pair] = out.issuedAt;
+        await ensurePrivateDir(paths.dir);
+        await writeFileAtomic(issuedPath, JSON.stringify(issued, null, 2) + '\n');
+        await writeFileAtomic(seenPath, JSON.stringify(seen, null, 2) + '\n');
+      }
     }
   } else {
     warn('no --owner fingerprint given: this answer rests on trusting the server');

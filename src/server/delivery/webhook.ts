@@ -4,7 +4,7 @@
 // daemon, never on the CLI's start-up path.
 import { createHmac } from 'node:crypto';
 import { lookup, type LookupAddress, type LookupOptions } from 'node:dns';
-import { isIP } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 import type { Notice } from '../../store/types.js';
 
 export const SIGNATURE_HEADER = 'kmgr-signature';
@@ -23,17 +23,32 @@ export function webhookBody(n: Notice): string {
 }
 
 /**
- * Loopback, private, link-local, CGNAT and unique-local addresses: a webhook
- * must not let a person make the key server probe its own network (SSRF).
+ * Loopback, private, link-local, CGNAT, unique-local, multicast and mapped or
+ * translated forms of them: a webhook must not let a person make the key
+ * server probe its own network (SSRF). net.BlockList understands IPv4-mapped
+ * IPv6 (::ffff:127.0.0.1 in any spelling), which string prefixes do not.
  */
+const NON_PUBLIC = new BlockList();
+for (const [net, bits] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.0.0.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['224.0.0.0', 3]] as const) {
+  NON_PUBLIC.addSubnet(net, bits, 'ipv4');
+}
+for (const [net, bits] of [['::', 127], ['64:ff9b::', 96], ['64:ff9b:1::', 48], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8], ['2001:db8::', 32]] as const) {
+  NON_PUBLIC.addSubnet(net, bits, 'ipv6');
+}
+
 export function isPublicAddress(ip: string): boolean {
-  if (isIP(ip) === 4) {
-    const [a, b] = ip.split('.').map(Number) as [number, number];
-    return !(a === 0 || a === 10 || a === 127 || (a === 100 && b >= 64 && b < 128) || (a === 169 && b === 254) || (a === 172 && b >= 16 && b < 32) || (a === 192 && b === 168) || a >= 224);
-  }
+  const family = isIP(ip);
+  if (family === 0) return false;
   const v = ip.toLowerCase();
-  if (v.startsWith('::ffff:')) return isPublicAddress(v.slice(7));
-  return !(v === '::' || v === '::1' || v.startsWith('fc') || v.startsWith('fd') || v.startsWith('fe80') || v.startsWith('ff'));
+  // An IPv4-mapped IPv6 address is judged as the IPv4 address it carries.
+  const mapped = /^::ffff:(?:0:)?([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(v);
+  if (mapped) {
+    const hi = parseInt(mapped[1]!, 16);
+    const lo = parseInt(mapped[2]!, 16);
+    return isPublicAddress(`${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`);
+  }
+  if (v.startsWith('::ffff:') && isIP(v.slice(7)) === 4) return isPublicAddress(v.slice(7));
+  return !NON_PUBLIC.check(ip, family === 4 ? 'ipv4' : 'ipv6');
 }
 
 /** A DNS lookup that refuses non-public answers, checked at connect time so a rebinding DNS cannot slip past. */

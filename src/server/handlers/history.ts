@@ -11,10 +11,12 @@ function queryParams(query: string, allowed: string[]): URLSearchParams {
   return q;
 }
 
-/** GET /v1/keys/{partnerId}/history?since=ISO&limit=N */
+/** GET /v1/keys/{partnerId}/history?since=ISO&limit=N&before=SEQ (newest first; before pages back) */
 export const history: Handler = async (ctx) => {
   const { person, auth } = await ctx.person();
-  const q = queryParams(ctx.query, ['since', 'limit']);
+  const q = queryParams(ctx.query, ['since', 'limit', 'before']);
+  const beforeText = q.get('before');
+  if (beforeText !== null && !/^[1-9]\d{0,14}$/.test(beforeText)) throw new UsageError('before must be a history sequence number', 'bad_request');
   const sinceText = q.get('since');
   const since = sinceText === null ? undefined : Date.parse(sinceText);
   if (since !== undefined && (Number.isNaN(since) || !/^\d{4}-\d{2}-\d{2}T/.test(sinceText!))) throw new UsageError('since must be an ISO 8601 timestamp', 'bad_request');
@@ -25,6 +27,7 @@ export const history: Handler = async (ctx) => {
   await ctx.deps.storage.persistNonce(auth.claim);
   const records = await ctx.deps.storage.history(person.personId, ctx.params.partnerId!, {
     ...(since !== undefined ? { since } : {}),
+    ...(beforeText !== null ? { before: Number(beforeText) } : {}),
     limit: Number(limitText),
   });
   return { status: 200, body: { history: records.map(historyView) } };
