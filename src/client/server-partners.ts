@@ -4,7 +4,7 @@
 import { NotFoundError } from '../protocol/errors.js';
 import { PartnerList, PartnerView, type AddPartnerRequest } from '../protocol/messages.js';
 import { signedRequest } from './http.js';
-import { findPartner, savePartners, type PartnerEntry, type PartnerIndex } from './partners.js';
+import { findPartner, savePartnerEntry, type PartnerEntry, type PartnerIndex } from './partners.js';
 import type { Session } from './session.js';
 
 export async function listServerPartners(s: Session): Promise<PartnerView[]> {
@@ -31,7 +31,7 @@ export async function resolveServerPartner(s: Session, idx: PartnerIndex, name: 
   if (!found) throw new NotFoundError('unknown_partner', `unknown partner ${name} (see kmgr partner list)`);
   const entry = entryFromView(found);
   idx.partners.push(entry);
-  await savePartners(s.paths, idx);
+  await savePartnerEntry(s.paths, entry);
   return entry;
 }
 

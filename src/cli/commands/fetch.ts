@@ -8,7 +8,7 @@ import { createPrivateKey } from 'node:crypto';
 import { IntegrityError, KmgrError, NotFoundError, UsageError } from '../../protocol/errors.js';
 import type { FetchResponse } from '../../protocol/messages.js';
 import { homePaths } from '../../client/home.js';
-import { savePartners } from '../../client/partners.js';
+import { savePartnerEntry } from '../../client/partners.js';
 import { openForPartner } from '../../client/session.js';
 import { api } from '../../client/api.js';
 import { appendFetchLog, appendSentLog } from '../../client/fetch-log.js';
@@ -72,7 +72,7 @@ export async function run(g: GlobalOptions, name: string, o: FetchOptions): Prom
   if (reply.keyVersion > partner.highWater) {
     partner.highWater = reply.keyVersion;
     partner.key = { keyId: reply.keyId, alg: reply.alg, version: reply.keyVersion, publicKey: null, registeredAt: reply.status.registeredAt };
-    await savePartners(paths, idx);
+    await savePartnerEntry(paths, partner);
   }
   await appendFetchLog(paths, {
     at: new Date().toISOString(),

@@ -7,7 +7,7 @@ import { loadConfig, saveConfig } from '../../client/config.js';
 import { exists } from '../../client/files.js';
 import { openSession } from '../../client/session.js';
 import { addServerPartner, entryFromView, listServerPartners, removeServerPartner } from '../../client/server-partners.js';
-import { checkPartnerName, findPartner, loadPartners, newPartner, requirePartner, savePartners, type PartnerEntry, type PartnerIndex } from '../../client/partners.js';
+import { checkPartnerName, findPartner, loadPartners, newPartner, requirePartner, savePartnerEntry, updatePartners, type PartnerEntry, type PartnerIndex } from '../../client/partners.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
 import { print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
@@ -60,9 +60,8 @@ export async function add(g: GlobalOptions, name: string, o: AddOptions): Promis
     const session = await openSession(paths, o);
     p = entryFromView(await addServerPartner(session, { name, ...meta }));
   } else p = newPartner(name, meta);
-  idx.partners.push(p);
   await ensurePrivateDir(paths.dir);
-  await savePartners(paths, idx);
+  await savePartnerEntry(paths, p);
   if (g.json) printJson(partnerView(p));
   else print(`Added partner ${name} (ID ${p.id})`);
   return EXIT.OK;
@@ -106,8 +105,9 @@ export async function rm(g: GlobalOptions, name: string, o: PassphraseSource & {
     throw new KmgrError('key_exists', `partner ${name} has a registered key; removing it forgets how to fetch it (use --force to remove anyway)`);
   }
   if (server) await removeServerPartner(await openSession(paths, o), name);
-  idx.partners = idx.partners.filter((x) => x !== local);
-  await savePartners(paths, idx);
+  await updatePartners(paths, (fresh) => {
+    fresh.partners = fresh.partners.filter((x) => x.name !== name);
+  });
   if (g.json) printJson({ removed: name });
   else print(`Removed partner ${name}`);
   return EXIT.OK;

@@ -7,7 +7,7 @@ import { toB64, toB64url, wipe } from '../../crypto/bytes.js';
 import { ConfigError, KmgrError, UsageError } from '../../protocol/errors.js';
 import type { Terms } from '../../protocol/messages.js';
 import { homePaths } from '../../client/home.js';
-import { findPartner, loadPartners, newPartner, savePartners, checkPartnerName } from '../../client/partners.js';
+import { findPartner, loadPartners, newPartner, savePartnerEntry, checkPartnerName } from '../../client/partners.js';
 import { openSession } from '../../client/session.js';
 import { api } from '../../client/api.js';
 import { ensureServerPartner } from '../../client/server-partners.js';
@@ -97,8 +97,7 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
   // Saved only once the server holds the key: a failure above leaves the index as it was.
   partner.key = { keyId, alg: key.type, version: keyVersion, publicKey, registeredAt: status.registeredAt };
   partner.highWater = keyVersion;
-  if (isNew) idx.partners.push(partner);
-  await savePartners(paths, idx);
+  await savePartnerEntry(paths, partner);
 
   if (g.json) {
     printJson({ partner: name, partnerId: partner.id, keyId, type: key.type, keyVersion, publicKey, status });

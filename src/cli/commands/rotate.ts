@@ -6,7 +6,7 @@ import { randomBytes } from '../../crypto/random.js';
 import { toB64, toB64url, wipe } from '../../crypto/bytes.js';
 import { homePaths } from '../../client/home.js';
 import { openForPartner } from '../../client/session.js';
-import { savePartners } from '../../client/partners.js';
+import { savePartnerEntry } from '../../client/partners.js';
 import { api } from '../../client/api.js';
 import { signedBinding } from '../../client/binding.js';
 import { info, print, printJson } from '../output.js';
@@ -34,7 +34,7 @@ export async function run(g: GlobalOptions, name: string, o: RotateOptions): Pro
   const status = await api.rotate(session, partner.id, { keyId, alg: type, keyVersion, blob: toB64(blob), binding });
   partner.key = { keyId, alg: type, version: keyVersion, publicKey, registeredAt: status.registeredAt };
   partner.highWater = keyVersion;
-  await savePartners(paths, idx);
+  await savePartnerEntry(paths, partner);
   if (g.json) printJson({ partner: name, partnerId: partner.id, keyId, type, keyVersion, publicKey });
   else if (publicKey) print(publicKey);
   else info(`Rotated ${name} to ${type} key ${keyId} (v${keyVersion}).`);
