@@ -9,6 +9,8 @@ import { startLyingProxy } from './lying-proxy.js';
 import { enrol, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './raw-client.js';
 import { isPublicAddress } from '../src/server/delivery/webhook.js';
 import { VERIFY_RECORDS_PER_MINUTE } from '../src/store/level-storage.js';
+import { auditHistory } from '../src/client/audit.js';
+import { publicKeyObject } from '../src/crypto/sign.js';
 
 t.test('a server that maps a partner name to another partner\'s ID gets a blob that does not open (65)', async (t) => {
   const server = await startServer(t);
@@ -101,4 +103,39 @@ t.test('concurrent commands do not lose each other\'s partners.json changes', as
   t.ok(idx.partners.every((p) => p.key), 'each with its key');
   const fetched = await Promise.all(names.map((n) => a.run(['fetch', n])));
   t.ok(fetched.every((r) => r.code === 0), 'each key fetches');
+});
+
+t.test('audit: a use the server refused to this client but counts as served is reported as forged', async (t) => {
+  const id = newIdentity();
+  const target: Target = { url: 'https://127.0.0.1:8443', ca: '' };
+  const partnerId = newPartnerId();
+  const req = signed(target, id, 'POST', `/v1/keys/${partnerId}/fetch`, {});
+  const h = req.headers as Record<string, string>;
+  const entry = {
+    seq: 1,
+    at: new Date(req.params.created * 1000).toISOString(),
+    keyVersion: 1,
+    result: 'served' as const,
+    code: null,
+    overLimit: null,
+    remoteAddress: '127.0.0.1',
+    requester: null,
+    request: {
+      method: 'POST',
+      authority: h.host!,
+      path: `/v1/keys/${partnerId}/fetch`,
+      contentDigest: h['content-digest']!,
+      device: '',
+      signatureInput: h['signature-input']!.slice('kmgr='.length),
+      signature: /^kmgr=:(.*):$/.exec(h.signature!)![1]!,
+    },
+  };
+  const key = publicKeyObject(id.signer.publicKey);
+  const nonce = req.params.nonce;
+  const clean = auditHistory([entry], partnerId, id.keyId, key, { opened: new Set([nonce]), sent: new Set([nonce]) });
+  t.equal(clean[0]!.verdict, 'ours', 'control: a served use this client opened is ours');
+  const lied = auditHistory([entry], partnerId, id.keyId, key, { opened: new Set(), sent: new Set([nonce]), refused: new Set([nonce]) });
+  t.equal(lied[0]!.verdict, 'forged', 'refused to the client, served in the history: forged');
+  const twice = auditHistory([entry, { ...entry, seq: 2 }], partnerId, id.keyId, key, { opened: new Set([nonce]), sent: new Set([nonce]) });
+  t.equal(twice[1]!.verdict, 'forged', 'one signed request counted twice: forged');
 });

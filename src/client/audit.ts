@@ -53,7 +53,7 @@ export function auditHistory(
   partnerId: string,
   keyId: string,
   publicKey: KeyObject,
-  ours: { opened: Set<string>; sent: Set<string> },
+  ours: { opened: Set<string>; sent: Set<string>; refused?: Set<string> },
 ): AuditLine[] {
   const seen = new Set<string>();
   // Verify entries record an application server's question, not a use.
@@ -65,6 +65,9 @@ export function auditHistory(
     // The server refuses a nonce twice (threat 8), so one signed request counted twice was invented.
     if (seen.has(nonce)) return { ...base, verdict: 'forged' as const, why: 'the same signed request is counted twice' };
     seen.add(nonce);
+    if (h.result !== 'refused' && ours.refused?.has(nonce)) {
+      return { ...base, verdict: 'forged' as const, why: 'the server refused this request, yet counts it as a use' };
+    }
     const verdict = ours.opened.has(nonce) ? 'ours' : ours.sent.has(nonce) ? 'unfinished' : 'not_ours';
     return { ...base, verdict: verdict as AuditVerdict };
   });

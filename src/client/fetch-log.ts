@@ -29,6 +29,6 @@ export function appendFetchLog(paths: HomePaths, e: FetchLogEntry): Promise<void
  * server counted but whose reply never arrived (a dropped connection, a killed
  * process, a reply that failed its checks) is then still known as ours.
  */
-export function appendSentLog(paths: HomePaths, e: { at: string; partner: string; partnerId: string; nonce: string }): Promise<void> {
+export function appendSentLog(paths: HomePaths, e: { at: string; partner: string; partnerId: string; nonce: string; outcome?: 'refused' }): Promise<void> {
   return appendLineDurable(paths.sentLog, JSON.stringify(e));
 }

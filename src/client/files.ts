@@ -1,5 +1,6 @@
 // Reading the client's private files, with the checks ssh makes on its keys.
-import { readFile, stat } from 'node:fs/promises';
+import { copyFile, readFile, rename, stat } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
 import { dirname } from 'node:path';
 import { ConfigError, IntegrityError, KmgrError } from '../protocol/errors.js';
 import type { Schema } from '../protocol/schema.js';
@@ -72,4 +73,18 @@ export async function checkNotWritableByOthers(path: string): Promise<void> {
       throw new ConfigError(`${p} is writable by others (mode ${(st.mode & 0o777).toString(8)}); run chmod go-w on it`, 'unsafe_permissions');
     }
   }
+}
+
+/**
+ * Before --force replaces an identity: copies of the keystore, config and
+ * partner index are kept beside them (keys wrapped by the old management key
+ * stay recoverable), and the logs are moved aside. Copies, not renames, so
+ * that a crash before the new files are written leaves the old ones working.
+ */
+export async function keepOldIdentity(paths: { keystore: string; config: string; partners: string; fetchLog: string; sentLog: string }): Promise<void> {
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  for (const f of [paths.keystore, paths.config, paths.partners]) {
+    if (await exists(f)) await copyFile(f, `${f}.old-${stamp}`, fsConstants.COPYFILE_EXCL);
+  }
+  for (const f of [paths.fetchLog, paths.sentLog]) if (await exists(f)) await rename(f, `${f}.old-${stamp}`);
 }

@@ -14,7 +14,8 @@ import type { GlobalOptions } from '../kmgr.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
 import type { FetchLogEntry } from '../../client/fetch-log.js';
 
-async function nonces(path: string): Promise<Set<string>> {
+/** The nonces in a log; with `outcome`, only the lines that record it. */
+async function nonces(path: string, outcome?: string): Promise<Set<string>> {
   let text = '';
   try {
     text = await readFile(path, 'utf8');
@@ -25,7 +26,8 @@ async function nonces(path: string): Promise<Set<string>> {
   for (const line of text.split('\n')) {
     if (!line) continue;
     try {
-      out.add((JSON.parse(line) as Pick<FetchLogEntry, 'nonce'>).nonce);
+      const e = JSON.parse(line) as Pick<FetchLogEntry, 'nonce'> & { outcome?: string };
+      if (outcome === undefined || e.outcome === outcome) out.add(e.nonce);
     } catch {
       // A torn last line after a crash: that fetch never printed its key.
     }
@@ -46,7 +48,7 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
     partners = session.config.partners === 'server' ? await allServerPartners(session) : (await loadPartners(paths)).partners.filter((p) => p.key);
   }
   const pub = publicKeyObject(session.publicKey);
-  const ours = { opened: await nonces(paths.fetchLog), sent: await nonces(paths.sentLog) };
+  const ours = { opened: await nonces(paths.fetchLog), sent: await nonces(paths.sentLog), refused: await nonces(paths.sentLog, 'refused') };
   const report: Array<{ partner: string; uses: number; ours: number; unfinished: number; counted: number; findings: AuditLine[]; countMismatch: boolean }> = [];
   for (const p of partners) {
     let history;

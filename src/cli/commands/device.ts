@@ -1,7 +1,7 @@
 // kmgr device export|import: set up a second device with the same management
 // key (paragraphs 6 and 8: one key, any device). The export is sealed under a
 // one-time code printed once; the new device sets its own passphrase.
-import { readFile, rename } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { sealTransfer, openTransfer, newTransferCode } from '../../crypto/transfer.js';
 import { fromB64, toB64, utf8, fromUtf8 } from '../../crypto/bytes.js';
 import { fingerprint, signerFromSeed } from '../../crypto/sign.js';
@@ -9,7 +9,7 @@ import { ConfigError, IntegrityError, KmgrError, UsageError } from '../../protoc
 import { DEVICE_LABEL } from '../../protocol/sigbase.js';
 import { homePaths } from '../../client/home.js';
 import { ClientConfig, loadConfig, saveConfig } from '../../client/config.js';
-import { exists, readIfExists } from '../../client/files.js';
+import { exists, keepOldIdentity, readIfExists } from '../../client/files.js';
 import { endpointFor } from '../../client/session.js';
 import { loadPartners, savePartners, type PartnerIndex } from '../../client/partners.js';
 import { readPassphrase, promptTty, type PassphraseSource } from '../../client/passphrase.js';
@@ -87,10 +87,7 @@ export async function importDevice(g: GlobalOptions, file: string, o: ImportOpti
   }
   const passphrase = await readPassphrase(o, 'New passphrase for this device\'s keystore: ', true);
   await ensurePrivateDir(paths.dir);
-  if (o.force) {
-    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-    for (const f of [paths.keystore, paths.config, paths.partners, paths.fetchLog, paths.sentLog]) if (await exists(f)) await rename(f, `${f}.old-${stamp}`);
-  }
+  if (o.force) await keepOldIdentity(paths);
   if (payload.ca !== null) await writeFileAtomic(paths.ca, payload.ca);
   await writeKeystore(paths, passphrase, { signingSeed: seed, wrapKey }, o.kdfCost);
   passphrase.fill(0);

@@ -44,7 +44,18 @@ export async function run(g: GlobalOptions, name: string, o: FetchOptions): Prom
   }
   const nonce = newNonce();
   await appendSentLog(paths, { at: new Date().toISOString(), partner: name, partnerId: partner.id, nonce });
-  const { body: reply, params } = await api.fetch(session, partner.id, nonce);
+  let sent;
+  try {
+    sent = await api.fetch(session, partner.id, nonce);
+  } catch (e) {
+    // A refusal is remembered against the nonce: a server that later counts this request
+    // as a use is caught by the audit.
+    if (e instanceof KmgrError && e.kind === 'refused') {
+      await appendSentLog(paths, { at: new Date().toISOString(), partner: name, partnerId: partner.id, nonce, outcome: 'refused' }).catch(() => undefined);
+    }
+    throw e;
+  }
+  const { body: reply, params } = sent;
   // At the version we know, the server must name the key we know (threat 1); the AD check below
   // would catch a swapped blob, but the reply's other fields must not steer us either.
   if (known && reply.keyVersion === known.version && (reply.keyId !== known.keyId || reply.alg !== known.alg)) {

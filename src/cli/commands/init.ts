@@ -1,5 +1,5 @@
 // kmgr init: make the management key (Fig. 5), seal it in the keystore, enrol at the server (Fig. 17).
-import { rename, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { X509Certificate } from 'node:crypto';
 import { generateSecrets } from '../../crypto/keystore.js';
 import { fingerprint, managementKeyId, signerFromSeed } from '../../crypto/sign.js';
@@ -8,7 +8,7 @@ import { ConfigError, KmgrError, UsageError } from '../../protocol/errors.js';
 import { PersonInfo } from '../../protocol/messages.js';
 import { ensurePrivateDir, writeFileAtomic } from '../../io/atomic-file.js';
 import { homePaths } from '../../client/home.js';
-import { exists } from '../../client/files.js';
+import { exists, keepOldIdentity } from '../../client/files.js';
 import { readPassphrase } from '../../client/passphrase.js';
 import { writeKeystore } from '../../client/keystore-file.js';
 import { saveConfig } from '../../client/config.js';
@@ -79,13 +79,7 @@ export async function run(g: GlobalOptions, o: InitOptions): Promise<number> {
   if (person.keyId !== keyId) throw new KmgrError('integrity', 'the server enrolled a different key than the one sent');
 
   await ensurePrivateDir(paths.dir);
-  if (o.force) {
-    // Keys wrapped by the old management key stay recoverable from these files.
-    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-    for (const f of [paths.keystore, paths.config, paths.partners, paths.fetchLog, paths.sentLog]) {
-      if (await exists(f)) await rename(f, `${f}.old-${stamp}`);
-    }
-  }
+  if (o.force) await keepOldIdentity(paths);
   if (caPem !== undefined) await writeFileAtomic(paths.ca, caPem);
   await writeKeystore(paths, passphrase, secrets, o.kdfCost);
   passphrase.fill(0);
@@ -101,7 +95,8 @@ export async function run(g: GlobalOptions, o: InitOptions): Promise<number> {
     device,
     partners: o.partners,
   });
-  if (!(await exists(paths.partners))) await savePartners(paths, { v: 1, partners: [] });
+  // A new identity starts with an empty index (with --force, the old one is kept beside it).
+  if (o.force || !(await exists(paths.partners))) await savePartners(paths, { v: 1, partners: [] });
   if (g.json) printJson({ personId: person.personId, keyId, fingerprint: fp, server, home: paths.dir, device, partners: o.partners });
   else {
     print(`Initialised ${paths.dir}`);

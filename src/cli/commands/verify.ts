@@ -20,7 +20,8 @@ interface VerifyOptions {
   server: string;
   ca?: string;
   person: string;
-  partner: string;
+  partner?: string;
+  partnerId?: string;
   publicKey: string;
   owner?: string;
   requester?: string;
@@ -69,7 +70,10 @@ export async function run(g: GlobalOptions, o: VerifyOptions): Promise<number> {
     throw new UsageError('--server must be just https://host[:port], without a path, query or credentials');
   }
   const ep: Endpoint = { server: server.origin, ca };
-  const partnerId = await resolvePartner(ep, o.partner);
+  if ((o.partner === undefined) === (o.partnerId === undefined)) throw new UsageError('give --partner NAME or --partner-id ID (one of them)');
+  if (o.partnerId !== undefined && !PARTNER_ID.test(o.partnerId)) throw new UsageError(`--partner-id ${o.partnerId} is not a partner ID`);
+  // An ID is used as given; a name is looked up in the operator's directory, which means trusting the server for it.
+  const partnerId = o.partnerId ?? (await resolvePartner(ep, o.partner!));
   const requester = o.requester ?? hostname();
   const answer = await unsignedRequest(ep, 'POST', '/v1/verify', { personId: o.person, partnerId, publicKey: pem, requester }, VerifyResponse);
 
@@ -104,6 +108,6 @@ export async function run(g: GlobalOptions, o: VerifyOptions): Promise<number> {
     reason = verified ? undefined : answer.result;
   }
   if (g.json) printJson({ verified, result: answer.result, reason: reason ?? null, keyVersion: answer.keyVersion, ownerChecked: o.owner !== undefined, partnerId });
-  else print(verified ? `verified: the key is ${o.person}'s current key for ${o.partner} (v${answer.keyVersion})` : `not verified: ${reason}`);
+  else print(verified ? `verified: the key is ${o.person}'s current key for ${o.partner ?? o.partnerId} (v${answer.keyVersion})` : `not verified: ${reason}`);
   return verified ? EXIT.OK : EXIT.FINDINGS;
 }

@@ -11,6 +11,7 @@ import { sendMail, type MailConfig } from './mail.js';
 
 /** 1 s doubling to the one-hour cap (at the 13th attempt): about six hours of trying in all. */
 export const MAX_ATTEMPTS = 16;
+export const DELIVERY_CONCURRENCY = 8;
 /** 1 s, 2 s, 4 s ... capped at an hour. */
 export const backoffMs = (attempt: number): number => Math.min(3_600_000, 1000 * 2 ** (attempt - 1));
 
@@ -56,7 +57,12 @@ export class Deliverer {
   async runOnce(): Promise<number> {
     const now = this.opts.clock();
     const due = await this.storage.dueDeliveries(now, 100);
-    for (const d of due) await this.deliver(d, now);
+    // A few at a time: one slow webhook (10 s timeout) must not hold up everyone else's notices.
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < due.length) await this.deliver(due[next++]!, now);
+    };
+    await Promise.all(Array.from({ length: Math.min(DELIVERY_CONCURRENCY, due.length) }, worker));
     return due.length;
   }
 
