@@ -42,3 +42,14 @@ t.test('kmgr fetch --format pem | openssl pkey works, and an openssl signature v
   t.equal(v.status, 0, 'the signature verifies against the public key register printed');
   t.match(v.stdout, /Verified Successfully/);
 });
+
+t.test('with --verify-threads 0 (signatures verified on the main thread) the loop works the same', async (t) => {
+  const server = await startServer(t, { verifyThreads: 0 });
+  const c = await initClient(t, server);
+  const reg = await c.run(['register', 'bank-a', '--type', 'p256']);
+  t.equal(reg.code, 0, reg.stderr);
+  const f = await c.run(['fetch', 'bank-a']);
+  t.equal(f.code, 0, f.stderr);
+  const msg = Buffer.from('inline');
+  t.ok(verify('sha256', msg, createPublicKey(reg.stdout), sign('sha256', msg, createPrivateKey(f.stdout))), 'the fetched key signs for the registered public key');
+});

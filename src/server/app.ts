@@ -2,8 +2,7 @@
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { KmgrError, toWire, UsageError } from '../protocol/errors.js';
-import { AuthError } from '../protocol/errors.js';
+import { AuthError, KmgrError, toWire, UsageError } from '../protocol/errors.js';
 import { publicKeyObject } from '../crypto/sign.js';
 import { fromB64url } from '../crypto/bytes.js';
 import { authenticate, type VerifyKey } from './auth.js';

@@ -9,7 +9,7 @@ import { createApp, listen } from './app.js';
 import { makeLogger, type Logger } from './logger.js';
 import { loadTls } from './tls/files.js';
 import { startAdminSocket } from './admin.js';
-import { inlineVerifier, workerVerifier } from './verify-pool.js';
+import { workerVerifier } from './verify-pool.js';
 import { Deliverer } from './delivery/deliverer.js';
 import type { MailConfig } from './delivery/mail.js';
 
@@ -64,9 +64,9 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   const clock = o.clock ?? Date.now;
   const storage = await LevelStorage.open(join(dataDir, 'db'), { tz: o.tz, clock });
   const threads = o.verifyThreads ?? 1;
-  const verifier = threads > 0 ? workerVerifier(threads) : inlineVerifier();
+  const verifier = threads > 0 ? workerVerifier(threads) : undefined;
   const app = createApp({
-    verifier,
+    ...(verifier ? { verifier } : {}),
     storage,
     log,
     clock,
@@ -104,7 +104,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
         await running.stop();
         await new Promise<void>((r) => admin.close(() => r()));
         await deliverer.stop();
-        await verifier.close();
+        await verifier?.close();
         await storage.close();
         log.info('kmgrd stopped');
       })();

@@ -1,32 +1,13 @@
-// Request signature verification, inline or on worker threads. Jobs arriving in
+// Request signature verification on worker threads (kmgrd serve --verify-threads;
+// with 0, auth.ts verifies inline with the cached KeyObject). Jobs arriving in
 // the same tick travel to a worker as one message, so the messaging cost is
 // paid per batch, not per request.
 import { Worker } from 'node:worker_threads';
-import { publicKeyObject, verifySignature, TAG_REQUEST } from '../crypto/sign.js';
-import type { KeyObject } from 'node:crypto';
 import { packJobs, type VerifyJob } from './verify-jobs.js';
 
 export interface Verifier {
   verify(key: Uint8Array, payload: Uint8Array, signature: Uint8Array): Promise<boolean>;
   close(): Promise<void>;
-}
-
-/** On the calling thread, with a KeyObject cache (creating one costs more than a verify). */
-export function inlineVerifier(): Verifier {
-  const cache = new Map<string, KeyObject>();
-  return {
-    async verify(key, payload, signature) {
-      const k = Buffer.from(key).toString('latin1');
-      let obj = cache.get(k);
-      if (!obj) {
-        if (cache.size > 100_000) cache.clear();
-        obj = publicKeyObject(key);
-        cache.set(k, obj);
-      }
-      return verifySignature(obj, TAG_REQUEST, payload, signature);
-    },
-    async close() {},
-  };
 }
 
 interface Pending {
