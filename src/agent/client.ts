@@ -100,6 +100,18 @@ export function checkSocketDir(dir: string): void {
   }
 }
 
+/**
+ * What a client needs of the socket's directory before trusting a socket in it:
+ * ours, and writable by nobody else (who could otherwise plant a socket). A
+ * home that others may read is fine: the socket itself is 0600.
+ */
+function checkNoOtherWriters(dir: string): void {
+  const st = lstatSync(dir);
+  if (!st.isDirectory() || (typeof process.getuid === 'function' && st.uid !== process.getuid()) || (st.mode & 0o022) !== 0) {
+    throw new ConfigError(`the agent's socket directory ${dir} is not a directory of yours that only you can write; refusing to use an agent there`, 'unsafe_permissions');
+  }
+}
+
 interface Pending {
   resolve: (r: { result: unknown; data: Uint8Array }) => void;
   reject: (e: Error) => void;
@@ -289,7 +301,7 @@ export async function agentSession(paths: HomePaths, config: ClientConfig, opts:
   // No directory, no agent. One that others can write is refused before connecting:
   // a planted socket would otherwise be handed every key that gets sealed.
   if (!existsSync(dirname(socket))) return undefined;
-  checkSocketDir(dirname(socket));
+  checkNoOtherWriters(dirname(socket));
   let conn: AgentConnection;
   try {
     conn = await AgentConnection.open(socket);

@@ -47,7 +47,7 @@ export async function main(argv: string[]): Promise<number> {
       .description('create the management key, keep it in a passphrase-encrypted keystore and enrol at the server')
       .requiredOption('--server <url>', 'key server URL, https://host:port')
       .option('--ca <file>', "PEM certificate to trust for the server (kmgrd's DIR/tls/cert.pem when self-signed)")
-      .option('--force', 'replace an existing keystore (the old files are kept beside it, renamed)')
+      .option('--force', 'replace an existing keystore (the old files are kept beside it as *.old-TIME)')
       .addOption(new Option('--kdf-cost <logN>', 'scrypt cost as log2(N), 15-22').default(17).argParser(parseKdfCost))
       .addOption(new Option('--partners <where>', 'keep the partner index in this home (local) or on the server (server), for every device').choices(['local', 'server']).default('local'))
       .option('--device <label>', "this device's label, shown in the server's history (default: the host name)"),
@@ -174,7 +174,7 @@ export async function main(argv: string[]): Promise<number> {
       .description("set up this home from a device export; the passphrase options set this device's new passphrase")
       .option('--code-file <file>', 'read the one-time code from a file instead of a no-echo prompt')
       .option('--label <name>', "this device's label in the server's history (default: the host name)")
-      .option('--force', 'replace an existing keystore (the old files are kept beside it, renamed)')
+      .option('--force', 'replace an existing keystore (the old files are kept beside it as *.old-TIME)')
       .addOption(new Option('--kdf-cost <logN>', 'scrypt cost as log2(N), 15-22').default(17).argParser(parseKdfCost)),
   ).action(run(() => import('./commands/device.js').then((m) => ({ run: m.importDevice }))));
 

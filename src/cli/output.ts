@@ -16,7 +16,8 @@ export function print(text: string): void {
 }
 
 export function printJson(value: unknown): void {
-  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+  // JSON escapes C0 controls itself; DEL and C1 (which some terminals obey) are escaped too.
+  process.stdout.write(JSON.stringify(value, null, 2).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) + '\n');
 }
 
 export function warn(text: string): void {

@@ -4,6 +4,7 @@ import {
   type KeyPatchRequest, type RotateRequest, type SignedBinding, type Terms,
 } from '../protocol/messages.js';
 import { signedRequest, type Sent } from './http.js';
+import { IntegrityError } from '../protocol/errors.js';
 import type { Session } from './session.js';
 
 const k = (partnerId: string): string => `/v1/keys/${encodeURIComponent(partnerId)}`;
@@ -30,9 +31,12 @@ export const api = {
       qs.set('limit', String(want));
       if (before !== undefined) qs.set('before', String(before));
       const page = (await signedRequest(s.endpoint, s.identity, 'GET', `${k(partnerId)}/history?${qs}`, undefined, HistoryList)).body.history;
+      // Each page must go strictly backwards: a server ignoring `before` must not keep us paging forever.
+      const last = page[page.length - 1]?.seq;
+      if (before !== undefined && page.some((h) => h.seq >= before!)) throw new IntegrityError('the server sent a history page that does not go back in time');
       out.push(...page);
-      if (page.length < want) return out;
-      before = page[page.length - 1]!.seq;
+      if (page.length < want || last === undefined) return out;
+      before = last;
     }
   },
   notices: (s: Session, unreadOnly: boolean) =>

@@ -97,7 +97,15 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
   // Saved only once the server holds the key: a failure above leaves the index as it was.
   partner.key = { keyId, alg: key.type, version: keyVersion, publicKey, registeredAt: status.registeredAt };
   partner.highWater = keyVersion;
-  await savePartnerEntry(paths, partner);
+  try {
+    await savePartnerEntry(paths, partner);
+  } catch (e) {
+    // The server holds the key already: say what is needed to reach it again.
+    throw new KmgrError(
+      e instanceof KmgrError ? e.code : 'internal',
+      `the key is registered (partner ID ${partner.id}, key ${keyId}, v${keyVersion}) but ${paths.partners} could not be updated: ${(e as Error).message}`,
+    );
+  }
 
   if (g.json) {
     printJson({ partner: name, partnerId: partner.id, keyId, type: key.type, keyVersion, publicKey, status });

@@ -19,7 +19,10 @@ export const history: Handler = async (ctx) => {
   if (beforeText !== null && !/^[1-9]\d{0,14}$/.test(beforeText)) throw new UsageError('before must be a history sequence number', 'bad_request');
   const sinceText = q.get('since');
   const since = sinceText === null ? undefined : Date.parse(sinceText);
-  if (since !== undefined && (Number.isNaN(since) || !/^\d{4}-\d{2}-\d{2}T/.test(sinceText!))) throw new UsageError('since must be an ISO 8601 timestamp', 'bad_request');
+  // A real instant only: 2027-02-31 would otherwise roll over to March.
+  if (since !== undefined && (Number.isNaN(since) || !/^\d{4}-\d{2}-\d{2}T/.test(sinceText!) || new Date(since).toISOString().slice(0, 10) !== sinceText!.slice(0, 10))) {
+    throw new UsageError('since must be an ISO 8601 timestamp naming a real date', 'bad_request');
+  }
   const limitText = q.get('limit') ?? String(HISTORY_MAX_LIMIT);
   if (!/^\d{1,6}$/.test(limitText) || Number(limitText) < 1 || Number(limitText) > HISTORY_MAX_LIMIT) {
     throw new UsageError(`limit must be a whole number from 1 to ${HISTORY_MAX_LIMIT}`, 'bad_request');
