@@ -1,4 +1,7 @@
 #!/usr/bin/env node
-import { main } from '../dist/src/cli/kmgr.js';
-
-main(process.argv.slice(2)).then((code) => process.exit(code));
+// `kmgr fetch` has a fast path that skips the full command line (see src/cli/fetch-fast.ts).
+const argv = process.argv.slice(2);
+const fast = argv[0] === 'fetch' ? await import('../dist/src/cli/fetch-fast.js') : undefined;
+const parsed = fast?.parseFetch(argv);
+const code = parsed ? await fast.fastFetch(parsed) : await (await import('../dist/src/cli/kmgr.js')).main(argv);
+process.exit(code);

@@ -1,12 +1,20 @@
 // How both command-line fronts report a failure: one sentence on stderr, or a
 // JSON error with a stable code under --json; the exit code from exit-codes.ts.
-import { CommanderError } from 'commander';
 import { KmgrError, UsageError, toWire } from '../protocol/errors.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { clean } from './output.js';
 
+/** commander's errors, recognised by shape so that this module need not load commander (fetch's fast path does not). */
+interface CommanderLike {
+  code: string;
+  exitCode: number;
+  message: string;
+}
+const isCommanderError = (e: unknown): e is CommanderLike =>
+  e instanceof Error && typeof (e as unknown as Partial<CommanderLike>).code === 'string' && (e as unknown as CommanderLike).code.startsWith('commander.') && typeof (e as unknown as Partial<CommanderLike>).exitCode === 'number';
+
 export function reportError(e: unknown, prog: string, json: boolean, stderr: NodeJS.WritableStream = process.stderr): number {
-  if (e instanceof CommanderError) {
+  if (isCommanderError(e)) {
     if (e.exitCode === 0) return EXIT.OK; // --help, --version
     if (e.code === 'commander.help' || e.code === 'commander.helpDisplayed') return EXIT.USAGE; // help shown for a missing command
     // commander's own printing is silenced: its message is reported like any other usage error.
