@@ -116,17 +116,19 @@ export async function timeCli(o: {
         const fp: number[] = [];
         const fa: number[] = [];
         const ver: number[] = [];
-        const cmds: [number[], string[]][] = [
-          [e0, ['-e', '0']],
-          [ver, [kmgr, '--version']],
-          [fp, [kmgr, 'fetch', PARTNER, '--passphrase-file', pp]],
+        // The passphrase runs skip a running agent (KMGR_NO_AGENT), or they would time the agent twice.
+        const noAgent = { ...env, KMGR_NO_AGENT: '1' };
+        const cmds: [number[], string[], Record<string, string>][] = [
+          [e0, ['-e', '0'], env],
+          [ver, [kmgr, '--version'], env],
+          [fp, [kmgr, 'fetch', PARTNER, '--passphrase-file', pp], noAgent],
         ];
-        if (agentUp) cmds.push([fa, [kmgr, 'fetch', PARTNER]]);
+        if (agentUp) cmds.push([fa, [kmgr, 'fetch', PARTNER], env]);
         // One untimed warm-up each (page cache), then interleaved timed runs.
-        for (const [, args] of cmds) run(args, env);
+        for (const [, args, e] of cmds) run(args, e);
         for (let i = 0; i < o.runs; i++) {
-          for (const [into, args] of cmds) {
-            const { ms, r } = run(args, env);
+          for (const [into, args, e] of cmds) {
+            const { ms, r } = run(args, e);
             if (r.status !== 0) {
               problems.push(`${args.slice(1).join(' ')} (${name}) failed: ${describe(r)}`);
               continue;
