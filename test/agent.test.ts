@@ -8,7 +8,7 @@ import { readFile, readdir, stat, writeFile, mkdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join, dirname } from 'node:path';
-import { startServer, initClient, tempDir, KMGR, ROOT, PASSPHRASE, type RunResult } from './helpers.js';
+import { startServer, initClient, tempDir, KMGR, PASSPHRASE, type RunResult } from './helpers.js';
 import { homePaths } from '../src/client/home.js';
 import { loadConfig } from '../src/client/config.js';
 import { unlockKeystore } from '../src/client/keystore-file.js';

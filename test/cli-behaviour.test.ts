@@ -1,11 +1,11 @@
 // The CLI's behaviour against a real kmgrd: passphrases and keystore protection,
 // usage errors that touch nothing, exit codes, the partner index, the fetch log
 // and terminals. Server-side properties (races, restarts, leaks) are in cli-server.test.ts.
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { createPrivateKey, createPublicKey, scrypt, sign, verify } from 'node:crypto';
-import { startServer, initClient, tempDir, KMGR, PASSPHRASE, type RunResult } from './helpers.js';
+import { startServer, initClient, tempDir, PASSPHRASE, type RunResult } from './helpers.js';
 import { openSession } from '../src/client/session.js';
 import { homePaths } from '../src/client/home.js';
 import { seal } from '../src/crypto/aead.js';

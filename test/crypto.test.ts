@@ -26,7 +26,6 @@ import {
   KEYSTORE_FORMAT,
   KEYSTORE_VERSION,
   type KeystoreFile,
-  type ManagementSecrets,
 } from '../src/crypto/keystore.js';
 import { checkKdfParams, deriveKey, KDF_MIN_LOGN, KDF_MIN_R, KDF_MAX_LOGN, SALT_LEN } from '../src/crypto/kdf.js';
 import { sealBlob, openBlob, blobAd, BLOB_FORMAT_VERSION, type BlobContext } from '../src/crypto/blob.js';

@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap';
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KMGR, startServer, tempDir, type RunResult } from './helpers.js';
+import { startServer, tempDir } from './helpers.js';
 import { jsonError, snapshot, HAVE_SCRIPT, underPty } from './cli-util.js';
 import { homeFor, keyPairMatches, newHome, ownerView, rawIdentity, readJson, writePassphrase, ok } from './escrow-util.js';
 import { send, signed, type Target } from './raw-client.js';

@@ -3,12 +3,11 @@
 // passwd and its crash safety (SIGKILL at seeded random moments). The first
 // part, terms-cli.test.ts, covers status, terms, lock, history, notices and
 // kmgrd check-terms.
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { spawn } from 'node:child_process';
 import { cp, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KMGR, startServer, tempDir, type RunResult } from './helpers.js';
-import { jsonError } from './cli-util.js';
+import { KMGR, startServer, tempDir } from './helpers.js';
 import { homeFor, keyPairMatches, newHome, ownerView, writePassphrase, ok, refused77 } from './escrow-util.js';
 import { mulberry32 } from './prng.js';
 import { openKeystore } from '../src/crypto/keystore.js';

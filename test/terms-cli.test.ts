@@ -2,12 +2,11 @@
 // versus notify), lock/unlock, history, notices, and `kmgrd check-terms` with
 // and without a running daemon. Audit, rotate and passwd (with its crash
 // safety) are in terms-cli-renewal.test.ts.
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { connect } from 'node:net';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServer, type RunResult } from './helpers.js';
-import { jsonError } from './cli-util.js';
+import { startServer } from './helpers.js';
 import { awayFromMidnight, kmgrd, newHome, ownerView, rawIdentity, ok, refused77 } from './escrow-util.js';
 import { send, signed, type Target } from './raw-client.js';
 

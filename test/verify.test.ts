@@ -5,7 +5,7 @@
 // the verify reply. `kmgr verify --owner` must catch every lie (exit 65).
 import t, { type Test } from 'tap';
 import { generateKeyPairSync } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { startLyingProxy } from './lying-proxy.js';

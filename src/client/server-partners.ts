@@ -41,10 +41,10 @@ export async function ensureServerPartner(
   idx: PartnerIndex,
   name: string,
   meta: { displayName?: string; appServer?: string; business?: string },
-): Promise<{ entry: PartnerEntry; isNew: boolean }> {
+): Promise<{ entry: PartnerEntry }> {
   const local = findPartner(idx, name);
-  if (local) return { entry: local, isNew: false };
+  if (local) return { entry: local };
   const existing = (await listServerPartners(s)).find((p) => p.name === name);
   const view = existing ?? (await addServerPartner(s, { name, ...meta }));
-  return { entry: entryFromView(view), isNew: true };
+  return { entry: entryFromView(view) };
 }

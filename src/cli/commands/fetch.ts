@@ -32,7 +32,7 @@ export async function run(g: GlobalOptions, name: string, o: FetchOptions): Prom
   if (process.stdout.isTTY && !o.force) {
     throw new KmgrError('terminal_refused', 'refusing to print a private key to a terminal; pipe it to a program or use --force');
   }
-  const { session, partner, idx } = await openForPartner(paths, name, o);
+  const { session, partner } = await openForPartner(paths, name, o);
   const known = partner.key;
   const noPem = (): UsageError => new UsageError('aes256 keys have no PEM form; use --format jwk, raw, hex or base64');
   // Checked before the request whenever we can, so a typo costs no counted use.

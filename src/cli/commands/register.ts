@@ -74,12 +74,7 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
     ...(o.business !== undefined ? { business: o.business } : {}),
   };
   // Fig. 6, steps 603-605 (Fig. 10, 1003 with the index on the server): an unknown partner is added.
-  let isNew = partner === undefined;
-  if (!partner && session.config.partners === 'server') {
-    const found = await ensureServerPartner(session, idx, name, meta);
-    partner = found.entry;
-    isNew = found.isNew;
-  }
+  if (!partner && session.config.partners === 'server') partner = (await ensureServerPartner(session, idx, name, meta)).entry;
   partner ??= newPartner(name, meta);
   const keyId = 'k_' + toB64url(randomBytes(16));
   const keyVersion = Math.max(1, partner.highWater + 1);

@@ -20,7 +20,7 @@ interface RotateOptions extends PassphraseSource {
 
 export async function run(g: GlobalOptions, name: string, o: RotateOptions): Promise<number> {
   const paths = homePaths(g.home);
-  const { session, partner, idx } = await openForPartner(paths, name, o);
+  const { session, partner } = await openForPartner(paths, name, o);
   const current = await api.status(session, partner.id);
   // Another device may have rotated already: go one past whatever is newest.
   const keyVersion = Math.max(current.keyVersion, partner.highWater) + 1;
