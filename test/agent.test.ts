@@ -8,7 +8,7 @@ import { readFile, readdir, stat, writeFile, mkdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join, dirname } from 'node:path';
-import { startServer, initClient, tempDir, KMGR, PASSPHRASE, type RunResult } from './helpers.js';
+import { startServer, initClient, tempDir, kmgr, KMGR, PASSPHRASE, type RunResult } from './helpers.js';
 import { homePaths } from '../src/client/home.js';
 import { loadConfig } from '../src/client/config.js';
 import { unlockKeystore } from '../src/client/keystore-file.js';
@@ -28,31 +28,14 @@ const HAVE_PY_PTY = process.platform === 'linux' && spawnSync('python3', ['-c', 
 
 // ---------------------------------------------------------------- helpers
 
-/** Runs a node script detached (no controlling terminal) with a clean environment plus KMGR_HOME and env. */
-function runNode(script: string, args: string[], o: { home: string; env?: Record<string, string>; timeoutMs?: number }): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const env: Record<string, string> = {};
-    for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
-    Object.assign(env, { KMGR_HOME: o.home }, o.env ?? {});
-    const child = spawn(process.execPath, [script, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.on('data', (c: Buffer) => err.push(c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      const stdoutBytes = Buffer.concat(out);
-      resolve({ code: code ?? -1, stdout: stdoutBytes.toString('utf8'), stdoutBytes, stderr: Buffer.concat(err).toString('utf8') });
-    });
-    child.stdin.end();
-  });
+/** kmgr, detached (no controlling terminal), with a clean environment plus KMGR_HOME and env. */
+function runNode(args: string[], o: { home: string; env?: Record<string, string>; timeoutMs?: number }): Promise<RunResult> {
+  return kmgr(args, { ...o, detached: true, extraCa: false });
 }
 
 /** `kmgr agent ARGS` for a home. */
 function agent(args: string[], o: { home: string; env?: Record<string, string>; timeoutMs?: number }): Promise<RunResult> {
-  return runNode(KMGR, ['agent', ...args], o);
+  return runNode(['agent', ...args], o);
 }
 
 function isAlive(pid: number): boolean {
@@ -497,7 +480,7 @@ t.test('--confirm asks on the starting terminal (python3 pty)', { skip: HAVE_PY_
 
 t.test('register and fetch use the agent, no passphrase needed; without it they fall back', async (t) => {
   const c = await setup(t);
-  const run = (args: string[]) => runNode(KMGR, args, { home: c.home });
+  const run = (args: string[]) => runNode(args, { home: c.home });
   const { pid } = await startAgent(t, c.home, c.pp);
   const reg = await run(['register', 'bank-a']);
   t.equal(reg.code, 0, `register with no passphrase source, through the agent: ${reg.stderr}`);

@@ -4,7 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { initClient, KMGR, type RunResult, type TestServer } from './helpers.js';
+import { initClient, KMGR, kmgr, type RunResult, type TestServer } from './helpers.js';
 import { openSession } from '../src/client/session.js';
 import { homePaths } from '../src/client/home.js';
 import type { Endpoint, Identity } from '../src/client/http.js';
@@ -18,30 +18,7 @@ export type Client = Awaited<ReturnType<typeof initClient>>;
  * pipe as fd 3 carrying `fd3`.
  */
 export function cli(args: string[], o: { home: string; env?: Record<string, string>; fd3?: string }): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const env: Record<string, string> = {};
-    for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
-    Object.assign(env, { KMGR_HOME: o.home }, o.env ?? {});
-    const stdio: Array<'pipe'> = o.fd3 !== undefined ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'];
-    const child = spawn(process.execPath, [KMGR, ...args], { env, stdio, detached: true });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout!.on('data', (c: Buffer) => out.push(c));
-    child.stderr!.on('data', (c: Buffer) => err.push(c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      const stdoutBytes = Buffer.concat(out);
-      resolve({ code: code ?? -1, stdout: stdoutBytes.toString('utf8'), stdoutBytes, stderr: Buffer.concat(err).toString('utf8') });
-    });
-    if (o.fd3 !== undefined) {
-      const fd3 = child.stdio[3] as NodeJS.WritableStream;
-      fd3.on('error', () => undefined);
-      fd3.end(o.fd3);
-    }
-    child.stdin!.end();
-  });
+  return kmgr(args, { ...o, detached: true, extraCa: false });
 }
 
 /** Every file under dir (recursively), by path relative to dir, with its bytes. */

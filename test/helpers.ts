@@ -77,17 +77,32 @@ export interface RunResult {
   stderr: string;
 }
 
+export interface KmgrRunOptions {
+  home: string;
+  env?: Record<string, string>;
+  input?: string;
+  timeoutMs?: number;
+  /** In its own session, with no controlling terminal (so a missing passphrase source can never hang on a prompt). */
+  detached?: boolean;
+  /** Written to an extra pipe on file descriptor 3 (for --passphrase-fd 3). */
+  fd3?: string;
+  /** Inherit NODE_EXTRA_CA_CERTS (default true). */
+  extraCa?: boolean;
+}
+
 /** Runs the real kmgr CLI. env is added to a clean environment (no KMGR_PASSPHRASE unless given). */
-export function kmgr(args: string[], opts: { home: string; env?: Record<string, string>; input?: string; timeoutMs?: number } ): Promise<RunResult> {
+export function kmgr(args: string[], opts: KmgrRunOptions): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const env: Record<string, string> = {};
-    for (const k of ['PATH', 'HOME', 'NODE_EXTRA_CA_CERTS', 'TMPDIR', 'LANG']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
+    const inherit = ['PATH', 'HOME', 'TMPDIR', 'LANG', ...(opts.extraCa === false ? [] : ['NODE_EXTRA_CA_CERTS'])];
+    for (const k of inherit) if (process.env[k] !== undefined) env[k] = process.env[k]!;
     Object.assign(env, { KMGR_HOME: opts.home }, opts.env ?? {});
-    const child = spawn(process.execPath, [KMGR, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const stdio: Array<'pipe'> = opts.fd3 !== undefined ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'];
+    const child = spawn(process.execPath, [KMGR, ...args], { env, stdio, detached: opts.detached ?? false });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.on('data', (c: Buffer) => err.push(c));
+    child.stdout!.on('data', (c: Buffer) => out.push(c));
+    child.stderr!.on('data', (c: Buffer) => err.push(c));
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
     child.on('error', reject);
     child.on('close', (code) => {
@@ -95,7 +110,12 @@ export function kmgr(args: string[], opts: { home: string; env?: Record<string, 
       const stdoutBytes = Buffer.concat(out);
       resolve({ code: code ?? -1, stdout: stdoutBytes.toString('utf8'), stdoutBytes, stderr: Buffer.concat(err).toString('utf8') });
     });
-    child.stdin.end(opts.input ?? '');
+    if (opts.fd3 !== undefined) {
+      const fd3 = child.stdio[3] as NodeJS.WritableStream;
+      fd3.on('error', () => undefined);
+      fd3.end(opts.fd3);
+    }
+    child.stdin!.end(opts.input ?? '');
   });
 }
 
