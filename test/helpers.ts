@@ -3,7 +3,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Writable } from 'node:stream';
 import { startDaemon, type Daemon, type DaemonOptions } from '../src/server/daemon.js';
@@ -12,6 +12,16 @@ export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const KMGR = join(ROOT, 'bin', 'kmgr.js');
 export const KMGRD = join(ROOT, 'bin', 'kmgrd.js');
 export const PASSPHRASE = 'correct horse battery staple';
+
+/** Tests that drive the openssl CLI skip themselves without it. */
+export function hasOpenssl(): boolean {
+  try {
+    execFileSync('openssl', ['version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export async function tempDir(t: { teardown(fn: () => unknown): void }, prefix = 'kmgr-test-'): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix));

@@ -4,17 +4,10 @@ import { execFileSync } from 'node:child_process';
 import { createServer, request, type RequestOptions } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { makeSelfSignedCert } from '../src/server/tls/selfsigned.js';
+import { hasOpenssl } from './helpers.js';
 
 const DAY = 86_400_000;
 
-function hasOpenssl(): boolean {
-  try {
-    execFileSync('openssl', ['version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 t.test('defaults: parses, self-issued, verifies, matches key', async (t) => {
   const now = new Date();

@@ -1,6 +1,8 @@
 // The client's only network path: node:https (undici would add ~350 ms to
-// every CLI start). Every request is signed with the management key.
+// every CLI start) over a connection from tls-connect.ts. Every request is
+// signed with the management key.
 import { request as httpsRequest } from 'node:https';
+import { openTls, Preconnect } from './tls-connect.js';
 import { KmgrError, UnavailableError, IntegrityError, isErrorCode } from '../protocol/errors.js';
 import { ErrorBody } from '../protocol/messages.js';
 import { DEFAULT_LIFETIME_SECONDS, DEVICE_HEADER, formatContentDigest, formatSignature, serializeParams, signatureBase, SIG_LABEL, type SignatureParams } from '../protocol/sigbase.js';
@@ -13,6 +15,8 @@ import { TAG_REQUEST } from '../crypto/sign.js';
 export interface Endpoint {
   server: string; // https://host:port
   ca: string | undefined; // PEM
+  /** A connection being opened ahead of the first request (see Preconnect). */
+  preconnect?: Preconnect;
 }
 
 export interface Identity {
@@ -38,6 +42,12 @@ function friendlyNetworkError(e: NodeJS.ErrnoException, server: string): KmgrErr
     return new UnavailableError(`cannot verify the TLS certificate of ${server} (${code}); pass the server's certificate with --ca`);
   }
   return new UnavailableError(`cannot reach the key server at ${server} (${code || e.message})`);
+}
+
+/** Starts the TLS handshake with the server now, for the first request to use (see Preconnect). */
+export function preconnect(ep: Endpoint): void {
+  ep.preconnect?.discard();
+  ep.preconnect = new Preconnect({ server: ep.server, ca: ep.ca }, TIMEOUT_MS);
 }
 
 /** 128 random bits, as the signature profile requires. */
@@ -90,11 +100,21 @@ export async function unsignedRequest<T>(ep: Endpoint, method: 'GET' | 'POST', p
   return parseReply(status, text, schema, ep.server);
 }
 
-function send(ep: Endpoint, url: URL, method: string, headers: Record<string, string | number>, body: Uint8Array): Promise<{ status: number; text: string }> {
+async function send(ep: Endpoint, url: URL, method: string, headers: Record<string, string | number>, body: Uint8Array): Promise<{ status: number; text: string }> {
+  let socket;
+  try {
+    // A warmed connection only to the same server under the same trust (an endpoint copied and re-pointed keeps the field).
+    const warm = ep.preconnect && ep.preconnect.target.server === ep.server && ep.preconnect.target.ca === ep.ca ? await ep.preconnect.take() : undefined;
+    socket = warm ?? (await openTls(ep, TIMEOUT_MS));
+  } catch (e) {
+    throw friendlyNetworkError(e as NodeJS.ErrnoException, ep.server);
+  }
+  const sock = socket;
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
       url,
-      { method, headers, ...(ep.ca ? { ca: ep.ca } : {}), minVersion: 'TLSv1.3', timeout: TIMEOUT_MS, agent: false },
+      // The socket is connected and its certificate checked: the request goes out on it at once.
+      { method, headers, createConnection: () => sock, timeout: TIMEOUT_MS },
       (res) => {
         const chunks: Buffer[] = [];
         let size = 0;

@@ -8,7 +8,8 @@ import { createPrivateKey } from 'node:crypto';
 import { IntegrityError, KmgrError, NotFoundError, UsageError } from '../../protocol/errors.js';
 import type { FetchResponse } from '../../protocol/messages.js';
 import { homePaths } from '../../client/home.js';
-import { savePartnerEntry } from '../../client/partners.js';
+import { savePartnerEntry, type PartnerEntry } from '../../client/partners.js';
+import type { ClientConfig } from '../../client/config.js';
 import { openForPartner } from '../../client/session.js';
 import { api } from '../../client/api.js';
 import { appendFetchLog, appendSentLog } from '../../client/fetch-log.js';
@@ -32,16 +33,16 @@ export async function run(g: GlobalOptions, name: string, o: FetchOptions): Prom
   if (process.stdout.isTTY && !o.force) {
     throw new KmgrError('terminal_refused', 'refusing to print a private key to a terminal; pipe it to a program or use --force');
   }
-  const { session, partner } = await openForPartner(paths, name, o);
-  const known = partner.key;
   const noPem = (): UsageError => new UsageError('aes256 keys have no PEM form; use --format jwk, raw, hex or base64');
-  // Checked before the request whenever we can, so a typo costs no counted use.
-  if (known?.alg === 'aes256' && o.format === 'pem') throw noPem();
-  // With the partner index on the server a fresh device may know no key yet: then the reply names it,
-  // and only a blob we sealed ourselves for this person and partner can open under that name.
-  if (!known && session.config.partners !== 'server') {
-    throw new NotFoundError('unknown_key', `no key is registered for ${name} (kmgr register ${name})`);
-  }
+  // Checked before the request whenever we can, so a typo costs no counted use (and no connection).
+  const check = (p: PartnerEntry, config: ClientConfig): void => {
+    if (p.key?.alg === 'aes256' && o.format === 'pem') throw noPem();
+    // With the partner index on the server a fresh device may know no key yet: then the reply names it,
+    // and only a blob we sealed ourselves for this person and partner can open under that name.
+    if (!p.key && config.partners !== 'server') throw new NotFoundError('unknown_key', `no key is registered for ${name} (kmgr register ${name})`);
+  };
+  const { session, partner } = await openForPartner(paths, name, o, { check, preconnect: true });
+  const known = partner.key;
   const nonce = newNonce();
   await appendSentLog(paths, { at: new Date().toISOString(), partner: name, partnerId: partner.id, nonce });
   let sent;
