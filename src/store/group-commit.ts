@@ -13,6 +13,27 @@ interface Pending {
   reject: (e: unknown) => void;
 }
 
+/**
+ * The group's ops, one per key: within one atomic batch a later write to a key
+ * supersedes an earlier one, so only the last is kept. A hot key's counters are
+ * written once per group instead of once per fetch (in the benchmark, a third of
+ * the ops, whose encoding costs main-thread time: ~5 µs each).
+ */
+export function coalesce(group: { ops: Op[] }[]): Op[] {
+  const ops: Op[] = [];
+  const at = new Map<string, number>();
+  for (const p of group) {
+    for (const op of p.ops) {
+      const i = at.get(op.key);
+      if (i === undefined) {
+        at.set(op.key, ops.length);
+        ops.push(op);
+      } else ops[i] = op;
+    }
+  }
+  return ops;
+}
+
 export class GroupCommit {
   private queue: Pending[] = [];
   private writing = false;
@@ -39,8 +60,7 @@ export class GroupCommit {
     while (this.queue.length > 0) {
       const group = this.queue;
       this.queue = [];
-      const ops: Op[] = [];
-      for (const p of group) for (const op of p.ops) ops.push(op);
+      const ops = coalesce(group);
       try {
         await this.write(ops);
         for (const p of group) p.resolve();
