@@ -17,11 +17,16 @@ export interface CliEnvTiming {
   nodeE0Ms: number;
   /** `kmgr --version`: the CLI's own start-up floor (imports, no work). */
   kmgrVersionMs: number;
+  /**
+   * One GET /v1/health with node:https and the server's certificate as `ca`, in a
+   * fresh `node -e`: what any Node CLI pays for one verified HTTPS request.
+   */
+  httpsGetMs: number;
   fetchPassphraseMs: number;
   fetchAgentMs: number | null;
   ratioPassphrase: number;
   ratioAgent: number | null;
-  samples: { nodeE0: number[]; kmgrVersion: number[]; fetchPassphrase: number[]; fetchAgent: number[] | null };
+  samples: { nodeE0: number[]; kmgrVersion: number[]; httpsGet: number[]; fetchPassphrase: number[]; fetchAgent: number[] | null };
 }
 
 export interface CliTiming {
@@ -36,6 +41,12 @@ export interface CliTiming {
 const PASSPHRASE = 'correct horse battery staple';
 const PARTNER = 'bench';
 const TIMEOUT_MS = 60_000;
+
+/** node -e HTTPS_GET URL CA_FILE: one verified request, exit 0 on a 200. */
+const HTTPS_GET =
+  "const https=require('node:https'),fs=require('node:fs');" +
+  "https.get(process.argv[1],{ca:fs.readFileSync(process.argv[2]),minVersion:'TLSv1.3'},(r)=>{r.resume();r.on('end',()=>process.exit(r.statusCode===200?0:1))})" +
+  ".on('error',()=>process.exit(2))";
 
 function describe(r: SpawnSyncReturns<Buffer>): string {
   return `exit ${r.status ?? r.signal ?? r.error?.message}: ${r.stderr?.toString('utf8').trim().slice(0, 500) ?? ''}`;
@@ -116,11 +127,13 @@ export async function timeCli(o: {
         const fp: number[] = [];
         const fa: number[] = [];
         const ver: number[] = [];
+        const hg: number[] = [];
         // The passphrase runs skip a running agent (KMGR_NO_AGENT), or they would time the agent twice.
         const noAgent = { ...env, KMGR_NO_AGENT: '1' };
         const cmds: [number[], string[], Record<string, string>][] = [
           [e0, ['-e', '0'], env],
           [ver, [kmgr, '--version'], env],
+          [hg, ['-e', HTTPS_GET, `${o.serverUrl}/v1/health`, ca], env],
           [fp, [kmgr, 'fetch', PARTNER, '--passphrase-file', pp], noAgent],
         ];
         if (agentUp) cmds.push([fa, [kmgr, 'fetch', PARTNER], env]);
@@ -145,11 +158,12 @@ export async function timeCli(o: {
           runs: o.runs,
           nodeE0Ms,
           kmgrVersionMs: median(ver),
+          httpsGetMs: median(hg),
           fetchPassphraseMs,
           fetchAgentMs,
           ratioPassphrase: fetchPassphraseMs / nodeE0Ms,
           ratioAgent: fetchAgentMs === null ? null : fetchAgentMs / nodeE0Ms,
-          samples: { nodeE0: e0, kmgrVersion: ver, fetchPassphrase: fp, fetchAgent: agentUp ? fa : null },
+          samples: { nodeE0: e0, kmgrVersion: ver, httpsGet: hg, fetchPassphrase: fp, fetchAgent: agentUp ? fa : null },
         });
       }
     } finally {

@@ -563,15 +563,23 @@ async function main(): Promise<number> {
   }
 
   if (cli) {
-    const rows: string[][] = [['environment', 'node -e 0 ms', 'kmgr --version ms', `kmgr fetch --passphrase-file ms (logN ${cli.kdfCostOfHome})`, 'ratio', 'kmgr fetch via agent ms', 'ratio']];
+    const rows: string[][] = [[
+      'environment', 'node -e 0 ms', 'kmgr --version ms', 'node:https GET ms', 'ratio',
+      `kmgr fetch --passphrase-file ms (logN ${cli.kdfCostOfHome})`, 'ratio', 'kmgr fetch via agent ms', 'ratio',
+    ]];
     for (const e of cli.envs) {
       rows.push([
-        e.env, fmt(e.nodeE0Ms, 1), fmt(e.kmgrVersionMs, 1), fmt(e.fetchPassphraseMs, 1), fmt(e.ratioPassphrase, 2),
+        e.env, fmt(e.nodeE0Ms, 1), fmt(e.kmgrVersionMs, 1), fmt(e.httpsGetMs, 1), fmt(e.httpsGetMs / e.nodeE0Ms, 2),
+        fmt(e.fetchPassphraseMs, 1), fmt(e.ratioPassphrase, 2),
         e.fetchAgentMs === null ? 'n/a' : fmt(e.fetchAgentMs, 1), e.ratioAgent === null ? 'n/a' : fmt(e.ratioAgent, 2),
       ]);
     }
     out.push('', `CLI: medians of ${o.cliRuns} runs each, end to end (spawnSync), against the same kmgrd, home initialised with --kdf-cost ${cli.kdfCostOfHome}`);
     out.push(table(rows));
+    out.push(
+      '  node:https GET: one GET /v1/health in a fresh `node -e`, the server certificate as `ca`: what any Node CLI pays for one verified request' +
+        ' (node:tls parses its bundled roots first; kmgr pins the saved certificate instead, see src/client/tls-connect.ts)',
+    );
     for (const u of cli.unlock) out.push(`  passphrase unlock (scrypt logN ${u.logN}, r 8, p 1 via deriveKey): ${fmt(u.ms, 0)} ms${u.logN === 17 ? ' (the default cost)' : ' (the cost of this bench home, included in the fetch above)'}`);
     if (!cli.agentAvailable) {
       out.push('  note: `kmgr agent` does not exist yet (not in `kmgr --help`); an agent would remove the unlock from the fetch path.');

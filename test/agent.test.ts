@@ -409,6 +409,7 @@ t.test('a removed socket: the unreachable agent wipes its key and exits', async 
 
 t.test('--confirm asks on the starting terminal (python3 pty)', { skip: HAVE_PY_PTY ? false : 'needs python3 (pty module) on Linux' }, async (t) => {
   const c = await setup(t);
+  t.equal((await c.run(['register', 'bank'])).code, 0, 'a key to fetch (registered with the passphrase)');
   const script = KMGR;
   const relay = [
     'import os, pty, sys, select',
@@ -474,6 +475,17 @@ t.test('--confirm asks on the starting terminal (python3 pty)', { skip: HAVE_PY_
   await t.rejects(opening, { code: 'auth_forbidden' }, 'answered n: refused');
   const after = await probeAgent(join(c.home, 'agent.sock'));
   t.match(after, { state: 'running', status: { served: 1, refused: 1 } }, 'the agent counts one served, one refused');
+
+  // A fetch through the agent asks before its request is sent: refusing costs no use.
+  out = '';
+  const fetching = runNode(['fetch', 'bank'], { home: c.home });
+  t.ok(await seen(/allow fetch and decrypt the key for partner bank\? \[y\/N\]/), 'it asks before fetching, naming the partner');
+  p.stdin.write('n\n');
+  const refusedFetch = await fetching;
+  t.equal(refusedFetch.code, 77, `answered n: refused (77): ${refusedFetch.stderr.trim()}`);
+  t.equal(refusedFetch.stdoutBytes.length, 0, 'nothing printed');
+  const st = await runNode(['--json', 'status', 'bank', '--passphrase-file', c.pp], { home: c.home, env: { KMGR_NO_AGENT: '1' } });
+  t.equal((JSON.parse(st.stdout) as { uses: { total: number } }).uses.total, 0, 'and nothing counted');
   t.equal((await agent(['stop'], { home: c.home })).code, 0);
   t.notOk(isAlive(s.status.pid));
 });

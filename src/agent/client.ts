@@ -18,9 +18,10 @@ import type { BlobContext } from '../crypto/blob.js';
 import type { HomePaths } from '../client/home.js';
 import type { ClientConfig } from '../client/config.js';
 import {
-  AgentStatus, FrameDecoder, PublicKeyReply, StopReply, encodeRequest, parseReply,
-  type AgentOp, type AgentReply,
+  AgentStatus, FetchReply, FrameDecoder, PublicKeyReply, StopReply, encodeRequest, parseReply,
+  type AgentOp, type AgentReply, type RequestExtra,
 } from './protocol.js';
+import type { OutputFormat } from '../crypto/txkey.js';
 
 export const CONNECT_TIMEOUT_MS = 1_000;
 /** An operation the agent answers at once. */
@@ -162,7 +163,7 @@ export class AgentConnection {
   /** Sends one request; resolves with the reply's result and data, or rejects with the agent's error. */
   request(
     op: AgentOp,
-    extra: { tag?: SignatureTag; ctx?: BlobContext; label?: string } = {},
+    extra: RequestExtra = {},
     data?: Uint8Array,
     timeoutMs = OP_TIMEOUT_MS,
   ): Promise<{ result: unknown; data: Uint8Array }> {
@@ -291,29 +292,64 @@ export interface AgentHandle {
   close(): void;
 }
 
+/** A connection to the agent at socket; undefined when none runs there (no socket, or a stale one). */
+async function openHomeAgent(socket: string): Promise<AgentConnection | undefined> {
+  // No directory, no agent. One that others can write is refused before connecting:
+  // a planted socket would otherwise be handed every key that gets sealed.
+  if (!existsSync(dirname(socket))) return undefined;
+  checkNoOtherWriters(dirname(socket));
+  try {
+    return await AgentConnection.open(socket);
+  } catch (e) {
+    if (e instanceof AgentError && (e.reason === 'not_running' || e.reason === 'stale')) return undefined;
+    throw e;
+  }
+}
+
 /**
  * The agent serving this home, checked against config.json; undefined when no
  * agent is running (no socket, or a stale one). A hung agent is an AgentError
  * (timeout), a different identity an IntegrityError.
  */
 export async function agentSession(paths: HomePaths, config: ClientConfig, opts: { env?: NodeJS.ProcessEnv } = {}): Promise<AgentHandle | undefined> {
-  const socket = agentSocketPath(paths, opts.env);
-  // No directory, no agent. One that others can write is refused before connecting:
-  // a planted socket would otherwise be handed every key that gets sealed.
-  if (!existsSync(dirname(socket))) return undefined;
-  checkNoOtherWriters(dirname(socket));
-  let conn: AgentConnection;
-  try {
-    conn = await AgentConnection.open(socket);
-  } catch (e) {
-    if (e instanceof AgentError && (e.reason === 'not_running' || e.reason === 'stale')) return undefined;
-    throw e;
-  }
+  const conn = await openHomeAgent(agentSocketPath(paths, opts.env));
+  if (!conn) return undefined;
   try {
     return await bindHandle(conn, paths, config);
   } catch (e) {
     conn.close();
     throw e;
+  }
+}
+
+/**
+ * Has the agent serving this home make the whole fetch (src/agent/fetch-op.ts)
+ * and hand back the formatted key and any warnings. undefined when no agent
+ * serves the home, or one started by an older kmgr that lacks the operation:
+ * nothing has then been sent to the key server, and the caller fetches itself.
+ */
+export async function agentFetch(paths: HomePaths, name: string, format: OutputFormat | undefined): Promise<{ bytes: Uint8Array; warnings: string[] } | undefined> {
+  const socket = agentSocketPath(paths);
+  const conn = await openHomeAgent(socket);
+  if (!conn) return undefined;
+  try {
+    // The fetch may wait for the network or a --confirm answer; a status request sent
+    // with it answers at once, and its short timeout fails both if the agent hangs.
+    const alive = conn.request('status');
+    const fetched = conn.request('fetch', { home: paths.dir, name, ...(format ? { format } : {}) }, undefined, CONFIRM_OP_TIMEOUT_MS);
+    let r;
+    try {
+      [, r] = await Promise.all([alive, fetched]);
+    } catch (e) {
+      // An agent started by an older kmgr does not know the operation.
+      if (e instanceof KmgrError && e.code === 'bad_request' && /^request\.op /.test(e.message)) return undefined;
+      throw e;
+    }
+    const { warnings } = FetchReply(r.result, 'fetch');
+    if (r.data.length === 0) throw new AgentError('protocol', socket, 'the kmgr agent sent an empty key');
+    return { bytes: r.data, warnings };
+  } finally {
+    conn.close();
   }
 }
 
@@ -369,7 +405,7 @@ async function bindHandle(first: AgentConnection, paths: HomePaths, config: Clie
     conn = next;
     return conn;
   };
-  const request = async (op: AgentOp, extra: { tag?: SignatureTag; ctx?: BlobContext; label?: string }, data: Uint8Array | undefined, slow: boolean) => {
+  const request = async (op: AgentOp, extra: RequestExtra, data: Uint8Array | undefined, slow: boolean) => {
     const c = await live();
     return c.request(op, extra, data, slow ? opTimeout : OP_TIMEOUT_MS);
   };

@@ -11,11 +11,15 @@
 // buffered, so a peer cannot make the other side allocate without bound.
 //
 // The agent never hands out the management secrets: there is no operation that
-// returns the signing seed or the wrap key, only their results.
+// returns the signing seed or the wrap key, only their results. `fetch` runs a
+// whole `kmgr fetch` in the agent (so the CLI starts no TLS or crypto code) and
+// returns the transaction key, which openBlob would return to the same caller.
 import { TAG_BINDING, TAG_REQUEST, type SignatureTag } from '../crypto/sign.js';
 import type { BlobContext } from '../crypto/blob.js';
 import { KmgrError, isErrorCode, type ErrorCode } from '../protocol/errors.js';
-import { bool, int, nullable, obj, oneOf, optional, str, type Infer, type Schema } from '../protocol/schema.js';
+import { array, bool, int, nullable, obj, oneOf, optional, str, type Infer, type Schema } from '../protocol/schema.js';
+import { PARTNER_NAME } from '../protocol/messages.js';
+import { OUTPUT_FORMATS, type OutputFormat } from '../crypto/txkey.js';
 
 export const AGENT_PROTOCOL_VERSION = 1;
 /** Longest JSON part of a frame. Requests are a few hundred bytes. */
@@ -28,7 +32,7 @@ export const MAX_TTL_MS = 7 * 86_400_000;
 
 /** The only purposes the agent signs for (threat 7): the tags of src/crypto/sign.ts. */
 export const AGENT_SIGN_TAGS = [TAG_REQUEST, TAG_BINDING] as const satisfies readonly SignatureTag[];
-export const AGENT_OPS = ['status', 'publicKey', 'sign', 'openBlob', 'sealBlob', 'stop'] as const;
+export const AGENT_OPS = ['status', 'publicKey', 'sign', 'openBlob', 'sealBlob', 'fetch', 'stop'] as const;
 export type AgentOp = (typeof AGENT_OPS)[number];
 
 /** A protocol violation by the peer: malformed or oversized frame, unknown field. */
@@ -131,12 +135,22 @@ const Bare = (op: 'status' | 'publicKey' | 'stop') => obj({ v: V, id: ID, op: on
 const SignReq = obj({ v: V, id: ID, op: oneOf(['sign'] as const), tag: oneOf(AGENT_SIGN_TAGS), label: LABEL });
 const OpenReq = obj({ v: V, id: ID, op: oneOf(['openBlob'] as const), ctx: BlobContextSchema, label: LABEL });
 const SealReq = obj({ v: V, id: ID, op: oneOf(['sealBlob'] as const), ctx: BlobContextSchema, label: LABEL });
+const FetchReq = obj({
+  v: V,
+  id: ID,
+  op: oneOf(['fetch'] as const),
+  /** The home the client means: the agent refuses to fetch for another. */
+  home: str({ min: 1, max: 4096 }),
+  name: str({ max: 64, pattern: PARTNER_NAME, name: 'partner name' }),
+  format: optional(oneOf(OUTPUT_FORMATS)),
+});
 
 /** A validated request; `data` is the frame's binary part (payload, blob or secret). */
 export type AgentRequest =
   | { id: number; op: 'status' | 'publicKey' | 'stop' }
   | { id: number; op: 'sign'; tag: SignatureTag; label?: string; data: Uint8Array }
-  | { id: number; op: 'openBlob' | 'sealBlob'; ctx: BlobContext; label?: string; data: Uint8Array };
+  | { id: number; op: 'openBlob' | 'sealBlob'; ctx: BlobContext; label?: string; data: Uint8Array }
+  | { id: number; op: 'fetch'; home: string; name: string; format?: OutputFormat };
 
 /** Validates a request frame. Throws a KmgrError (bad_request) naming the offending field. */
 export function parseRequest(f: Frame): AgentRequest {
@@ -159,6 +173,11 @@ export function parseRequest(f: Frame): AgentRequest {
       if (f.bin.length === 0) throw new AgentProtocolError(`request.${head.op} needs data`);
       return { id: r.id, op: head.op, ctx: r.ctx, ...(r.label !== undefined ? { label: r.label } : {}), data: f.bin };
     }
+    case 'fetch': {
+      const r = FetchReq(f.json, 'request');
+      if (f.bin.length !== 0) throw new AgentProtocolError('request.fetch takes no data');
+      return { id: r.id, op: 'fetch', home: r.home, name: r.name, ...(r.format !== undefined ? { format: r.format } : {}) };
+    }
   }
 }
 
@@ -175,10 +194,13 @@ function pick(v: unknown, keys: string[]): unknown {
   return out;
 }
 
+/** The operation's fields besides v, id and op. */
+export type RequestExtra = { tag?: SignatureTag; ctx?: BlobContext; label?: string; home?: string; name?: string; format?: OutputFormat };
+
 export function encodeRequest(
   id: number,
   op: AgentOp,
-  extra: { tag?: SignatureTag; ctx?: BlobContext; label?: string } = {},
+  extra: RequestExtra = {},
   data?: Uint8Array,
 ): Buffer {
   return encodeFrame({ v: AGENT_PROTOCOL_VERSION, id, op, ...extra }, data);
@@ -206,10 +228,18 @@ export type AgentStatus = Infer<typeof AgentStatus>;
 
 export const PublicKeyReply = obj({ publicKey: str({ max: 64 }), fingerprint: str({ max: 64 }) });
 export const StopReply = obj({ stopping: bool });
+/** fetch: the key itself travels as the frame's binary part. */
+export const FetchReply = obj({ warnings: array(str({ max: 1024 }), 16) });
 export const EmptyReply = obj({});
 
-const ReplyError = obj({ code: str({ max: 64 }), message: str({ max: 2048 }) });
+const ReplyError = obj({ code: str({ max: 64 }), message: str({ max: 2048 }), details: optional(plainObject) });
 const Reply = obj({ id: ID, ok: bool, result: optional(nullable((v) => v as unknown)), error: optional(ReplyError) });
+
+/** An error's details: a JSON object (the frame's size cap bounds it). */
+function plainObject(v: unknown, path: string): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new AgentProtocolError(`${path} must be an object`);
+  return v as Record<string, unknown>;
+}
 
 export type AgentReply = { id: number; ok: true; result: unknown; data: Uint8Array } | { id: number; ok: false; error: KmgrError };
 
@@ -218,7 +248,7 @@ export function encodeOk(id: number, result: unknown, data?: Uint8Array): Buffer
 }
 
 export function encodeErr(id: number, e: KmgrError): Buffer {
-  return encodeFrame({ id, ok: false, error: { code: e.code, message: e.message.slice(0, 2048) } });
+  return encodeFrame({ id, ok: false, error: { code: e.code, message: e.message.slice(0, 2048), ...(e.details ? { details: e.details } : {}) } });
 }
 
 export function parseReply(f: Frame): AgentReply {
@@ -226,7 +256,7 @@ export function parseReply(f: Frame): AgentReply {
   if (r.ok) return { id: r.id, ok: true, result: r.result ?? {}, data: f.bin };
   if (!r.error) throw new AgentProtocolError('agent reply has neither result nor error');
   const code: ErrorCode = isErrorCode(r.error.code) ? r.error.code : 'internal';
-  return { id: r.id, ok: false, error: new KmgrError(code, r.error.message) };
+  return { id: r.id, ok: false, error: new KmgrError(code, r.error.message, r.error.details) };
 }
 
 // ---------- boot: `kmgr agent start` to the agent process, over fd 3 ----------

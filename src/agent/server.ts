@@ -34,6 +34,7 @@ import {
   type AgentRequest, type AgentStatus, type Frame,
 } from './protocol.js';
 import { AgentError, checkSocketDir } from './client.js';
+import { fetchInAgent } from './fetch-op.js';
 
 const BOOT_TIMEOUT_MS = 10_000;
 const IDLE_TIMEOUT_MS = 120_000; // longer than a --confirm prompt waits
@@ -319,6 +320,16 @@ class Agent {
         const blob = sealBlob(this.liveWrapKey(), req.ctx, req.data);
         this.served++;
         return { result: {}, data: blob };
+      }
+      case 'fetch': {
+        // Asked before the request is sent: a refusal costs no counted use.
+        await this.confirm(`fetch and decrypt the key for partner ${clean(req.name, 64)}`);
+        const r = await fetchInAgent(
+          { home: this.boot.home, fingerprint: this.boot.fingerprint, signer: () => this.liveSigner(), wrapKey: () => this.liveWrapKey() },
+          req,
+        );
+        this.served++;
+        return { result: { warnings: r.warnings }, data: r.bytes };
       }
     }
   }

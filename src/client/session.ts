@@ -1,13 +1,12 @@
 // An unlocked client: config, endpoint, the management secrets and a request signer.
 import { readFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { signerFromSeed } from '../crypto/sign.js';
 import type { ManagementSecrets } from '../crypto/keystore.js';
 import { ConfigError, IntegrityError } from '../protocol/errors.js';
 import { loadConfig, type ClientConfig } from './config.js';
 import type { PassphraseSource } from './passphrase.js';
-import { preconnect, type Endpoint, type Identity } from './http.js';
+import type { Endpoint, Identity } from './http.js';
 import type { HomePaths } from './home.js';
 import { fingerprint, type SignatureTag } from '../crypto/sign.js';
 import type { BlobContext } from '../crypto/blob.js';
@@ -48,16 +47,7 @@ export async function endpointFor(paths: HomePaths, config: ClientConfig): Promi
   }
 }
 
-export interface OpenOptions {
-  /**
-   * When an agent serves the session, open the server connection while the
-   * agent answers (fetch is latency-bound). Only for callers that have checked
-   * their arguments: a usage error must not contact the server.
-   */
-  preconnect?: boolean;
-}
-
-export async function openSession(paths: HomePaths, src: PassphraseSource, opts: OpenOptions = {}): Promise<Session> {
+export async function openSession(paths: HomePaths, src: PassphraseSource): Promise<Session> {
   const config = await loadConfig(paths);
   const endpoint = await endpointFor(paths, config);
   // A running agent for this home spares the passphrase (and the KDF). It is
@@ -65,18 +55,8 @@ export async function openSession(paths: HomePaths, src: PassphraseSource, opts:
   // dead agent's stale socket means no agent; a hung one is an AgentError (69)
   // within seconds, never a hang. KMGR_NO_AGENT=1 skips it.
   if (!process.env.KMGR_NO_AGENT) {
-    const { agentSession, agentSocketPath } = await import('../agent/client.js');
-    if (opts.preconnect && existsSync(agentSocketPath(paths))) preconnect(endpoint);
-    let agent;
-    try {
-      agent = await agentSession(paths, config);
-    } finally {
-      // No agent after all: the passphrase may take a person minutes, so no connection waits for it.
-      if (!agent && endpoint.preconnect) {
-        endpoint.preconnect.discard();
-        delete endpoint.preconnect;
-      }
-    }
+    const { agentSession } = await import('../agent/client.js');
+    const agent = await agentSession(paths, config);
     if (agent) {
       return {
         paths,
@@ -128,24 +108,26 @@ export async function openSession(paths: HomePaths, src: PassphraseSource, opts:
  * With the partner index on the server (second embodiment), a partner this
  * device has not seen yet is looked up there and remembered.
  */
-export async function openForPartner(
-  paths: HomePaths,
-  name: string,
-  src: PassphraseSource,
-  opts: OpenOptions & { check?: (partner: PartnerEntry, config: ClientConfig) => void } = {},
-) {
+export function openForPartner(paths: HomePaths, name: string, src: PassphraseSource, check?: PartnerCheck) {
+  return withPartner(paths, name, () => openSession(paths, src), check);
+}
+
+export type PartnerCheck = (partner: PartnerEntry, config: ClientConfig) => void;
+
+/** openForPartner with the session made by `open` (the agent makes its own from the keys it holds). */
+export async function withPartner(paths: HomePaths, name: string, open: () => Promise<Session>, check?: PartnerCheck) {
   const { loadPartners, requirePartner, findPartner, checkPartnerName } = await import('./partners.js');
   const config = await loadConfig(paths);
   const idx = await loadPartners(paths);
   checkPartnerName(name);
   if (config.partners !== 'server' || findPartner(idx, name)) {
     const partner = requirePartner(idx, name);
-    opts.check?.(partner, config);
-    return { idx, partner, session: await openSession(paths, src, opts) };
+    check?.(partner, config);
+    return { idx, partner, session: await open() };
   }
-  const session = await openSession(paths, src);
+  const session = await open();
   const { resolveServerPartner } = await import('./server-partners.js');
   const partner = await resolveServerPartner(session, idx, name);
-  opts.check?.(partner, config);
+  check?.(partner, config);
   return { idx, partner, session };
 }

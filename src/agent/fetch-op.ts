@@ -1,0 +1,57 @@
+// The agent's fetch operation: a whole `kmgr fetch` made inside the agent with
+// the keys it holds, so that the CLI process loads no TLS, crypto or client
+// code and a fetch in a pipeline starts about as fast as Node can (issue 5).
+// It is the same code the CLI runs (src/client/fetch.ts) with the same checks,
+// files and logs; only the session is made from the agent's keys.
+import { homePaths, type HomePaths } from '../client/home.js';
+import { loadConfig } from '../client/config.js';
+import { endpointFor, withPartner, type Session } from '../client/session.js';
+import { preconnect } from '../client/http.js';
+import { fetchChecks, fetchWith, type FetchResult } from '../client/fetch.js';
+import { openBlob } from '../crypto/blob.js';
+import type { Signer } from '../crypto/sign.js';
+import type { OutputFormat } from '../crypto/txkey.js';
+import { IntegrityError, InternalError } from '../protocol/errors.js';
+
+export interface AgentKeys {
+  home: string;
+  fingerprint: string;
+  /** The live keys; they throw once the agent has wiped them. */
+  signer(): Signer;
+  wrapKey(): Uint8Array;
+}
+
+async function sessionFromAgent(paths: HomePaths, k: AgentKeys): Promise<Session> {
+  const config = await loadConfig(paths);
+  // The home must still name the identity this agent holds: a swapped config
+  // would otherwise send our signatures to its server under its name.
+  if (config.fingerprint !== k.fingerprint) {
+    throw new IntegrityError(`${paths.config} names a different management key than this kmgr agent holds; kmgr agent stop ends it`);
+  }
+  const endpoint = await endpointFor(paths, config);
+  // The handshake runs while the sent log is made durable and the request signed.
+  preconnect(endpoint);
+  const signer = k.signer();
+  return {
+    paths,
+    config,
+    endpoint,
+    identity: { keyId: config.keyId, signer, ...(config.device ? { device: config.device } : {}) },
+    secrets: undefined,
+    keys: {
+      openBlob: async (ctx, blob) => openBlob(k.wrapKey(), ctx, blob),
+      sealBlob: async () => {
+        throw new InternalError('a fetch seals nothing');
+      },
+    },
+    publicKey: signer.publicKey,
+    sign: async (tag, payload) => signer.sign(tag, payload),
+  };
+}
+
+export async function fetchInAgent(k: AgentKeys, req: { home: string; name: string; format?: OutputFormat }): Promise<FetchResult> {
+  const paths = homePaths(k.home);
+  if (req.home !== paths.dir) throw new IntegrityError(`this kmgr agent serves ${paths.dir}, not ${req.home}`);
+  const { session, partner } = await withPartner(paths, req.name, () => sessionFromAgent(paths, k), fetchChecks(req.name, req.format));
+  return fetchWith(paths, session, partner, req.name, req.format);
+}

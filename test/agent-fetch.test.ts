@@ -1,0 +1,149 @@
+// `kmgr fetch` through the agent's fetch operation (src/agent/fetch-op.ts):
+// the agent makes the whole fetch, and everything a user relies on must be as
+// without it — the key, the count, the logs the audit reads, every error and
+// exit code, and the checks against a lying server. Real agent, real kmgrd.
+import t, { type Test } from 'tap';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { startServer, initClient, kmgr, type RunResult, type TestServer } from './helpers.js';
+import { startLyingProxy } from './lying-proxy.js';
+import { AgentConnection, agentSocketPath } from '../src/agent/client.js';
+import { homePaths } from '../src/client/home.js';
+
+t.jobs = 2;
+
+type Client = Awaited<ReturnType<typeof initClient>>;
+
+/** kmgr without a passphrase source (so only the agent can unlock), detached from any terminal. */
+const viaAgent = (c: Client, args: string[]): Promise<RunResult> => kmgr(args, { home: c.home, detached: true, extraCa: false });
+/** kmgr with the agent skipped and the passphrase from a file. */
+const direct = (c: Client, args: string[]): Promise<RunResult> =>
+  kmgr([...args, '--passphrase-file', c.pp], { home: c.home, detached: true, extraCa: false, env: { KMGR_NO_AGENT: '1' } });
+
+async function startAgent(t: Test, c: Client): Promise<number> {
+  const r = await kmgr(['agent', 'start', '--passphrase-file', c.pp], { home: c.home, detached: true, extraCa: false });
+  if (r.code !== 0) throw new Error(`agent start failed (${r.code}): ${r.stderr}`);
+  const s = await kmgr(['agent', 'status', '--json'], { home: c.home, detached: true, extraCa: false });
+  const pid = (JSON.parse(s.stdout) as { pid: number }).pid;
+  t.teardown(() => {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  });
+  return pid;
+}
+
+async function served(c: Client): Promise<number> {
+  const s = await kmgr(['agent', 'status', '--json'], { home: c.home, detached: true, extraCa: false });
+  return (JSON.parse(s.stdout) as { served: number }).served;
+}
+
+async function usesOf(c: Client, name: string): Promise<number> {
+  const r = await direct(c, ['--json', 'status', name]);
+  return (JSON.parse(r.stdout) as { uses: { total: number } }).uses.total;
+}
+
+async function setup(t: Test, server?: TestServer): Promise<Client> {
+  const c = await initClient(t, server ?? (await startServer(t)));
+  for (const args of [['register', 'bank'], ['register', 'vault', '--type', 'aes256'], ['register', 'once', '--max-uses', '1']]) {
+    const r = await c.run(args);
+    if (r.code !== 0) throw new Error(`${args.join(' ')} failed: ${r.stderr}`);
+  }
+  return c;
+}
+
+t.test('through the agent: the same key in every format, counted once each, logged for the audit', async (t) => {
+  const c = await setup(t);
+  await startAgent(t, c);
+  for (const [name, format] of [['bank', 'pem'], ['bank', 'jwk'], ['bank', 'raw'], ['vault', 'hex'], ['vault', 'base64']] as const) {
+    const a = await viaAgent(c, ['fetch', name, '--format', format]);
+    t.equal(a.code, 0, `${name} --format ${format} through the agent: ${a.stderr}`);
+    const b = await direct(c, ['fetch', name, '--format', format]);
+    t.equal(b.code, 0);
+    t.ok(a.stdoutBytes.length > 0 && a.stdoutBytes.equals(b.stdoutBytes), `${name} ${format}: byte for byte the key fetched without the agent`);
+  }
+  t.ok((await served(c)) >= 5, 'the agent served the fetches');
+  t.equal(await usesOf(c, 'bank'), 6, 'each fetch counted once');
+  const sent = (await readFile(join(c.home, 'fetch-sent.jsonl'), 'utf8')).trim().split('\n');
+  const log = (await readFile(join(c.home, 'fetch-log.jsonl'), 'utf8')).trim().split('\n');
+  t.equal(sent.length, 10, 'the durable sent log has every request, the agent\'s too');
+  t.equal(log.length, 10, 'the fetch log has every use');
+  const audit = await direct(c, ['audit']);
+  t.equal(audit.code, 0, `the audit finds only our own uses: ${audit.stdout}${audit.stderr}`);
+});
+
+t.test('through the agent, errors are those of a fetch without it, and cost nothing', async (t) => {
+  const c = await setup(t);
+  await startAgent(t, c);
+  const both = async (args: string[]): Promise<[RunResult, RunResult]> => [await viaAgent(c, args), await direct(c, args)];
+
+  for (const [what, args, code] of [
+    ['unknown partner', ['fetch', 'nobody'], 66],
+    ['a PEM of an aes256 key', ['fetch', 'vault', '--format', 'pem'], 64],
+  ] as const) {
+    const [a, b] = await both([...args]);
+    t.equal(a.code, code, `${what}: exit ${code} through the agent`);
+    t.equal(b.code, code, `${what}: exit ${code} without it`);
+    t.equal(a.stderr, b.stderr, `${what}: the same message`);
+    t.equal(a.stdoutBytes.length, 0, `${what}: nothing on stdout`);
+  }
+  t.equal(await usesOf(c, 'vault'), 0, 'the refused format cost no use');
+
+  t.equal((await viaAgent(c, ['fetch', 'once'])).code, 0, 'the one allowed use');
+  const [a, b] = await both(['--json', 'fetch', 'once']);
+  t.not(a.code, 0, 'the second use is refused');
+  t.equal(a.code, b.code, `the same exit code (${a.code})`);
+  const ja = JSON.parse(a.stderr) as { error: { code: string; details?: unknown } };
+  const jb = JSON.parse(b.stderr) as { error: { code: string; details?: unknown } };
+  t.equal(ja.error.code, jb.error.code, `the same JSON error code (${ja.error.code})`);
+  t.same(ja.error.details, jb.error.details, 'and the same details');
+  t.equal(a.stdoutBytes.length, 0);
+  const refusals = (await readFile(join(c.home, 'fetch-sent.jsonl'), 'utf8')).split('\n').filter((l) => l.includes('"outcome":"refused"'));
+  t.equal(refusals.length, 2, 'both refusals remembered for the audit');
+});
+
+t.test('through the agent, a server that swaps or alters the blob is caught: 65, nothing printed', async (t) => {
+  const server = await startServer(t);
+  const proxy = await startLyingProxy(t, server);
+  const c = await setup(t, { ...server, url: proxy.url, ca: proxy.ca } as TestServer);
+  await startAgent(t, c);
+  const idx = JSON.parse(await readFile(join(c.home, 'partners.json'), 'utf8')) as { partners: { id: string; name: string }[] };
+  const bank = idx.partners.find((p) => p.name === 'bank')!.id;
+  const vault = idx.partners.find((p) => p.name === 'vault')!.id;
+  // vault's blob, served for bank: opens under no context this client asks for.
+  t.equal((await viaAgent(c, ['fetch', 'vault'])).code, 0);
+  const vaultBlob = (JSON.parse(proxy.captured.get(`/v1/keys/${vault}/fetch`)!.text) as { blob: string }).blob;
+  proxy.rewrite.set(`/v1/keys/${bank}/fetch`, (r: { blob: string }) => ({ ...r, blob: vaultBlob }));
+  const swapped = await viaAgent(c, ['fetch', 'bank']);
+  t.equal(swapped.code, 65, `a swapped blob: 65 (${swapped.stderr.trim()})`);
+  t.equal(swapped.stdoutBytes.length, 0, 'nothing printed');
+  proxy.rewrite.set(`/v1/keys/${bank}/fetch`, (r: { keyVersion: number }) => ({ ...r, keyVersion: r.keyVersion + 1 }));
+  const altered = await viaAgent(c, ['fetch', 'bank']);
+  t.equal(altered.code, 65, 'an altered version: 65');
+  t.equal(altered.stdoutBytes.length, 0);
+  proxy.rewrite.clear();
+  t.equal((await viaAgent(c, ['fetch', 'bank'])).code, 0, 'an honest reply again: 0');
+});
+
+t.test('the agent fetches only for its own home and its own identity', async (t) => {
+  const c = await setup(t);
+  await startAgent(t, c);
+  const paths = homePaths(c.home);
+  const conn = await AgentConnection.open(agentSocketPath(paths, {}));
+  t.teardown(() => conn.close());
+  await t.rejects(conn.request('fetch', { home: '/somewhere/else', name: 'bank' }), { code: 'integrity' }, 'another home: refused');
+  await t.rejects(conn.request('fetch', { home: paths.dir, name: '../bank' }), { code: 'bad_request' }, 'a malformed partner name: refused');
+  const before = await usesOf(c, 'bank');
+
+  const cfgPath = join(c.home, 'config.json');
+  const cfg = await readFile(cfgPath, 'utf8');
+  await writeFile(cfgPath, cfg.replace(/"fingerprint": "[^"]+"/, '"fingerprint": "SHA256:not-this-agents-key"'), { mode: 0o600 });
+  const r = await viaAgent(c, ['fetch', 'bank']);
+  t.equal(r.code, 65, `a config naming another identity: 65 (${r.stderr.trim()})`);
+  t.match(r.stderr, /different management key/);
+  t.equal(r.stdoutBytes.length, 0);
+  await writeFile(cfgPath, cfg, { mode: 0o600 });
+  t.equal(await usesOf(c, 'bank'), before, 'nothing was counted');
+});
