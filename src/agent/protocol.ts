@@ -14,12 +14,12 @@
 // returns the signing seed or the wrap key, only their results. `fetch` runs a
 // whole `kmgr fetch` in the agent (so the CLI starts no TLS or crypto code) and
 // returns the transaction key, which openBlob would return to the same caller.
-import { TAG_BINDING, TAG_REQUEST, type SignatureTag } from '../crypto/sign.js';
+import { TAG_BINDING, TAG_REQUEST, type SignatureTag } from '../crypto/tags.js';
 import type { BlobContext } from '../crypto/blob.js';
 import { KmgrError, isErrorCode, type ErrorCode } from '../protocol/errors.js';
 import { array, bool, int, nullable, obj, oneOf, optional, str, type Infer, type Schema } from '../protocol/schema.js';
-import { PARTNER_NAME } from '../protocol/messages.js';
-import { OUTPUT_FORMATS, type OutputFormat } from '../crypto/txkey.js';
+import { PARTNER_NAME } from '../protocol/names.js';
+import { OUTPUT_FORMATS, type OutputFormat } from '../crypto/formats.js';
 
 export const AGENT_PROTOCOL_VERSION = 1;
 /** Longest JSON part of a frame. Requests are a few hundred bytes. */

@@ -3,7 +3,6 @@
 // definitions (~25 ms of a ~140 ms run here). Anything this parser does not
 // recognise exactly, including --help and every malformed value, is handed to
 // the full command line, which gives the usual errors.
-import { reportError } from './errors.js';
 import type { GlobalOptions } from './kmgr.js';
 
 const FORMATS = new Set(['pem', 'jwk', 'raw', 'hex', 'base64']);
@@ -52,6 +51,8 @@ export async function fastFetch(p: Parsed): Promise<number> {
     const { run } = await import('./commands/fetch.js');
     return await run(p.g, p.name, p.o);
   } catch (e) {
+    // Loaded only on failure: a fetch that works needs none of it.
+    const { reportError } = await import('./errors.js');
     return reportError(e, 'kmgr', Boolean(p.g.json));
   }
 }

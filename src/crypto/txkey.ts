@@ -7,8 +7,8 @@ import { UsageError } from '../protocol/errors.js';
 
 export const KEY_TYPES = ['ed25519', 'p256', 'secp256k1', 'x25519', 'aes256'] as const;
 export type KeyType = (typeof KEY_TYPES)[number];
-export const OUTPUT_FORMATS = ['pem', 'jwk', 'raw', 'hex', 'base64'] as const;
-export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+import { OUTPUT_FORMATS, type OutputFormat } from './formats.js';
+export { OUTPUT_FORMATS, type OutputFormat };
 
 export const isKeyType = (s: unknown): s is KeyType => typeof s === 'string' && (KEY_TYPES as readonly string[]).includes(s);
 

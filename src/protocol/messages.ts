@@ -1,5 +1,6 @@
 // Wire messages of the /v1 API, one schema each. See openapi.yaml.
 import { array, bool, int, nullable, obj, oneOf, optional, str, SchemaError, type Infer, type Schema } from './schema.js';
+import { PARTNER_NAME } from './names.js';
 
 export const API_PREFIX = '/v1';
 /** Largest request body the server reads (threat 14). */
@@ -226,7 +227,7 @@ export const VerifyResponse = obj({
 });
 export type VerifyResponse = Infer<typeof VerifyResponse>;
 
-export const PARTNER_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export { PARTNER_NAME };
 const text200 = nullable(str({ max: 200 }));
 
 /** A partner as the server keeps it (Fig. 16), in a person's list or the operator's directory. */

@@ -4,7 +4,7 @@
 // or client code (issue 5: fetch runs in pipelines and should start fast).
 // Nothing reaches stdout unless every check passed.
 import { KmgrError } from '../../protocol/errors.js';
-import type { OutputFormat } from '../../crypto/txkey.js';
+import type { OutputFormat } from '../../crypto/formats.js';
 import { homePaths } from '../../client/home.js';
 import { flushStdout, warn } from '../output.js';
 import { EXIT } from '../exit-codes.js';
@@ -23,7 +23,7 @@ export async function run(g: GlobalOptions, name: string, o: FetchOptions): Prom
   if (process.stdout.isTTY && !o.force) {
     throw new KmgrError('terminal_refused', 'refusing to print a private key to a terminal; pipe it to a program or use --force');
   }
-  let result = process.env.KMGR_NO_AGENT ? undefined : await (await import('../../agent/client.js')).agentFetch(paths, name, o.format);
+  let result = process.env.KMGR_NO_AGENT ? undefined : await (await import('../../agent/connection.js')).agentFetch(paths, name, o.format);
   if (!result) {
     const [{ openForPartner }, { fetchChecks, fetchWith }] = await Promise.all([import('../../client/session.js'), import('../../client/fetch.js')]);
     const { session, partner } = await openForPartner(paths, name, o, fetchChecks(name, o.format));
