@@ -6,7 +6,8 @@
 import { homePaths, type HomePaths } from '../client/home.js';
 import { loadConfig } from '../client/config.js';
 import { endpointFor, withPartner, type Session } from '../client/session.js';
-import { preconnect } from '../client/http.js';
+import { preconnect, type Endpoint } from '../client/http.js';
+import type { Preconnect } from '../client/tls-connect.js';
 import { fetchChecks, fetchWith, type FetchResult } from '../client/fetch.js';
 import { openBlob } from '../crypto/blob.js';
 import type { Signer } from '../crypto/sign.js';
@@ -21,6 +22,22 @@ export interface AgentKeys {
   wrapKey(): Uint8Array;
 }
 
+/**
+ * After each fetch the agent opens a connection for the next one, by server and
+ * trust: fetches come in bursts (a pipeline, a loop), and the next then skips
+ * the handshake. Used only while fresh (Preconnect.take), so at most one idle
+ * connection per server, for a few seconds.
+ */
+const warm = new Map<string, Preconnect>();
+const warmKey = (ep: Endpoint): string => `${ep.server}\n${ep.ca ?? ''}`;
+
+function warmUp(ep: Endpoint): void {
+  const next: Endpoint = { server: ep.server, ca: ep.ca };
+  preconnect(next);
+  warm.get(warmKey(ep))?.discard();
+  warm.set(warmKey(ep), next.preconnect!);
+}
+
 async function sessionFromAgent(paths: HomePaths, k: AgentKeys): Promise<Session> {
   const config = await loadConfig(paths);
   // The home must still name the identity this agent holds: a swapped config
@@ -29,8 +46,11 @@ async function sessionFromAgent(paths: HomePaths, k: AgentKeys): Promise<Session
     throw new IntegrityError(`${paths.config} names a different management key than this kmgr agent holds; kmgr agent stop ends it`);
   }
   const endpoint = await endpointFor(paths, config);
-  // The handshake runs while the sent log is made durable and the request signed.
-  preconnect(endpoint);
+  const ready = warm.get(warmKey(endpoint));
+  warm.delete(warmKey(endpoint));
+  // Else the handshake runs while the sent log is made durable and the request signed.
+  if (ready) endpoint.preconnect = ready;
+  else preconnect(endpoint);
   const signer = k.signer();
   return {
     paths,
@@ -53,5 +73,9 @@ export async function fetchInAgent(k: AgentKeys, req: { home: string; name: stri
   const paths = homePaths(k.home);
   if (req.home !== paths.dir) throw new IntegrityError(`this kmgr agent serves ${paths.dir}, not ${req.home}`);
   const { session, partner } = await withPartner(paths, req.name, () => sessionFromAgent(paths, k), fetchChecks(req.name, req.format));
-  return fetchWith(paths, session, partner, req.name, req.format);
+  try {
+    return await fetchWith(paths, session, partner, req.name, req.format);
+  } finally {
+    warmUp(session.endpoint);
+  }
 }
