@@ -3,7 +3,7 @@
 
 import t, { type Test } from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash, verify } from 'node:crypto';
+import { verify } from 'node:crypto';
 import { readFile, readdir, stat, writeFile, mkdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
@@ -369,7 +369,7 @@ t.test('wrong passphrase: exit 77 and no agent left running', async (t) => {
   t.same(await agentPidsFor(c.home), [], 'and no agent');
 });
 
-t.test('XDG_RUNTIME_DIR: the socket lives in $XDG_RUNTIME_DIR/kmgr/agent-<hash>.sock; KMGR_PASSPHRASE does not reach the agent', async (t) => {
+t.test('XDG_RUNTIME_DIR: the socket lives in $XDG_RUNTIME_DIR/kmgr/agent-<dev>-<ino>.sock; KMGR_PASSPHRASE does not reach the agent', async (t) => {
   const c = await setup(t);
   const xdg = join(await tempDir(t, 'kmgr-xdg-'), 'run');
   await mkdir(xdg, { mode: 0o700 });
@@ -377,8 +377,8 @@ t.test('XDG_RUNTIME_DIR: the socket lives in $XDG_RUNTIME_DIR/kmgr/agent-<hash>.
   const r = await agent(['start', '--ttl', '5m'], { home: c.home, env });
   t.equal(r.code, 0, 'started with KMGR_PASSPHRASE');
   const socket = r.stdout.trim();
-  const hash = createHash('sha256').update(c.paths.dir).digest('hex').slice(0, 16);
-  t.equal(socket, join(xdg, 'kmgr', `agent-${hash}.sock`));
+  const home = await stat(c.paths.dir, { bigint: true });
+  t.equal(socket, join(xdg, 'kmgr', `agent-${home.dev}-${home.ino}.sock`), 'named by the home directory\'s device and inode');
   t.equal(socket, agentSocketPath(c.paths, { XDG_RUNTIME_DIR: xdg }));
   t.equal((await stat(join(xdg, 'kmgr'))).mode & 0o777, 0o700, 'its directory is 0700');
   t.equal((await stat(socket)).mode & 0o777, 0o600, 'the socket 0600');
