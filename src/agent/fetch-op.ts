@@ -4,14 +4,14 @@
 // It is the same code the CLI runs (src/client/fetch.ts) with the same checks,
 // files and logs; only the session is made from the agent's keys.
 import { homePaths, type HomePaths } from '../client/home.js';
-import { loadConfig } from '../client/config.js';
+import type { ClientConfig } from '../client/config.js';
 import { endpointFor, withPartner, type Session } from '../client/session.js';
 import { preconnect, type Endpoint } from '../client/http.js';
 import type { Preconnect } from '../client/tls-connect.js';
 import { fetchChecks, fetchWith, type FetchResult } from '../client/fetch.js';
 import { openBlob } from '../crypto/blob.js';
 import type { Signer } from '../crypto/sign.js';
-import type { OutputFormat } from '../crypto/txkey.js';
+import type { OutputFormat } from '../crypto/formats.js';
 import { IntegrityError, InternalError } from '../protocol/errors.js';
 
 export interface AgentKeys {
@@ -38,8 +38,7 @@ function warmUp(ep: Endpoint): void {
   warm.set(warmKey(ep), next.preconnect!);
 }
 
-async function sessionFromAgent(paths: HomePaths, k: AgentKeys): Promise<Session> {
-  const config = await loadConfig(paths);
+async function sessionFromAgent(paths: HomePaths, config: ClientConfig, k: AgentKeys): Promise<Session> {
   // The home must still name the identity this agent holds: a swapped config
   // would otherwise send our signatures to its server under its name.
   if (config.fingerprint !== k.fingerprint) {
@@ -72,7 +71,7 @@ async function sessionFromAgent(paths: HomePaths, k: AgentKeys): Promise<Session
 export async function fetchInAgent(k: AgentKeys, req: { home: string; name: string; format?: OutputFormat }): Promise<FetchResult> {
   const paths = homePaths(k.home);
   if (req.home !== paths.dir) throw new IntegrityError(`this kmgr agent serves ${paths.dir}, not ${req.home}`);
-  const { session, partner } = await withPartner(paths, req.name, () => sessionFromAgent(paths, k), fetchChecks(req.name, req.format));
+  const { session, partner } = await withPartner(paths, req.name, (config) => sessionFromAgent(paths, config, k), fetchChecks(req.name, req.format));
   try {
     return await fetchWith(paths, session, partner, req.name, req.format);
   } finally {

@@ -114,8 +114,8 @@ export function openForPartner(paths: HomePaths, name: string, src: PassphraseSo
 
 export type PartnerCheck = (partner: PartnerEntry, config: ClientConfig) => void;
 
-/** openForPartner with the session made by `open` (the agent makes its own from the keys it holds). */
-export async function withPartner(paths: HomePaths, name: string, open: () => Promise<Session>, check?: PartnerCheck) {
+/** openForPartner with the session made by `open` from the config read here (the agent makes its own from the keys it holds). */
+export async function withPartner(paths: HomePaths, name: string, open: (config: ClientConfig) => Promise<Session>, check?: PartnerCheck) {
   const { loadPartners, requirePartner, findPartner, checkPartnerName } = await import('./partners.js');
   const config = await loadConfig(paths);
   const idx = await loadPartners(paths);
@@ -123,9 +123,9 @@ export async function withPartner(paths: HomePaths, name: string, open: () => Pr
   if (config.partners !== 'server' || findPartner(idx, name)) {
     const partner = requirePartner(idx, name);
     check?.(partner, config);
-    return { idx, partner, session: await open() };
+    return { idx, partner, session: await open(config) };
   }
-  const session = await open();
+  const session = await open(config);
   const { resolveServerPartner } = await import('./server-partners.js');
   const partner = await resolveServerPartner(session, idx, name);
   check?.(partner, config);
