@@ -3,11 +3,12 @@
 // without it — the key, the count, the logs the audit reads, every error and
 // exit code, and the checks against a lying server. Real agent, real kmgrd.
 import t, { type Test } from 'tap';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startServer, initClient, kmgr, type RunResult, type TestServer } from './helpers.js';
 import { startLyingProxy } from './lying-proxy.js';
 import { AgentConnection, agentSocketPath } from '../src/agent/client.js';
+import { tempDir } from './helpers.js';
 import { homePaths } from '../src/client/home.js';
 
 t.jobs = 2;
@@ -125,6 +126,43 @@ t.test('through the agent, a server that swaps or alters the blob is caught: 65,
   t.equal(altered.stdoutBytes.length, 0);
   proxy.rewrite.clear();
   t.equal((await viaAgent(c, ['fetch', 'bank'])).code, 0, 'an honest reply again: 0');
+
+  // The server chooses an error's details: oversized or malformed ones must not end the agent or change the exit code.
+  const once = idx.partners.find((p) => p.name === 'once')!.id;
+  t.equal((await viaAgent(c, ['fetch', 'once'])).code, 0, 'the one allowed use');
+  for (const [what, details] of [['20 KB of details', { pad: 'x'.repeat(20_000) }], ['details that are a string', 'not an object']] as const) {
+    proxy.rewrite.set(`/v1/keys/${once}/fetch`, (r: { error: object }) => ({ error: { ...r.error, details } }));
+    const refused = await viaAgent(c, ['fetch', 'once']);
+    t.equal(refused.code, 77, `${what}: still the refusal, 77 (${refused.stderr.trim().slice(0, 120)})`);
+    t.equal(refused.stdoutBytes.length, 0);
+  }
+  proxy.rewrite.clear();
+  t.equal((await viaAgent(c, ['fetch', 'bank'])).code, 0, 'and the agent is still serving');
+});
+
+t.test('with XDG_RUNTIME_DIR, a home reached through a symbolic link is the same home: fetch and stop work', async (t) => {
+  const c = await setup(t);
+  const runtime = join(await tempDir(t, 'kmgr-run-'), 'run');
+  await mkdir(runtime, { mode: 0o700 });
+  const env = { XDG_RUNTIME_DIR: runtime };
+  const as = (home: string, args: string[]): Promise<RunResult> => kmgr(args, { home, env, detached: true, extraCa: false });
+  const started = await as(c.home, ['agent', 'start', '--passphrase-file', c.pp]);
+  t.equal(started.code, 0, `agent start: ${started.stderr}`);
+  const pid = (JSON.parse((await as(c.home, ['agent', 'status', '--json'])).stdout) as { pid: number }).pid;
+  t.teardown(() => {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  });
+  const link = join(await tempDir(t, 'kmgr-link-'), 'home-link');
+  await symlink(c.home, link);
+  const f = await as(link, ['fetch', 'bank']);
+  t.equal(f.code, 0, `fetch through the link, with no passphrase: the agent served it (${f.stderr.trim()})`);
+  t.match(f.stdout, /BEGIN PRIVATE KEY/);
+  t.equal((await as(link, ['agent', 'stop'])).code, 0, 'stop through the link');
+  t.equal((await as(c.home, ['agent', 'status'])).code, 69, 'no agent any more');
 });
 
 t.test('the agent fetches only for its own home and its own identity', async (t) => {

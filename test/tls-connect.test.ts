@@ -141,7 +141,7 @@ t.test('outside its validity by the (injected) clock, the fast path declines and
   const sock = await openTls({ server: s.url, ca: cert.certPem }, 5_000, () => later);
   t.equal(sock.authorized, true, 'verified by OpenSSL on its own clock');
   sock.destroy();
-  t.equal(await settled(s.handshakes), 2, 'two handshakes: the pin was not taken');
+  t.equal(await settled(s.handshakes), 1, 'one handshake, the standard one: an expired certificate is not pinned');
 });
 
 t.test('a certificate issued by a CA the home trusts: verified the standard way', { skip: !hasOpenssl() && 'no openssl CLI' }, async (t) => {
@@ -156,9 +156,34 @@ t.test('a certificate issued by a CA the home trusts: verified the standard way'
   const sock = await openTls({ server: s.url, ca: ca! }, 5_000);
   t.equal(sock.authorized, true, 'the chain verified');
   sock.destroy();
-  t.equal(await settled(s.handshakes), 2, 'the leaf is not the saved certificate: the standard path');
+  t.equal(await settled(s.handshakes), 1, 'a CA certificate is never pinned: straight to the standard path');
   const stranger = makeSelfSignedCert();
   t.ok(await failure(openTls({ server: s.url, ca: stranger.certPem }, 5_000)), 'and a CA file without the issuer is refused');
+
+  // A CA-issued leaf is not self-signed: saved alone it fails as it does without the fast path,
+  // saved with its CA it verifies the standard way.
+  const before = s.handshakes();
+  const leafOnly = await failure(openTls({ server: s.url, ca: certPem! }, 5_000));
+  t.equal(leafOnly?.code, 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'the leaf without its issuer: the standard error');
+  const both = await openTls({ server: s.url, ca: certPem! + ca! }, 5_000);
+  t.equal(both.authorized, true, 'the leaf with its issuer: verified');
+  both.destroy();
+  t.equal((await settled(s.handshakes)) - before, 2, 'one handshake each');
+});
+
+t.test('a self-signed certificate limited to other uses is not pinned: the standard purpose error', { skip: !hasOpenssl() && 'no openssl CLI' }, async (t) => {
+  const dir = await tempDir(t);
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'k.pem', '-out', 'c.pem', '-days', '2', '-subj', '/CN=client only', '-addext', 'subjectAltName=IP:127.0.0.1', '-addext', 'extendedKeyUsage=clientAuth'],
+    { cwd: dir, stdio: 'ignore' },
+  );
+  const [certPem, keyPem] = await Promise.all(['c.pem', 'k.pem'].map((f) => readFile(join(dir, f), 'utf8')));
+  const s = await server(t, { certPem: certPem!, keyPem: keyPem! });
+  const e = await failure(openTls({ server: s.url, ca: certPem! }, 5_000));
+  t.equal(e?.code, 'INVALID_PURPOSE', 'refused as without the fast path');
+  t.equal(await settled(s.handshakes), 1, 'and not tried as a pin');
+  t.equal(s.requests(), 0);
 });
 
 t.test('Preconnect: handed out once while fresh; stale or closed means a new connection', async (t) => {
@@ -198,7 +223,12 @@ t.test('Preconnect to nothing: the error reaches whoever takes it, and an untake
   await new Promise((r) => tcp.close(r));
   const dead = `https://127.0.0.1:${port}`;
   const p = new Preconnect({ server: dead, ca: cert.certPem }, 5_000);
-  await t.rejects(p.take(), { code: 'ECONNREFUSED' }, 'the connect error, for the caller to report');
+  t.equal(await p.take(), undefined, 'a failed preconnect is not handed out: the caller connects anew');
+  await t.rejects(
+    unsignedRequest({ server: dead, ca: cert.certPem, preconnect: new Preconnect({ server: dead, ca: cert.certPem }, 5_000) }, 'GET', '/v1/health', undefined, HealthResponse),
+    { code: 'unavailable', message: /ECONNREFUSED/ },
+    'and meets the error itself',
+  );
   new Preconnect({ server: dead, ca: cert.certPem }, 5_000).discard();
   await new Promise((r) => setTimeout(r, 100));
   t.pass('no unhandled rejection from a discarded failed preconnect');

@@ -12,7 +12,7 @@ import type { ClientConfig } from '../client/config.js';
 import type { BlobContext } from '../crypto/blob.js';
 import { PublicKeyReply, StopReply, type AgentOp, type AgentStatus, type RequestExtra } from './protocol.js';
 import {
-  AgentConnection, AgentError, CONFIRM_OP_TIMEOUT_MS, OP_TIMEOUT_MS, agentSocketPath, openHomeAgent, requestStatus,
+  AgentConnection, AgentError, CONFIRM_OP_TIMEOUT_MS, OP_TIMEOUT_MS, agentSocketPath, openHomeAgent, requestStatus, sameDirectory,
 } from './connection.js';
 
 export * from './connection.js';
@@ -73,7 +73,7 @@ function checkBinding(status: AgentStatus, socket: string, paths: HomePaths, con
   if (!publicKey || publicKey.length !== 32 || fingerprint(publicKey) !== status.fingerprint) {
     throw new AgentError('protocol', socket, `the kmgr agent at ${socket} sent an inconsistent public key`);
   }
-  if (status.home !== paths.dir) {
+  if (!sameDirectory(status.home, paths.dir)) {
     throw new IntegrityError(`the kmgr agent at ${socket} serves ${status.home}, not ${paths.dir}`);
   }
   // The agent is bound to one identity: the one config.json names.

@@ -75,6 +75,23 @@ export function agentSocketPath(paths: HomePaths, env: NodeJS.ProcessEnv = proce
   return join(paths.dir, 'agent.sock');
 }
 
+/**
+ * Whether two spellings of a home are the same directory, by device and inode
+ * as the socket is named (a symlink or bind mount finds the same agent, and it
+ * must then count as this home's); a path that no longer exists is the same
+ * only as itself.
+ */
+export function sameDirectory(a: string, b: string): boolean {
+  if (a === b) return true;
+  try {
+    const x = statSync(a, { bigint: true });
+    const y = statSync(b, { bigint: true });
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
+}
+
 export function checkSocketPathLength(socket: string): void {
   if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
     throw new ConfigError(

@@ -7,8 +7,9 @@ import { homePaths, type HomePaths } from '../client/home.js';
 import type { ClientConfig } from '../client/config.js';
 import { endpointFor, withPartner, type Session } from '../client/session.js';
 import { preconnect, type Endpoint } from '../client/http.js';
-import type { Preconnect } from '../client/tls-connect.js';
+import { FRESH_MS, type Preconnect } from '../client/tls-connect.js';
 import { fetchChecks, fetchWith, type FetchResult } from '../client/fetch.js';
+import { sameDirectory } from './connection.js';
 import { openBlob } from '../crypto/blob.js';
 import type { Signer } from '../crypto/sign.js';
 import type { OutputFormat } from '../crypto/formats.js';
@@ -25,17 +26,24 @@ export interface AgentKeys {
 /**
  * After each fetch the agent opens a connection for the next one, by server and
  * trust: fetches come in bursts (a pipeline, a loop), and the next then skips
- * the handshake. Used only while fresh (Preconnect.take), so at most one idle
- * connection per server, for a few seconds.
+ * the handshake. It is closed once it is no longer fresh (FRESH_MS), so at most
+ * one idle connection per server, for a few seconds.
  */
 const warm = new Map<string, Preconnect>();
 const warmKey = (ep: Endpoint): string => `${ep.server}\n${ep.ca ?? ''}`;
 
 function warmUp(ep: Endpoint): void {
+  const key = warmKey(ep);
   const next: Endpoint = { server: ep.server, ca: ep.ca };
   preconnect(next);
-  warm.get(warmKey(ep))?.discard();
-  warm.set(warmKey(ep), next.preconnect!);
+  const pc = next.preconnect!;
+  warm.get(key)?.discard();
+  warm.set(key, pc);
+  setTimeout(() => {
+    if (warm.get(key) !== pc) return;
+    warm.delete(key);
+    pc.discard();
+  }, FRESH_MS).unref();
 }
 
 async function sessionFromAgent(paths: HomePaths, config: ClientConfig, k: AgentKeys): Promise<Session> {
@@ -70,7 +78,7 @@ async function sessionFromAgent(paths: HomePaths, config: ClientConfig, k: Agent
 
 export async function fetchInAgent(k: AgentKeys, req: { home: string; name: string; format?: OutputFormat }): Promise<FetchResult> {
   const paths = homePaths(k.home);
-  if (req.home !== paths.dir) throw new IntegrityError(`this kmgr agent serves ${paths.dir}, not ${req.home}`);
+  if (!sameDirectory(req.home, paths.dir)) throw new IntegrityError(`this kmgr agent serves ${paths.dir}, not ${req.home}`);
   const { session, partner } = await withPartner(paths, req.name, (config) => sessionFromAgent(paths, config, k), fetchChecks(req.name, req.format));
   try {
     return await fetchWith(paths, session, partner, req.name, req.format);

@@ -247,8 +247,16 @@ export function encodeOk(id: number, result: unknown, data?: Uint8Array): Buffer
   return encodeFrame({ id, ok: true, result }, data);
 }
 
+/** Longest JSON of an error's details passed on: the key server chooses them, and must not be able to make a reply over the frame cap. */
+export const MAX_DETAILS_JSON = 2048;
+
 export function encodeErr(id: number, e: KmgrError): Buffer {
-  return encodeFrame({ id, ok: false, error: { code: e.code, message: e.message.slice(0, 2048), ...(e.details ? { details: e.details } : {}) } });
+  let details: Record<string, unknown> | undefined;
+  if (e.details && typeof e.details === 'object' && !Array.isArray(e.details)) {
+    const text = JSON.stringify(e.details);
+    if (text.length <= MAX_DETAILS_JSON) details = e.details;
+  }
+  return encodeFrame({ id, ok: false, error: { code: e.code, message: e.message.slice(0, 2048), ...(details ? { details } : {}) } });
 }
 
 export function parseReply(f: Frame): AgentReply {

@@ -266,7 +266,13 @@ class Agent {
       } finally {
         chunk.fill(0);
       }
-      for (const f of frames) queue = queue.then(() => this.serve(c, f));
+      // serve() answers every failure itself; the catch keeps one that escapes from ending the agent.
+      for (const f of frames)
+        queue = queue
+          .then(() => this.serve(c, f))
+          .catch(() => {
+            c.destroy();
+          });
     });
   }
 
@@ -280,8 +286,12 @@ class Agent {
       if (r.data) wipe(r.data);
       after = r.after;
     } catch (e) {
-      const err = e instanceof KmgrError ? e : new InternalError('the agent failed to serve the request');
-      reply = encodeErr(requestId(f.json), err);
+      const err = e instanceof KmgrError ? e : new InternalError(`the agent failed to serve the request: ${(e as Error).message ?? String(e)}`);
+      try {
+        reply = encodeErr(requestId(f.json), err);
+      } catch {
+        reply = encodeErr(requestId(f.json), new InternalError('the agent could not encode its answer'));
+      }
     } finally {
       wipe(f.bin);
     }

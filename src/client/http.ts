@@ -114,7 +114,8 @@ async function send(ep: Endpoint, url: URL, method: string, headers: Record<stri
     const req = httpsRequest(
       url,
       // The socket is connected and its certificate checked: the request goes out on it at once.
-      { method, headers, createConnection: () => sock, timeout: TIMEOUT_MS },
+      // defaultPort: without an https agent node:http would name port 80 in the Host header of a URL without a port.
+      { method, headers, createConnection: () => sock, defaultPort: 443, timeout: TIMEOUT_MS },
       (res) => {
         const chunks: Buffer[] = [];
         let size = 0;

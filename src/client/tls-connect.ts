@@ -2,17 +2,18 @@
 //
 // Why not let node:https do it: whatever trust store it is given (`ca`, or the
 // system's), node:tls first parses its ~140 bundled root certificates, ~30 ms
-// of a ~60 ms `kmgr fetch` on these machines. Most homes trust the server by
+// of a ~110 ms `kmgr fetch` on these machines. Most homes trust the server by
 // the very certificate `kmgr init --ca` saved (kmgrd's self-signed default), so
-// we first handshake with an empty trust store and accept the connection only
-// if the server's certificate is byte for byte one we saved, is within its
-// validity period and names the host we dialled — the checks the standard
-// path makes of a self-signed certificate. TLS 1.3's CertificateVerify has by
-// then proved the peer holds that certificate's private key (OpenSSL checks it
-// whatever the verify mode), and no byte of the request has been sent, so a
-// man in the middle learns nothing and gets no signed request to replay.
-// Anything else (a CA-issued certificate, a replaced one, the system's CAs) is
-// verified the standard way on a fresh connection, with the standard errors.
+// when the saved file holds a self-signed certificate that could pass the
+// standard checks here — its self-signature verifies, it is valid now, it names
+// the host we dial, and its extended key usage (if any) allows a TLS server —
+// we handshake with an empty trust store and accept the connection only if the
+// server presents exactly that certificate. TLS 1.3's CertificateVerify has by
+// then proved the peer holds its private key (OpenSSL checks it whatever the
+// verify mode), and no byte of the request has been sent, so a man in the
+// middle learns nothing and gets no signed request to replay. Anything else (a
+// CA-issued certificate, a replaced one, the system's CAs) is verified the
+// standard way, with the standard errors.
 import { connect, checkServerIdentity, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
@@ -28,14 +29,26 @@ export interface TlsTarget {
 export const FRESH_MS = 5_000;
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 
-function pinnedCertificates(ca: string): X509Certificate[] {
+/**
+ * The saved certificates the fast path may accept: self-signed (the signature
+ * verifies with its own key), valid now, naming `hostname`, and allowed for a
+ * TLS server if it limits its use. A CA-issued certificate never qualifies, so
+ * a file holding a leaf without its issuer still fails as it would without us.
+ */
+function pinnable(ca: string, hostname: string, now: number): X509Certificate[] {
   const out: X509Certificate[] = [];
   for (const m of ca.match(PEM_CERT) ?? []) {
     try {
-      out.push(new X509Certificate(m));
+      const c = new X509Certificate(m);
+      if (c.issuer !== c.subject || !c.verify(c.publicKey)) continue;
+      if (!(Date.parse(c.validFrom) <= now && now <= Date.parse(c.validTo))) continue;
+      if (c.keyUsage !== undefined && !c.keyUsage.includes(SERVER_AUTH)) continue;
+      if (checkServerIdentity(hostname, c.toLegacyObject()) !== undefined) continue;
+      out.push(c);
     } catch {
-      // Not parseable here: the standard path below reports it.
+      // Not parseable here: the standard path reports it.
     }
   }
   return out;
@@ -57,14 +70,9 @@ function handshake(opts: ConnectionOptions, timeoutMs: number): Promise<TLSSocke
   });
 }
 
-function pinMatches(s: TLSSocket, pins: X509Certificate[], hostname: string, now: number): boolean {
+function pinMatches(s: TLSSocket, pins: X509Certificate[]): boolean {
   const peer = s.getPeerX509Certificate();
-  if (!peer || !pins.some((p) => p.raw.equals(peer.raw))) return false;
-  const from = Date.parse(peer.validFrom);
-  const to = Date.parse(peer.validTo);
-  if (!(from <= now && now <= to)) return false;
-  // The same host check the standard path makes (getPeerCertificate() is empty without a trust store).
-  return checkServerIdentity(hostname, peer.toLegacyObject()) === undefined;
+  return peer !== undefined && pins.some((p) => p.raw.equals(peer.raw));
 }
 
 /** A TLS 1.3 connection to the server whose certificate the home trusts; rejects with the socket's error. */
@@ -78,20 +86,23 @@ export async function openTls(t: TlsTarget, timeoutMs: number, now: () => number
     // SNI carries host names only (RFC 6066).
     ...(isIP(hostname) ? {} : { servername: hostname }),
   };
-  const pins = t.ca === undefined ? [] : pinnedCertificates(t.ca);
+  // No candidate (a CA file, an expired or mismatched certificate): straight to the standard path, one handshake.
+  const pins = t.ca === undefined ? [] : pinnable(t.ca, hostname, now());
   if (pins.length > 0) {
     // An empty list, not undefined: node:tls then loads no root store at all.
     const s = await handshake({ ...base, ca: [], rejectUnauthorized: false }, timeoutMs);
-    if (pinMatches(s, pins, hostname, now())) return s;
+    if (pinMatches(s, pins)) return s;
     s.destroy();
   }
   return handshake({ ...base, ...(t.ca !== undefined ? { ca: t.ca } : {}), rejectUnauthorized: true }, timeoutMs);
 }
 
 /**
- * A connection opened ahead of need, while the CLI does its local work (reading
- * files, asking the agent to sign, the durable sent log): the handshake then
- * costs no wall time. Unreferenced until taken, so it never keeps a process alive.
+ * A connection opened ahead of need, so that the handshake costs no wall time:
+ * the agent opens one while it reads the home's files and makes the sent log
+ * durable, and one after each fetch for the next. Unreferenced once connected
+ * (the handshake itself is bounded by its timeout), so an idle one never keeps
+ * a process alive.
  */
 export class Preconnect {
   private pending: Promise<TLSSocket> | undefined;
@@ -117,14 +128,24 @@ export class Preconnect {
   }
 
   /**
-   * The warmed connection, once: undefined if it went stale or closed (the
-   * caller connects anew, nothing having been sent on it), or the error it met.
+   * The warmed connection, once; undefined if it is stale, closed or failed:
+   * nothing was sent on it, so the caller connects anew (and meets any error
+   * itself, now rather than whenever this one was opened).
    */
   async take(): Promise<TLSSocket | undefined> {
     const p = this.pending;
     this.pending = undefined;
     if (!p) return undefined;
-    const s = await p;
+    if (this.now() - this.startedAt > FRESH_MS) {
+      p.then((s) => s.destroy(), () => undefined);
+      return undefined;
+    }
+    let s: TLSSocket;
+    try {
+      s = await p;
+    } catch {
+      return undefined;
+    }
     if (s.destroyed || !s.writable || this.now() - this.startedAt > FRESH_MS) {
       s.destroy();
       return undefined;

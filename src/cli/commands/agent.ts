@@ -16,7 +16,7 @@ import { loadConfig } from '../../client/config.js';
 import { unlockKeystore } from '../../client/keystore-file.js';
 import { readPassphrase, type PassphraseSource } from '../../client/passphrase.js';
 import { ensurePrivateDir } from '../../io/atomic-file.js';
-import { AgentError, agentSocketPath, checkSocketDir, checkSocketPathLength, probeAgent, stopAgent } from '../../agent/client.js';
+import { AgentError, agentSocketPath, checkSocketDir, checkSocketPathLength, probeAgent, sameDirectory, stopAgent } from '../../agent/client.js';
 import { AGENT_PROTOCOL_VERSION, BootReply, FrameDecoder, MAX_TTL_MS, encodeFrame, type AgentBoot, type AgentStatus } from '../../agent/protocol.js';
 import { info, print, printJson, warn } from '../output.js';
 import { EXIT } from '../exit-codes.js';
@@ -193,6 +193,11 @@ export async function stop(g: GlobalOptions): Promise<number> {
     if (g.json) printJson({ stopped: false, running: false, socket, removedStaleSocket: true });
     else info(`no kmgr agent is running for ${paths.dir}; removed the stale socket ${socket}`);
     return EXIT.OK;
+  }
+  // The socket is named by the home's device and inode: make sure the agent there is this home's
+  // (not one left for a deleted home whose inode was reused) before ending it.
+  if (!sameDirectory(probe.status.home, paths.dir)) {
+    throw new IntegrityError(`the kmgr agent at ${socket} (pid ${probe.status.pid}) serves ${probe.status.home}, not ${paths.dir}; not stopping it`);
   }
   const pid = probe.status.pid;
   await stopAgent(socket);
