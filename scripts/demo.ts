@@ -1,6 +1,8 @@
 // `npm run demo`: a working kmgrd on the embedded LevelDB and a client beside it,
 // walking through init, register and fetch, then leaving the server running.
 // State lives in ./kmgr-data (server) and ./demo-home (client); run it again to reuse them.
+// KMGR_DEMO_DIR puts that state elsewhere (the test of this script does), KMGR_DEMO_LISTEN
+// changes the address, KMGR_DEMO_EXIT stops the server at the end instead of leaving it up.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, writeFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { randomBytes, createPublicKey, createPrivateKey, sign, verify } from 'node:crypto';
@@ -9,9 +11,10 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const data = join(root, 'kmgr-data');
-const home = join(root, 'demo-home');
-const pp = join(root, 'demo-passphrase');
+const stateDir = process.env.KMGR_DEMO_DIR ? resolve(process.env.KMGR_DEMO_DIR) : root;
+const data = join(stateDir, 'kmgr-data');
+const home = join(stateDir, 'demo-home');
+const pp = join(stateDir, 'demo-passphrase');
 const listen = process.env.KMGR_DEMO_LISTEN ?? '127.0.0.1:8443';
 const kmgr = join(root, 'bin', 'kmgr.js');
 const env: NodeJS.ProcessEnv = { ...process.env, KMGR_HOME: home };
@@ -72,6 +75,7 @@ async function main(): Promise<void> {
     const msg = Buffer.from('demo transaction');
     const ok = verify(null, msg, createPublicKey(publicPem), sign(null, msg, createPrivateKey(fetched.stdout)));
     process.stdout.write(`\nA signature made with the fetched key ${ok ? 'verifies' : 'DOES NOT verify'} against the registered public key.\n`);
+    if (!ok) throw new Error('the fetched key does not match the registered public key');
     step('whoami', ['whoami']);
     process.stdout.write(
       `\nkmgrd is running at https://${listen} (data in ${data}). Try, in another terminal:\n` +
