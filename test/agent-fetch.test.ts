@@ -165,6 +165,19 @@ t.test('with XDG_RUNTIME_DIR, a home reached through a symbolic link is the same
   t.equal((await as(c.home, ['agent', 'status'])).code, 69, 'no agent any more');
 });
 
+t.test('without XDG_RUNTIME_DIR, a home reached through a symbolic link finds the agent in the real directory', async (t) => {
+  const c = await setup(t);
+  await startAgent(t, c);
+  const link = join(await tempDir(t, 'kmgr-link-'), 'home-link');
+  await symlink(c.home, link);
+  const as = (args: string[]): Promise<RunResult> => kmgr(args, { home: link, detached: true, extraCa: false });
+  const f = await as(['fetch', 'bank']);
+  t.equal(f.code, 0, `fetch through the link, with no passphrase: the agent served it (${f.stderr.trim()})`);
+  const st = await as(['agent', 'status', '--json']);
+  t.equal((JSON.parse(st.stdout) as { socket: string }).socket, join(c.home, 'agent.sock'), 'the socket in the real directory');
+  t.equal((await as(['agent', 'stop'])).code, 0, 'stop through the link');
+});
+
 t.test('the agent fetches only for its own home and its own identity', async (t) => {
   const c = await setup(t);
   await startAgent(t, c);

@@ -7,7 +7,7 @@
 // Kept apart from client.ts (sessions bound to an identity) so that `kmgr fetch`
 // through the agent loads only this, the frame protocol and node:net.
 import { createConnection, type Socket } from 'node:net';
-import { existsSync, lstatSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { ConfigError, KmgrError, type ErrorCode } from '../protocol/errors.js';
 import type { HomePaths } from '../client/home.js';
@@ -56,10 +56,11 @@ export class AgentError extends KmgrError {
 /**
  * Where the agent for this home listens: $XDG_RUNTIME_DIR/kmgr/agent-<device>-<inode>.sock,
  * named by the home directory's device and inode numbers, when XDG_RUNTIME_DIR
- * is set (a per-user tmpfs on systemd machines), else <home>/agent.sock. The
- * directory's identity rather than a hash of its path, because hashing would
- * load node:crypto: ~4 ms of a ~50 ms `kmgr fetch` through the agent. A home
- * that does not exist has no agent (the path returned then does not exist).
+ * is set (a per-user tmpfs on systemd machines), else agent.sock in the home's
+ * real directory. The directory's identity rather than a hash of its path,
+ * because hashing would load node:crypto: ~4 ms of a ~50 ms `kmgr fetch`
+ * through the agent. A home that does not exist has no agent (the path
+ * returned then does not exist).
  */
 export function agentSocketPath(paths: HomePaths, env: NodeJS.ProcessEnv = process.env): string {
   const xdg = env.XDG_RUNTIME_DIR;
@@ -72,7 +73,15 @@ export function agentSocketPath(paths: HomePaths, env: NodeJS.ProcessEnv = proce
     }
     return join(xdg, 'kmgr', `agent-${st.dev}-${st.ino}.sock`);
   }
-  return join(paths.dir, 'agent.sock');
+  // The real directory, not a symbolic link to it: the socket's directory is checked with
+  // lstat (a link in a directory others can write could be swapped after the check).
+  let dir = paths.dir;
+  try {
+    dir = realpathSync(paths.dir);
+  } catch {
+    // No home: no agent either; the path returned does not exist.
+  }
+  return join(dir, 'agent.sock');
 }
 
 /**
