@@ -5,15 +5,14 @@
 // files and logs; only the session is made from the agent's keys.
 import { homePaths, type HomePaths } from '../client/home.js';
 import type { ClientConfig } from '../client/config.js';
-import { endpointFor, withPartner, type Session } from '../client/session.js';
+import { endpointFor, sessionWithKeys, withPartner, type Session } from '../client/session.js';
 import { preconnect, type Endpoint } from '../client/http.js';
 import { FRESH_MS, type Preconnect } from '../client/tls-connect.js';
 import { fetchChecks, fetchWith, type FetchResult } from '../client/fetch.js';
 import { sameDirectory } from './connection.js';
-import { openBlob } from '../crypto/blob.js';
 import type { Signer } from '../crypto/sign.js';
 import type { OutputFormat } from '../crypto/formats.js';
-import { IntegrityError, InternalError } from '../protocol/errors.js';
+import { IntegrityError } from '../protocol/errors.js';
 
 export interface AgentKeys {
   home: string;
@@ -58,22 +57,7 @@ async function sessionFromAgent(paths: HomePaths, config: ClientConfig, k: Agent
   // Else the handshake runs while the sent log is made durable and the request signed.
   if (ready) endpoint.preconnect = ready;
   else preconnect(endpoint);
-  const signer = k.signer();
-  return {
-    paths,
-    config,
-    endpoint,
-    identity: { keyId: config.keyId, signer, ...(config.device ? { device: config.device } : {}) },
-    secrets: undefined,
-    keys: {
-      openBlob: async (ctx, blob) => openBlob(k.wrapKey(), ctx, blob),
-      sealBlob: async () => {
-        throw new InternalError('a fetch seals nothing');
-      },
-    },
-    publicKey: signer.publicKey,
-    sign: async (tag, payload) => signer.sign(tag, payload),
-  };
+  return sessionWithKeys(paths, config, endpoint, k.signer(), () => k.wrapKey());
 }
 
 export async function fetchInAgent(k: AgentKeys, req: { home: string; name: string; format?: OutputFormat }): Promise<FetchResult> {

@@ -1,14 +1,13 @@
 // An unlocked client: config, endpoint, the management secrets and a request signer.
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
-import { signerFromSeed } from '../crypto/sign.js';
+import { fingerprint, signerFromSeed, type SignatureTag, type Signer } from '../crypto/sign.js';
 import type { ManagementSecrets } from '../crypto/keystore.js';
 import { ConfigError, IntegrityError } from '../protocol/errors.js';
 import { loadConfig, type ClientConfig } from './config.js';
 import type { PassphraseSource } from './passphrase.js';
 import type { Endpoint, Identity } from './http.js';
 import type { HomePaths } from './home.js';
-import { fingerprint, type SignatureTag } from '../crypto/sign.js';
 import type { BlobContext } from '../crypto/blob.js';
 import type { AgentHandle } from '../agent/client.js';
 import type { PartnerEntry } from './partners.js';
@@ -47,8 +46,43 @@ export async function endpointFor(paths: HomePaths, config: ClientConfig): Promi
   }
 }
 
-export async function openSession(paths: HomePaths, src: PassphraseSource): Promise<Session> {
-  const config = await loadConfig(paths);
+/** This device's identity in requests, signing with `signer`. */
+function identityFor(config: ClientConfig, signer: Identity['signer']): Identity {
+  return { keyId: config.keyId, signer, ...(config.device ? { device: config.device } : {}) };
+}
+
+/**
+ * A session whose keys are in this process: the CLI's once it has unlocked the
+ * keystore, the agent's for a fetch it makes. `wrapKey` is read at each use
+ * (the agent's throws once it is wiped).
+ */
+export async function sessionWithKeys(
+  paths: HomePaths,
+  config: ClientConfig,
+  endpoint: Endpoint,
+  signer: Signer,
+  wrapKey: () => Uint8Array,
+  secrets?: ManagementSecrets,
+): Promise<Session> {
+  const { openBlob, sealBlob } = await import('../crypto/blob.js');
+  return {
+    paths,
+    config,
+    endpoint,
+    identity: identityFor(config, signer),
+    secrets,
+    keys: {
+      openBlob: async (ctx, blob) => openBlob(wrapKey(), ctx, blob),
+      sealBlob: async (ctx, secret) => sealBlob(wrapKey(), ctx, secret),
+    },
+    publicKey: signer.publicKey,
+    sign: async (tag, payload) => signer.sign(tag, payload),
+  };
+}
+
+/** `loaded`: config.json as the caller already read it, so that both describe the same file. */
+export async function openSession(paths: HomePaths, src: PassphraseSource, loaded?: ClientConfig): Promise<Session> {
+  const config = loaded ?? (await loadConfig(paths));
   const endpoint = await endpointFor(paths, config);
   // A running agent for this home spares the passphrase (and the KDF). It is
   // bound to config.fingerprint (an IntegrityError otherwise); no socket or a
@@ -62,7 +96,7 @@ export async function openSession(paths: HomePaths, src: PassphraseSource): Prom
         paths,
         config,
         endpoint,
-        identity: { keyId: config.keyId, signer: agent.signer, ...(config.device ? { device: config.device } : {}) },
+        identity: identityFor(config, agent.signer),
         secrets: undefined,
         keys: agent,
         agent,
@@ -72,11 +106,7 @@ export async function openSession(paths: HomePaths, src: PassphraseSource): Prom
     }
   }
   // Loaded only without an agent: the agent path should start as little as it can.
-  const [{ readPassphrase }, { unlockKeystore }, { openBlob, sealBlob }] = await Promise.all([
-    import('./passphrase.js'),
-    import('./keystore-file.js'),
-    import('../crypto/blob.js'),
-  ]);
+  const [{ readPassphrase }, { unlockKeystore }] = await Promise.all([import('./passphrase.js'), import('./keystore-file.js')]);
   const passphrase = await readPassphrase(src, `Passphrase for ${paths.keystore}: `);
   const secrets = await unlockKeystore(paths, passphrase);
   passphrase.fill(0);
@@ -86,19 +116,7 @@ export async function openSession(paths: HomePaths, src: PassphraseSource): Prom
   if (fingerprint(signer.publicKey) !== config.fingerprint) {
     throw new IntegrityError(`${paths.config} names a different management key than the keystore`);
   }
-  return {
-    paths,
-    config,
-    endpoint,
-    identity: { keyId: config.keyId, signer, ...(config.device ? { device: config.device } : {}) },
-    secrets,
-    keys: {
-      openBlob: async (ctx, blob) => openBlob(secrets.wrapKey, ctx, blob),
-      sealBlob: async (ctx, secret) => sealBlob(secrets.wrapKey, ctx, secret),
-    },
-    publicKey: signer.publicKey,
-    sign: async (tag, payload) => signer.sign(tag, payload),
-  };
+  return sessionWithKeys(paths, config, endpoint, signer, () => secrets.wrapKey, secrets);
 }
 
 /**
@@ -109,7 +127,7 @@ export async function openSession(paths: HomePaths, src: PassphraseSource): Prom
  * device has not seen yet is looked up there and remembered.
  */
 export function openForPartner(paths: HomePaths, name: string, src: PassphraseSource, check?: PartnerCheck) {
-  return withPartner(paths, name, () => openSession(paths, src), check);
+  return withPartner(paths, name, (config) => openSession(paths, src, config), check);
 }
 
 export type PartnerCheck = (partner: PartnerEntry, config: ClientConfig) => void;
