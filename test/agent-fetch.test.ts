@@ -9,6 +9,7 @@ import { startServer, initClient, kmgr, type RunResult, type TestServer } from '
 import { startLyingProxy } from './lying-proxy.js';
 import { AgentConnection, agentSocketPath } from '../src/agent/client.js';
 import { tempDir } from './helpers.js';
+import { startAgent } from './agent-util.js';
 import { homePaths } from '../src/client/home.js';
 
 t.jobs = 2;
@@ -20,21 +21,6 @@ const viaAgent = (c: Client, args: string[]): Promise<RunResult> => kmgr(args, {
 /** kmgr with the agent skipped and the passphrase from a file. */
 const direct = (c: Client, args: string[]): Promise<RunResult> =>
   kmgr([...args, '--passphrase-file', c.pp], { home: c.home, detached: true, extraCa: false, env: { KMGR_NO_AGENT: '1' } });
-
-async function startAgent(t: Test, c: Client): Promise<number> {
-  const r = await kmgr(['agent', 'start', '--passphrase-file', c.pp], { home: c.home, detached: true, extraCa: false });
-  if (r.code !== 0) throw new Error(`agent start failed (${r.code}): ${r.stderr}`);
-  const s = await kmgr(['agent', 'status', '--json'], { home: c.home, detached: true, extraCa: false });
-  const pid = (JSON.parse(s.stdout) as { pid: number }).pid;
-  t.teardown(() => {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-  });
-  return pid;
-}
 
 async function served(c: Client): Promise<number> {
   const s = await kmgr(['agent', 'status', '--json'], { home: c.home, detached: true, extraCa: false });
@@ -57,7 +43,7 @@ async function setup(t: Test, server?: TestServer): Promise<Client> {
 
 t.test('through the agent: the same key in every format, counted once each, logged for the audit', async (t) => {
   const c = await setup(t);
-  await startAgent(t, c);
+  await startAgent(t, c.home, c.pp);
   for (const [name, format] of [['bank', 'pem'], ['bank', 'jwk'], ['bank', 'raw'], ['vault', 'hex'], ['vault', 'base64']] as const) {
     const a = await viaAgent(c, ['fetch', name, '--format', format]);
     t.equal(a.code, 0, `${name} --format ${format} through the agent: ${a.stderr}`);
@@ -77,7 +63,7 @@ t.test('through the agent: the same key in every format, counted once each, logg
 
 t.test('through the agent, errors are those of a fetch without it, and cost nothing', async (t) => {
   const c = await setup(t);
-  await startAgent(t, c);
+  await startAgent(t, c.home, c.pp);
   const both = async (args: string[]): Promise<[RunResult, RunResult]> => [await viaAgent(c, args), await direct(c, args)];
 
   for (const [what, args, code] of [
@@ -109,7 +95,7 @@ t.test('through the agent, a server that swaps or alters the blob is caught: 65,
   const server = await startServer(t);
   const proxy = await startLyingProxy(t, server);
   const c = await setup(t, { ...server, url: proxy.url, ca: proxy.ca } as TestServer);
-  await startAgent(t, c);
+  await startAgent(t, c.home, c.pp);
   const idx = JSON.parse(await readFile(join(c.home, 'partners.json'), 'utf8')) as { partners: { id: string; name: string }[] };
   const bank = idx.partners.find((p) => p.name === 'bank')!.id;
   const vault = idx.partners.find((p) => p.name === 'vault')!.id;
@@ -146,16 +132,7 @@ t.test('with XDG_RUNTIME_DIR, a home reached through a symbolic link is the same
   await mkdir(runtime, { mode: 0o700 });
   const env = { XDG_RUNTIME_DIR: runtime };
   const as = (home: string, args: string[]): Promise<RunResult> => kmgr(args, { home, env, detached: true, extraCa: false });
-  const started = await as(c.home, ['agent', 'start', '--passphrase-file', c.pp]);
-  t.equal(started.code, 0, `agent start: ${started.stderr}`);
-  const pid = (JSON.parse((await as(c.home, ['agent', 'status', '--json'])).stdout) as { pid: number }).pid;
-  t.teardown(() => {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-  });
+  await startAgent(t, c.home, c.pp, [], env);
   const link = join(await tempDir(t, 'kmgr-link-'), 'home-link');
   await symlink(c.home, link);
   const f = await as(link, ['fetch', 'bank']);
@@ -167,7 +144,7 @@ t.test('with XDG_RUNTIME_DIR, a home reached through a symbolic link is the same
 
 t.test('without XDG_RUNTIME_DIR, a home reached through a symbolic link finds the agent in the real directory', async (t) => {
   const c = await setup(t);
-  await startAgent(t, c);
+  await startAgent(t, c.home, c.pp);
   const link = join(await tempDir(t, 'kmgr-link-'), 'home-link');
   await symlink(c.home, link);
   const as = (args: string[]): Promise<RunResult> => kmgr(args, { home: link, detached: true, extraCa: false });
@@ -180,7 +157,7 @@ t.test('without XDG_RUNTIME_DIR, a home reached through a symbolic link finds th
 
 t.test('the agent fetches only for its own home and its own identity', async (t) => {
   const c = await setup(t);
-  await startAgent(t, c);
+  await startAgent(t, c.home, c.pp);
   const paths = homePaths(c.home);
   const conn = await AgentConnection.open(agentSocketPath(paths, {}));
   t.teardown(() => conn.close());

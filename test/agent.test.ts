@@ -8,7 +8,8 @@ import { readFile, readdir, stat, writeFile, mkdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join, dirname } from 'node:path';
-import { startServer, initClient, tempDir, kmgr, KMGR, PASSPHRASE, type RunResult } from './helpers.js';
+import { startServer, initClient, tempDir, KMGR, PASSPHRASE } from './helpers.js';
+import { agent, isAlive, reap, runNode, startAgent } from './agent-util.js';
 import { homePaths } from '../src/client/home.js';
 import { loadConfig } from '../src/client/config.js';
 import { unlockKeystore } from '../src/client/keystore-file.js';
@@ -27,38 +28,6 @@ t.jobs = 3;
 const HAVE_PY_PTY = process.platform === 'linux' && spawnSync('python3', ['-c', 'import os, pty; os.waitstatus_to_exitcode'], { stdio: 'ignore' }).status === 0;
 
 // ---------------------------------------------------------------- helpers
-
-/** kmgr, detached (no controlling terminal), with a clean environment plus KMGR_HOME and env. */
-function runNode(args: string[], o: { home: string; env?: Record<string, string>; timeoutMs?: number }): Promise<RunResult> {
-  return kmgr(args, { ...o, detached: true, extraCa: false });
-}
-
-/** `kmgr agent ARGS` for a home. */
-function agent(args: string[], o: { home: string; env?: Record<string, string>; timeoutMs?: number }): Promise<RunResult> {
-  return runNode(['agent', ...args], o);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Kills pid (SIGKILL, also if stopped) at teardown, if it is still there. */
-function reap(t: Test, pid: number): void {
-  t.teardown(() => {
-    if (!isAlive(pid)) return;
-    try {
-      process.kill(pid, 'SIGCONT');
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-  });
-}
 
 /** Polls cond every 50 ms until it holds or ms pass; true if it held. */
 async function eventually(cond: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
@@ -102,16 +71,6 @@ async function setup(t: Test) {
   const secrets = await unlockKeystore(paths, utf8(PASSPHRASE));
   const publicKey = signerFromSeed(secrets.signingSeed).publicKey;
   return { ...c, paths, config, secrets, publicKey };
-}
-
-async function startAgent(t: Test, home: string, pp: string, extra: string[] = [], env?: Record<string, string>): Promise<{ pid: number; socket: string; r: RunResult }> {
-  const r = await agent(['start', '--passphrase-file', pp, ...extra], { home, ...(env ? { env } : {}) });
-  if (r.code !== 0) throw new Error(`agent start failed (${r.code}): ${r.stderr}`);
-  const socket = r.stdout.trim();
-  const s = await agent(['status', '--json'], { home, ...(env ? { env } : {}) });
-  const pid = (JSON.parse(s.stdout) as { pid: number }).pid;
-  reap(t, pid);
-  return { pid, socket, r };
 }
 
 /** Sends raw bytes on a fresh connection and collects the replies until the agent closes it or ms pass. */
