@@ -64,6 +64,10 @@ export async function startLyingProxy(t: { teardown(fn: () => unknown): void }, 
       }),
   );
   const port = (srv.address() as AddressInfo).port;
+  // The double stands where the real server's name leads (a man in the middle
+  // on the path): kmgrd is told it is reached by that URL, as `--public-url`
+  // tells it the name a proxy serves.
+  server.daemon.authorities.addUrl(`https://127.0.0.1:${port}`);
   return { url: `https://127.0.0.1:${port}`, ca: server.ca, rewrite, captured };
 }
 

@@ -36,6 +36,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--tz <zone>', 'time zone for per-day/week/month limits', 'UTC')
     .option('--rate-per-address <n>', 'requests per second allowed per client address, bursts of twice that (0: unlimited)', parseRate('--rate-per-address'), 1000)
     .option('--rate-per-key <n>', 'requests per second allowed per management key (0: unlimited)', parseRate('--rate-per-key'), 100)
+    .option('--public-url <url>', 'a URL clients reach this server by, behind a proxy or load balancer (repeatable; the --listen address and the certificate names are always accepted)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--verify-threads <n>', 'worker threads verifying request signatures (0: on the main thread)', parseRate('--verify-threads', 'a number of threads, 0 to 16'), 1)
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug']).default('info'))
     .action((o: ServeOptions) => {
@@ -116,6 +117,7 @@ interface ServeOptions {
   ratePerAddress: number;
   ratePerKey: number;
   verifyThreads: number;
+  publicUrl: string[];
   smtp?: string;
   sendmail?: string;
   mailFrom: string;
@@ -161,6 +163,7 @@ async function serve(o: ServeOptions): Promise<number> {
     ratePerAddress: o.ratePerAddress,
     ratePerKey: o.ratePerKey,
     verifyThreads: Math.min(o.verifyThreads, 16),
+    publicUrls: o.publicUrl,
     webhooks: o.webhooks,
     ...(mail ? { mail } : {}),
   });

@@ -33,6 +33,7 @@ export const ERROR_CODES = {
   auth_stale: 'auth',
   auth_replay: 'auth',
   auth_forbidden: 'auth',
+  auth_wrong_server: 'auth',
   key_exists: 'conflict',
   person_exists: 'conflict',
   keystore_exists: 'conflict',

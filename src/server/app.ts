@@ -12,6 +12,7 @@ import { httpStatus } from './http-status.js';
 import { route } from './router.js';
 import { RateLimiter } from './rate-limit.js';
 import type { RequestContext, ServerDeps } from './context.js';
+import type { Authorities } from './authorities.js';
 
 export interface AppOptions extends ServerDeps {
   cert: string;
@@ -22,6 +23,8 @@ export interface AppOptions extends ServerDeps {
   ratePerKey: number;
   /** Where signatures are verified; inline on the main thread when absent. */
   verifier?: Verifier;
+  /** The names signed requests must be meant for; any authority when absent. */
+  authorities?: Authorities;
 }
 
 export interface RunningServer {
@@ -48,6 +51,13 @@ export function createApp(opts: AppOptions): Server {
     return key;
   };
   const verifier = opts.verifier;
+  // A request signed for another server (or sent with another Host) is refused before its signature is checked.
+  const forUs = (req: IncomingMessage): void => {
+    const host = req.headers.host;
+    if (opts.authorities && host !== undefined && !opts.authorities.has(host)) {
+      throw new AuthError('auth_wrong_server', `this request was meant for ${JSON.stringify(host.slice(0, 100))}, which is not this key server's name`);
+    }
+  };
 
   // Buckets allow bursts of twice the rate.
   const byAddress = new RateLimiter(opts.ratePerAddress, opts.ratePerAddress * 2, clock);
@@ -82,6 +92,8 @@ export function createApp(opts: AppOptions): Server {
       if (!byAddress.take(remoteAddress)) throw limited(byAddress, remoteAddress, 'this address');
       // RFC 9112 section 3.2: an HTTP/1.1 request without Host is answered 400.
       if (req.headers.host === undefined && req.httpVersion === '1.1') throw new UsageError('the request has no Host header', 'bad_request');
+      // Node keeps the first of two Host headers; a proxy may route by the other (RFC 9112 section 3.2: 400).
+      if (hostHeaders(req) > 1) throw new UsageError('the request has more than one Host header', 'bad_request');
       const { handler, params } = route(req.method ?? '', path);
       const body = await readBody(req);
       if (body.length > 0 && !/^application\/json(\s*;|$)/i.test(req.headers['content-type'] ?? '')) {
@@ -97,6 +109,7 @@ export function createApp(opts: AppOptions): Server {
         now,
         remoteAddress,
         async person() {
+          forUs(req);
           const auth = await authenticate(req, path, query, body, now, keyFor, verifier);
           if (!byKey.take(auth.params.keyid)) throw limited(byKey, auth.params.keyid, 'this key');
           const person = await storage.personByKeyId(auth.params.keyid);
@@ -105,6 +118,7 @@ export function createApp(opts: AppOptions): Server {
           return { person, auth };
         },
         async withKey(keyId, key) {
+          forUs(req);
           const auth = await authenticate(req, path, query, body, now, async (id) => (id === keyId ? key : undefined), verifier);
           storage.claimNonce(auth.claim);
           return auth;
@@ -144,6 +158,12 @@ export function createApp(opts: AppOptions): Server {
     byKey.stop();
   });
   return server;
+}
+
+function hostHeaders(req: IncomingMessage): number {
+  let n = 0;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.toLowerCase() === 'host') n++;
+  return n;
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {

@@ -12,6 +12,7 @@ import { startAdminSocket } from './admin.js';
 import { workerVerifier } from './verify-pool.js';
 import { Deliverer } from './delivery/deliverer.js';
 import type { MailConfig } from './delivery/mail.js';
+import { Authorities, certificateNames } from './authorities.js';
 
 export const DEFAULT_RATE_PER_ADDRESS = 1000;
 export const DEFAULT_RATE_PER_KEY = 100;
@@ -38,6 +39,8 @@ export interface DaemonOptions {
   webhooks?: 'https' | 'any';
   /** How often queued notices are delivered (ms). Default 1000. */
   deliverEveryMs?: number;
+  /** URLs kmgrd is reached by besides its --listen address and certificate names (behind a proxy). */
+  publicUrls?: string[];
 }
 
 export interface Daemon {
@@ -48,6 +51,8 @@ export interface Daemon {
   log: Logger;
   /** The notice deliverer; tests run passes directly. */
   deliverer: Deliverer;
+  /** The authorities signed requests must name (see authorities.ts). */
+  authorities: Authorities;
   stop(): Promise<void>;
 }
 
@@ -57,6 +62,9 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   } catch {
     throw new ConfigError(`unknown time zone: ${o.tz}`);
   }
+  // Checked before anything is opened: a bad --public-url is a usage slip, not a half-started daemon.
+  const authorities = new Authorities();
+  for (const u of o.publicUrls ?? []) authorities.addUrl(u);
   const log = makeLogger(o.logLevel, o.logDest);
   const dataDir = resolve(o.dataDir);
   await ensurePrivateDir(dataDir);
@@ -66,6 +74,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   const threads = o.verifyThreads ?? 1;
   const verifier = threads > 0 ? workerVerifier(threads) : undefined;
   const app = createApp({
+    authorities,
     ...(verifier ? { verifier } : {}),
     storage,
     log,
@@ -86,11 +95,14 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     await storage.close();
     throw new ConfigError(`cannot listen on ${o.host}:${o.port}: ${(e as Error).message}`);
   }
+  // The port is known only now (--listen HOST:0 picks one).
+  if (!['0.0.0.0', '::', ''].includes(o.host)) authorities.add(`${o.host.includes(':') ? `[${o.host}]` : o.host}:${running.port}`);
+  for (const name of certificateNames(tls.cert)) authorities.addCertificateName(name, running.port);
   const deliverer = new Deliverer(storage, { ...(o.mail ? { mail: o.mail } : {}), webhooks: o.webhooks ?? 'https', clock, log });
   deliverer.start(o.deliverEveryMs ?? 1000);
   const hostPart = o.host.includes(':') ? `[${o.host}]` : o.host;
   const url = `https://${hostPart}:${running.port}`;
-  log.info({ url, port: running.port, tlsCert: tls.certPath, tlsFingerprint256: tls.fingerprint256, generatedCert: tls.generated, tz: o.tz }, 'kmgrd listening');
+  log.info({ url, port: running.port, tlsCert: tls.certPath, tlsFingerprint256: tls.fingerprint256, authorities: authorities.list(), generatedCert: tls.generated, tz: o.tz }, 'kmgrd listening');
   let stopping: Promise<void> | undefined;
   return {
     url,
@@ -99,6 +111,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     certPath: tls.certPath,
     log,
     deliverer,
+    authorities,
     stop() {
       stopping ??= (async () => {
         await running.stop();
