@@ -7,6 +7,7 @@ import { parseCount, parseLimit } from './parse.js';
 import { KEY_TYPES } from '../protocol/messages.js';
 import { OUTPUT_FORMATS } from '../crypto/txkey.js';
 import { UsageError } from '../protocol/errors.js';
+import { parseTimeoutSeconds } from '../protocol/timeout.js';
 
 export interface GlobalOptions {
   home?: string;
@@ -28,6 +29,7 @@ export async function main(argv: string[]): Promise<number> {
     .version('0.1.0')
     .option('--home <dir>', 'state directory (default $KMGR_HOME, else $XDG_CONFIG_HOME/kmgr, else ~/.config/kmgr)')
     .option('--json', 'print results, and errors, as JSON')
+    .option('--timeout <seconds>', 'give up on a key server request after this long, connecting included (default 30; also KMGR_TIMEOUT)')
     .exitOverride()
     .configureOutput({ outputError: () => undefined })
     .addHelpText('after', `\n${PASSPHRASE_HELP}.\nExit codes: 0 ok, 64 usage, 65 integrity/tamper, 66 unknown partner or key, 69 server unreachable,\n70 internal, 73 already exists, 77 refused (passphrase, authentication, key terms), 78 configuration.`);
@@ -37,7 +39,12 @@ export async function main(argv: string[]): Promise<number> {
     (load: () => Promise<{ run: (g: GlobalOptions, ...a: any[]) => Promise<number> }>) =>
     (...args: any[]): void => {
       const cmd = args[args.length - 1] as Command;
-      const g = cmd.optsWithGlobals() as GlobalOptions;
+      const g = cmd.optsWithGlobals() as GlobalOptions & { timeout?: string };
+      if (g.timeout !== undefined) {
+        if (parseTimeoutSeconds(g.timeout) === undefined) throw new UsageError(`--timeout takes a number of seconds from 0.1 to 3600, not ${JSON.stringify(g.timeout)}`);
+        // The request code reads it there (src/client/http.ts), in this process and in what it starts.
+        process.env.KMGR_TIMEOUT = g.timeout;
+      }
       result = load().then((m) => m.run(g, ...args.slice(0, -1)));
     };
 

@@ -25,10 +25,27 @@ export function appendFetchLog(paths: HomePaths, e: FetchLogEntry): Promise<void
 }
 
 /**
+ * A line of the sent log. Without an outcome: the request is about to go out.
+ * A second line with the same nonce says how it ended when no key came of it:
+ * refused (the server answered with an error of any kind), unanswered (sent,
+ * no answer: a timeout or a dropped connection), rejected (a reply that failed
+ * this client's checks). served (with keyVersion) records a use that was
+ * delivered but could not be written to the fetch log.
+ */
+export interface SentLogEntry {
+  at: string;
+  partner: string;
+  partnerId: string;
+  nonce: string;
+  outcome?: 'refused' | 'unanswered' | 'rejected' | 'served';
+  keyVersion?: number;
+}
+
+/**
  * The nonce of every fetch request, written before it is sent: a use the
  * server counted but whose reply never arrived (a dropped connection, a killed
  * process, a reply that failed its checks) is then still known as ours.
  */
-export function appendSentLog(paths: HomePaths, e: { at: string; partner: string; partnerId: string; nonce: string; outcome?: 'refused' }): Promise<void> {
+export function appendSentLog(paths: HomePaths, e: SentLogEntry): Promise<void> {
   return appendLineDurable(paths.sentLog, JSON.stringify(e));
 }
