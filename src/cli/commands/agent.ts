@@ -119,7 +119,7 @@ async function spawnAgent(boot: AgentBoot, secrets: Uint8Array, ttyFd: number | 
   // A minimal environment: never KMGR_PASSPHRASE, and never NODE_OPTIONS (an
   // inherited --inspect would open a debugger onto the keys).
   const env: NodeJS.ProcessEnv = { KMGR_HOME: boot.home };
-  for (const k of ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'XDG_RUNTIME_DIR']) if (process.env[k] !== undefined) env[k] = process.env[k];
+  for (const k of ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'XDG_RUNTIME_DIR', 'KMGR_TIMEOUT']) if (process.env[k] !== undefined) env[k] = process.env[k];
   // stdin/out/err ignored: the agent must not hold the caller's pipes open (or write to them).
   const stdio: StdioOptions = ['ignore', 'ignore', 'ignore', 'pipe', ...(ttyFd !== undefined ? [ttyFd] : [])];
   const child = spawn(process.execPath, [AGENT_MAIN], { detached: true, cwd: '/', env, stdio });
