@@ -55,7 +55,7 @@ export async function main(argv: string[]): Promise<number> {
       .requiredOption('--server <url>', 'key server URL, https://host:port')
       .option('--ca <file>', "PEM certificate to trust for the server (kmgrd's DIR/tls/cert.pem when self-signed)")
       .option('--force', 'replace an existing keystore (the old files are kept beside it as *.old-TIME)')
-      .addOption(new Option('--kdf-cost <logN>', 'scrypt cost as log2(N), 15-22').default(17).argParser(parseKdfCost))
+      .addOption(new Option('--kdf-cost <logN>', 'scrypt cost as log2(N), 15-20').default(17).argParser(parseKdfCost))
       .addOption(new Option('--partners <where>', 'keep the partner index in this home (local) or on the server (server), for every device').choices(['local', 'server']).default('local'))
       .option('--device <label>', "this device's label, shown in the server's history (default: the host name)"),
   ).action(run(() => import('./commands/init.js')));
@@ -165,7 +165,7 @@ export async function main(argv: string[]): Promise<number> {
       .description('change the keystore passphrase (the file is replaced atomically)')
       .option('--new-passphrase-file <file>', 'read the new passphrase from a file')
       .option('--new-passphrase-fd <n>', 'read the new passphrase from a file descriptor')
-      .option('--kdf-cost <logN>', 'new scrypt cost as log2(N), 15-22 (default: keep the current one)', parseKdfCost),
+      .option('--kdf-cost <logN>', 'new scrypt cost as log2(N), 15-20 (default: keep the current one)', parseKdfCost),
   ).action(run(() => import('./commands/passwd.js')));
 
   const device = program.command('device').description('set up another device with this management key');
@@ -182,7 +182,7 @@ export async function main(argv: string[]): Promise<number> {
       .option('--code-file <file>', 'read the one-time code from a file instead of a no-echo prompt')
       .option('--label <name>', "this device's label in the server's history (default: the host name)")
       .option('--force', 'replace an existing keystore (the old files are kept beside it as *.old-TIME)')
-      .addOption(new Option('--kdf-cost <logN>', 'scrypt cost as log2(N), 15-22').default(17).argParser(parseKdfCost)),
+      .addOption(new Option('--kdf-cost <logN>', 'scrypt cost as log2(N), 15-20').default(17).argParser(parseKdfCost)),
   ).action(run(() => import('./commands/device.js').then((m) => ({ run: m.importDevice }))));
 
   program
@@ -231,6 +231,6 @@ export async function main(argv: string[]): Promise<number> {
 
 function parseKdfCost(v: string): number {
   const n = Number(v);
-  if (!/^\d+$/.test(v) || n < 15 || n > 22) throw new UsageError(`--kdf-cost takes a whole number from 15 to 22, not ${JSON.stringify(v)}`);
+  if (!/^\d+$/.test(v) || n < 15 || n > 20) throw new UsageError(`--kdf-cost takes a whole number from 15 to 20, not ${JSON.stringify(v)}`);
   return n;
 }

@@ -1,8 +1,28 @@
 // This client's own record of its fetches (paragraph 35): what `kmgr audit`
 // compares with the server's history. One JSON line per use.
-import { appendFile } from 'node:fs/promises';
+import { appendFile, stat } from 'node:fs/promises';
 import { appendLineDurable } from '../io/atomic-file.js';
 import type { HomePaths } from './home.js';
+import { checkNotWritableByOthers } from './files.js';
+import { ConfigError } from '../protocol/errors.js';
+
+/**
+ * The logs get the checks the other state files get (threat 12): another user
+ * who can write them could hide uses from the audit or invent some, and a FIFO
+ * in their place would block every fetch.
+ */
+export async function checkLogFiles(paths: HomePaths): Promise<void> {
+  for (const f of [paths.sentLog, paths.fetchLog]) {
+    let st;
+    try {
+      st = await stat(f);
+    } catch {
+      continue; // not written yet
+    }
+    if (!st.isFile()) throw new ConfigError(`${f} is not a regular file (a FIFO, device or directory stands in its place); move it away`);
+    await checkNotWritableByOthers(f);
+  }
+}
 
 export interface FetchLogEntry {
   at: string;

@@ -14,7 +14,7 @@ import type { ClientConfig } from './config.js';
 import type { HomePaths } from './home.js';
 import type { Session } from './session.js';
 import { api } from './api.js';
-import { appendFetchLog, appendSentLog } from './fetch-log.js';
+import { appendFetchLog, appendSentLog, checkLogFiles } from './fetch-log.js';
 import { newNonce } from './http.js';
 
 export interface FetchResult {
@@ -43,6 +43,7 @@ export function fetchChecks(name: string, requested: OutputFormat | undefined): 
 
 export async function fetchWith(paths: HomePaths, session: Session, partner: PartnerEntry, name: string, requested: OutputFormat | undefined): Promise<FetchResult> {
   const nonce = newNonce();
+  await checkLogFiles(paths);
   await appendSentLog(paths, { at: new Date().toISOString(), partner: name, partnerId: partner.id, nonce });
   let sent;
   try {

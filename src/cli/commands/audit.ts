@@ -1,6 +1,6 @@
 // kmgr audit [NAME]: uses of our keys that this client did not make, and any
 // history record the server could not have got from us. Exit 1 if any.
-import { readFile } from 'node:fs/promises';
+import { checkNotWritableByOthers, readIfExists } from '../../client/files.js';
 import { homePaths } from '../../client/home.js';
 import { openForPartner, openSession, type Session } from '../../client/session.js';
 import { loadPartners, type PartnerEntry } from '../../client/partners.js';
@@ -16,12 +16,10 @@ import type { FetchLogEntry, SentLogEntry } from '../../client/fetch-log.js';
 
 /** The lines of a JSON-lines log; a torn line (a crash mid-write: that fetch never printed its key) is skipped. */
 async function readLog(path: string): Promise<Array<Partial<FetchLogEntry & SentLogEntry>>> {
-  let text = '';
-  try {
-    text = await readFile(path, 'utf8');
-  } catch {
-    return [];
-  }
+  // Checked as every state file is: whoever could write a log could hide or invent uses.
+  const text = await readIfExists(path);
+  if (text === undefined) return [];
+  await checkNotWritableByOthers(path);
   const out: Array<Partial<FetchLogEntry & SentLogEntry>> = [];
   for (const line of text.split('\n')) {
     if (!line) continue;
