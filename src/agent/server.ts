@@ -28,6 +28,7 @@ import { ReadStream, WriteStream } from 'node:tty';
 import { signerFromSeed, fingerprint, TAG_BINDING, TAG_REQUEST, type Signer } from '../crypto/sign.js';
 import { openBlob, sealBlob, type BlobContext } from '../crypto/blob.js';
 import { toB64url, wipe } from '../crypto/bytes.js';
+import { cleanLine } from '../protocol/text.js';
 import { ConfigError, InternalError, IntegrityError, KmgrError, UnavailableError } from '../protocol/errors.js';
 import {
   AgentBoot, BOOT_SECRET_BYTES, FrameDecoder, encodeErr, encodeFrame, encodeOk, parseRequest, requestId,
@@ -402,11 +403,8 @@ function answers(path: string): Promise<boolean> {
   });
 }
 
-/** Printable ASCII only: text shown on the terminal must not carry escape sequences. */
-function clean(s: string, max = 120): string {
-  const t = s.replace(/[^\x20-\x7e]/g, '?');
-  return t.length > max ? t.slice(0, max - 1) + '…' : t;
-}
+/** Text shown on the terminal must not carry escape sequences, newlines or invisible characters: the one sanitiser. */
+const clean = (s: string, max = 120): string => cleanLine(s, max);
 
 function describeSign(tag: string, payload: Uint8Array, label: string | undefined): string {
   const hint = label !== undefined ? ` (${clean(label)})` : '';

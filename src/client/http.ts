@@ -8,6 +8,7 @@ import { ErrorBody } from '../protocol/messages.js';
 import { DEFAULT_LIFETIME_SECONDS, DEVICE_HEADER, formatContentDigest, formatSignature, serializeParams, signatureBase, SIG_LABEL, type SignatureParams } from '../protocol/sigbase.js';
 import type { Schema } from '../protocol/schema.js';
 import { parseTimeoutSeconds } from '../protocol/timeout.js';
+import { cleanLine } from '../protocol/text.js';
 import { sha256 } from '../crypto/hash.js';
 import { toB64, toB64url, utf8 } from '../crypto/bytes.js';
 import { randomBytes } from '../crypto/random.js';
@@ -218,6 +219,15 @@ function parseReply<T>(status: number, text: string, schema: Schema<T>, server: 
   } catch {
     throw new UnavailableError(`the key server at ${server} answered HTTP ${status} without a valid error`);
   }
-  if (!isErrorCode(err.code)) throw new UnavailableError(`the key server answered HTTP ${status}: ${err.message}`);
-  throw new KmgrError(err.code, `the key server refused: ${err.message}`, err.details);
+  // The server's words are cleaned here, once, so that no mode (text, --json, the agent's replies) passes them on raw.
+  if (!isErrorCode(err.code)) throw new UnavailableError(`the key server answered HTTP ${status}: ${cleanLine(err.message, 500)}`);
+  throw new KmgrError(err.code, `the key server refused: ${cleanLine(err.message, 500)}`, err.details === undefined ? undefined : (cleanStrings(err.details) as Record<string, unknown>));
+}
+
+/** Every string in a server's error details, as one clean line. */
+function cleanStrings(v: unknown): unknown {
+  if (typeof v === 'string') return cleanLine(v, 500);
+  if (Array.isArray(v)) return v.map(cleanStrings);
+  if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [cleanLine(k, 100), cleanStrings(x)]));
+  return v;
 }

@@ -8,7 +8,7 @@ import { api } from '../../client/api.js';
 import { auditHistory, missingUses, type AuditLine, type ServedUse } from '../../client/audit.js';
 import { publicKeyObject } from '../../crypto/sign.js';
 import { KmgrError } from '../../protocol/errors.js';
-import { print, printJson } from '../output.js';
+import { printJson, printLine } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import type { GlobalOptions } from '../kmgr.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
@@ -104,14 +104,14 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
   else {
     for (const r of report) {
       const extra = r.unfinished > 0 ? `, ${r.unfinished} sent by it whose reply never arrived` : '';
-      print(`${r.partner}: ${r.uses} use(s) on the server, ${r.ours} made by this client${extra}`);
-      if (r.countMismatch) print(`  COUNT   the server counts ${r.counted} use(s) of the current version, but its history shows a different number`);
+      printLine(`${r.partner}: ${r.uses} use(s) on the server, ${r.ours} made by this client${extra}`);
+      if (r.countMismatch) printLine(`  COUNT   the server counts ${r.counted} use(s) of the current version, but its history shows a different number`);
       if (r.missing.length > 0) {
-        print(`  MISSING the server's history lacks ${r.missing.length} of this client's uses (a damaged or restored server, or a hidden use)`);
-        for (const m of r.missing) print(`          ${m.at} v${m.keyVersion} nonce ${m.nonce}: ${m.why}`);
+        printLine(`  MISSING the server's history lacks ${r.missing.length} of this client's uses (a damaged or restored server, or a hidden use)`);
+        for (const m of r.missing) printLine(`          ${m.at} v${m.keyVersion} nonce ${m.nonce}: ${m.why}`);
       }
       for (const f of r.findings) {
-        print(
+        printLine(
           f.verdict === 'forged'
             ? `  FORGED  ${f.at} v${f.keyVersion} #${f.seq}: ${f.why} (the server's record did not come from this key)`
             : f.verdict === 'undelivered'
@@ -121,7 +121,7 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
       }
     }
     const unfinished = report.reduce((n, r) => n + r.unfinished, 0);
-    print(
+    printLine(
       total > 0 ? `Audit found ${total} problem(s): uses this client did not make, or records that do not hold up.`
       : unfinished > 0 ? `Audit clean: every use was made by this client (${unfinished} of them never got their reply).`
       : 'Audit clean: every use was made by this client.',
