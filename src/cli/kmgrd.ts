@@ -37,6 +37,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--rate-per-address <n>', 'requests per second allowed per client address, bursts of twice that (0: unlimited)', parseRate('--rate-per-address'), 1000)
     .option('--rate-per-key <n>', 'requests per second allowed per management key (0: unlimited)', parseRate('--rate-per-key'), 100)
     .option('--public-url <url>', 'a URL clients reach this server by, behind a proxy or load balancer (repeatable; the --listen address and the certificate names are always accepted)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--max-connections-per-address <n>', 'connections held at once per client address, IPv6 per /64; raise it behind a proxy (0: unlimited)', parseRate('--max-connections-per-address', 'a whole number of connections (0 for unlimited)'), 256)
     .option('--verify-threads <n>', 'worker threads verifying request signatures (0: on the main thread)', parseRate('--verify-threads', 'a number of threads, 0 to 16'), 1)
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug']).default('info'))
     .action((o: ServeOptions) => {
@@ -118,6 +119,7 @@ interface ServeOptions {
   ratePerKey: number;
   verifyThreads: number;
   publicUrl: string[];
+  maxConnectionsPerAddress: number;
   smtp?: string;
   sendmail?: string;
   mailFrom: string;
@@ -164,6 +166,7 @@ async function serve(o: ServeOptions): Promise<number> {
     ratePerKey: o.ratePerKey,
     verifyThreads: Math.min(o.verifyThreads, 16),
     publicUrls: o.publicUrl,
+    maxConnectionsPerAddress: o.maxConnectionsPerAddress,
     webhooks: o.webhooks,
     ...(mail ? { mail } : {}),
   });

@@ -13,6 +13,7 @@ import { route } from './router.js';
 import { RateLimiter } from './rate-limit.js';
 import type { RequestContext, ServerDeps } from './context.js';
 import type { Authorities } from './authorities.js';
+import { DEFAULT_CONNECTIONS_PER_ADDRESS, DEFAULT_FIRST_REQUEST_MS, guardConnections, type ConnectionLimits } from './connections.js';
 
 export interface AppOptions extends ServerDeps {
   cert: string;
@@ -25,6 +26,10 @@ export interface AppOptions extends ServerDeps {
   verifier?: Verifier;
   /** The names signed requests must be meant for; any authority when absent. */
   authorities?: Authorities;
+  /** Connection limits (see connections.ts); defaults when absent. */
+  connections?: Partial<ConnectionLimits>;
+  /** How long a request's headers may take to arrive (ms). Default 10 s. */
+  headersTimeoutMs?: number;
 }
 
 export interface RunningServer {
@@ -73,7 +78,12 @@ export function createApp(opts: AppOptions): Server {
       minVersion: 'TLSv1.3',
       maxHeaderSize: 16 * 1024,
       requestTimeout: 30_000,
-      headersTimeout: 10_000,
+      headersTimeout: opts.headersTimeoutMs ?? 10_000,
+      // Node checks the two timeouts above only this often (default 30 s, so a 10 s header
+      // timeout really allowed 40 s): checked every second, the stated time holds.
+      connectionsCheckingInterval: Math.min(1_000, opts.headersTimeoutMs ?? 1_000),
+      // A connection that never finishes TLS is closed as one that never sends a request.
+      handshakeTimeout: opts.connections?.firstRequestMs ?? DEFAULT_FIRST_REQUEST_MS,
       keepAliveTimeout: 5_000,
       // Node would answer a missing Host itself, with an empty 400; ours is a JSON 400 (see handle()).
       requireHostHeader: false,
@@ -148,8 +158,15 @@ export function createApp(opts: AppOptions): Server {
     if (socket.writable && err.code !== 'ECONNRESET') {
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
       const body = JSON.stringify(toWire(new UsageError('malformed HTTP request', 'bad_request')));
-      socket.end(`HTTP/1.1 ${status} Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      // Written, then destroyed: end() alone half-closes and keeps the descriptor until a slow peer closes too.
+      socket.write(`HTTP/1.1 ${status} ${REASON[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`, () => socket.destroy());
+      // A peer that never reads must not hold the socket either.
+      setTimeout(() => socket.destroy(), 1_000).unref();
     } else socket.destroy();
+  });
+  guardConnections(server, {
+    perAddress: opts.connections?.perAddress ?? DEFAULT_CONNECTIONS_PER_ADDRESS,
+    firstRequestMs: opts.connections?.firstRequestMs ?? DEFAULT_FIRST_REQUEST_MS,
   });
   // TLS handshake failures (wrong version, garbage) are the client's problem, not ours.
   server.on('tlsClientError', () => undefined);
@@ -159,6 +176,8 @@ export function createApp(opts: AppOptions): Server {
   });
   return server;
 }
+
+const REASON: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
 
 function hostHeaders(req: IncomingMessage): number {
   let n = 0;

@@ -41,6 +41,11 @@ export interface DaemonOptions {
   deliverEveryMs?: number;
   /** URLs kmgrd is reached by besides its --listen address and certificate names (behind a proxy). */
   publicUrls?: string[];
+  /** Connections held at once per client address, IPv6 per /64 (0: unlimited). Default 256. */
+  maxConnectionsPerAddress?: number;
+  /** Test hooks: how long a new connection may wait before its first request, and for its headers (ms). */
+  firstRequestMs?: number;
+  headersTimeoutMs?: number;
 }
 
 export interface Daemon {
@@ -75,6 +80,11 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   const verifier = threads > 0 ? workerVerifier(threads) : undefined;
   const app = createApp({
     authorities,
+    connections: {
+      ...(o.maxConnectionsPerAddress !== undefined ? { perAddress: o.maxConnectionsPerAddress } : {}),
+      ...(o.firstRequestMs !== undefined ? { firstRequestMs: o.firstRequestMs } : {}),
+    },
+    ...(o.headersTimeoutMs !== undefined ? { headersTimeoutMs: o.headersTimeoutMs } : {}),
     ...(verifier ? { verifier } : {}),
     storage,
     log,
