@@ -190,8 +190,8 @@ t.test('signed requests: what the server accepts and refuses', async (t) => {
 
   await t.test('unknown, missing or malformed credentials', async (t) => {
     const C = newIdentity(); // never enrolled
-    isErr(t, await send(server, signed(server, C, 'POST', `/v1/keys/${pA}/fetch`, {})), 401, 'unknown_person', 'unknown key ID');
-    isErr(t, await send(server, signed(server, C, 'GET', '/v1/keys')), 401, 'unknown_person', 'unknown key ID lists');
+    isErr(t, await send(server, signed(server, C, 'POST', `/v1/keys/${pA}/fetch`, {})), 401, 'auth_bad_signature', 'unknown key ID');
+    isErr(t, await send(server, signed(server, C, 'GET', '/v1/keys')), 401, 'auth_bad_signature', 'unknown key ID lists');
     // C's key claiming to be A's key ID.
     isErr(t, await send(server, fetchA({ signWith: C })), 401, 'auth_bad_signature', "A's key ID, C's signature");
     isErr(t, await send(server, fetchA({ signWith: B })), 401, 'auth_bad_signature', "A's key ID, B's signature");
@@ -268,14 +268,14 @@ t.test('signed requests: what the server accepts and refuses', async (t) => {
     const E = newIdentity();
     const body = { alg: 'ed25519', publicKey: D.publicKey };
     // Signed by E under E's key ID: the server only accepts the body's key.
-    isErr(t, await send(server, signed(server, E, 'POST', '/v1/persons', body)), 401, 'unknown_person', "D's key in the body, signed by E");
+    isErr(t, await send(server, signed(server, E, 'POST', '/v1/persons', body)), 401, 'auth_bad_signature', "D's key in the body, signed by E");
     // Signed by E but claiming D's key ID.
     isErr(t, await send(server, signed(server, D, 'POST', '/v1/persons', body, { signWith: E })), 401, 'auth_bad_signature', "D's key ID, E's signature");
     // Signed by an enrolled person (A) for D's key.
-    isErr(t, await send(server, signed(server, A, 'POST', '/v1/persons', body)), 401, 'unknown_person', "D's key in the body, signed by A");
+    isErr(t, await send(server, signed(server, A, 'POST', '/v1/persons', body)), 401, 'auth_bad_signature', "D's key in the body, signed by A");
     // Neither D nor E got enrolled by those attempts.
-    isErr(t, await send(server, signed(server, D, 'GET', '/v1/persons/me')), 401, 'unknown_person', 'D is not enrolled');
-    isErr(t, await send(server, signed(server, E, 'GET', '/v1/persons/me')), 401, 'unknown_person', 'E is not enrolled');
+    isErr(t, await send(server, signed(server, D, 'GET', '/v1/persons/me')), 401, 'auth_bad_signature', 'D is not enrolled');
+    isErr(t, await send(server, signed(server, E, 'GET', '/v1/persons/me')), 401, 'auth_bad_signature', 'E is not enrolled');
     // A replayed enrolment is refused as a replay or as a conflict, never as a second person.
     const req = signed(server, D, 'POST', '/v1/persons', body);
     t.equal((await send(server, req)).status, 201, 'D enrols properly');

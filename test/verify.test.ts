@@ -217,7 +217,8 @@ t.test('a tampered server, by its LevelDB record: a swapped public key is caught
   t.equal(caught.stdout, '', 'nothing on stdout');
   t.match(caught.stderr, /not signed by the owner/, 'the statement no longer verifies');
   const orig = await ask(reg.publicKey);
-  t.equal(orig.code, 65, 'the real key with --owner: also 65 (the server lies about the statement)');
+  // The real key is no longer the record's: the server tells the asker nothing more than "unknown".
+  t.equal(orig.code, 1, 'the real key with --owner: not verified (exit 1)');
   const believed = await ask(forged, false);
   t.equal(believed.code, 0, 'without --owner the tampered answer is believed: exit 0 (documented)');
   t.match(believed.stderr, /trusting the server/, 'and stderr warns that the answer rests on trusting the server');
@@ -287,10 +288,12 @@ t.test('a tampered server, by a test double rewriting the verify reply: every li
   await lie('signature stripped (binding null)', (r) => ({ ...r, binding: null }), reg.publicKey, /no signed binding statement/);
   await lie('signature field removed', (r) => ({ ...r, binding: { statement: r.binding.statement } }), reg.publicKey, /malformed/);
   await lie('signature replaced', (r) => ({ ...r, binding: { ...r.binding, signature: toB64(new Uint8Array(64)) } }), reg.publicKey, /not signed by the owner/);
-  await lie('"match" for a wrong key', (r) => ({ ...r, result: 'match' }), wrong, /did not sign/);
+  // For a wrong key the server answers "unknown" with no statement: the lies below dress it up with the captured v1 one.
+  const v1 = (): Json => JSON.parse(v1Reply);
+  await lie('"match" for a wrong key', () => ({ ...v1(), result: 'match' }), wrong, /did not sign/);
   await lie(
     'the public key swapped in the statement',
-    (r) => ({ ...r, result: 'match', binding: { ...r.binding, statement: { ...r.binding.statement, publicKey: wrong } } }),
+    () => ({ ...v1(), result: 'match', binding: { ...v1().binding, statement: { ...v1().binding.statement, publicKey: wrong } } }),
     wrong,
     /not signed by the owner/,
   );
@@ -298,9 +301,9 @@ t.test('a tampered server, by a test double rewriting the verify reply: every li
   const mallory = newIdentity();
   await lie(
     "a statement signed by another key, offered as the owner's",
-    (r) => {
-      const statement: BindingStatement = { ...r.binding.statement, publicKey: wrong };
-      return { ...r, result: 'match', ownerPublicKey: mallory.publicKey, binding: { statement, signature: toB64(signBinding(mallory.signer, statement)) } };
+    () => {
+      const statement: BindingStatement = { ...v1().binding.statement, publicKey: wrong };
+      return { ...v1(), result: 'match', ownerPublicKey: mallory.publicKey, binding: { statement, signature: toB64(signBinding(mallory.signer, statement)) } };
     },
     wrong,
     /not the pinned/,

@@ -27,7 +27,8 @@ export function checkVerifyAnswer(
   r: VerifyResponse,
   ask: { personId: string; partnerId: string; publicKey: string; owner: string; newestSeen: Seen; now: number },
 ): VerifyOutcome {
-  if (r.result === 'unknown') return { verified: false, reason: 'the server knows no such key', keyVersion: null };
+  // "unknown" is also the answer for a public key that is not the owner's (the server tells a stranger nothing more).
+  if (r.result === 'unknown') return { verified: false, reason: "the server knows no such key (or this public key is not the person's key for this partner)", keyVersion: null };
   const lying = (why: string): never => {
     throw new IntegrityError(`the server's answer does not hold up: ${why}`);
   };

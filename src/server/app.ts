@@ -13,7 +13,7 @@ import { route } from './router.js';
 import { RateLimiter } from './rate-limit.js';
 import type { RequestContext, ServerDeps } from './context.js';
 import type { Authorities } from './authorities.js';
-import { DEFAULT_CONNECTIONS_PER_ADDRESS, DEFAULT_FIRST_REQUEST_MS, guardConnections, type ConnectionLimits } from './connections.js';
+import { addressKey, DEFAULT_CONNECTIONS_PER_ADDRESS, DEFAULT_FIRST_REQUEST_MS, guardConnections, type ConnectionLimits } from './connections.js';
 
 export interface AppOptions extends ServerDeps {
   cert: string;
@@ -26,11 +26,20 @@ export interface AppOptions extends ServerDeps {
   verifier?: Verifier;
   /** The names signed requests must be meant for; any authority when absent. */
   authorities?: Authorities;
+  /**
+   * What an outsider can ask: verify questions per second per address, and
+   * enrolments per minute per address (IPv6 per /64). 0: unlimited; defaults when absent.
+   */
+  verifyPerAddress?: number;
+  enrolPerAddressPerMinute?: number;
   /** Connection limits (see connections.ts); defaults when absent. */
   connections?: Partial<ConnectionLimits>;
   /** How long a request's headers may take to arrive (ms). Default 10 s. */
   headersTimeoutMs?: number;
 }
+
+export const DEFAULT_VERIFY_PER_ADDRESS = 10;
+export const DEFAULT_ENROL_PER_ADDRESS_PER_MINUTE = 10;
 
 export interface RunningServer {
   server: Server;
@@ -67,6 +76,12 @@ export function createApp(opts: AppOptions): Server {
   // Buckets allow bursts of twice the rate.
   const byAddress = new RateLimiter(opts.ratePerAddress, opts.ratePerAddress * 2, clock);
   const byKey = new RateLimiter(opts.ratePerKey, opts.ratePerKey * 2, clock);
+  // Unsigned questions anyone may ask are limited on their own, far below the general rate:
+  // verify (mapping a person's partners by probing) and enrolment (filling the database).
+  const verifyRate = opts.verifyPerAddress ?? DEFAULT_VERIFY_PER_ADDRESS;
+  const byVerify = new RateLimiter(verifyRate, verifyRate * 2, clock);
+  const enrolRate = opts.enrolPerAddressPerMinute ?? DEFAULT_ENROL_PER_ADDRESS_PER_MINUTE;
+  const byEnrol = new RateLimiter(enrolRate / 60, enrolRate, clock);
   const limited = (lim: RateLimiter, key: string, who: string): KmgrError => {
     return new KmgrError('rate_limited', `too many requests from ${who}; slow down`, { retryAfter: lim.retryAfter(key) });
   };
@@ -105,6 +120,8 @@ export function createApp(opts: AppOptions): Server {
       // Node keeps the first of two Host headers; a proxy may route by the other (RFC 9112 section 3.2: 400).
       if (hostHeaders(req) > 1) throw new UsageError('the request has more than one Host header', 'bad_request');
       const { handler, params } = route(req.method ?? '', path);
+      if (req.method === 'POST' && path === '/v1/verify' && !byVerify.take(addressKey(remoteAddress))) throw limited(byVerify, addressKey(remoteAddress), 'this address (verify questions)');
+      if (req.method === 'POST' && path === '/v1/persons' && !byEnrol.take(addressKey(remoteAddress))) throw limited(byEnrol, addressKey(remoteAddress), 'this address (enrolments)');
       const body = await readBody(req);
       if (body.length > 0 && !/^application\/json(\s*;|$)/i.test(req.headers['content-type'] ?? '')) {
         throw new KmgrError('unsupported_media_type', 'request bodies must be application/json');
@@ -173,6 +190,8 @@ export function createApp(opts: AppOptions): Server {
   server.on('close', () => {
     byAddress.stop();
     byKey.stop();
+    byVerify.stop();
+    byEnrol.stop();
   });
   return server;
 }

@@ -41,6 +41,10 @@ export interface DaemonOptions {
   deliverEveryMs?: number;
   /** URLs kmgrd is reached by besides its --listen address and certificate names (behind a proxy). */
   publicUrls?: string[];
+  /** Verify questions per second per address (0: unlimited). Default 10. */
+  verifyPerAddress?: number;
+  /** Enrolments per minute per address, IPv6 per /64 (0: unlimited). Default 10. */
+  enrolPerAddressPerMinute?: number;
   /** Connections held at once per client address, IPv6 per /64 (0: unlimited). Default 256. */
   maxConnectionsPerAddress?: number;
   /** Test hooks: how long a new connection may wait before its first request, and for its headers (ms). */
@@ -85,6 +89,8 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
       ...(o.firstRequestMs !== undefined ? { firstRequestMs: o.firstRequestMs } : {}),
     },
     ...(o.headersTimeoutMs !== undefined ? { headersTimeoutMs: o.headersTimeoutMs } : {}),
+    ...(o.verifyPerAddress !== undefined ? { verifyPerAddress: o.verifyPerAddress } : {}),
+    ...(o.enrolPerAddressPerMinute !== undefined ? { enrolPerAddressPerMinute: o.enrolPerAddressPerMinute } : {}),
     ...(verifier ? { verifier } : {}),
     storage,
     log,
