@@ -335,3 +335,51 @@ t.test('a tampered server, by a test double rewriting the verify reply: every li
   double.rewrite = undefined;
   t.equal(fooled.code, 0, 'documented limit: a verifier that has never seen v2 accepts the replayed v1 statement');
 });
+
+t.test('lock, unlock and a new term issue a new owner statement: a replay of the older one cannot say "match"', async (t) => {
+  const server = await startServer(t);
+  const a = await newHome(t, server, { partners: 'server' });
+  const reg = await a.json(['register', 'bank-l', '--valid-for', '30d']);
+  const P = reg.partnerId as string;
+  const double = await startDouble(t, server);
+  const v = await verifier(t);
+  const ask = (via: { url: string; ca: string }, home = v) => home.run(via, { person: a.personId, partner: P, publicKey: reg.publicKey, owner: a.fingerprint, json: true });
+
+  ok(t, await ask(double), 'through the honest double: verified');
+  const usable = double.last!;
+  t.equal(JSON.parse(usable).binding.statement.locked, false, 'the statement says the key is usable');
+
+  ok(t, await a.run(['lock', 'bank-l']), 'the owner locks the key');
+  const locked = await ask(double);
+  t.equal(locked.code, 1, 'the honest server: locked, not verified');
+  t.match(verifyJson(locked), { verified: false, result: 'locked' });
+  const lockedReply = JSON.parse(double.last!);
+  t.equal(lockedReply.binding.statement.locked, true, 'the lock came with a new statement saying so');
+  t.ok(lockedReply.binding.statement.issuedAt > JSON.parse(usable).binding.statement.issuedAt, 'issued later');
+
+  double.rewrite = () => JSON.parse(usable);
+  const replay = await ask(double);
+  t.equal(replay.code, 65, `the older "usable" statement replayed as "match": caught (${replay.stderr.trim()})`);
+  t.match(replay.stderr, /replay/, 'as a replay');
+  double.rewrite = (r) => ({ ...r, result: 'match' });
+  const claim = await ask(double);
+  t.equal(claim.code, 65, '"match" with the statement that says locked: caught');
+  t.match(claim.stderr, /says is locked/, 'because the statement says locked');
+  double.rewrite = undefined;
+
+  ok(t, await a.run(['unlock', 'bank-l']), 'the owner unlocks');
+  ok(t, await ask(server), 'verified again, with the newest statement');
+  ok(t, await a.run(['terms', 'bank-l', '--valid-for', '10d']), 'the owner shortens the term');
+  const termReply = await ask(double);
+  ok(t, termReply, 'verified under the new term');
+  t.equal(JSON.parse(double.last!).binding.statement.locked, false, 'the new term came with a new statement, still usable');
+  double.rewrite = () => JSON.parse(usable);
+  const oldTerm = await ask(double);
+  t.equal(oldTerm.code, 65, 'the statement with the old term replayed: caught');
+
+  // What a verifier that has seen nothing can know: only that the owner once made the statement.
+  const fresh = await verifier(t, 'fresh-verifier');
+  const fooled = await ask(double, fresh);
+  double.rewrite = undefined;
+  t.equal(fooled.code, 0, 'documented limit: a verifier that has seen nothing accepts an older, validly signed statement');
+});

@@ -50,6 +50,7 @@ export function checkVerifyAnswer(
   const inTerm = s.expiresAt === null || ask.now < Date.parse(s.expiresAt);
   if (r.result === 'match') {
     if (!same) return lying('it says "match" for a public key the owner did not sign');
+    if (s.locked === true) return lying('it says "match" for a key the owner\'s statement says is locked');
     if (!inTerm) return lying(`it says "match" for a key whose term ended at ${s.expiresAt}`);
     return { verified: true, keyVersion: s.keyVersion, issuedAt: s.issuedAt };
   }

@@ -198,6 +198,7 @@ export const BindingStatementSchema = obj({
   keyVersion: int({ min: 1, max: MAX_COUNT }),
   issuedAt: isoTime,
   expiresAt: nullable(isoTime),
+  locked: optional(bool),
 });
 export const SignedBinding = obj({
   statement: BindingStatementSchema,

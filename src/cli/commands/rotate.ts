@@ -44,7 +44,7 @@ export async function run(g: GlobalOptions, name: string, o: RotateOptions): Pro
   const blob = await session.keys.sealBlob({ personId: session.config.personId, partnerId: partner.id, keyId, alg: type, keyVersion, partnerName: name }, key.secret, name);
   const publicKey = publicKeyPem(key) ?? null;
   wipe(key.secret);
-  const binding = publicKey ? await signedBinding(session, { partnerId: partner.id, keyId, alg: type, publicKey, keyVersion, expiresAt: current.expiresAt }) : null;
+  const binding = publicKey ? await signedBinding(session, { partnerId: partner.id, keyId, alg: type, publicKey, keyVersion, expiresAt: current.expiresAt, locked: current.inhibited }) : null;
   const status = await api.rotate(session, partner.id, { keyId, alg: type, keyVersion, blob: toB64(blob), binding });
   if (status.keyVersion !== keyVersion || status.keyId !== keyId) {
     throw new IntegrityError(`the server answered the rotation of ${name} with key ${status.keyId} v${status.keyVersion}, not the key ${keyId} v${keyVersion} it was sent`);

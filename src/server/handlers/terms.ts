@@ -26,6 +26,15 @@ export const patchKey: Handler = async (ctx) => {
     if (current.publicKey && !samePublicKey(binding.statement.publicKey, current.publicKey)) {
       throw new UsageError('the binding statement names another public key', 'bad_request');
     }
+    // Hygiene, as checkBinding: a statement must say what the key will be.
+    const lockedAfter = body.inhibited ?? current.inhibited;
+    const expiresAfter = body.expiresAt !== undefined ? body.expiresAt : current.expiresAt === null ? null : new Date(current.expiresAt).toISOString();
+    if (binding.statement.locked !== undefined && binding.statement.locked !== lockedAfter) {
+      throw new UsageError(`the binding statement says the key is ${binding.statement.locked ? 'locked' : 'usable'}, but it will be ${lockedAfter ? 'locked' : 'usable'}`, 'bad_request');
+    }
+    if (binding.statement.expiresAt !== expiresAfter && (binding.statement.expiresAt === null || expiresAfter === null || Date.parse(binding.statement.expiresAt) !== Date.parse(expiresAfter))) {
+      throw new UsageError('the binding statement names another valid term than the key will have', 'bad_request');
+    }
     patch.binding = binding;
     patch.publicKey = binding.statement.publicKey;
   }
