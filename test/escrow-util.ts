@@ -1,4 +1,4 @@
-// Helpers for the issue 3 and 4 integration tests (terms-cli, terms-cli-renewal, verify, devices):
+// Helpers for the terms, renewal, verification and device integration tests (terms-cli, terms-cli-renewal, verify, devices):
 // client homes with options initClient does not take, the kmgrd operator
 // commands as subprocesses, a signing identity from a home's own keystore.
 import type { Test } from 'tap';

@@ -1,4 +1,4 @@
-// Issue 3 through the real CLI against a real kmgrd: status, terms (deny
+// Use terms through the real CLI against a real kmgrd: status, terms (deny
 // versus notify), lock/unlock, history, notices, and `kmgrd check-terms` with
 // and without a running daemon. Audit, rotate and passwd (with its crash
 // safety) are in terms-cli-renewal.test.ts.
