@@ -31,11 +31,12 @@ export async function main(argv: string[]): Promise<number> {
 
   // Each action only records which module to run; main awaits it below.
   const run =
-    (load: () => Promise<{ run: (g: GlobalOptions, ...a: any[]) => Promise<number> }>) =>
-    (...args: any[]): void => {
+    (load: () => Promise<{ run: (g: GlobalOptions, ...a: never[]) => Promise<number> }>) =>
+    (...args: unknown[]): void => {
       const cmd = args[args.length - 1] as Command;
-      const g = cmd.optsWithGlobals() as GlobalOptions;
-      result = load().then((m) => m.run(g, ...args.slice(0, -1)));
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      // commander passes the arguments and options each command declared, in order.
+      result = load().then((m) => m.run(g, ...(args.slice(0, -1) as never[])));
     };
 
   withPassphrase(
