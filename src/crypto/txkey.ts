@@ -91,7 +91,7 @@ function fromKeyObject(make: () => KeyObject): TransactionKey {
   try {
     obj = make();
   } catch (e) {
-    throw new UsageError(`the key could not be read: ${(e as Error).message}`);
+    throw new UsageError(`the key could not be read: ${(e as Error).message}`).because(e);
   }
   const type = typeOf(obj);
   if (!type) throw new UsageError('unsupported key type (kmgr handles ed25519, p256, secp256k1, x25519 and aes256)');

@@ -83,7 +83,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   } catch (e) {
     admin?.close();
     await storage.close();
-    throw new ConfigError(`cannot listen on ${o.host}:${o.port}: ${(e as Error).message}`);
+    throw new ConfigError(`cannot listen on ${o.host}:${o.port}: ${(e as Error).message}`).because(e);
   }
   const deliverer = new Deliverer(storage, { ...(o.mail ? { mail: o.mail } : {}), webhooks: o.webhooks ?? 'https', clock, log });
   deliverer.start(o.deliverEveryMs ?? 1000);
