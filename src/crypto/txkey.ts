@@ -10,7 +10,6 @@ export type KeyType = (typeof KEY_TYPES)[number];
 import { OUTPUT_FORMATS, type OutputFormat } from './formats.js';
 export { OUTPUT_FORMATS, type OutputFormat };
 
-export const isKeyType = (s: unknown): s is KeyType => typeof s === 'string' && (KEY_TYPES as readonly string[]).includes(s);
 
 export interface TransactionKey {
   type: KeyType;
