@@ -8,11 +8,9 @@ import { KEY_TYPES } from '../protocol/messages.js';
 import { OUTPUT_FORMATS } from '../crypto/txkey.js';
 import { UsageError } from '../protocol/errors.js';
 import { parseTimeoutSeconds } from '../protocol/timeout.js';
+import type { GlobalOptions } from './options.js';
+import { version } from '../io/version.js';
 
-export interface GlobalOptions {
-  home?: string;
-  json?: boolean;
-}
 
 const PASSPHRASE_HELP = 'passphrase sources, in order: --passphrase-file, --passphrase-fd, KMGR_PASSPHRASE (least safe), a no-echo prompt';
 
@@ -26,7 +24,7 @@ export async function main(argv: string[]): Promise<number> {
   let result: Promise<number> = Promise.resolve(EXIT.OK);
   const program = new Command('kmgr')
     .description('keep one management key; let a key server keep, count and limit every other key')
-    .version('0.1.0')
+    .version(version())
     .option('--home <dir>', 'state directory (default $KMGR_HOME, else $XDG_CONFIG_HOME/kmgr, else ~/.config/kmgr)')
     .option('--json', 'print results, and errors, as JSON')
     .option('--timeout <seconds>', 'give up on a key server request after this long, connecting included (default 30; also KMGR_TIMEOUT)')
@@ -36,16 +34,17 @@ export async function main(argv: string[]): Promise<number> {
 
   // Each action only records which module to run; main awaits it below.
   const run =
-    (load: () => Promise<{ run: (g: GlobalOptions, ...a: any[]) => Promise<number> }>) =>
-    (...args: any[]): void => {
+    (load: () => Promise<{ run: (g: GlobalOptions, ...a: never[]) => Promise<number> }>) =>
+    (...args: unknown[]): void => {
       const cmd = args[args.length - 1] as Command;
-      const g = cmd.optsWithGlobals() as GlobalOptions & { timeout?: string };
+      const g = cmd.optsWithGlobals<GlobalOptions & { timeout?: string }>();
       if (g.timeout !== undefined) {
         if (parseTimeoutSeconds(g.timeout) === undefined) throw new UsageError(`--timeout takes a number of seconds from 0.1 to 3600, not ${JSON.stringify(g.timeout)}`);
         // The request code reads it there (src/client/http.ts), in this process and in what it starts.
         process.env.KMGR_TIMEOUT = g.timeout;
       }
-      result = load().then((m) => m.run(g, ...args.slice(0, -1)));
+      // commander passes the arguments and options each command declared, in order.
+      result = load().then((m) => m.run(g, ...(args.slice(0, -1) as never[])));
     };
 
   withPassphrase(

@@ -7,6 +7,8 @@ import { UsageError } from '../protocol/errors.js';
 import { reportError } from './errors.js';
 import { EXIT } from './exit-codes.js';
 import { parseDuration, parseTime } from './parse.js';
+import { version } from '../io/version.js';
+import { DEFAULT_RATE_PER_ADDRESS, DEFAULT_RATE_PER_KEY } from '../server/defaults.js';
 
 export const DEFAULT_DATA = process.env.KMGRD_DATA ?? './kmgr-data';
 
@@ -21,7 +23,7 @@ export async function main(argv: string[]): Promise<number> {
   let json = argv.includes('--json');
   const program = new Command('kmgrd')
     .description('kmgr key server: stores sealed keys, counts and limits every use')
-    .version('0.1.0')
+    .version(version())
     .exitOverride()
     .configureOutput({ outputError: () => undefined });
   let result: Promise<number> = Promise.resolve(EXIT.OK);
@@ -34,8 +36,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--tls-cert <file>', 'PEM certificate (default: self-signed, made in DIR/tls on first start)')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
     .option('--tz <zone>', 'time zone for per-day/week/month limits', 'UTC')
-    .option('--rate-per-address <n>', 'requests per second allowed per client address, bursts of twice that (0: unlimited)', parseRate('--rate-per-address'), 1000)
-    .option('--rate-per-key <n>', 'requests per second allowed per management key (0: unlimited)', parseRate('--rate-per-key'), 100)
+    .option('--rate-per-address <n>', 'requests per second allowed per client address, bursts of twice that (0: unlimited)', parseRate('--rate-per-address'), DEFAULT_RATE_PER_ADDRESS)
+    .option('--rate-per-key <n>', 'requests per second allowed per management key (0: unlimited)', parseRate('--rate-per-key'), DEFAULT_RATE_PER_KEY)
     .option('--public-url <url>', 'a URL clients reach this server by, behind a proxy or load balancer (repeatable; the --listen address and the certificate names are always accepted)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--verify-per-address <n>', 'POST /v1/verify questions per second per client address, bursts of twice that (0: unlimited)', parseRate('--verify-per-address'), 10)
     .option('--enrol-per-address <n>', 'enrolments per minute per client address, IPv6 per /64 (0: unlimited)', parseRate('--enrol-per-address', 'a whole number of enrolments per minute (0 for unlimited)'), 10)

@@ -20,7 +20,7 @@ export async function readIfExists(path: string): Promise<string | undefined> {
     fh = await open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new ConfigError(`cannot read ${path}: ${(e as Error).message}`);
+    throw new ConfigError(`cannot read ${path}: ${(e as Error).message}`).because(e);
   }
   try {
     const st = await fh.stat();
@@ -74,7 +74,7 @@ export async function loadJsonFile<T>(path: string, schema: Schema<T>, what: str
   try {
     return schema(parseJsonFile(text, path), what);
   } catch (e) {
-    if (e instanceof KmgrError && e.code === 'bad_request') throw new ConfigError(`${path} is invalid: ${e.message}`);
+    if (e instanceof KmgrError && e.code === 'bad_request') throw new ConfigError(`${path} is invalid: ${e.message}`).because(e);
     throw e;
   }
 }

@@ -65,7 +65,7 @@ function friendlyNetworkError(e: NodeJS.ErrnoException, server: string, sent = f
   if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS_CERT_ALTNAME/.test(code)) {
     return new UnavailableError(`cannot verify the TLS certificate of ${server} (${code}); pass the server's certificate with --ca`);
   }
-  return new KmgrError('unavailable', `cannot reach the key server at ${server} (${code || e.message}); ${afterSend(sent)}`, { maybeCounted: sent });
+  return new KmgrError('unavailable', `cannot reach the key server at ${server} (${code || e.message}); ${afterSend(sent)}`, { maybeCounted: sent }).because(e);
 }
 
 function timeoutError(server: string, what: 'total' | 'idle', ms: number, sent: boolean): KmgrError {
@@ -210,7 +210,7 @@ function parseReply<T>(status: number, text: string, schema: Schema<T>, server: 
     try {
       return schema(json, 'reply');
     } catch (e) {
-      throw new IntegrityError(`the key server sent a malformed reply: ${(e as Error).message}`);
+      throw new IntegrityError(`the key server sent a malformed reply: ${(e as Error).message}`).because(e);
     }
   }
   let err;

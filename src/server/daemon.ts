@@ -5,6 +5,7 @@ import { ensurePrivateDir } from '../io/atomic-file.js';
 import { LevelStorage } from '../store/level-storage.js';
 import { checkTimeZone } from '../terms/periods.js';
 import { ConfigError } from '../protocol/errors.js';
+import { DEFAULT_RATE_PER_ADDRESS, DEFAULT_RATE_PER_KEY } from './defaults.js';
 import { createApp, listen } from './app.js';
 import { makeLogger, type Logger } from './logger.js';
 import { loadTls } from './tls/files.js';
@@ -14,8 +15,6 @@ import { Deliverer } from './delivery/deliverer.js';
 import type { MailConfig } from './delivery/mail.js';
 import { Authorities, certificateNames } from './authorities.js';
 
-export const DEFAULT_RATE_PER_ADDRESS = 1000;
-export const DEFAULT_RATE_PER_KEY = 100;
 
 export interface DaemonOptions {
   dataDir: string;
@@ -109,7 +108,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   } catch (e) {
     admin?.close();
     await storage.close();
-    throw new ConfigError(`cannot listen on ${o.host}:${o.port}: ${(e as Error).message}`);
+    throw new ConfigError(`cannot listen on ${o.host}:${o.port}: ${(e as Error).message}`).because(e);
   }
   // The port is known only now (--listen HOST:0 picks one).
   if (!['0.0.0.0', '::', ''].includes(o.host)) authorities.add(`${o.host.includes(':') ? `[${o.host}]` : o.host}:${running.port}`);
