@@ -59,5 +59,6 @@ t.test('notices, history and errors from a lying server are cleaned in text and 
   t.notMatch(j.stderr, /\\u001b|\\u009b|\\u202e|\\u200b|\\n|\\r/i, '--json: not even escaped: the message was cleaned before it was printed');
   const parsed = JSON.parse(j.stderr) as { error: { message: string; details: { why: string } } };
   t.match(parsed.error.message, /ok\?\[2J\?31m\?\?Audit clean/, 'the message is readable, each unsafe character a "?"');
+  // eslint-disable-next-line no-control-regex
   t.notMatch(parsed.error.details.why, /[\n\r\u001b\u202e]/, 'details are cleaned too');
 });

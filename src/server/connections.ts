@@ -27,7 +27,7 @@ export function addressKey(address: string): string {
   const [head = '', tail = ''] = address.split('%')[0]!.split('::');
   const h = head ? head.split(':') : [];
   const tl = address.includes('::') ? (tail ? tail.split(':') : []) : [];
-  const groups = address.includes('::') ? [...h, ...Array(8 - h.length - tl.length).fill('0'), ...tl] : h;
+  const groups: string[] = address.includes('::') ? [...h, ...Array<string>(8 - h.length - tl.length).fill('0'), ...tl] : h;
   return groups.slice(0, 4).map((g) => g.toLowerCase().replace(/^0+(?=.)/, '')).join(':') + '::/64';
 }
 

@@ -26,7 +26,7 @@ async function readLog(path: string): Promise<Array<Partial<FetchLogEntry & Sent
     if (!line) continue;
     try {
       const e = JSON.parse(line) as unknown;
-      if (e !== null && typeof e === 'object' && typeof (e as { nonce?: unknown }).nonce === 'string') out.push(e as Partial<FetchLogEntry & SentLogEntry>);
+      if (e !== null && typeof e === 'object' && typeof (e as { nonce?: unknown }).nonce === 'string') out.push(e);
     } catch {
       // torn
     }
