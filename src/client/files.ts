@@ -24,12 +24,16 @@ export async function readIfExists(path: string): Promise<string | undefined> {
   }
   try {
     const st = await fh.stat();
-    if (!st.isFile()) throw new ConfigError(`${path} is not a regular file (a FIFO, device or directory stands in its place); move it away`);
+    if (st.isDirectory()) {
+      // What reading it would have said, kept as the cause.
+      throw new ConfigError(`cannot read ${path}: it is a directory`).because(Object.assign(new Error(`EISDIR: illegal operation on a directory, read`), { code: 'EISDIR' }));
+    }
+    if (!st.isFile()) throw new ConfigError(`${path} is not a regular file (a FIFO or device stands in its place); move it away`);
     if (st.size > MAX_STATE_FILE) throw new ConfigError(`${path} is ${st.size} bytes, far larger than any file kmgr writes; move it away`);
     return await fh.readFile('utf8');
   } catch (e) {
     if (e instanceof KmgrError) throw e;
-    throw new ConfigError(`cannot read ${path}: ${(e as Error).message}`);
+    throw new ConfigError(`cannot read ${path}: ${(e as Error).message}`).because(e);
   } finally {
     await fh.close();
   }
