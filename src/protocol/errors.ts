@@ -48,6 +48,8 @@ export const ERROR_CODES = {
   terminal_refused: 'usage',
   integrity: 'integrity',
   rollback: 'integrity',
+  /** kmgrd's own database failed a check: refused, never served (exit 65, HTTP 503). */
+  storage_damaged: 'integrity',
   kdf_too_weak: 'integrity',
   config: 'config',
   unsafe_permissions: 'config',

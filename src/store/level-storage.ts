@@ -6,14 +6,16 @@ import { Level } from 'level';
 import { GroupCommit, type Op } from './group-commit.js';
 import * as K from './keys.js';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { judgeUse } from '../terms/judge.js';
 import { periodsAt } from '../terms/periods.js';
 import { noticesForTerm, noticesForUse, type NoticeDraft } from '../terms/notices.js';
-import { AuthError, ConfigError, KmgrError, NotFoundError, UnavailableError } from '../protocol/errors.js';
+import { AuthError, KmgrError, NotFoundError, UnavailableError } from '../protocol/errors.js';
+import { openLevel } from './level-open.js';
+import { checkedEncodings, type CheckedEncodings, type StorageDamagedError } from './record-codec.js';
+import type { DataMarker } from './marker.js';
 import type {
   DeliveryLogEntry, FetchOutcome, HistoryRecord, KeyPatch, KeyRecord, NextKey, NonceClaim, Notice, NotifySettings, PartnerMeta, PartnerRecord,
-  PendingDelivery, PersonRecord, Storage, TermsFinding, UseAttempt,
+  PendingDelivery, PersonRecord, Storage, StorageState, TermsFinding, UseAttempt,
 } from './types.js';
 
 /**
@@ -47,6 +49,8 @@ export interface LevelStorageOptions {
   clock: () => number;
   /** False for operator tools: a mistyped --data must not create an empty database. */
   createIfMissing?: boolean;
+  /** For kmgrd restore: recorded in the new database's marker. */
+  restoredFrom?: DataMarker['restoredFrom'];
 }
 
 export class LevelStorage implements Storage {
@@ -60,29 +64,39 @@ export class LevelStorage implements Storage {
   private partnerQueue: Promise<unknown> = Promise.resolve();
   private checkQueue: Promise<unknown> = Promise.resolve();
 
+  /** The first failed checksum: from then on nothing is served (see state()). */
+  private damage: StorageDamagedError | undefined;
+
   private constructor(
     private readonly db: Level<string, string>,
     private readonly opts: LevelStorageOptions,
+    private readonly enc: CheckedEncodings,
+    readonly marker: DataMarker,
   ) {
-    this.gc = new GroupCommit((ops) => db.batch(ops as never, { sync: true }));
+    this.gc = new GroupCommit((ops) => db.batch(this.encodeOps(ops) as never, { sync: true }));
+  }
+
+  /** Sealed blobs go through the checked byte encoding; text values use the database's default (checked text). */
+  private encodeOps(ops: Op[]): unknown[] {
+    return ops.map((o) => ('valueEncoding' in o ? { ...o, valueEncoding: this.enc.bytes } : o));
   }
 
   static async open(dir: string, opts: LevelStorageOptions): Promise<LevelStorage> {
-    if (opts.createIfMissing === false && !existsSync(dir)) throw new ConfigError(`there is no kmgrd database at ${dir} (check --data)`);
-    const db = new Level<string, string>(dir, { keyEncoding: 'utf8', valueEncoding: 'utf8', createIfMissing: opts.createIfMissing ?? true });
-    try {
-      await db.open();
-    } catch (e) {
-      const cause = (e as { cause?: { code?: string } }).cause;
-      if (cause?.code === 'LEVEL_LOCKED') throw new UnavailableError(`the database at ${dir} is in use by another process (is kmgrd already running?)`);
-
-      throw new UnavailableError(`cannot open the database at ${dir}: ${(e as Error).message}`);
-    }
-    const s = new LevelStorage(db, opts);
+    let s: LevelStorage | undefined;
+    const enc = checkedEncodings((e) => {
+      if (s && !s.damage) s.damage = e;
+    });
+    const { db, marker } = await openLevel(dir, { create: opts.createIfMissing ?? true, encodings: enc, ...(opts.restoredFrom ? { restoredFrom: opts.restoredFrom } : {}) });
+    s = new LevelStorage(db, opts, enc, marker);
     await s.loadNonces();
     s.pruneTimer = setInterval(() => void s.pruneNonces().catch(() => undefined), 30_000);
     s.pruneTimer.unref();
     return s;
+  }
+
+  state(): StorageState {
+    if (this.damage) return { ok: false, problem: 'damaged', message: this.damage.message };
+    return { ok: true };
   }
 
   async close(): Promise<void> {
@@ -123,6 +137,7 @@ export class LevelStorage implements Storage {
   }
 
   private async commit(ops: Op[]): Promise<void> {
+    if (this.damage) throw this.damage;
     try {
       await this.gc.commit(ops);
     } catch (e) {
@@ -170,7 +185,7 @@ export class LevelStorage implements Storage {
         let entry: Cached | null = null;
         if (raw !== undefined) {
           const record = await this.withCounters(JSON.parse(raw) as KeyRecord);
-          const blob = await this.db.get<string, Uint8Array>(K.blobKey(personId, partnerId, record.keyVersion), { valueEncoding: 'view' });
+          const blob = await this.db.get<string, Uint8Array>(K.blobKey(personId, partnerId, record.keyVersion), { valueEncoding: this.enc.bytes as never });
           if (blob === undefined) throw new UnavailableError(`storage is inconsistent: the blob of ${partnerId} is missing`);
           const noticed = new Set<string>();
           const range = K.noticeDedupeRange(personId, partnerId);

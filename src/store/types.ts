@@ -172,8 +172,15 @@ export interface PartnerMeta {
   business?: string | null;
 }
 
+/** What a store knows of its own health: /v1/health reports it, and a damaged store serves nothing. */
+export type StorageState =
+  | { ok: true }
+  | { ok: false; problem: 'damaged' | 'write_failing'; message: string };
+
 export interface Storage {
   close(): Promise<void>;
+  /** Optional so that a backend without self-checks still type-checks; absent means ok. */
+  state?(): StorageState;
   /** Throws auth_replay if the nonce was seen; otherwise holds it until it expires. */
   claimNonce(claim: NonceClaim): void;
   /** Makes a claimed nonce durable on its own (for requests that change nothing else). */
