@@ -94,6 +94,16 @@ export async function main(argv: string[]): Promise<number> {
       result = import('./kmgrd/partner.js').then((m) => m.list({ ...o, tz: 'UTC' }));
     });
 
+  program
+    .command('check-db')
+    .description('read the whole database and report every inconsistency; exit 0 only when clean, 1 with findings')
+    .option('--data <dir>', 'data directory', DEFAULT_DATA)
+    .option('--json', 'print the report as JSON')
+    .addHelpText('after', '\nExample:\n  kmgrd check-db --data /var/lib/kmgrd || echo "restore a backup: see kmgrd(8)"')
+    .action((o: { data: string; json?: boolean }) => {
+      result = import('./kmgrd/check-db.js').then((m) => m.run(o));
+    });
+
   if (argv.length === 0) {
     process.stderr.write(program.helpInformation());
     return EXIT.USAGE;

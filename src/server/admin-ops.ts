@@ -3,7 +3,7 @@
 import { int, obj, oneOf, optional, nullable, str, type Infer } from '../protocol/schema.js';
 import { PARTNER_NAME } from '../protocol/messages.js';
 import { UsageError } from '../protocol/errors.js';
-import type { PartnerRecord, Storage } from '../store/types.js';
+import type { IntegrityReport, PartnerRecord, Storage } from '../store/types.js';
 import { checkTerms, type CheckReport } from './check-terms.js';
 
 const CheckTermsRequest = obj({
@@ -20,10 +20,11 @@ const PartnerAddRequest = obj({
   business: text,
 });
 const PartnerListRequest = obj({ op: oneOf(['partner-list'] as const) });
+const CheckDbRequest = obj({ op: oneOf(['check-db'] as const) });
 
-export type AdminRequest = Infer<typeof CheckTermsRequest> | Infer<typeof PartnerAddRequest> | Infer<typeof PartnerListRequest>;
+export type AdminRequest = Infer<typeof CheckTermsRequest> | Infer<typeof PartnerAddRequest> | Infer<typeof PartnerListRequest> | Infer<typeof CheckDbRequest>;
 
-export async function runAdmin(storage: Storage, raw: unknown, now: number): Promise<CheckReport | PartnerRecord | PartnerRecord[]> {
+export async function runAdmin(storage: Storage, raw: unknown, now: number): Promise<CheckReport | PartnerRecord | PartnerRecord[] | IntegrityReport> {
   const op = (raw as { op?: unknown } | null)?.op;
   if (op === 'check-terms') {
     const r = CheckTermsRequest(raw, 'admin');
@@ -36,6 +37,11 @@ export async function runAdmin(storage: Storage, raw: unknown, now: number): Pro
   if (op === 'partner-list') {
     PartnerListRequest(raw, 'admin');
     return storage.listSharedPartners();
+  }
+  if (op === 'check-db') {
+    CheckDbRequest(raw, 'admin');
+    if (!storage.checkIntegrity) throw new UsageError('this storage backend has no check-db');
+    return storage.checkIntegrity();
   }
   throw new UsageError('unknown admin operation');
 }

@@ -13,9 +13,10 @@ import { AuthError, KmgrError, NotFoundError, UnavailableError } from '../protoc
 import { openLevel } from './level-open.js';
 import { checkedEncodings, type CheckedEncodings, type StorageDamagedError } from './record-codec.js';
 import type { DataMarker } from './marker.js';
+import { checkLevelRecords } from './level-check.js';
 import type {
   DeliveryLogEntry, FetchOutcome, HistoryRecord, KeyPatch, KeyRecord, NextKey, NonceClaim, Notice, NotifySettings, PartnerMeta, PartnerRecord,
-  PendingDelivery, PersonRecord, Storage, StorageState, TermsFinding, UseAttempt,
+  IntegrityReport, PendingDelivery, PersonRecord, Storage, StorageState, TermsFinding, UseAttempt,
 } from './types.js';
 
 /**
@@ -97,6 +98,10 @@ export class LevelStorage implements Storage {
   state(): StorageState {
     if (this.damage) return { ok: false, problem: 'damaged', message: this.damage.message };
     return { ok: true };
+  }
+
+  checkIntegrity(): Promise<IntegrityReport> {
+    return checkLevelRecords(this.db);
   }
 
   async close(): Promise<void> {

@@ -177,10 +177,23 @@ export type StorageState =
   | { ok: true }
   | { ok: false; problem: 'damaged' | 'write_failing'; message: string };
 
+export interface IntegrityFinding {
+  where: string;
+  problem: string;
+  personId?: string;
+}
+
+export interface IntegrityReport {
+  findings: IntegrityFinding[];
+  records: number;
+}
+
 export interface Storage {
   close(): Promise<void>;
   /** Optional so that a backend without self-checks still type-checks; absent means ok. */
   state?(): StorageState;
+  /** kmgrd check-db: reads every record, reports each inconsistency (none: clean). */
+  checkIntegrity?(): Promise<IntegrityReport>;
   /** Throws auth_replay if the nonce was seen; otherwise holds it until it expires. */
   claimNonce(claim: NonceClaim): void;
   /** Makes a claimed nonce durable on its own (for requests that change nothing else). */

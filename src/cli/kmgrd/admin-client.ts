@@ -9,7 +9,7 @@ import { ensurePrivateDir } from '../../io/atomic-file.js';
 import type { Storage } from '../../store/types.js';
 import { KmgrError, UnavailableError, isErrorCode } from '../../protocol/errors.js';
 
-function askDaemon(socket: string, req: AdminRequest): Promise<{ reply: unknown } | undefined> {
+export function askDaemon(socket: string, req: AdminRequest): Promise<{ reply: unknown } | undefined> {
   return new Promise((done, fail) => {
     const sock = connect(socket);
     let buf = '';
