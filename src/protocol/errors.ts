@@ -37,6 +37,7 @@ export const ERROR_CODES = {
   person_exists: 'conflict',
   keystore_exists: 'conflict',
   version_conflict: 'conflict',
+  target_not_empty: 'conflict',
   agent_running: 'conflict',
   terms_inhibited: 'refused',
   terms_expired: 'refused',

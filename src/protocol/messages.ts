@@ -177,7 +177,7 @@ export const NoticeView = obj({
   at: isoTime,
   partnerId: str({ max: 64, pattern: PARTNER_ID, name: 'partner ID' }),
   keyVersion: int({ min: 1, max: MAX_COUNT }),
-  kind: oneOf(['expired', 'expiring', 'limit_reached', 'limit_passed', 'refused_attempt'] as const),
+  kind: oneOf(['expired', 'expiring', 'limit_reached', 'limit_passed', 'refused_attempt', 'restored'] as const),
   message: str({ max: 1000 }),
   read: bool,
 });

@@ -5,6 +5,7 @@ import { PARTNER_NAME } from '../protocol/messages.js';
 import { UsageError } from '../protocol/errors.js';
 import type { IntegrityReport, PartnerRecord, Storage } from '../store/types.js';
 import { checkTerms, type CheckReport } from './check-terms.js';
+import { writeBackup, type BackupSummary } from '../store/backup-format.js';
 
 const CheckTermsRequest = obj({
   op: oneOf(['check-terms'] as const),
@@ -21,10 +22,11 @@ const PartnerAddRequest = obj({
 });
 const PartnerListRequest = obj({ op: oneOf(['partner-list'] as const) });
 const CheckDbRequest = obj({ op: oneOf(['check-db'] as const) });
+const BackupRequest = obj({ op: oneOf(['backup'] as const), out: str({ max: 4096, pattern: /^\//, name: 'absolute backup path' }) });
 
-export type AdminRequest = Infer<typeof CheckTermsRequest> | Infer<typeof PartnerAddRequest> | Infer<typeof PartnerListRequest> | Infer<typeof CheckDbRequest>;
+export type AdminRequest = Infer<typeof CheckTermsRequest> | Infer<typeof PartnerAddRequest> | Infer<typeof PartnerListRequest> | Infer<typeof CheckDbRequest> | Infer<typeof BackupRequest>;
 
-export async function runAdmin(storage: Storage, raw: unknown, now: number): Promise<CheckReport | PartnerRecord | PartnerRecord[] | IntegrityReport> {
+export async function runAdmin(storage: Storage, raw: unknown, now: number): Promise<CheckReport | PartnerRecord | PartnerRecord[] | IntegrityReport | BackupSummary> {
   const op = (raw as { op?: unknown } | null)?.op;
   if (op === 'check-terms') {
     const r = CheckTermsRequest(raw, 'admin');
@@ -37,6 +39,11 @@ export async function runAdmin(storage: Storage, raw: unknown, now: number): Pro
   if (op === 'partner-list') {
     PartnerListRequest(raw, 'admin');
     return storage.listSharedPartners();
+  }
+  if (op === 'backup') {
+    const r = BackupRequest(raw, 'admin');
+    if (!storage.exportRecords || !storage.identity) throw new UsageError('this storage backend cannot make backups');
+    return writeBackup({ identity: () => storage.identity!(), exportRecords: () => storage.exportRecords!() }, r.out, now);
   }
   if (op === 'check-db') {
     CheckDbRequest(raw, 'admin');

@@ -19,15 +19,9 @@ import type {
   IntegrityReport, PendingDelivery, PersonRecord, Storage, StorageState, TermsFinding, UseAttempt,
 } from './types.js';
 
-/**
- * The part of a key record that every use changes, stored under its own key so
- * that a fetch writes ~150 bytes rather than the whole record with its binding
- * statement (the benchmark showed JSON and batch encoding on every fetch).
- */
-type Counters = Pick<KeyRecord, 'uses' | 'lastUsedAt' | 'historySeq'>;
-const countersJson = (r: KeyRecord): string => JSON.stringify({ uses: r.uses, lastUsedAt: r.lastUsedAt, historySeq: r.historySeq });
-const countersOp = (r: KeyRecord): Op => ({ type: 'put', key: K.countersKey(r.personId, r.partnerId), value: countersJson(r) });
-const recordOps = (k: string, r: KeyRecord): Op[] => [{ type: 'put', key: k, value: JSON.stringify(r) }, countersOp(r)];
+import { countersOp, recordOps, type Counters } from './level-records.js';
+import { exportLevel, importLevel } from './level-backup.js';
+import type { BackupRecord } from './backup-format.js';
 
 function partnerRecord(partnerId: string, name: string, meta: PartnerMeta, owner: string | null, at: number): PartnerRecord {
   return { partnerId, name, displayName: meta.displayName ?? null, appServer: meta.appServer ?? null, business: meta.business ?? null, owner, createdAt: at };
@@ -98,6 +92,20 @@ export class LevelStorage implements Storage {
   state(): StorageState {
     if (this.damage) return { ok: false, problem: 'damaged', message: this.damage.message };
     return { ok: true };
+  }
+
+  identity(): { id: string; store: string } {
+    return { id: this.marker.id, store: 'leveldb' };
+  }
+
+  /** Every record, from one snapshot (kmgrd backup). */
+  exportRecords(): AsyncIterable<BackupRecord> {
+    return exportLevel(this.db, this.enc);
+  }
+
+  /** Records of a backup into this (new, empty) database (kmgrd restore). */
+  importRecords(records: AsyncIterable<BackupRecord>): Promise<number> {
+    return importLevel(records, (ops) => this.commit(ops));
   }
 
   checkIntegrity(): Promise<IntegrityReport> {

@@ -4,6 +4,7 @@
 import type { KeyTerms, LimitName, RefusalCode, Uses } from '../terms/judge.js';
 import type { NoticeKind } from '../terms/notices.js';
 import type { SignedBinding } from '../protocol/messages.js';
+import type { BackupRecord } from './backup-format.js';
 
 /** Fig. 17: the management key index. */
 export interface PersonRecord {
@@ -192,6 +193,11 @@ export interface Storage {
   close(): Promise<void>;
   /** Optional so that a backend without self-checks still type-checks; absent means ok. */
   state?(): StorageState;
+  /** kmgrd backup: the database's identity, and every record from one consistent snapshot (src/store/backup-format.ts). */
+  identity?(): { id: string; store: string };
+  exportRecords?(): AsyncIterable<BackupRecord>;
+  /** kmgrd restore: a backup's records into a new, empty database; returns how many. */
+  importRecords?(records: AsyncIterable<BackupRecord>): Promise<number>;
   /** kmgrd check-db: reads every record, reports each inconsistency (none: clean). */
   checkIntegrity?(): Promise<IntegrityReport>;
   /** Throws auth_replay if the nonce was seen; otherwise holds it until it expires. */

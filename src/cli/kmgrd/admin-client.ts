@@ -9,12 +9,12 @@ import { ensurePrivateDir } from '../../io/atomic-file.js';
 import type { Storage } from '../../store/types.js';
 import { KmgrError, UnavailableError, isErrorCode } from '../../protocol/errors.js';
 
-export function askDaemon(socket: string, req: AdminRequest): Promise<{ reply: unknown } | undefined> {
+export function askDaemon(socket: string, req: AdminRequest, timeoutMs = 120_000): Promise<{ reply: unknown } | undefined> {
   return new Promise((done, fail) => {
     const sock = connect(socket);
     let buf = '';
     sock.setEncoding('utf8');
-    sock.setTimeout(120_000, () => sock.destroy(new Error('the daemon did not answer on its admin socket')));
+    sock.setTimeout(timeoutMs, () => sock.destroy(new Error('the daemon did not answer on its admin socket')));
     sock.on('connect', () => sock.write(JSON.stringify(req) + '\n'));
     sock.on('data', (c: string) => (buf += c));
     sock.on('end', () => {
