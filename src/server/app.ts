@@ -50,9 +50,10 @@ export function createApp(opts: AppOptions): Server {
   };
   const verifier = opts.verifier;
 
-  // Buckets allow bursts of twice the rate.
-  const byAddress = new RateLimiter(opts.ratePerAddress, opts.ratePerAddress * 2, clock);
-  const byKey = new RateLimiter(opts.ratePerKey, opts.ratePerKey * 2, clock);
+  // Buckets allow bursts of twice the rate. They refill on the monotonic clock,
+  // not the wall clock: a wall clock stepped back must not empty every bucket.
+  const byAddress = new RateLimiter(opts.ratePerAddress, opts.ratePerAddress * 2);
+  const byKey = new RateLimiter(opts.ratePerKey, opts.ratePerKey * 2);
   const limited = (lim: RateLimiter, key: string, who: string): KmgrError => {
     return new KmgrError('rate_limited', `too many requests from ${who}; slow down`, { retryAfter: lim.retryAfter(key) });
   };

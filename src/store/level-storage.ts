@@ -37,6 +37,7 @@ interface Cached {
 }
 
 export const VERIFY_RECORDS_PER_MINUTE = 60;
+const NONCE_HORIZON_KEY = 'meta!nonce-horizon';
 
 export interface LevelStorageOptions {
   /** Time zone for per-day/week/month counters. */
@@ -120,9 +121,22 @@ export class LevelStorage implements Storage {
 
   // ---- nonces (threat 8) ----
 
+  /**
+   * Nonces are forgotten only once the latest time this server has seen is
+   * past their expiry; the latest expiry ever forgotten is kept across
+   * restarts (meta!nonce-horizon). Threat: a clock that jumps forward, prunes,
+   * and steps back would otherwise make a captured, still-valid signed request
+   * new again: one whose window ends at or before that horizon is refused as
+   * stale, since its nonce may be among those forgotten.
+   */
+  private latestSeen = 0;
+  private forgottenBefore = 0;
+
   private async loadNonces(): Promise<void> {
-    const now = this.opts.clock();
-    await this.db.clear(K.nonceExpiredRange(now));
+    const stored = await this.db.get(NONCE_HORIZON_KEY);
+    this.forgottenBefore = stored === undefined ? 0 : Number(stored);
+    this.latestSeen = this.opts.clock();
+    await this.forgetNonces();
     for await (const key of this.db.keys(K.nonceRange)) {
       const [, exp, keyId, nonce] = key.split('!');
       this.nonces.set(`${keyId}!${nonce}`, Number(exp));
@@ -130,12 +144,34 @@ export class LevelStorage implements Storage {
   }
 
   private async pruneNonces(): Promise<void> {
-    const now = this.opts.clock();
-    for (const [k, exp] of this.nonces) if (exp < now) this.nonces.delete(k);
-    await this.db.clear(K.nonceExpiredRange(now));
+    this.latestSeen = Math.max(this.latestSeen, this.opts.clock());
+    await this.forgetNonces();
+  }
+
+  /** The horizon is durable before any nonce below it is deleted. */
+  private async forgetNonces(): Promise<void> {
+    const range = K.nonceExpiredRange(this.latestSeen);
+    let latestGone = 0;
+    for await (const key of this.db.keys({ ...range, reverse: true, limit: 1 })) latestGone = Number(key.split('!')[1]);
+    for (const [k, exp] of this.nonces) {
+      if (exp < this.latestSeen) {
+        this.nonces.delete(k);
+        if (exp > latestGone) latestGone = exp;
+      }
+    }
+    if (latestGone > this.forgottenBefore) {
+      await this.commit([{ type: 'put', key: NONCE_HORIZON_KEY, value: String(latestGone) }]);
+      this.forgottenBefore = latestGone;
+    }
+    await this.db.clear(range);
   }
 
   claimNonce(c: NonceClaim): void {
+    const now = this.opts.clock();
+    if (now > this.latestSeen) this.latestSeen = now;
+    if (c.expiresAt <= this.forgottenBefore) {
+      throw new AuthError('auth_stale', "the request signature's time window ended before the latest time this server has seen (was its clock ahead?)");
+    }
     const k = `${c.keyId}!${c.nonce}`;
     if (this.nonces.has(k)) throw new AuthError('auth_replay', 'this request was already used (replayed nonce)');
     this.nonces.set(k, c.expiresAt);
