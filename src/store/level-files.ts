@@ -20,7 +20,7 @@ const HEADER = 7;
 const FULL = 1, FIRST = 2, MIDDLE = 3, LAST = 4;
 
 /** The records of a LevelDB log-format file (a .log or a MANIFEST), checking every CRC. */
-export function readLogRecords(bytes: Uint8Array): { records: Uint8Array[]; problem?: string } {
+export function readLogRecords(bytes: Uint8Array): { records: Uint8Array[]; problem?: string; truncated?: boolean } {
   const records: Uint8Array[] = [];
   let pending: Uint8Array[] | undefined;
   let off = 0;
@@ -30,7 +30,7 @@ export function readLogRecords(bytes: Uint8Array): { records: Uint8Array[]; prob
       off += left; // the writer pads a block's last few bytes with zeros
       continue;
     }
-    if (bytes.length - off < HEADER) return { records, problem: `ends inside a record header at byte ${off} (truncated)` };
+    if (bytes.length - off < HEADER) return { records, problem: `ends inside a record header at byte ${off} (truncated)`, truncated: true };
     const length = bytes[off + 4]! | (bytes[off + 5]! << 8);
     const type = bytes[off + 6]!;
     if (type === 0 && length === 0) {
@@ -39,7 +39,7 @@ export function readLogRecords(bytes: Uint8Array): { records: Uint8Array[]; prob
       continue;
     }
     if (HEADER + length > left) return { records, problem: `has a bad record length at byte ${off}` };
-    if (off + HEADER + length > bytes.length) return { records, problem: `ends inside a record at byte ${off} (truncated)` };
+    if (off + HEADER + length > bytes.length) return { records, problem: `ends inside a record at byte ${off} (truncated)`, truncated: true };
     const stored = (bytes[off]! | (bytes[off + 1]! << 8) | (bytes[off + 2]! << 16) | (bytes[off + 3]! << 24)) >>> 0;
     if (crc32c(bytes, off + 6, off + HEADER + length) !== unmaskCrc(stored)) return { records, problem: `has a record with a bad checksum at byte ${off}` };
     const data = bytes.subarray(off + HEADER, off + HEADER + length);
@@ -53,7 +53,7 @@ export function readLogRecords(bytes: Uint8Array): { records: Uint8Array[]; prob
     } else return { records, problem: `has a record fragment out of order at byte ${off}` };
     off += HEADER + length;
   }
-  if (pending) return { records, problem: 'ends inside a record (truncated)' };
+  if (pending) return { records, problem: 'ends inside a record (truncated)', truncated: true };
   return { records };
 }
 
@@ -219,7 +219,7 @@ export function snappyDecompress(src: Uint8Array): Uint8Array {
  * MANIFEST it names, every live table (present, of the recorded size, and with
  * `deep` every block's checksum), and every log file's record checksums.
  */
-export function inspectLevelDir(dbDir: string, deep = false): FileFinding[] {
+export function inspectLevelDir(dbDir: string, deep = false, tornTailOk = false): FileFinding[] {
   const out: FileFinding[] = [];
   const current = join(dbDir, 'CURRENT');
   if (!existsSync(current)) return [{ file: 'CURRENT', problem: 'is missing' }];
@@ -254,11 +254,13 @@ export function inspectLevelDir(dbDir: string, deep = false): FileFinding[] {
     }
   }
   if (manifest.logNumber > 0 && !files.has(`${num6(manifest.logNumber)}.log`)) out.push({ file: `${num6(manifest.logNumber)}.log`, problem: 'is missing (the MANIFEST names it as the current log)' });
-  for (const f of [...files].filter((f) => /^\d+\.log$/.test(f)).sort()) {
+  const logs = [...files].filter((f) => /^\d+\.log$/.test(f)).sort();
+  for (const f of logs) {
     const n = Number(f.slice(0, -4));
     if (n < manifest.logNumber && n !== manifest.prevLogNumber) continue; // already folded into tables; LevelDB ignores it
     const r = readLogRecords(readFileSync(join(dbDir, f)));
-    if (r.problem) out.push({ file: f, problem: r.problem });
+    // After a write that failed (disk full) the live log may end in part of that write: never acknowledged, so not a loss.
+    if (r.problem && !(tornTailOk && r.truncated && f === logs[logs.length - 1])) out.push({ file: f, problem: r.problem });
   }
   return out;
 }

@@ -40,7 +40,7 @@ function openError(dbDir: string, e: unknown): Error {
 
 export async function openLevel(
   dbDir: string,
-  opts: { create: boolean; restoredFrom?: DataMarker['restoredFrom']; encodings?: CheckedEncodings },
+  opts: { create: boolean; restoredFrom?: DataMarker['restoredFrom']; encodings?: CheckedEncodings; afterFailedWrite?: boolean },
 ): Promise<{ db: CheckedLevel; marker: DataMarker }> {
   const checkedText = (opts.encodings ?? checkedEncodings()).text;
   const dataDir = dirname(dbDir);
@@ -75,7 +75,7 @@ export async function openLevel(
     throw new StorageDamagedError(`the database directory ${dbDir} is missing or empty, though ${join(dataDir, MARKER_FILE)} says kmgrd initialised it: ${RECOVERY}`);
   }
   // Deep: every table block's checksum, ~350 MB/s, so a 1 GB database adds ~3 s to a start.
-  const findings = inspectLevelDir(dbDir, true);
+  const findings = inspectLevelDir(dbDir, true, opts.afterFailedWrite ?? false);
   if (findings.length > 0) throw damageError(dbDir, findings);
   const db = new Level<string, string>(dbDir, { keyEncoding: 'utf8', valueEncoding: checkedText as never, createIfMissing: false });
   try {

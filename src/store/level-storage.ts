@@ -54,7 +54,7 @@ export class LevelStorage implements Storage {
   private readonly loadingKeys = new Map<string, Promise<void>>();
   private readonly persons = new Map<string, PersonRecord>();
   private readonly nonces = new Map<string, number>();
-  private readonly gc: GroupCommit;
+  private gc: GroupCommit;
   private pruneTimer: NodeJS.Timeout | undefined;
   /** Partner-list changes are rare: one at a time is simplest and enough. */
   private partnerQueue: Promise<unknown> = Promise.resolve();
@@ -63,13 +63,55 @@ export class LevelStorage implements Storage {
   /** The first failed checksum: from then on nothing is served (see state()). */
   private damage: StorageDamagedError | undefined;
 
+  /** Set while writes fail (disk full): answered 503 at once, until recover() has reopened the database. */
+  private writeFailure: string | undefined;
+  private recovering: Promise<void> | undefined;
+  private closed = false;
+
   private constructor(
-    private readonly db: Level<string, string>,
+    private db: Level<string, string>,
     private readonly opts: LevelStorageOptions,
     private readonly enc: CheckedEncodings,
     readonly marker: DataMarker,
+    private readonly dir: string,
   ) {
-    this.gc = new GroupCommit((ops) => db.batch(this.encodeOps(ops) as never, { sync: true }));
+    this.gc = this.newGroupCommit();
+  }
+
+  private newGroupCommit(): GroupCommit {
+    return new GroupCommit((ops) => this.db.batch(this.encodeOps(ops) as never, { sync: true }));
+  }
+
+  /**
+   * After a failed write LevelDB refuses every later one until reopened (the
+   * log's tail is then unknown), so the store reopens itself, with backoff,
+   * until a synced probe write succeeds: no restart needed once space returns.
+   * What was cached is dropped: in memory, failed uses were already counted.
+   */
+  private onWriteFailure(): void {
+    if (this.writeFailure || this.closed) return;
+    this.writeFailure = 'storage writes are failing (the disk may be full); nothing was recorded, try again later';
+    this.keys.clear();
+    this.persons.clear();
+    this.recovering = (async () => {
+      for (let delay = 100; !this.closed; delay = Math.min(delay * 2, 5_000)) {
+        await new Promise((r) => setTimeout(r, delay).unref());
+        if (this.closed) return;
+        try {
+          await this.db.close().catch(() => undefined);
+          const { db } = await openLevel(this.dir, { create: false, encodings: this.enc, afterFailedWrite: true });
+          this.db = db;
+          await db.put('meta!probe', String(this.opts.clock()), { sync: true });
+          this.keys.clear();
+          this.persons.clear();
+          this.gc = this.newGroupCommit();
+          this.writeFailure = undefined;
+          return;
+        } catch {
+          // Still failing: try again later. The cause is what the health endpoint already reports.
+        }
+      }
+    })();
   }
 
   /** Sealed blobs go through the checked byte encoding; text values use the database's default (checked text). */
@@ -83,7 +125,7 @@ export class LevelStorage implements Storage {
       if (s && !s.damage) s.damage = e;
     });
     const { db, marker } = await openLevel(dir, { create: opts.createIfMissing ?? true, encodings: enc, ...(opts.restoredFrom ? { restoredFrom: opts.restoredFrom } : {}) });
-    s = new LevelStorage(db, opts, enc, marker);
+    s = new LevelStorage(db, opts, enc, marker, dir);
     await s.loadNonces();
     s.pruneTimer = setInterval(() => void s.pruneNonces().catch(() => undefined), 30_000);
     s.pruneTimer.unref();
@@ -92,6 +134,7 @@ export class LevelStorage implements Storage {
 
   state(): StorageState {
     if (this.damage) return { ok: false, problem: 'damaged', message: this.damage.message };
+    if (this.writeFailure) return { ok: false, problem: 'write_failing', message: this.writeFailure };
     return { ok: true };
   }
 
@@ -114,6 +157,8 @@ export class LevelStorage implements Storage {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    await this.recovering;
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     await this.gc.idle();
     await this.db.close();
@@ -187,10 +232,13 @@ export class LevelStorage implements Storage {
 
   private async commit(ops: Op[]): Promise<void> {
     if (this.damage) throw this.damage;
+    // The message names no path (LevelDB's does): it goes to clients. The cause is logged.
+    if (this.writeFailure) throw new UnavailableError(this.writeFailure);
     try {
       await this.gc.commit(ops);
     } catch (e) {
-      throw new UnavailableError(`storage write failed: ${(e as Error).message}`);
+      this.onWriteFailure();
+      throw Object.assign(new UnavailableError(this.writeFailure ?? 'storage write failed'), { cause: e });
     }
   }
 

@@ -5,7 +5,7 @@
 // encodings, so every get, iterator and batch of the LevelDB backend goes
 // through them and none can forget.
 import { crc32c } from './crc32c.js';
-import { KmgrError } from '../protocol/errors.js';
+import { KmgrError, UnavailableError } from '../protocol/errors.js';
 
 const enc = new TextEncoder();
 
@@ -79,6 +79,8 @@ export function unwrapStoreError(e: unknown): unknown {
   let cur = e;
   for (let i = 0; i < 4 && cur && !(cur instanceof KmgrError); i++) cur = (cur as { cause?: unknown }).cause;
   if (cur instanceof KmgrError) return cur;
+  // A read while the store reopens itself after a failed write.
+  if ((e as { code?: string })?.code === 'LEVEL_DATABASE_NOT_OPEN') return new UnavailableError('storage is reopening after a failed write; try again');
   // LevelDB's own finding on a read (a block that does not decompress) is damage too, never an internal error.
   const msg = (e as { cause?: { message?: string }; message?: string })?.cause?.message ?? (e as Error)?.message ?? '';
   return /Corruption/.test(msg) ? new StorageDamagedError(`LevelDB reported damage on a read (${msg}); run kmgrd check-db, then restore a backup`) : e;
