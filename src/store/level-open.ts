@@ -3,7 +3,8 @@
 // Every refusal names the file and the recovery, and changes nothing: the
 // checks run before LevelDB can delete or rewrite anything.
 import { Level } from 'level';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { writeFileAtomic } from '../io/atomic-file.js';
 import { dirname, join } from 'node:path';
 import { ConfigError, UnavailableError } from '../protocol/errors.js';
 import { inspectLevelDir, openLogComplaints, type FileFinding } from './level-files.js';
@@ -21,6 +22,49 @@ export function damageError(dbDir: string, findings: FileFinding[]): StorageDama
   return new StorageDamagedError(`the database file ${join(dbDir, f.file)} ${f.problem}${more}: ${RECOVERY}`, {
     findings: findings.map((x) => ({ file: join(dbDir, x.file), problem: x.problem })),
   });
+}
+
+/**
+ * DATA/kmgrd-db-state.json: whether the database was closed cleanly, and the
+ * size of each log then. A crash may leave part of one unacknowledged write at
+ * the end of the newest log (LevelDB reads past it, as it should); after a
+ * clean close nothing may be missing, so a truncated log is damage, not a crash.
+ */
+const STATE_FILE = 'kmgrd-db-state.json';
+interface DbState {
+  clean: boolean;
+  logs?: Record<string, number>;
+}
+
+function readState(dataDir: string): DbState {
+  try {
+    return JSON.parse(readFileSync(join(dataDir, STATE_FILE), 'utf8')) as DbState;
+  } catch {
+    return { clean: false };
+  }
+}
+
+/** Called after the database is closed: records the log sizes a clean close left. */
+export async function markClosedCleanly(dbDir: string): Promise<void> {
+  const logs: Record<string, number> = {};
+  for (const f of readdirSync(dbDir)) if (/^\d+\.log$/.test(f)) logs[f] = statSync(join(dbDir, f)).size;
+  await writeFileAtomic(join(dirname(dbDir), STATE_FILE), JSON.stringify({ clean: true, logs } satisfies DbState) + '\n');
+}
+
+function cleanCloseFindings(dbDir: string, state: DbState): FileFinding[] {
+  const out: FileFinding[] = [];
+  for (const [f, size] of Object.entries(state.logs ?? {})) {
+    const path = join(dbDir, f);
+    if (!existsSync(path)) out.push({ file: f, problem: 'is missing (it was there when kmgrd last stopped)' });
+    else if (statSync(path).size !== size) out.push({ file: f, problem: `is ${statSync(path).size} bytes, not the ${size} it had when kmgrd last stopped (truncated or overwritten)` });
+  }
+  return out;
+}
+
+/** Everything wrong with db/'s files, as judged before opening (kmgrd check-db reports the same). */
+export function fileFindings(dbDir: string, afterFailedWrite = false): FileFinding[] {
+  const state = readState(dirname(dbDir));
+  return [...(state.clean ? cleanCloseFindings(dbDir, state) : []), ...inspectLevelDir(dbDir, true, afterFailedWrite || !state.clean)];
 }
 
 function hasFiles(dir: string): boolean {
@@ -75,7 +119,7 @@ export async function openLevel(
     throw new StorageDamagedError(`the database directory ${dbDir} is missing or empty, though ${join(dataDir, MARKER_FILE)} says kmgrd initialised it: ${RECOVERY}`);
   }
   // Deep: every table block's checksum, ~350 MB/s, so a 1 GB database adds ~3 s to a start.
-  const findings = inspectLevelDir(dbDir, true, opts.afterFailedWrite ?? false);
+  const findings = fileFindings(dbDir, opts.afterFailedWrite);
   if (findings.length > 0) throw damageError(dbDir, findings);
   const db = new Level<string, string>(dbDir, { keyEncoding: 'utf8', valueEncoding: checkedText as never, createIfMissing: false });
   try {
@@ -96,5 +140,6 @@ export async function openLevel(
     await db.close().catch(() => undefined);
     throw e;
   }
+  await writeFileAtomic(join(dataDir, STATE_FILE), JSON.stringify({ clean: false } satisfies DbState) + '\n');
   return { db, marker };
 }

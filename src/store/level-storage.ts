@@ -10,7 +10,7 @@ import { judgeUse } from '../terms/judge.js';
 import { periodsAt } from '../terms/periods.js';
 import { noticesForTerm, noticesForUse, type NoticeDraft } from '../terms/notices.js';
 import { AuthError, KmgrError, NotFoundError, UnavailableError } from '../protocol/errors.js';
-import { openLevel } from './level-open.js';
+import { markClosedCleanly, openLevel } from './level-open.js';
 import { checkedEncodings, type CheckedEncodings, type StorageDamagedError } from './record-codec.js';
 import type { DataMarker } from './marker.js';
 import { checkLevelRecords } from './level-check.js';
@@ -162,6 +162,7 @@ export class LevelStorage implements Storage {
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     await this.gc.idle();
     await this.db.close();
+    if (!this.writeFailure && !this.damage) await markClosedCleanly(this.dir).catch(() => undefined);
   }
 
   // ---- nonces (threat 8) ----

@@ -5,7 +5,7 @@
 import { join, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
 import { adminSocketPath } from '../../server/admin.js';
-import { inspectLevelDir } from '../../store/level-files.js';
+import { fileFindings } from '../../store/level-open.js';
 import { LevelStorage } from '../../store/level-storage.js';
 import { readMarker } from '../../store/marker.js';
 import type { IntegrityReport } from '../../store/types.js';
@@ -23,7 +23,7 @@ async function direct(dataDir: string): Promise<IntegrityReport & { checked: 'fi
     return { findings: [{ where: 'marker', problem: (e as Error).message }], records: 0, checked: 'files' };
   }
   if (!marker && !existsSync(dbDir)) throw new ConfigError(`there is no kmgrd database at ${dataDir} (check --data)`);
-  const files = existsSync(dbDir) ? inspectLevelDir(dbDir, true) : [{ file: '', problem: 'is missing' }];
+  const files = existsSync(dbDir) ? fileFindings(dbDir) : [{ file: '', problem: 'is missing' }];
   // Damaged files are not opened: LevelDB would drop or rewrite what it cannot read.
   if (files.length > 0) return { findings: files.map((f) => ({ where: `file ${join(dbDir, f.file)}`, problem: f.problem })), records: 0, checked: 'files' };
   let storage: LevelStorage;
