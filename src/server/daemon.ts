@@ -91,6 +91,8 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   const hostPart = o.host.includes(':') ? `[${o.host}]` : o.host;
   const url = `https://${hostPart}:${running.port}`;
   log.info({ url, port: running.port, tlsCert: tls.certPath, tlsFingerprint256: tls.fingerprint256, generatedCert: tls.generated, tz: o.tz }, 'kmgrd listening');
+  // A restored database serves counts as of its snapshot: say so at every start.
+  if (storage.marker.restoredFrom) log.warn({ restoredFrom: storage.marker.restoredFrom }, `database restored from a snapshot taken at ${storage.marker.restoredFrom.takenAt}`);
   let stopping: Promise<void> | undefined;
   return {
     url,
