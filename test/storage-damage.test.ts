@@ -206,3 +206,15 @@ t.test('after a crash, part of one unacknowledged write at the end of the newest
   await s.close();
   t.equal((await kmgrd(['check-db', '--data', p.dataDir])).code, 0, 'and check-db agrees');
 });
+
+t.test('a directory that is neither empty nor kmgrd\'s gets no database, and is left as it was', async (t) => {
+  const dir = await tempDir(t, 'kmgrd-foreign-');
+  await writeFile(join(dir, 'notes.txt'), 'mine');
+  for (const args of [['serve', '--data', dir, '--listen', '127.0.0.1:0'], ['partner', 'add', 'bank-z', '--data', dir]]) {
+    const r = await kmgrd(args);
+    t.equal(r.code, 78, `kmgrd ${args[0]} exits 78`);
+    t.ok(oneLine(r.stderr));
+    t.match(r.stderr, /not empty and is not a kmgrd data directory/);
+  }
+  t.same(await readdir(dir), ['notes.txt'], 'nothing was added');
+});

@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import type { DestinationStream } from 'pino';
 import { ensurePrivateDir } from '../io/atomic-file.js';
 import { LevelStorage } from '../store/level-storage.js';
+import { checkNewDataDir } from '../store/marker.js';
 import { checkTimeZone } from '../terms/periods.js';
 import { ConfigError } from '../protocol/errors.js';
 import { createApp, listen } from './app.js';
@@ -59,6 +60,8 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   }
   const log = makeLogger(o.logLevel, o.logDest);
   const dataDir = resolve(o.dataDir);
+  // Before anything is written there (tls/): a foreign directory is left as it was.
+  checkNewDataDir(dataDir);
   await ensurePrivateDir(dataDir);
   const tls = await loadTls(dataDir, o.tlsCert, o.tlsKey);
   const clock = o.clock ?? Date.now;

@@ -8,7 +8,7 @@ import { writeFileAtomic } from '../io/atomic-file.js';
 import { dirname, join } from 'node:path';
 import { ConfigError, UnavailableError } from '../protocol/errors.js';
 import { inspectLevelDir, openLogComplaints, type FileFinding } from './level-files.js';
-import { MARKER_FILE, newDatabaseId, readMarker, writeMarker, type DataMarker } from './marker.js';
+import { checkNewDataDir, MARKER_FILE, newDatabaseId, readMarker, writeMarker, type DataMarker } from './marker.js';
 import { checkedEncodings, StorageDamagedError, unwrapStoreError, type CheckedEncodings } from './record-codec.js';
 
 export const META_ID_KEY = 'meta!id';
@@ -96,6 +96,7 @@ export async function openLevel(
       );
     }
     if (!opts.create) throw new ConfigError(`there is no kmgrd database at ${dataDir} (check --data)`);
+    checkNewDataDir(dataDir);
     const db = new Level<string, string>(dbDir, { keyEncoding: 'utf8', valueEncoding: checkedText as never, createIfMissing: true, errorIfExists: true });
     try {
       await db.open();

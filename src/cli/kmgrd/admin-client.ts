@@ -6,6 +6,7 @@ import { adminSocketPath } from '../../server/admin.js';
 import { runAdmin, type AdminRequest } from '../../server/admin-ops.js';
 import { LevelStorage } from '../../store/level-storage.js';
 import { ensurePrivateDir } from '../../io/atomic-file.js';
+import { checkNewDataDir } from '../../store/marker.js';
 import type { Storage } from '../../store/types.js';
 import { KmgrError, UnavailableError, isErrorCode } from '../../protocol/errors.js';
 
@@ -51,7 +52,10 @@ export async function admin<T>(
   // Adding a shared partner may come before the daemon's first start (the operator
   // pre-registers them); reading or checking a database that does not exist is a mistyped --data.
   const creates = req.op === 'partner-add';
-  if (creates) await ensurePrivateDir(dir);
+  if (creates) {
+    checkNewDataDir(dir);
+    await ensurePrivateDir(dir);
+  }
   const storage = await LevelStorage.open(join(dir, 'db'), { tz, clock: Date.now, createIfMissing: creates });
   try {
     const result = (await runAdmin(storage, req, Date.now())) as T;
