@@ -12,9 +12,7 @@ import { basename, dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fsyncDir } from '../io/atomic-file.js';
 import { IntegrityError } from '../protocol/errors.js';
-import type {
-  DeliveryLogEntry, HistoryRecord, KeyRecord, NonceClaim, Notice, NotifySettings, PartnerRecord, PendingDelivery, PersonRecord,
-} from './types.js';
+import type { BackupRecord, Notice } from './types.js';
 
 export const BACKUP_FORMAT = 'kmgr-backup';
 export const BACKUP_VERSION = 1;
@@ -28,34 +26,7 @@ export interface BackupHeader {
   source: { id: string; store: string };
 }
 
-/** A restore this database went through, carried from backup to backup. */
-export interface RestoreRecord {
-  snapshotId: string;
-  takenAt: string;
-  restoredAt: string;
-  sourceId: string;
-}
-
-export type BackupRecord =
-  | { t: 'person'; person: PersonRecord }
-  /** With its current counters. */
-  | { t: 'key'; key: KeyRecord }
-  | { t: 'blob'; personId: string; partnerId: string; keyVersion: number; blob: string /* base64 */ }
-  | { t: 'history'; personId: string; partnerId: string; entry: HistoryRecord }
-  | { t: 'notice'; notice: Notice }
-  /** A fact already recorded as a notice (so it is not noticed twice). */
-  | { t: 'notice-mark'; personId: string; partnerId: string; dedupe: string; noticeId: string }
-  | { t: 'partner'; partner: PartnerRecord }
-  | { t: 'shared-name'; name: string; partnerId: string }
-  | { t: 'person-partner'; personId: string; name: string; partnerId: string }
-  | { t: 'notify'; personId: string; settings: NotifySettings }
-  | { t: 'pending'; delivery: PendingDelivery }
-  | { t: 'delivery-log'; personId: string; entry: DeliveryLogEntry }
-  /** Unexpired nonces: a request signed before the snapshot must not be replayable after the restore. */
-  | { t: 'nonce'; claim: NonceClaim }
-  | { t: 'restored'; restore: RestoreRecord }
-  /** A record this format version has no type for, kept verbatim so nothing is silently left out. */
-  | { t: 'extra'; key: string; value: string };
+export type { BackupRecord, RestoreRecord } from './types.js';
 
 interface Trailer {
   t: 'end';

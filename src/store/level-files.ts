@@ -111,8 +111,13 @@ function parseManifest(records: Uint8Array[]): Manifest {
       if (tag === 1) r.slice();
       else if (tag === 2) m.logNumber = r.varint();
       else if (tag === 3 || tag === 4) r.varint();
-      else if (tag === 5) (r.varint(), r.slice());
-      else if (tag === 6) (r.varint(), m.tables.delete(r.varint()));
+      else if (tag === 5) {
+        r.varint();
+        r.slice();
+      } else if (tag === 6) {
+        r.varint();
+        m.tables.delete(r.varint());
+      }
       else if (tag === 7) {
         r.varint();
         const n = r.varint();

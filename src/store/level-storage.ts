@@ -120,12 +120,12 @@ export class LevelStorage implements Storage {
   }
 
   static async open(dir: string, opts: LevelStorageOptions): Promise<LevelStorage> {
-    let s: LevelStorage | undefined;
+    const made: { s?: LevelStorage } = {};
     const enc = checkedEncodings((e) => {
-      if (s && !s.damage) s.damage = e;
+      if (made.s && !made.s.damage) made.s.damage = e;
     });
     const { db, marker } = await openLevel(dir, { create: opts.createIfMissing ?? true, encodings: enc, ...(opts.restoredFrom ? { restoredFrom: opts.restoredFrom } : {}) });
-    s = new LevelStorage(db, opts, enc, marker, dir);
+    const s = (made.s = new LevelStorage(db, opts, enc, marker, dir));
     await s.loadNonces();
     s.pruneTimer = setInterval(() => void s.pruneNonces().catch(() => undefined), 30_000);
     s.pruneTimer.unref();
@@ -239,7 +239,7 @@ export class LevelStorage implements Storage {
       await this.gc.commit(ops);
     } catch (e) {
       this.onWriteFailure();
-      throw Object.assign(new UnavailableError(this.writeFailure ?? 'storage write failed'), { cause: e });
+      throw new UnavailableError(this.writeFailure ?? 'storage write failed').because(e);
     }
   }
 

@@ -4,7 +4,6 @@
 import type { KeyTerms, LimitName, RefusalCode, Uses } from '../terms/judge.js';
 import type { NoticeKind } from '../terms/notices.js';
 import type { SignedBinding } from '../protocol/messages.js';
-import type { BackupRecord } from './backup-format.js';
 
 /** Fig. 17: the management key index. */
 export interface PersonRecord {
@@ -246,3 +245,34 @@ export interface Storage {
   saveDelivery(d: PendingDelivery, finished: boolean, log: DeliveryLogEntry[]): Promise<void>;
   deliveryLog(personId: string, limit: number): Promise<DeliveryLogEntry[]>;
 }
+
+// ---- backups (src/store/backup-format.ts): the store-independent records ----
+
+/** A restore this database went through, carried from backup to backup. */
+export interface RestoreRecord {
+  snapshotId: string;
+  takenAt: string;
+  restoredAt: string;
+  sourceId: string;
+}
+
+export type BackupRecord =
+  | { t: 'person'; person: PersonRecord }
+  /** With its current counters. */
+  | { t: 'key'; key: KeyRecord }
+  | { t: 'blob'; personId: string; partnerId: string; keyVersion: number; blob: string /* base64 */ }
+  | { t: 'history'; personId: string; partnerId: string; entry: HistoryRecord }
+  | { t: 'notice'; notice: Notice }
+  /** A fact already recorded as a notice (so it is not noticed twice). */
+  | { t: 'notice-mark'; personId: string; partnerId: string; dedupe: string; noticeId: string }
+  | { t: 'partner'; partner: PartnerRecord }
+  | { t: 'shared-name'; name: string; partnerId: string }
+  | { t: 'person-partner'; personId: string; name: string; partnerId: string }
+  | { t: 'notify'; personId: string; settings: NotifySettings }
+  | { t: 'pending'; delivery: PendingDelivery }
+  | { t: 'delivery-log'; personId: string; entry: DeliveryLogEntry }
+  /** Unexpired nonces: a request signed before the snapshot must not be replayable after the restore. */
+  | { t: 'nonce'; claim: NonceClaim }
+  | { t: 'restored'; restore: RestoreRecord }
+  /** A record this format version has no type for, kept verbatim so nothing is silently left out. */
+  | { t: 'extra'; key: string; value: string };

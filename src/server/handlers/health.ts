@@ -1,6 +1,6 @@
 import type { Handler } from '../context.js';
+import { version } from '../../io/version.js';
 
-export const VERSION = '0.1.0';
 
 /**
  * GET /v1/health: unauthenticated liveness, for load balancers and scripts.
@@ -9,6 +9,6 @@ export const VERSION = '0.1.0';
  */
 export const health: Handler = async (ctx) => {
   const state = ctx.deps.storage.state?.() ?? { ok: true };
-  if (state.ok) return { status: 200, body: { ok: true, version: VERSION } };
-  return { status: 503, body: { ok: false, version: VERSION, storage: state.problem, message: state.message } };
+  if (state.ok) return { status: 200, body: { ok: true, version: version() } };
+  return { status: 503, body: { ok: false, version: version(), storage: state.problem, message: state.message } };
 };
