@@ -1,7 +1,7 @@
 // Damaged storage is refused, never replaced or served: each case damages a
 // real LevelDB file in a temporary data directory, then runs the real kmgrd.
 import t, { type Test } from 'tap';
-import { readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { startServer, tempDir } from './helpers.js';
@@ -217,4 +217,15 @@ t.test('a directory that is neither empty nor kmgrd\'s gets no database, and is 
     t.match(r.stderr, /not empty and is not a kmgrd data directory/);
   }
   t.same(await readdir(dir), ['notes.txt'], 'nothing was added');
+});
+
+t.test("an open that fails carries LevelDB's own cause, and is not an internal error", async (t) => {
+  const p = await populated(t);
+  await rm(join(p.db, 'LOCK'));
+  await mkdir(join(p.db, 'LOCK')); // LevelDB cannot take its lock file
+  const r = await kmgrd(['check-terms', '--data', p.dataDir]);
+  t.not(r.code, 70, 'not exit 70');
+  t.equal(r.code, 69);
+  t.match(r.stderr, /LOCK/, `the cause is named: ${r.stderr.trim()}`);
+  t.notMatch(r.stderr, /Database failed to open/);
 });

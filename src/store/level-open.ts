@@ -75,11 +75,11 @@ function hasFiles(dir: string): boolean {
 function openError(dbDir: string, e: unknown): Error {
   const err = e as { code?: string; cause?: { code?: string; message?: string }; message?: string };
   if (err.cause?.code === 'LEVEL_LOCKED' || err.code === 'LEVEL_LOCKED') {
-    return new UnavailableError(`the database at ${dbDir} is in use by another process (is kmgrd already running?)`);
+    return new UnavailableError(`the database at ${dbDir} is in use by another process (is kmgrd already running?)`).because(e);
   }
   const cause = err.cause?.message ?? err.message ?? String(e);
-  if (/corrupt|checksum|missing files|bad/i.test(cause)) return new StorageDamagedError(`LevelDB found the database at ${dbDir} damaged (${cause}): ${RECOVERY}`);
-  return new UnavailableError(`cannot open the database at ${dbDir}: ${cause}`);
+  if (/corrupt|checksum|missing files|bad/i.test(cause)) return new StorageDamagedError(`LevelDB found the database at ${dbDir} damaged (${cause}): ${RECOVERY}`).because(e);
+  return new UnavailableError(`cannot open the database at ${dbDir}: ${cause}`).because(e);
 }
 
 export async function openLevel(
