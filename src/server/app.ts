@@ -11,6 +11,7 @@ import { readBody } from './body.js';
 import { httpStatus } from './http-status.js';
 import { route } from './router.js';
 import { RateLimiter } from './rate-limit.js';
+import { unwrapStoreError } from '../store/record-codec.js';
 import type { RequestContext, ServerDeps } from './context.js';
 import type { Authorities } from './authorities.js';
 import { addressKey, DEFAULT_CONNECTIONS_PER_ADDRESS, DEFAULT_FIRST_REQUEST_MS, guardConnections, type ConnectionLimits } from './connections.js';
@@ -73,15 +74,16 @@ export function createApp(opts: AppOptions): Server {
     }
   };
 
-  // Buckets allow bursts of twice the rate.
-  const byAddress = new RateLimiter(opts.ratePerAddress, opts.ratePerAddress * 2, clock);
-  const byKey = new RateLimiter(opts.ratePerKey, opts.ratePerKey * 2, clock);
+  // Buckets allow bursts of twice the rate. They refill on the monotonic clock,
+  // not the wall clock: a wall clock stepped back must not empty every bucket.
+  const byAddress = new RateLimiter(opts.ratePerAddress, opts.ratePerAddress * 2);
+  const byKey = new RateLimiter(opts.ratePerKey, opts.ratePerKey * 2);
   // Unsigned questions anyone may ask are limited on their own, far below the general rate:
   // verify (mapping a person's partners by probing) and enrolment (filling the database).
   const verifyRate = opts.verifyPerAddress ?? DEFAULT_VERIFY_PER_ADDRESS;
-  const byVerify = new RateLimiter(verifyRate, verifyRate * 2, clock);
+  const byVerify = new RateLimiter(verifyRate, verifyRate * 2);
   const enrolRate = opts.enrolPerAddressPerMinute ?? DEFAULT_ENROL_PER_ADDRESS_PER_MINUTE;
-  const byEnrol = new RateLimiter(enrolRate / 60, enrolRate, clock);
+  const byEnrol = new RateLimiter(enrolRate / 60, enrolRate);
   const limited = (lim: RateLimiter, key: string, who: string): KmgrError => {
     return new KmgrError('rate_limited', `too many requests from ${who}; slow down`, { retryAfter: lim.retryAfter(key) });
   };
@@ -119,6 +121,9 @@ export function createApp(opts: AppOptions): Server {
       if (req.headers.host === undefined && req.httpVersion === '1.1') throw new UsageError('the request has no Host header', 'bad_request');
       // Node keeps the first of two Host headers; a proxy may route by the other (RFC 9112 section 3.2: 400).
       if (hostHeaders(req) > 1) throw new UsageError('the request has more than one Host header', 'bad_request');
+      // A damaged store serves nothing but its health: a count it cannot trust must not decide a use.
+      const state = storage.state?.();
+      if (state && !state.ok && state.problem === 'damaged' && path !== '/v1/health') throw new KmgrError('storage_damaged', 'the server\'s database is damaged; the operator must restore it (nothing was served)');
       const { handler, params } = route(req.method ?? '', path);
       if (req.method === 'POST' && path === '/v1/verify' && !byVerify.take(addressKey(remoteAddress))) throw limited(byVerify, addressKey(remoteAddress), 'this address (verify questions)');
       if (req.method === 'POST' && path === '/v1/persons' && !byEnrol.take(addressKey(remoteAddress))) throw limited(byEnrol, addressKey(remoteAddress), 'this address (enrolments)');
@@ -153,9 +158,11 @@ export function createApp(opts: AppOptions): Server {
       };
       const reply = await handler(ctx);
       send(res, reply.status, reply.body);
-    } catch (e) {
+    } catch (caught) {
+      // level wraps what a store's value encoding throws (a failed checksum): answer with that.
+      const e = unwrapStoreError(caught);
       if (e instanceof KmgrError) {
-        if (e.kind === 'unavailable' || e.kind === 'internal') log.error({ code: e.code, err: e.message }, 'request failed');
+        if (e.kind === 'unavailable' || e.kind === 'internal') log.error({ code: e.code, err: e.message, cause: (e.cause as Error | undefined)?.message }, 'request failed');
         if (e.code === 'method_not_allowed') res.setHeader('allow', (e.details?.allow as string[]).join(', '));
         if (e.code === 'rate_limited') res.setHeader('retry-after', String(Number(e.details?.retryAfter ?? 1)));
         send(res, httpStatus(e), toWire(e));
