@@ -19,8 +19,12 @@ export async function checkLogFiles(paths: HomePaths): Promise<void> {
     } catch {
       continue; // not written yet
     }
-    if (!st.isFile()) throw new ConfigError(`${f} is not a regular file (a FIFO, device or directory stands in its place); move it away`);
-    await checkNotWritableByOthers(f);
+    // A FIFO or device would block or swallow the append; a directory only makes the write
+    // fail at once, which fetch survives once the key is served (it warns and delivers).
+    if (st.isFIFO() || st.isCharacterDevice() || st.isBlockDevice() || st.isSocket()) {
+      throw new ConfigError(`${f} is not a regular file (a FIFO or device stands in its place); move it away`);
+    }
+    if (st.isFile()) await checkNotWritableByOthers(f);
   }
 }
 
