@@ -24,5 +24,5 @@ export function reportError(e: unknown, prog: string, json: boolean, stderr: Nod
   if (json) stderr.write(JSON.stringify(toWire(err)) + '\n');
   else stderr.write(`${prog}: ${clean(err.message)}\n`);
   if (!(e instanceof KmgrError) && process.env.KMGR_DEBUG && e instanceof Error) stderr.write(`${e.stack}\n`);
-  return exitCodeFor(err.kind);
+  return exitCodeFor(err.kind, err.code);
 }

@@ -96,6 +96,20 @@ export async function main(argv: string[]): Promise<number> {
       .option('--force', 'write key material even when stdout is a terminal'),
   ).action(run(() => import('./commands/fetch.js')));
 
+  withPassphrase(
+    program
+      .command('exec <names...>')
+      .description('fetch keys (each a counted use) and run a command with them in its environment or in private files')
+      .usage('NAME [NAME...] [--env [NAME=]VAR] [--file [NAME=]VAR] -- COMMAND [ARGS...]')
+      .option('--env <[name=]var>', 'put the key in this environment variable (default KMGR_KEY_<NAME>)', collect, [])
+      .option('--file <[name=]var>', 'write the key to a 0600 file in a private memory-backed directory and put its path in this variable', collect, [])
+      .addOption(new Option('--format <format>', 'key format (default pem; base64 for aes256)').choices(OUTPUT_FORMATS))
+      .addHelpText(
+        'after',
+        '\nThe files are removed when COMMAND exits, however it exits; signals are passed on to COMMAND and its exit status is kmgr\'s\n(128+N when it dies of signal N; 127 when it is not found). The key is never in any argv.\nExample: kmgr exec bank-a --file TLS_KEY -- ./client --key-from-env TLS_KEY',
+      ),
+  ).action(run(() => import('./commands/exec.js').then((m) => ({ run: (g: GlobalOptions, names: string[], o: Parameters<typeof m.run>[2]) => m.run(g, names, o, afterDashes) }))));
+
   withPassphrase(program.command('status <name>').description("show a key's counts, limits, valid term, lock flag and last use")).action(
     run(() => import('./commands/status.js')),
   );
@@ -208,6 +222,15 @@ export async function main(argv: string[]): Promise<number> {
   program.command('list').description('list partners and their keys (local index)').action(run(() => import('./commands/list.js')));
   program.command('whoami').description('show the personal ID, server and management key fingerprint').action(run(() => import('./commands/whoami.js')));
 
+  // kmgr exec NAME -- COMMAND ARGS: everything after the first -- is the command, never kmgr's options.
+  let afterDashes: string[] | undefined;
+  const dd = argv.indexOf('--');
+  if (argv[0] === 'exec' || (dd > 0 && argv.slice(0, dd).includes('exec'))) {
+    if (dd >= 0) {
+      afterDashes = argv.slice(dd + 1);
+      argv = argv.slice(0, dd);
+    }
+  }
   let json = argv.includes('--json');
   if (argv.length === 0) {
     process.stderr.write(program.helpInformation());
@@ -220,6 +243,10 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     return reportError(e, 'kmgr', json);
   }
+}
+
+function collect(v: string, prev: string[]): string[] {
+  return [...prev, v];
 }
 
 function parseKdfCost(v: string): number {
