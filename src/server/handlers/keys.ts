@@ -40,6 +40,7 @@ export const registerKey: Handler = async (ctx) => {
     publicKey: body.binding?.statement.publicKey ?? null,
     binding: body.binding ?? null,
     previousPublicKeys: [],
+    ssh: body.ssh ?? false,
   };
   await ctx.deps.storage.registerKey(record, blob, auth.claim);
   ctx.deps.log.info({ personId: person.personId, partnerId: record.partnerId, keyId: record.keyId, alg: record.alg }, 'key registered');
