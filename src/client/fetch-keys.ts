@@ -6,11 +6,10 @@
 import type { OutputFormat } from '../crypto/formats.js';
 import { UsageError } from '../protocol/errors.js';
 import { fetchChecks, fetchWith, type FetchResult } from './fetch.js';
-import { loadConfig } from './config.js';
+import { loadConfig, type ClientConfig } from './config.js';
 import { checkPartnerName, loadPartners, requirePartner } from './partners.js';
-import { openSession, withPartner, type Session } from './session.js';
+import { withPartner, type Session } from './session.js';
 import type { HomePaths } from './home.js';
-import type { PassphraseSource } from './passphrase.js';
 
 /** A fetch made by someone else (the agent); undefined when nobody could. */
 export type OtherFetch = (name: string, format: OutputFormat | undefined) => Promise<FetchResult | undefined>;
@@ -18,7 +17,7 @@ export type OtherFetch = (name: string, format: OutputFormat | undefined) => Pro
 export async function fetchKeys(
   paths: HomePaths,
   wanted: Array<{ name: string; format: OutputFormat | undefined }>,
-  src: PassphraseSource,
+  open: (config: ClientConfig) => Promise<Session>,
   other?: OtherFetch,
 ): Promise<FetchResult[]> {
   const config = await loadConfig(paths);
@@ -39,7 +38,7 @@ export async function fetchKeys(
         out.push(viaOther);
         continue;
       }
-      const opened = await withPartner(paths, w.name, async (c) => (session ??= await openSession(paths, src, c)), fetchChecks(w.name, w.format));
+      const opened = await withPartner(paths, w.name, async (c) => (session ??= await open(c)), fetchChecks(w.name, w.format));
       out.push(await fetchWith(paths, opened.session, opened.partner, w.name, w.format));
     }
     return out;

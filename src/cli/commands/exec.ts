@@ -8,7 +8,8 @@ import { checkCommand, runWithKeys, type HandedKey } from '../../client/exec-run
 import type { OutputFormat } from '../../crypto/formats.js';
 import { UsageError } from '../../protocol/errors.js';
 import { warn } from '../output.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
+import { openSession } from '../session.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
 
 interface ExecOptions extends PassphraseSource {
@@ -64,7 +65,7 @@ export async function run(g: GlobalOptions, names: string[], o: ExecOptions, com
   const results = await fetchKeys(
     paths,
     names.map((name) => ({ name, format: o.format })),
-    o,
+    (config) => openSession(paths, o, config),
     agentFetch ? (name, format) => agentFetch(paths, name, format) : undefined,
   );
   const keys: HandedKey[] = where.map((w, i) => ({
