@@ -82,16 +82,42 @@ export async function main(argv: string[]): Promise<number> {
       .addOption(new Option('--on-limit <policy>', 'deny: refuse past a limit; notify: serve and record the overuse').choices(['deny', 'notify']).default('deny'))
       .option('--name <text>', 'display name, when the partner is new')
       .option('--app-server <name>', 'application server name, when the partner is new')
-      .option('--business <text>', 'business contents, when the partner is new'),
+      .option('--business <text>', 'business contents, when the partner is new')
+      .option('--ssh', "offer the key through this person's SSH agent (kmgr agent start --ssh; ed25519 and p256)"),
   ).action(run(() => import('./commands/register.js')));
 
   withPassphrase(
     program
       .command('fetch <name>')
       .description("fetch a partner's transaction key, decrypt it locally and print the private key")
-      .addOption(new Option('--format <format>', 'output format (aes256 keys have no PEM)').choices(OUTPUT_FORMATS))
-      .option('--force', 'write key material even when stdout is a terminal'),
+      .addOption(new Option('--format <format>', 'output format (aes256 keys have no PEM); pem-chain and p12 add the certificate chain').choices([...OUTPUT_FORMATS, 'pem-chain', 'p12']))
+      .option('--force', 'write key material even when stdout is a terminal')
+      .option('--out <file>', 'with --format pem-chain or p12: write to this file (mode 0600) instead of stdout')
+      .option('--p12-passphrase-file <file>', "with --format p12: the file's own passphrase, from a file (never the keystore's)")
+      .option('--p12-passphrase-fd <n>', "with --format p12: the file's own passphrase, from an inherited file descriptor"),
   ).action(run(() => import('./commands/fetch.js')));
+
+  withPassphrase(
+    program
+      .command('csr <name>')
+      .description('print a PKCS#10 certificate request signed with the transaction key (a counted use of the key)')
+      .requiredOption('--subject <dn>', 'subject distinguished name, e.g. "CN=bank-a client,O=Example Ltd,C=JP"')
+      .option('--san <name>', 'subject alternative name: DNS:host, IP:address, email:address or URI:uri (repeatable)', collect, [])
+      .addHelpText('after', '\nExample: kmgr csr bank-a --subject "CN=client.example,O=Example" --san DNS:client.example > bank-a.csr'),
+  ).action(run(() => import('./commands/csr.js')));
+
+  const cert = program.command('cert').description('keep the certificate chain of a key at the server, beside the key (public data; no counted use)');
+  withPassphrase(
+    cert
+      .command('import <name> <cert> [chain]')
+      .description("check that CERT certifies the registered key and that CHAIN links up to it, then keep them at the server"),
+  ).action(run(() => import('./commands/cert.js').then((m) => ({ run: m.importCert }))));
+  withPassphrase(cert.command('show <name>').description('show subject, issuer, serial, validity and fingerprint of each certificate')).action(
+    run(() => import('./commands/cert.js').then((m) => ({ run: m.show }))),
+  );
+  withPassphrase(cert.command('get <name>').description('print the certificate chain as PEM, leaf first')).action(
+    run(() => import('./commands/cert.js').then((m) => ({ run: m.get }))),
+  );
 
   withPassphrase(
     program
@@ -127,7 +153,8 @@ export async function main(argv: string[]): Promise<number> {
       .option('--max-per-day <n|none>', 'maximum uses per day', parseLimit('--max-per-day'))
       .option('--max-per-week <n|none>', 'maximum uses per ISO week', parseLimit('--max-per-week'))
       .option('--max-per-month <n|none>', 'maximum uses per month', parseLimit('--max-per-month'))
-      .addOption(new Option('--on-limit <policy>', 'deny or notify').choices(['deny', 'notify'])),
+      .addOption(new Option('--on-limit <policy>', 'deny or notify').choices(['deny', 'notify']))
+      .addOption(new Option('--ssh <on|off>', "offer the key through this person's SSH agent, or stop").choices(['on', 'off'])),
   ).action(run(() => import('./commands/terms.js')));
   withPassphrase(program.command('lock <name>').description('inhibit every use of a key until unlocked')).action(
     run(() => import('./commands/terms.js').then((m) => ({ run: m.lock }))),
