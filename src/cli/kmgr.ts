@@ -235,7 +235,8 @@ export async function main(argv: string[]): Promise<number> {
       .command('start')
       .description('unlock once and start the agent; prints its socket path')
       .option('--ttl <duration>', 'wipe the key and exit after this long: 15m, 2h, 90s (default 15m, at most 7d)')
-      .option('--confirm', 'ask on this terminal before each use of the key'),
+      .option('--confirm', 'ask on this terminal before each use of the key')
+      .option('--ssh', 'also serve the OpenSSH agent protocol for keys marked --ssh; prints SSH_AUTH_SOCK=...; export SSH_AUTH_SOCK; (eval it)'),
   ).action(run(() => import('./commands/agent.js').then((m) => ({ run: m.start }))));
   agent.command('stop').description('stop the agent; it wipes the key').action(run(() => import('./commands/agent.js').then((m) => ({ run: m.stop }))));
   agent

@@ -1,6 +1,6 @@
 // Typed calls to the key server's /v1 API, one per endpoint the CLI uses.
 import {
-  AckResponse, CertificatesView, FetchResponse, HistoryList, KeyStatus, NoticeList, type HistoryEntry,
+  AckResponse, CertificatesView, FetchResponse, HistoryList, KeyList, KeyStatus, NoticeList, type HistoryEntry,
   type KeyPatchRequest, type RotateRequest, type SignedBinding, type Terms,
 } from '../protocol/messages.js';
 import { signedRequest, type Sent } from './http.js';
@@ -14,6 +14,7 @@ export const api = {
     signedRequest(s.endpoint, s.identity, 'PUT', k(partnerId), body, KeyStatus).then((r) => r.body),
   fetch: (s: Session, partnerId: string, nonce?: string): Promise<Sent<FetchResponse>> =>
     signedRequest(s.endpoint, s.identity, 'POST', `${k(partnerId)}/fetch`, {}, FetchResponse, nonce),
+  list: (s: Session) => signedRequest(s.endpoint, s.identity, 'GET', '/v1/keys', undefined, KeyList).then((r) => r.body.keys),
   status: (s: Session, partnerId: string) => signedRequest(s.endpoint, s.identity, 'GET', k(partnerId), undefined, KeyStatus).then((r) => r.body),
   patch: (s: Session, partnerId: string, body: KeyPatchRequest) =>
     signedRequest(s.endpoint, s.identity, 'PATCH', k(partnerId), body, KeyStatus).then((r) => r.body),
