@@ -113,6 +113,23 @@ t.test('the SSH agent', { skip: !HAVE_SSH && 'needs ssh-add and ssh-keygen' }, a
     });
   }
 
+  await t.test('git signs a commit through the agent', { skip: spawnSync('git', ['--version']).error !== undefined && 'needs git' }, async (t) => {
+    const repo = join(dir, 'repo');
+    const pubLine = (await import('node:fs')).readFileSync(join(dir, 'bank-p.pub'), 'utf8').trim();
+    await writeFile(join(dir, 'allowed-git'), `me@example ${pubLine.split(' ').slice(0, 2).join(' ')}\n`);
+    const genv = { ...env, HOME: dir, GIT_CONFIG_NOSYSTEM: '1', GIT_AUTHOR_NAME: 'Me', GIT_AUTHOR_EMAIL: 'me@example', GIT_COMMITTER_NAME: 'Me', GIT_COMMITTER_EMAIL: 'me@example' };
+    const git = (args: string[]) => run('git', ['-C', repo, ...args], genv);
+    t.equal((await run('git', ['init', '-q', repo], genv)).code, 0);
+    for (const [k, v] of [['gpg.format', 'ssh'], ['user.signingkey', join(dir, 'bank-p.pub')], ['gpg.ssh.allowedSignersFile', join(dir, 'allowed-git')]]) await git(['config', k!, v!]);
+    const before = await uses('bank-p');
+    const commit = await git(['commit', '-q', '--allow-empty', '-S', '-m', 'signed by kmgr']);
+    t.equal(commit.code, 0, commit.stderr);
+    const v = await git(['verify-commit', 'HEAD']);
+    t.equal(v.code, 0, v.stderr);
+    t.match(v.stderr, /Good "git" signature/);
+    t.equal(await uses('bank-p'), before + 1, 'one counted use');
+  });
+
   await t.test('a use limit refuses the next signature', async (t) => {
     const now = await uses('bank-e');
     t.equal((await c.run(['terms', 'bank-e', '--max-uses', String(now + 1)])).code, 0);
