@@ -12,7 +12,9 @@ import { createPublicKey } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { initClient, startServer, tempDir } from './helpers.js';
-import { agent, reap } from './agent-util.js';
+import { agent, HAVE_PY_PTY, PTY_RELAY, reap } from './agent-util.js';
+import { KMGR } from './helpers.js';
+import { spawn } from 'node:child_process';
 
 const HAVE_SSH = spawnSync('ssh-add', ['-h'], { encoding: 'utf8' }).error === undefined && spawnSync('ssh-keygen', ['-?'], { encoding: 'utf8' }).error === undefined;
 
@@ -164,4 +166,54 @@ t.test('the SSH agent', { skip: !HAVE_SSH && 'needs ssh-add and ssh-keygen' }, a
 
   t.equal((await agent(['stop'], { home: c.home })).code, 0);
   t.notOk((await import('node:fs')).existsSync(sock), 'the SSH socket is removed when the agent stops');
+});
+
+t.test('--confirm asks before each SSH signature', { skip: (!HAVE_SSH && 'needs ssh-add and ssh-keygen') || (!HAVE_PY_PTY && 'needs python3 (pty)') }, async (t) => {
+  const server = await startServer(t);
+  const c = await initClient(t, server);
+  const dir = await tempDir(t);
+  t.equal((await c.run(['register', 'bank-e', '--type', 'ed25519', '--ssh'])).code, 0);
+  // Status is asked without the agent: with --confirm the agent would ask about that request too.
+  const uses = async (): Promise<number> => JSON.parse((await c.run(['status', 'bank-e', '--json'], { KMGR_NO_AGENT: '1' })).stdout).uses.total as number;
+  const env: Record<string, string> = { KMGR_HOME: c.home };
+  for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
+  const p = spawn('python3', ['-c', PTY_RELAY, process.execPath, KMGR, 'agent', 'start', '--confirm', '--ssh', '--ttl', '5m', '--passphrase-file', c.pp], {
+    env,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  t.teardown(() => p.kill('SIGKILL'));
+  let out = '';
+  const waiters: Array<{ re: RegExp; resolve: () => void }> = [];
+  p.stdout.on('data', (b: Buffer) => {
+    out += b.toString('utf8');
+    for (const w of waiters.splice(0)) if (w.re.test(out)) w.resolve();
+    else waiters.push(w);
+  });
+  const seen = (re: RegExp): Promise<void> => new Promise((resolve) => (re.test(out) ? resolve() : waiters.push({ re, resolve })));
+  await seen(/__EXIT__ \d+/);
+  t.match(out, /__EXIT__ 0/, 'agent start --confirm --ssh exits 0 under a terminal');
+  const sock = /SSH_AUTH_SOCK=(\S+);/.exec(out)![1]!;
+  const st = JSON.parse((await agent(['status', '--json'], { home: c.home })).stdout) as { pid: number };
+  reap(t, st.pid);
+  const sshEnv = { SSH_AUTH_SOCK: sock };
+  const listed = await run('ssh-add', ['-L'], sshEnv);
+  t.equal(listed.code, 0, 'listing asks nothing');
+  await writeFile(join(dir, 'e.pub'), listed.stdout);
+  const data = join(dir, 'data');
+  await writeFile(data, 'x');
+
+  out = '';
+  const refused = run('ssh-keygen', ['-Y', 'sign', '-f', join(dir, 'e.pub'), '-n', 'file', data], sshEnv);
+  await seen(/allow sign with SSH key bank-e \(ed25519; a counted use\)\? \[y\/N\]/);
+  p.stdin.write('n\n');
+  t.not((await refused).code, 0, 'answered n: no signature');
+  t.equal(await uses(), 0, 'and no use counted');
+
+  out = '';
+  const allowed = run('ssh-keygen', ['-Y', 'sign', '-f', join(dir, 'e.pub'), '-n', 'file', data], sshEnv);
+  await seen(/allow sign with SSH key bank-e/);
+  p.stdin.write('y\n');
+  t.equal((await allowed).code, 0, 'answered y: signed');
+  t.equal(await uses(), 1, 'one counted use');
+  t.equal((await agent(['stop'], { home: c.home })).code, 0);
 });
