@@ -2,7 +2,6 @@
 import { array, bool, int, nullable, obj, oneOf, optional, str, SchemaError, type Infer, type Schema } from './schema.js';
 import { PARTNER_NAME } from './names.js';
 
-export const API_PREFIX = '/v1';
 /** Largest request body the server reads (threat 14). */
 export const MAX_BODY_BYTES = 64 * 1024;
 export const KEY_TYPES = ['ed25519', 'p256', 'secp256k1', 'x25519', 'aes256'] as const;
