@@ -65,16 +65,20 @@ const toArrayBuffer = (b: Uint8Array): ArrayBuffer => b.buffer.slice(b.byteOffse
  * KeyObject: it asks for the public key (SPKI) and for a signature over the
  * request info, which for ECDSA it wants as r||s (it encodes the DER itself).
  */
-type Provider = Parameters<typeof Pkcs10CertificateRequestGenerator.create>[1];
-type Keys = Parameters<typeof Pkcs10CertificateRequestGenerator.create>[0]['keys'];
+interface NodeProvider {
+  subtle: {
+    exportKey(): Promise<ArrayBuffer>;
+    sign(alg: unknown, key: unknown, data: ArrayBuffer): Promise<ArrayBuffer>;
+  };
+}
 
-function nodeProvider(key: KeyObject, type: CsrKeyType): Provider {
+function nodeProvider(key: KeyObject, type: CsrKeyType): NodeProvider {
   const subtle = {
     exportKey: async (): Promise<ArrayBuffer> => toArrayBuffer(createPublicKey(key).export({ type: 'spki', format: 'der' })),
     sign: async (_alg: unknown, _key: unknown, data: ArrayBuffer): Promise<ArrayBuffer> =>
       toArrayBuffer(type === 'ed25519' ? nodeSign(null, Buffer.from(data), key) : nodeSign('sha256', Buffer.from(data), { key, dsaEncoding: 'ieee-p1363' })),
   };
-  return { subtle } as unknown as Provider;
+  return { subtle };
 }
 
 /** A PEM certificate request for the key (PKCS#8 DER), signed by it. */
@@ -87,7 +91,8 @@ export async function makeCsr(pkcs8: Uint8Array, type: CsrKeyType, subject: stri
   const csr = await Pkcs10CertificateRequestGenerator.create(
     {
       name,
-      keys: { privateKey: { algorithm }, publicKey: { algorithm } } as unknown as Keys,
+      // Stand-ins for WebCrypto keys: the generator reads only their algorithm; the provider holds the key.
+      keys: { privateKey: { algorithm }, publicKey: { algorithm } } as never,
       signingAlgorithm: algorithm,
       ...(names.length > 0 ? { extensions: [new SubjectAlternativeNameExtension(names)] } : {}),
     },
