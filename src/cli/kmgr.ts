@@ -112,7 +112,8 @@ export async function main(argv: string[]): Promise<number> {
   withPassphrase(
     cert
       .command('import <name> <cert> [chain]')
-      .description("check that CERT certifies the registered key and that CHAIN links up to it, then keep them at the server"),
+      .description("check that CERT certifies the registered key and that CHAIN links up to it, then keep them at the server")
+      .addHelpText('after', '\nThe files may hold several PEM certificates, in any order. Example: kmgr cert import bank-a bank-a.crt ca-chain.pem'),
   ).action(run(() => import('./commands/cert.js').then((m) => ({ run: m.importCert }))));
   withPassphrase(cert.command('show <name>').description('show subject, issuer, serial, validity and fingerprint of each certificate')).action(
     run(() => import('./commands/cert.js').then((m) => ({ run: m.show }))),
