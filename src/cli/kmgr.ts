@@ -104,7 +104,7 @@ export async function main(argv: string[]): Promise<number> {
       .command('csr <name>')
       .description('print a PKCS#10 certificate request signed with the transaction key (a counted use of the key)')
       .requiredOption('--subject <dn>', 'subject distinguished name, e.g. "CN=bank-a client,O=Example Ltd,C=JP"')
-      .option('--san <name>', 'subject alternative name: DNS:host, IP:address, email:address or URI:uri (repeatable)', collect, [])
+      .option('--san <name>', 'subject alternative name: DNS:host, IP:address, email:address or URI:uri (repeatable)', collect)
       .addHelpText('after', '\nExample: kmgr csr bank-a --subject "CN=client.example,O=Example" --san DNS:client.example > bank-a.csr'),
   ).action(run(() => import('./commands/csr.js')));
 
@@ -127,8 +127,8 @@ export async function main(argv: string[]): Promise<number> {
       .command('exec <names...>')
       .description('fetch keys (each a counted use) and run a command with them in its environment or in private files')
       .usage('NAME [NAME...] [--env [NAME=]VAR] [--file [NAME=]VAR] -- COMMAND [ARGS...]')
-      .option('--env <[name=]var>', 'put the key in this environment variable (default KMGR_KEY_<NAME>)', collect, [])
-      .option('--file <[name=]var>', 'write the key to a 0600 file in a private memory-backed directory and put its path in this variable', collect, [])
+      .option('--env <[name=]var>', 'put the key in this environment variable (default KMGR_KEY_<NAME>)', collect)
+      .option('--file <[name=]var>', 'write the key to a 0600 file in a private memory-backed directory and put its path in this variable', collect)
       .addOption(new Option('--format <format>', 'key format (default pem; base64 for aes256)').choices(OUTPUT_FORMATS))
       .addHelpText(
         'after',
@@ -273,8 +273,9 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-function collect(v: string, prev: string[]): string[] {
-  return [...prev, v];
+/** A repeatable option's values, in order. */
+function collect(v: string, prev: string[] | undefined): string[] {
+  return [...(prev ?? []), v];
 }
 
 function parseKdfCost(v: string): number {
