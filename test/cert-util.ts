@@ -1,4 +1,4 @@
-// Helpers for the certificate tests.
+// Helpers shared by tests of keys in use (certificates, kmgr exec).
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openSession } from '../src/client/session.js';

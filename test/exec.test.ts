@@ -9,6 +9,8 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { KMGR, initClient, startServer } from './helpers.js';
+import { agent, startAgent } from './agent-util.js';
+import { statusReader } from './cert-util.js';
 
 const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
 
@@ -36,7 +38,7 @@ t.test('kmgr exec', async (t) => {
   const keyB = (await c.run(['fetch', 'bank-b'])).stdoutBytes;
   const pp = ['--passphrase-file', c.pp];
   const exec = (args: string[], env: Record<string, string> = {}) => c.run(['exec', ...args], env);
-  const uses = async (name: string): Promise<number> => JSON.parse((await c.run(['status', name, '--json'])).stdout).uses.total as number;
+  const uses = await statusReader(c);
 
   await t.test('a key in a variable, and the exit status passed on', async (t) => {
     const before = await uses('bank-a');
@@ -117,6 +119,16 @@ t.test('kmgr exec', async (t) => {
     t.equal(nf.code, 127, 'a command that does not exist: 127');
     t.equal((await exec(['bank-b', ...pp, '--', 'no-such-program-kmgr'])).code, 127, 'also when looked up in PATH');
     t.equal(await uses('bank-b'), before, 'and it cost no use');
+  });
+
+  await t.test('through a running agent: no passphrase needed', async (t) => {
+    await startAgent(t, c.home, c.pp);
+    const before = await uses('bank-a');
+    const r = await exec(['bank-a', '--env', 'K', '--', process.execPath, '-e', CHILD, 'env', 'K']);
+    t.equal(r.code, 0, r.stderr);
+    t.equal(JSON.parse(r.stdout.split('\n')[0]!).hash, sha(keyA), 'the same key, fetched by the agent');
+    t.equal(await uses('bank-a'), before + 1, 'one counted use');
+    t.equal((await agent(['stop'], { home: c.home })).code, 0);
   });
 
   await t.test('a refused fetch runs nothing', async (t) => {
