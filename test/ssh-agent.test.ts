@@ -13,6 +13,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { initClient, startServer, tempDir } from './helpers.js';
 import { agent, HAVE_PY_PTY, PTY_RELAY, reap } from './agent-util.js';
+import { statusReader } from './cert-util.js';
 import { KMGR } from './helpers.js';
 import { spawn } from 'node:child_process';
 
@@ -61,7 +62,7 @@ t.test('the SSH agent', { skip: !HAVE_SSH && 'needs ssh-add and ssh-keygen' }, a
   t.equal((await c.run(['terms', 'bank-p', '--ssh', 'on'])).code, 0, 'terms --ssh on');
   const k1 = await c.run(['register', 'bank-k', '--type', 'secp256k1', '--ssh']);
   t.equal(k1.code, 64, 'secp256k1 cannot be an SSH key');
-  const uses = async (name: string): Promise<number> => JSON.parse((await c.run(['status', name, '--json'])).stdout).uses.total as number;
+  const uses = await statusReader(c);
 
   const r = await agent(['start', '--ssh', '--passphrase-file', c.pp], { home: c.home });
   t.equal(r.code, 0, r.stderr);
@@ -173,8 +174,9 @@ t.test('--confirm asks before each SSH signature', { skip: (!HAVE_SSH && 'needs 
   const c = await initClient(t, server);
   const dir = await tempDir(t);
   t.equal((await c.run(['register', 'bank-e', '--type', 'ed25519', '--ssh'])).code, 0);
-  // Status is asked without the agent: with --confirm the agent would ask about that request too.
-  const uses = async (): Promise<number> => JSON.parse((await c.run(['status', 'bank-e', '--json'], { KMGR_NO_AGENT: '1' })).stdout).uses.total as number;
+  // Counts are read in this process, not through the agent: with --confirm it would ask about those requests too.
+  const usesOf = await statusReader(c);
+  const uses = (): Promise<number> => usesOf('bank-e');
   const env: Record<string, string> = { KMGR_HOME: c.home };
   for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
   const p = spawn('python3', ['-c', PTY_RELAY, process.execPath, KMGR, 'agent', 'start', '--confirm', '--ssh', '--ttl', '5m', '--passphrase-file', c.pp], {
