@@ -188,7 +188,7 @@ export const NoticeView = obj({
   at: isoTime,
   partnerId: partnerIdField,
   keyVersion: int({ min: 1, max: MAX_COUNT }),
-  kind: oneOf(['expired', 'expiring', 'limit_reached', 'limit_passed', 'refused_attempt', 'certificate_expired', 'certificate_expiring'] as const),
+  kind: oneOf(['expired', 'expiring', 'limit_reached', 'limit_passed', 'refused_attempt', 'restored', 'certificate_expired', 'certificate_expiring'] as const),
   message: str({ max: 1000 }),
   read: bool,
 });
