@@ -39,7 +39,8 @@ import {
   type AgentRequest, type AgentStatus, type Frame,
 } from './protocol.js';
 import { AgentError, checkSocketDir } from './socket.js';
-import { fetchInAgent } from './fetch-op.js';
+import { fetchInAgent, type AgentKeys } from './fetch-op.js';
+import { SshAgentServer } from './ssh-server.js';
 
 const BOOT_TIMEOUT_MS = 10_000;
 const IDLE_TIMEOUT_MS = 120_000; // longer than a --confirm prompt waits
@@ -136,6 +137,7 @@ class Agent {
   private served = 0;
   private refused = 0;
   private stopping = false;
+  private ssh: SshAgentServer | undefined;
 
   constructor(
     private readonly boot: AgentBoot,
@@ -194,6 +196,10 @@ class Agent {
     const st = lstatSync(socket);
     if ((st.mode & 0o777) !== 0o600) throw new ConfigError(`could not make ${socket} private (mode ${(st.mode & 0o777).toString(8)})`);
     this.socketId = { dev: st.dev, ino: st.ino };
+    if (this.boot.sshSocket) {
+      this.ssh = new SshAgentServer({ socket: this.boot.sshSocket, keys: this.keys(), confirm: (what) => this.confirm(what), onServed: () => this.served++ });
+      await this.ssh.listen();
+    }
     this.server.on('error', () => this.shutdown(1));
     this.ttlTimer = setTimeout(() => this.shutdown(0), this.boot.ttlMs);
     this.watchTimer = setInterval(() => this.checkSocket(), SOCKET_CHECK_MS);
@@ -220,6 +226,7 @@ class Agent {
     clearInterval(this.watchTimer);
     this.server.close();
     for (const c of this.conns) c.destroy();
+    this.ssh?.close();
     this.confirmer?.close();
     if (this.socketId) {
       try {
@@ -339,14 +346,16 @@ class Agent {
       case 'fetch': {
         // Asked before the request is sent: a refusal costs no counted use.
         if (this.confirmer) await this.confirm(`fetch and decrypt the key for partner ${clean(req.name, 64)} from ${clean(await this.serverUrl(), 200)}`);
-        const r = await fetchInAgent(
-          { home: this.boot.home, fingerprint: this.boot.fingerprint, signer: () => this.liveSigner(), wrapKey: () => this.liveWrapKey() },
-          req,
-        );
+        const r = await fetchInAgent(this.keys(), req);
         this.served++;
         return { result: { warnings: r.warnings }, data: r.bytes };
       }
     }
+  }
+
+  /** The held keys as the fetch code takes them; they throw once wiped. */
+  private keys(): AgentKeys {
+    return { home: this.boot.home, fingerprint: this.boot.fingerprint, signer: () => this.liveSigner(), wrapKey: () => this.liveWrapKey() };
   }
 
   private liveSigner(): Signer {
@@ -400,6 +409,7 @@ class Agent {
       confirm: this.boot.confirm,
       served: this.served,
       refused: this.refused,
+      sshSocket: this.boot.sshSocket ?? null,
     };
   }
 }

@@ -27,5 +27,5 @@ export function reportError(e: unknown, prog: string, json: boolean, stderr: Nod
   if (json) stderr.write(jsonForTerminal(toWire(err)) + '\n');
   else stderr.write(`${prog}: ${cleanLine(err.message)}\n`);
   if (!(e instanceof KmgrError) && process.env.KMGR_DEBUG && e instanceof Error) stderr.write(`${e.stack}\n`);
-  return exitCodeFor(err.kind);
+  return exitCodeFor(err.kind, err.code);
 }

@@ -91,16 +91,57 @@ export async function main(argv: string[]): Promise<number> {
       .addOption(new Option('--on-limit <policy>', 'deny: refuse past a limit; notify: serve and record the overuse').choices(['deny', 'notify']).default('deny'))
       .option('--name <text>', 'display name, when the partner is new')
       .option('--app-server <name>', 'application server name, when the partner is new')
-      .option('--business <text>', 'business contents, when the partner is new'),
+      .option('--business <text>', 'business contents, when the partner is new')
+      .option('--ssh', "offer the key through this person's SSH agent (kmgr agent start --ssh; ed25519 and p256)"),
   ).action(run(() => import('./commands/register.js')));
 
   withPassphrase(
     program
       .command('fetch <name>')
       .description("fetch a partner's transaction key, decrypt it locally and print the private key")
-      .addOption(new Option('--format <format>', 'output format (aes256 keys have no PEM)').choices(OUTPUT_FORMATS))
-      .option('--force', 'write key material even when stdout is a terminal'),
+      .addOption(new Option('--format <format>', 'output format (aes256 keys have no PEM); pem-chain and p12 add the certificate chain').choices([...OUTPUT_FORMATS, 'pem-chain', 'p12']))
+      .option('--force', 'write key material even when stdout is a terminal')
+      .option('--out <file>', 'with --format pem-chain or p12: write to this file (mode 0600) instead of stdout')
+      .option('--p12-passphrase-file <file>', "with --format p12: the file's own passphrase, from a file (never the keystore's)")
+      .option('--p12-passphrase-fd <n>', "with --format p12: the file's own passphrase, from an inherited file descriptor"),
   ).action(run(() => import('./commands/fetch.js')));
+
+  withPassphrase(
+    program
+      .command('csr <name>')
+      .description('print a PKCS#10 certificate request signed with the transaction key (a counted use of the key)')
+      .requiredOption('--subject <dn>', 'subject distinguished name, e.g. "CN=bank-a client,O=Example Ltd,C=JP"')
+      .option('--san <name>', 'subject alternative name: DNS:host, IP:address, email:address or URI:uri (repeatable)', collect)
+      .addHelpText('after', '\nExample: kmgr csr bank-a --subject "CN=client.example,O=Example" --san DNS:client.example > bank-a.csr'),
+  ).action(run(() => import('./commands/csr.js')));
+
+  const cert = program.command('cert').description('keep the certificate chain of a key at the server, beside the key (public data; no counted use)');
+  withPassphrase(
+    cert
+      .command('import <name> <cert> [chain]')
+      .description("check that CERT certifies the registered key and that CHAIN links up to it, then keep them at the server")
+      .addHelpText('after', '\nThe files may hold several PEM certificates, in any order. Example: kmgr cert import bank-a bank-a.crt ca-chain.pem'),
+  ).action(run(() => import('./commands/cert.js').then((m) => ({ run: m.importCert }))));
+  withPassphrase(cert.command('show <name>').description('show subject, issuer, serial, validity and fingerprint of each certificate')).action(
+    run(() => import('./commands/cert.js').then((m) => ({ run: m.show }))),
+  );
+  withPassphrase(cert.command('get <name>').description('print the certificate chain as PEM, leaf first')).action(
+    run(() => import('./commands/cert.js').then((m) => ({ run: m.get }))),
+  );
+
+  withPassphrase(
+    program
+      .command('exec <names...>')
+      .description('fetch keys (each a counted use) and run a command with them in its environment or in private files')
+      .usage('NAME [NAME...] [--env [NAME=]VAR] [--file [NAME=]VAR] -- COMMAND [ARGS...]')
+      .option('--env <[name=]var>', 'put the key in this environment variable (default KMGR_KEY_<NAME>)', collect)
+      .option('--file <[name=]var>', 'write the key to a 0600 file in a private memory-backed directory and put its path in this variable', collect)
+      .addOption(new Option('--format <format>', 'key format (default pem; base64 for aes256)').choices(OUTPUT_FORMATS))
+      .addHelpText(
+        'after',
+        '\nThe files are removed when COMMAND exits, however it exits; signals are passed on to COMMAND and its exit status is kmgr\'s\n(128+N when it dies of signal N; 127 when it is not found). The key is never in any argv.\nExample: kmgr exec bank-a --file TLS_KEY -- ./client --key-from-env TLS_KEY',
+      ),
+  ).action(run(() => import('./commands/exec.js').then((m) => ({ run: (g: GlobalOptions, names: string[], o: Parameters<typeof m.run>[2]) => m.run(g, names, o, afterDashes) }))));
 
   withPassphrase(program.command('status <name>').description("show a key's counts, limits, valid term, lock flag and last use")).action(
     run(() => import('./commands/status.js')),
@@ -122,7 +163,8 @@ export async function main(argv: string[]): Promise<number> {
       .option('--max-per-day <n|none>', 'maximum uses per day', parseLimit('--max-per-day'))
       .option('--max-per-week <n|none>', 'maximum uses per ISO week', parseLimit('--max-per-week'))
       .option('--max-per-month <n|none>', 'maximum uses per month', parseLimit('--max-per-month'))
-      .addOption(new Option('--on-limit <policy>', 'deny or notify').choices(['deny', 'notify'])),
+      .addOption(new Option('--on-limit <policy>', 'deny or notify').choices(['deny', 'notify']))
+      .addOption(new Option('--ssh <on|off>', "offer the key through this person's SSH agent, or stop").choices(['on', 'off'])),
   ).action(run(() => import('./commands/terms.js')));
   withPassphrase(program.command('lock <name>').description('inhibit every use of a key until unlocked')).action(
     run(() => import('./commands/terms.js').then((m) => ({ run: m.lock }))),
@@ -203,7 +245,8 @@ export async function main(argv: string[]): Promise<number> {
       .command('start')
       .description('unlock once and start the agent; prints its socket path')
       .option('--ttl <duration>', 'wipe the key and exit after this long: 15m, 2h, 90s (default 15m, at most 7d)')
-      .option('--confirm', 'ask on this terminal before each use of the key'),
+      .option('--confirm', 'ask on this terminal before each use of the key')
+      .option('--ssh', 'also serve the OpenSSH agent protocol for keys marked --ssh; prints SSH_AUTH_SOCK=...; export SSH_AUTH_SOCK; (eval it)'),
   ).action(run(() => import('./commands/agent.js').then((m) => ({ run: m.start }))));
   agent.command('stop').description('stop the agent; it wipes the key').action(run(() => import('./commands/agent.js').then((m) => ({ run: m.stop }))));
   agent
@@ -214,6 +257,15 @@ export async function main(argv: string[]): Promise<number> {
   program.command('list').description('list partners and their keys (local index)').action(run(() => import('./commands/list.js')));
   program.command('whoami').description('show the personal ID, server and management key fingerprint').action(run(() => import('./commands/whoami.js')));
 
+  // kmgr exec NAME -- COMMAND ARGS: everything after the first -- is the command, never kmgr's options.
+  let afterDashes: string[] | undefined;
+  const dd = argv.indexOf('--');
+  if (argv[0] === 'exec' || (dd > 0 && argv.slice(0, dd).includes('exec'))) {
+    if (dd >= 0) {
+      afterDashes = argv.slice(dd + 1);
+      argv = argv.slice(0, dd);
+    }
+  }
   let json = argv.includes('--json');
   if (argv.length === 0) {
     process.stderr.write(program.helpInformation());
@@ -226,6 +278,11 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     return reportError(e, 'kmgr', json);
   }
+}
+
+/** A repeatable option's values, in order. */
+function collect(v: string, prev: string[] | undefined): string[] {
+  return [...(prev ?? []), v];
 }
 
 function parseKdfCost(v: string): number {

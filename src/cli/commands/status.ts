@@ -5,6 +5,7 @@ import { api } from '../../client/api.js';
 import type { KeyStatus } from '../../protocol/messages.js';
 import { printJson, printLine } from '../output.js';
 import { EXIT } from '../exit-codes.js';
+import { validityText } from './cert.js';
 import type { GlobalOptions } from '../options.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
 
@@ -22,6 +23,8 @@ export function statusJson(name: string, s: KeyStatus): Record<string, unknown> 
     expiresAt: s.expiresAt,
     inhibited: s.inhibited,
     lastUsedAt: s.lastUsedAt,
+    ssh: s.ssh ?? false,
+    certificate: s.certificate ?? null,
   };
 }
 
@@ -36,6 +39,11 @@ export function printStatus(name: string, s: KeyStatus): void {
   printLine(`             today ${s.uses.day} of ${lim(s.limits.day)}, this week ${s.uses.week} of ${lim(s.limits.week)}, this month ${s.uses.month} of ${lim(s.limits.month)}`);
   printLine(`on limit:    ${s.onLimit === 'deny' ? 'deny further uses' : 'serve and notify'}`);
   printLine(`last used:   ${s.lastUsedAt ?? 'never'}`);
+  if (s.ssh) printLine(`ssh:         offered by kmgr agent start --ssh`);
+  if (s.certificate) {
+    printLine(`certificate: ${s.certificate.subject} (issuer ${s.certificate.issuer})`);
+    printLine(`             valid ${validityText(s.certificate.notBefore, s.certificate.notAfter)}`);
+  }
 }
 
 export async function run(g: GlobalOptions, name: string, o: PassphraseSource): Promise<number> {

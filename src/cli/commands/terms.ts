@@ -20,6 +20,7 @@ interface TermsOptions extends PassphraseSource {
   maxPerWeek?: number | 'none';
   maxPerMonth?: number | 'none';
   onLimit?: 'deny' | 'notify';
+  ssh?: 'on' | 'off';
 }
 
 export function patchFrom(o: TermsOptions, now: number): KeyPatchRequest {
@@ -36,7 +37,8 @@ export function patchFrom(o: TermsOptions, now: number): KeyPatchRequest {
     if (v !== undefined) patch[f] = v === 'none' ? null : v;
   }
   if (o.onLimit !== undefined) patch.onLimit = o.onLimit;
-  if (Object.keys(patch).length === 0) throw new UsageError('nothing to change: give --expires, --valid-for, --max-uses, --max-per-day, --max-per-week, --max-per-month or --on-limit');
+  if (o.ssh !== undefined) patch.ssh = o.ssh === 'on';
+  if (Object.keys(patch).length === 0) throw new UsageError('nothing to change: give --expires, --valid-for, --max-uses, --max-per-day, --max-per-week, --max-per-month, --on-limit or --ssh');
   return patch;
 }
 

@@ -6,6 +6,7 @@ import { samePublicKey } from '../../crypto/binding.js';
 import { fromB64 } from '../../crypto/bytes.js';
 import { keyStatusView } from '../views.js';
 import { checkBinding } from '../binding-check.js';
+import { SSH_TYPES } from './keys.js';
 import type { KeyPatch } from '../../store/types.js';
 import type { Handler, RequestContext } from '../context.js';
 
@@ -18,6 +19,10 @@ export const patchKey: Handler = async (ctx) => {
   if (Object.keys(body).length === 0) throw new UsageError('nothing to change: give at least one field', 'bad_request');
   const { binding, ...fields } = body;
   const patch: KeyPatch = { ...fields } as KeyPatch;
+  if (body.ssh === true) {
+    const current = await ctx.deps.storage.getKey(person.personId, ctx.params.partnerId!);
+    if (current && !SSH_TYPES.has(current.alg)) throw new UsageError(`ssh is for ed25519 and p256 keys, not ${current.alg}`, 'bad_request');
+  }
   if (body.expiresAt !== undefined) patch.expiresAt = body.expiresAt === null ? null : Date.parse(body.expiresAt);
   if (binding) {
     const current = await ctx.deps.storage.getKey(person.personId, ctx.params.partnerId!);
