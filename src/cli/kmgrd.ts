@@ -38,6 +38,10 @@ export async function main(argv: string[]): Promise<number> {
     .option('--rate-per-key <n>', 'requests per second allowed per management key (0: unlimited)', parseRate('--rate-per-key'), 100)
     .option('--verify-threads <n>', 'worker threads verifying request signatures (0: on the main thread)', parseRate('--verify-threads', 'a number of threads, 0 to 16'), 1)
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug']).default('info'))
+    .option('--metrics-listen <host:port>', 'serve Prometheus metrics over plain HTTP at http://HOST:PORT/metrics (off by default), e.g. 127.0.0.1:9464')
+    .option('--audit-log <file>', 'append one JSON line per request to FILE before answering it; a request that cannot be logged fails (SIGHUP reopens FILE)')
+    .option('--audit-key-file <file>', 'HMAC key (at least 32 bytes, mode 0600) pseudonymising person and partner IDs in the audit log; make one with: openssl rand -hex 32')
+    .addHelpText('after', '\nSignals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the TLS certificate and key and reopens the audit log.\n\nExample:\n  kmgrd serve --data /var/lib/kmgrd --listen 0.0.0.0:8443 --metrics-listen 127.0.0.1:9464 \\\n    --audit-log /var/log/kmgrd/audit.jsonl --audit-key-file /etc/kmgrd/audit.key')
     .action((o: ServeOptions) => {
       result = serve(o);
     });
@@ -116,6 +120,9 @@ interface ServeOptions {
   ratePerAddress: number;
   ratePerKey: number;
   verifyThreads: number;
+  metricsListen?: string;
+  auditLog?: string;
+  auditKeyFile?: string;
   smtp?: string;
   sendmail?: string;
   mailFrom: string;
@@ -149,6 +156,7 @@ function parseRate(flag: string, what = 'a whole number of requests per second (
 async function serve(o: ServeOptions): Promise<number> {
   const { host, port } = parseListen(o.listen);
   const mail = mailConfig(o);
+  const metricsListen = o.metricsListen === undefined ? undefined : parseListen(o.metricsListen, '--metrics-listen');
   const { startDaemon } = await import('../server/daemon.js');
   const daemon = await startDaemon({
     dataDir: resolve(o.data),
@@ -163,9 +171,20 @@ async function serve(o: ServeOptions): Promise<number> {
     verifyThreads: Math.min(o.verifyThreads, 16),
     webhooks: o.webhooks,
     ...(mail ? { mail } : {}),
+    ...(metricsListen ? { metricsListen } : {}),
+    ...(o.auditLog !== undefined ? { auditLog: resolve(o.auditLog) } : {}),
+    ...(o.auditKeyFile !== undefined ? { auditKeyFile: resolve(o.auditKeyFile) } : {}),
   });
+  // SIGHUP is for reloading (logrotate, certificate renewal), never for dying; reloads run one at a time.
+  let reloading: Promise<unknown> = Promise.resolve();
+  const onHup = (): void => {
+    daemon.log.info({ signal: 'SIGHUP' }, 'reloading TLS certificate and audit log');
+    reloading = reloading.then(() => daemon.reload()).catch(() => undefined);
+  };
+  process.on('SIGHUP', onHup);
   await new Promise<void>((done) => {
     const stop = (signal: string): void => {
+      process.off('SIGHUP', onHup);
       daemon.log.info({ signal }, 'stopping: finishing in-flight requests');
       void daemon.stop().then(done);
     };

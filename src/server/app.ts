@@ -2,14 +2,14 @@
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { AuthError, KmgrError, toWire, UsageError } from '../protocol/errors.js';
+import { AuthError, KmgrError, toWire, UnavailableError, UsageError, type WireError } from '../protocol/errors.js';
 import { publicKeyObject } from '../crypto/sign.js';
 import { fromB64url } from '../crypto/bytes.js';
 import { authenticate, type VerifyKey } from './auth.js';
 import type { Verifier } from './verify-pool.js';
 import { readBody } from './body.js';
 import { httpStatus } from './http-status.js';
-import { route } from './router.js';
+import { PROBE_ROUTES, route } from './router.js';
 import { RateLimiter } from './rate-limit.js';
 import type { RequestContext, ServerDeps } from './context.js';
 
@@ -73,16 +73,25 @@ export function createApp(opts: AppOptions): Server {
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const now = clock();
+    const started = process.hrtime.bigint();
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const query = q < 0 ? '' : url.slice(q);
     const remoteAddress = req.socket.remoteAddress ?? '';
+    // Route pattern, never the path: labels and audit lines must not carry IDs.
+    let pattern = 'unmatched';
+    const note: RequestContext['note'] = {};
+    let status: number;
+    let replyBody: unknown;
     try {
       if (!byAddress.take(remoteAddress)) throw limited(byAddress, remoteAddress, 'this address');
       // RFC 9112 section 3.2: an HTTP/1.1 request without Host is answered 400.
       if (req.headers.host === undefined && req.httpVersion === '1.1') throw new UsageError('the request has no Host header', 'bad_request');
-      const { handler, params } = route(req.method ?? '', path);
+      const found = route(req.method ?? '', path);
+      const { handler, params } = found;
+      pattern = found.pattern;
+      if (params.partnerId !== undefined) note.partnerId = params.partnerId;
       const body = await readBody(req);
       if (body.length > 0 && !/^application\/json(\s*;|$)/i.test(req.headers['content-type'] ?? '')) {
         throw new KmgrError('unsupported_media_type', 'request bodies must be application/json');
@@ -96,34 +105,68 @@ export function createApp(opts: AppOptions): Server {
         body,
         now,
         remoteAddress,
+        note,
         async person() {
           const auth = await authenticate(req, path, query, body, now, keyFor, verifier);
           if (!byKey.take(auth.params.keyid)) throw limited(byKey, auth.params.keyid, 'this key');
           const person = await storage.personByKeyId(auth.params.keyid);
           if (!person) throw new AuthError('unknown_person', 'the signing key is not enrolled at this server');
-          storage.claimNonce(auth.claim);
+          note.personId = person.personId;
+          await storage.claimNonce(auth.claim);
           return { person, auth };
         },
         async withKey(keyId, key) {
           const auth = await authenticate(req, path, query, body, now, async (id) => (id === keyId ? key : undefined), verifier);
-          storage.claimNonce(auth.claim);
+          await storage.claimNonce(auth.claim);
           return auth;
         },
       };
       const reply = await handler(ctx);
-      send(res, reply.status, reply.body);
+      status = reply.status;
+      replyBody = reply.body;
     } catch (e) {
       if (e instanceof KmgrError) {
         if (e.kind === 'unavailable' || e.kind === 'internal') log.error({ code: e.code, err: e.message }, 'request failed');
         if (e.code === 'method_not_allowed') res.setHeader('allow', (e.details?.allow as string[]).join(', '));
         if (e.code === 'rate_limited') res.setHeader('retry-after', String(e.details?.retryAfter ?? 1));
-        send(res, httpStatus(e), toWire(e));
+        status = httpStatus(e);
+        replyBody = toWire(e);
       } else {
         // A bug, never the client's doing: log it, answer without detail.
         log.error({ err: e instanceof Error ? { message: e.message, stack: e.stack } : String(e), path }, 'unhandled error');
-        send(res, 500, toWire(new KmgrError('internal', 'internal server error')));
+        status = 500;
+        replyBody = toWire(new KmgrError('internal', 'internal server error'));
       }
     }
+    const { metrics, audit } = opts;
+    if (note.fetchResult) metrics?.fetches.inc({ result: note.fetchResult, code: note.refusal ?? '' });
+    if (audit && !PROBE_ROUTES.has(pattern)) {
+      const result = note.fetchResult ?? (status < 400 ? 'ok' : ((replyBody as WireError).error?.code ?? 'error'));
+      try {
+        await audit.write({
+          time: new Date(now).toISOString(),
+          method: (req.method ?? '').slice(0, 16),
+          route: pattern,
+          status,
+          result,
+          remoteAddress,
+          person: audit.pseudonym(note.personId),
+          partner: audit.pseudonym(note.partnerId),
+          durationMs: Number(process.hrtime.bigint() - started) / 1e6,
+        });
+      } catch (e) {
+        // Fail closed: what cannot be audited is not answered (a fetch's key stays on the server).
+        log.error({ err: (e as Error).message }, 'audit log write failed; refusing the request');
+        metrics?.auditFailures.inc();
+        status = 503;
+        replyBody = toWire(new UnavailableError('the audit log cannot be written; the request was not answered'));
+      }
+    }
+    if (metrics) {
+      metrics.requests.inc({ route: pattern, status: String(status) });
+      metrics.duration.observe({ route: pattern }, Number(process.hrtime.bigint() - started) / 1e9);
+    }
+    send(res, status, replyBody);
   }
 
   // Expect: 100-continue is answered by node; any other expectation gets a JSON 417, not an empty one.

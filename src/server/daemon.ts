@@ -12,6 +12,11 @@ import { startAdminSocket } from './admin.js';
 import { workerVerifier } from './verify-pool.js';
 import { Deliverer } from './delivery/deliverer.js';
 import type { MailConfig } from './delivery/mail.js';
+import { createSecureContext } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import { Metrics } from './metrics.js';
+import { startMetricsServer } from './metrics-server.js';
+import { AuditLog, readAuditKey } from './audit-log.js';
 
 export const DEFAULT_RATE_PER_ADDRESS = 1000;
 export const DEFAULT_RATE_PER_KEY = 100;
@@ -38,6 +43,17 @@ export interface DaemonOptions {
   webhooks?: 'https' | 'any';
   /** How often queued notices are delivered (ms). Default 1000. */
   deliverEveryMs?: number;
+  /** Serve Prometheus metrics at http://HOST:PORT/metrics. */
+  metricsListen?: { host: string; port: number };
+  /** Append one JSON line per request here, with IDs HMAC'd under the key in auditKeyFile. */
+  auditLog?: string;
+  auditKeyFile?: string;
+}
+
+/** What a SIGHUP did. */
+export interface ReloadReport {
+  tls: { reloaded: boolean; fingerprint256: string; error?: string };
+  auditLog: { reopened: boolean; error?: string } | null;
 }
 
 export interface Daemon {
@@ -48,8 +64,15 @@ export interface Daemon {
   log: Logger;
   /** The notice deliverer; tests run passes directly. */
   deliverer: Deliverer;
+  storage: LevelStorage;
+  /** The metrics listener's port, when --metrics-listen is given. */
+  metricsPort?: number;
+  /** SIGHUP: reload the TLS certificate and key (keeping the old ones if the new are bad), reopen the audit log. */
+  reload(): Promise<ReloadReport>;
   stop(): Promise<void>;
 }
+
+const certExpirySeconds = (pem: string): number => Math.floor(Date.parse(new X509Certificate(pem).validTo) / 1000);
 
 export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   try {
@@ -62,11 +85,36 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   await ensurePrivateDir(dataDir);
   const tls = await loadTls(dataDir, o.tlsCert, o.tlsKey);
   const clock = o.clock ?? Date.now;
-  const storage = await LevelStorage.open(join(dataDir, 'db'), { tz: o.tz, clock });
+  if ((o.auditLog === undefined) !== (o.auditKeyFile === undefined)) throw new ConfigError('--audit-log and --audit-key-file go together');
+  const audit = o.auditLog !== undefined ? await AuditLog.open(o.auditLog, await readAuditKey(o.auditKeyFile!)) : undefined;
+  let verifier: ReturnType<typeof workerVerifier> | undefined;
+  const metrics = o.metricsListen
+    ? new Metrics({ verifyQueueDepth: () => verifier?.depth() ?? 0, cacheEntries: () => ({}) })
+    : undefined;
+  metrics?.certExpiry.set(certExpirySeconds(tls.cert));
+  const storage = await LevelStorage.open(join(dataDir, 'db'), {
+    tz: o.tz,
+    clock,
+    ...(metrics
+      ? {
+          events: {
+            commitBatch: (n: number) => {
+              metrics.commitBatches.inc();
+              metrics.commitBatchSize.observe(n);
+            },
+            notice: (kind: string) => metrics.notices.inc({ kind }),
+          },
+        }
+      : {}),
+  });
   const threads = o.verifyThreads ?? 1;
-  const verifier = threads > 0 ? workerVerifier(threads) : undefined;
+  verifier = threads > 0 ? workerVerifier(threads) : undefined;
+  let draining = false;
   const app = createApp({
     ...(verifier ? { verifier } : {}),
+    ...(metrics ? { metrics } : {}),
+    ...(audit ? { audit } : {}),
+    draining: () => draining,
     storage,
     log,
     clock,
@@ -78,6 +126,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   });
   let running;
   let admin;
+  let metricsServer: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
   try {
     admin = await startAdminSocket(dataDir, storage, clock, log);
     running = await listen(app, o.host, o.port);
@@ -86,29 +135,81 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     await storage.close();
     throw new ConfigError(`cannot listen on ${o.host}:${o.port}: ${(e as Error).message}`);
   }
-  const deliverer = new Deliverer(storage, { ...(o.mail ? { mail: o.mail } : {}), webhooks: o.webhooks ?? 'https', clock, log });
+  if (metrics && o.metricsListen) {
+    try {
+      metricsServer = await startMetricsServer(metrics, o.metricsListen.host, o.metricsListen.port, log);
+    } catch (e) {
+      await running.stop(0);
+      admin.close();
+      await storage.close();
+      throw new ConfigError(`cannot listen for metrics on ${o.metricsListen.host}:${o.metricsListen.port}: ${(e as Error).message}`);
+    }
+  }
+  const deliverer = new Deliverer(storage, {
+    ...(o.mail ? { mail: o.mail } : {}),
+    webhooks: o.webhooks ?? 'https',
+    clock,
+    log,
+    ...(metrics ? { onAttempt: (channel: string, ok: boolean) => metrics.deliveries.inc({ channel, result: ok ? 'ok' : 'failed' }) } : {}),
+  });
   deliverer.start(o.deliverEveryMs ?? 1000);
   const hostPart = o.host.includes(':') ? `[${o.host}]` : o.host;
   const url = `https://${hostPart}:${running.port}`;
   log.info({ url, port: running.port, tlsCert: tls.certPath, tlsFingerprint256: tls.fingerprint256, generatedCert: tls.generated, tz: o.tz }, 'kmgrd listening');
   let stopping: Promise<void> | undefined;
-  return {
+  const openStorage = storage;
+  const daemon: Daemon = {
     url,
     port: running.port,
     fingerprint256: tls.fingerprint256,
     certPath: tls.certPath,
     log,
     deliverer,
+    storage: openStorage,
+    ...(metricsServer ? { metricsPort: metricsServer.port } : {}),
+    async reload() {
+      const report: ReloadReport = { tls: { reloaded: false, fingerprint256: daemon.fingerprint256 }, auditLog: null };
+      try {
+        const next = await loadTls(dataDir, o.tlsCert, o.tlsKey);
+        // Built first, so a certificate that does not parse or does not match its key is refused
+        // here and the old one keeps serving. Same options as createApp's (TLS 1.3 only).
+        createSecureContext({ cert: next.cert, key: next.key, minVersion: 'TLSv1.3' });
+        app.setSecureContext({ cert: next.cert, key: next.key, minVersion: 'TLSv1.3' });
+        daemon.fingerprint256 = next.fingerprint256;
+        metrics?.certExpiry.set(certExpirySeconds(next.cert));
+        report.tls = { reloaded: true, fingerprint256: next.fingerprint256 };
+        log.info({ tlsCert: next.certPath, tlsFingerprint256: next.fingerprint256 }, 'TLS certificate reloaded');
+      } catch (e) {
+        report.tls.error = (e as Error).message;
+        log.error({ err: report.tls.error, tlsFingerprint256: daemon.fingerprint256 }, 'TLS reload refused; still serving the previous certificate');
+      }
+      if (audit) {
+        try {
+          await audit.reopen();
+          report.auditLog = { reopened: true };
+          log.info({ auditLog: o.auditLog }, 'audit log reopened');
+        } catch (e) {
+          // Still writing to the old file (moved or not): nothing goes unaudited.
+          report.auditLog = { reopened: false, error: (e as Error).message };
+          log.error({ err: (e as Error).message }, 'audit log reopen failed; still writing to the previous file');
+        }
+      }
+      return report;
+    },
     stop() {
       stopping ??= (async () => {
+        draining = true;
+        if (metricsServer) await new Promise<void>((r) => metricsServer!.server.close(() => r()));
         await running.stop();
         await new Promise<void>((r) => admin.close(() => r()));
         await deliverer.stop();
         await verifier?.close();
-        await storage.close();
+        await openStorage.close();
+        await audit?.close();
         log.info('kmgrd stopped');
       })();
       return stopping;
     },
   };
+  return daemon;
 }

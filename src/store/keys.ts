@@ -41,3 +41,5 @@ export const deliveryLogKey = (personId: string, at: number, suffix: string): st
 export const deliveryLogRange = (personId: string): { gt: string; lt: string } => ({ gt: `dlog!${personId}!`, lt: `dlog!${personId}!~` });
 /** A key's counters and history sequence: the only part of its record a fetch rewrites. */
 export const countersKey = (personId: string, partnerId: string): string => `ctr!${personId}!${partnerId}`;
+/** Written by the readiness probe: proves a synced write goes through. */
+export const readyProbeKey = 'probe!ready';

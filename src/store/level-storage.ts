@@ -13,7 +13,7 @@ import { noticesForTerm, noticesForUse, type NoticeDraft } from '../terms/notice
 import { AuthError, ConfigError, KmgrError, NotFoundError, UnavailableError } from '../protocol/errors.js';
 import type {
   DeliveryLogEntry, FetchOutcome, HistoryRecord, KeyPatch, KeyRecord, NextKey, NonceClaim, Notice, NotifySettings, PartnerMeta, PartnerRecord,
-  PendingDelivery, PersonRecord, Storage, TermsFinding, UseAttempt,
+  PendingDelivery, PersonRecord, Storage, StorageEvents, TermsFinding, UseAttempt,
 } from './types.js';
 
 /**
@@ -47,6 +47,8 @@ export interface LevelStorageOptions {
   clock: () => number;
   /** False for operator tools: a mistyped --data must not create an empty database. */
   createIfMissing?: boolean;
+  /** Told of commits and notices, for metrics. */
+  events?: StorageEvents;
 }
 
 export class LevelStorage implements Storage {
@@ -64,7 +66,7 @@ export class LevelStorage implements Storage {
     private readonly db: Level<string, string>,
     private readonly opts: LevelStorageOptions,
   ) {
-    this.gc = new GroupCommit((ops) => db.batch(ops as never, { sync: true }));
+    this.gc = new GroupCommit((ops) => db.batch(ops as never, { sync: true }), opts.events?.commitBatch);
   }
 
   static async open(dir: string, opts: LevelStorageOptions): Promise<LevelStorage> {
@@ -116,6 +118,11 @@ export class LevelStorage implements Storage {
 
   private nonceOp(c: NonceClaim): Op {
     return { type: 'put', key: K.nonceKey(c.expiresAt, c.keyId, c.nonce), value: '' };
+  }
+
+  async ready(): Promise<void> {
+    if (this.db.status !== 'open') throw new UnavailableError(`the database is ${this.db.status}`);
+    await this.commit([{ type: 'put', key: K.readyProbeKey, value: String(this.opts.clock()) }]);
   }
 
   persistNonce(c: NonceClaim): Promise<void> {
@@ -258,6 +265,7 @@ export class LevelStorage implements Storage {
     for (const d of drafts) {
       if (entry.noticed.has(d.dedupe)) continue;
       entry.noticed.add(d.dedupe);
+      this.opts.events?.notice?.(d.kind);
       const notice: Notice = {
         id: K.noticeId(at, randomBytes(4).toString('hex')),
         at,
@@ -400,6 +408,7 @@ export class LevelStorage implements Storage {
         if (entry) recorded.push(...this.noticeOps(entry, [d], nowMs));
         else {
           const id = K.noticeId(nowMs, randomBytes(4).toString('hex'));
+          this.opts.events?.notice?.(d.kind);
           const notice: Notice = { id, at: nowMs, personId: rec.personId, partnerId: rec.partnerId, keyVersion: rec.keyVersion, kind: d.kind, message: d.message, read: false };
           recorded.push(
             { type: 'put', key: K.noticeKey(rec.personId, id), value: JSON.stringify(notice) },

@@ -172,10 +172,23 @@ export interface PartnerMeta {
   business?: string | null;
 }
 
+/** What a backend reports as it works, for metrics (all optional, never IDs). */
+export interface StorageEvents {
+  /** One durable write made of `callers` coalesced commits. */
+  commitBatch?(callers: number): void;
+  /** A notice was recorded. */
+  notice?(kind: NoticeKind): void;
+}
+
 export interface Storage {
   close(): Promise<void>;
-  /** Throws auth_replay if the nonce was seen; otherwise holds it until it expires. */
-  claimNonce(claim: NonceClaim): void;
+  /**
+   * Throws (or rejects with) auth_replay if the nonce was seen; otherwise holds it until it expires.
+   * A backend may answer asynchronously (a look-up on disk for nonces claimed before it started).
+   */
+  claimNonce(claim: NonceClaim): void | Promise<void>;
+  /** Resolves if storage is open and takes a durable write now; throws UnavailableError saying why not (GET /readyz). */
+  ready(): Promise<void>;
   /** Makes a claimed nonce durable on its own (for requests that change nothing else). */
   persistNonce(claim: NonceClaim): Promise<void>;
   personByKeyId(keyId: string): Promise<PersonRecord | undefined>;

@@ -76,6 +76,8 @@ export const fetchKey: Handler = async (ctx) => {
     remoteAddress: ctx.remoteAddress,
     request: auth.signed,
   });
+  ctx.note.fetchResult = !out.served ? 'refused' : out.overLimit.length > 0 ? 'served_over_limit' : 'served';
+  if (!out.served) ctx.note.refusal = out.code;
   const status = keyStatusView(out.record, ctx.now, ctx.deps.tz);
   if (!out.served) {
     ctx.deps.log.info({ personId: person.personId, partnerId: out.record.partnerId, code: out.code }, 'fetch refused');
