@@ -13,7 +13,7 @@ import { noticesForTerm, noticesForUse, type NoticeDraft } from '../terms/notice
 import { AuthError, ConfigError, KmgrError, NotFoundError, UnavailableError } from '../protocol/errors.js';
 import type {
   DeliveryLogEntry, FetchOutcome, HistoryRecord, KeyPatch, KeyRecord, NextKey, NonceClaim, Notice, NotifySettings, PartnerMeta, PartnerRecord,
-  PendingDelivery, PersonRecord, Storage, StorageEvents, TermsFinding, UseAttempt,
+  KeyPage, PendingDelivery, PersonRecord, Storage, StorageEvents, TermsFinding, UseAttempt,
 } from './types.js';
 
 /**
@@ -217,9 +217,11 @@ export class LevelStorage implements Storage {
     return this.keys.get(k)?.record;
   }
 
-  async listKeys(personId: string): Promise<KeyRecord[]> {
+  async listKeys(personId: string, page?: KeyPage): Promise<KeyRecord[]> {
     const out: KeyRecord[] = [];
-    for await (const [k, raw] of this.db.iterator(K.keyRecordRange(personId))) {
+    const range = K.keyRecordRange(personId);
+    const from = page?.after !== undefined ? { gt: K.keyRecordKey(personId, page.after) } : {};
+    for await (const [k, raw] of this.db.iterator({ ...range, ...from, ...(page ? { limit: page.limit } : {}) })) {
       out.push(this.keys.get(k)?.record ?? (await this.withCounters(JSON.parse(raw) as KeyRecord)));
     }
     return out;
@@ -354,11 +356,13 @@ export class LevelStorage implements Storage {
     return out;
   }
 
-  async listNotices(personId: string, opts: { unreadOnly: boolean }): Promise<Notice[]> {
+  async listNotices(personId: string, opts: { unreadOnly: boolean; before?: string; limit?: number }): Promise<Notice[]> {
     const out: Notice[] = [];
-    for await (const raw of this.db.values({ ...K.noticeRange(personId), reverse: true })) {
+    const upper = opts.before !== undefined ? { lt: K.noticeKey(personId, opts.before) } : {};
+    for await (const raw of this.db.values({ ...K.noticeRange(personId), ...upper, reverse: true })) {
       const n = JSON.parse(raw) as Notice;
       if (!opts.unreadOnly || !n.read) out.push(n);
+      if (opts.limit !== undefined && out.length >= opts.limit) break;
     }
     return out;
   }
