@@ -98,7 +98,7 @@ export async function newHome(
 
 /** A raw-client identity that signs with a home's own management key. */
 export async function rawIdentity(h: { home: string; pp: string }): Promise<Identity> {
-  const session = await openSession(homePaths(h.home), { passphraseFile: h.pp });
+  const session = await openSession(homePaths(h.home), { passphraseFile: h.pp }, null);
   const signer = signerFromSeed(session.secrets!.signingSeed);
   return { signer, keyId: session.config.keyId, publicKey: toB64url(signer.publicKey), personId: session.config.personId };
 }
@@ -134,7 +134,7 @@ export async function readJson(path: string): Promise<any> { // eslint-disable-l
  * test spends its time on the commands under test rather than on process starts.
  */
 export async function ownerView(h: { home: string; pp: string }) {
-  const session = await openSession(homePaths(h.home), { passphraseFile: h.pp });
+  const session = await openSession(homePaths(h.home), { passphraseFile: h.pp }, null);
   return {
     session,
     status: (partnerId: string) => api.status(session, partnerId),

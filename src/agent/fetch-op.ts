@@ -9,7 +9,7 @@ import { endpointFor, sessionWithKeys, withPartner, type Session } from '../clie
 import { preconnect, type Endpoint } from '../client/http.js';
 import { FRESH_MS, type Preconnect } from '../client/tls-connect.js';
 import { fetchChecks, fetchWith, type FetchResult } from '../client/fetch.js';
-import { sameDirectory } from './connection.js';
+import { sameDirectory } from './socket.js';
 import type { Signer } from '../crypto/sign.js';
 import type { OutputFormat } from '../crypto/formats.js';
 import { IntegrityError } from '../protocol/errors.js';
