@@ -38,6 +38,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--rate-per-key <n>', 'requests per second allowed per management key (0: unlimited)', parseRate('--rate-per-key'), 100)
     .option('--verify-threads <n>', 'worker threads verifying request signatures (0: on the main thread)', parseRate('--verify-threads', 'a number of threads, 0 to 16'), 1)
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug']).default('info'))
+    .option('--cache-keys <n>', 'key records (and as many persons) kept in memory at most; least recently used are evicted', parseRate('--cache-keys', 'a whole number of entries, at least 1'), 50_000)
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics over plain HTTP at http://HOST:PORT/metrics (off by default), e.g. 127.0.0.1:9464')
     .option('--audit-log <file>', 'append one JSON line per request to FILE before answering it; a request that cannot be logged fails (SIGHUP reopens FILE)')
     .option('--audit-key-file <file>', 'HMAC key (at least 32 bytes, mode 0600) pseudonymising person and partner IDs in the audit log; make one with: openssl rand -hex 32')
@@ -120,6 +121,7 @@ interface ServeOptions {
   ratePerAddress: number;
   ratePerKey: number;
   verifyThreads: number;
+  cacheKeys: number;
   metricsListen?: string;
   auditLog?: string;
   auditKeyFile?: string;
@@ -172,6 +174,7 @@ async function serve(o: ServeOptions): Promise<number> {
     webhooks: o.webhooks,
     ...(mail ? { mail } : {}),
     ...(metricsListen ? { metricsListen } : {}),
+    cacheKeys: Math.max(1, o.cacheKeys),
     ...(o.auditLog !== undefined ? { auditLog: resolve(o.auditLog) } : {}),
     ...(o.auditKeyFile !== undefined ? { auditKeyFile: resolve(o.auditKeyFile) } : {}),
   });

@@ -12,6 +12,7 @@ import { httpStatus } from './http-status.js';
 import { PROBE_ROUTES, route } from './router.js';
 import { RateLimiter } from './rate-limit.js';
 import type { RequestContext, ServerDeps } from './context.js';
+import { BoundedCache, DEFAULT_CACHE_ENTRIES } from '../store/lru.js';
 
 export interface AppOptions extends ServerDeps {
   cert: string;
@@ -22,6 +23,8 @@ export interface AppOptions extends ServerDeps {
   ratePerKey: number;
   /** Where signatures are verified; inline on the main thread when absent. */
   verifier?: Verifier;
+  /** Verification keys kept in memory at most (kmgrd serve --cache-keys). */
+  cacheKeys?: number;
 }
 
 export interface RunningServer {
@@ -35,8 +38,9 @@ export interface RunningServer {
 export function createApp(opts: AppOptions): Server {
   const { storage, log, clock } = opts;
   // Verification keys are cached: creating a KeyObject costs more than a verify.
-  // Only enrolled keys are cached, so probes with random key IDs cannot grow it.
-  const keyCache = new Map<string, VerifyKey>();
+  // Only enrolled keys are cached, so probes with random key IDs cannot grow it; and it is
+  // bounded, so a million enrolled persons do not all stay in memory.
+  const keyCache = new BoundedCache<string, VerifyKey>(opts.cacheKeys ?? DEFAULT_CACHE_ENTRIES);
   const keyFor = async (keyId: string): Promise<VerifyKey | undefined> => {
     const hit = keyCache.get(keyId);
     if (hit) return hit;

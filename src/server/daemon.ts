@@ -43,6 +43,8 @@ export interface DaemonOptions {
   webhooks?: 'https' | 'any';
   /** How often queued notices are delivered (ms). Default 1000. */
   deliverEveryMs?: number;
+  /** Key records (and persons, and verification keys) kept in memory at most. Default DEFAULT_CACHE_KEYS. */
+  cacheKeys?: number;
   /** Serve Prometheus metrics at http://HOST:PORT/metrics. */
   metricsListen?: { host: string; port: number };
   /** Append one JSON line per request here, with IDs HMAC'd under the key in auditKeyFile. */
@@ -89,12 +91,13 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   const audit = o.auditLog !== undefined ? await AuditLog.open(o.auditLog, await readAuditKey(o.auditKeyFile!)) : undefined;
   let verifier: ReturnType<typeof workerVerifier> | undefined;
   const metrics = o.metricsListen
-    ? new Metrics({ verifyQueueDepth: () => verifier?.depth() ?? 0, cacheEntries: () => ({}) })
+    ? new Metrics({ verifyQueueDepth: () => verifier?.depth() ?? 0, cacheEntries: () => storage.cacheSizes() })
     : undefined;
   metrics?.certExpiry.set(certExpirySeconds(tls.cert));
   const storage = await LevelStorage.open(join(dataDir, 'db'), {
     tz: o.tz,
     clock,
+    ...(o.cacheKeys !== undefined ? { cacheKeys: o.cacheKeys } : {}),
     ...(metrics
       ? {
           events: {
@@ -115,6 +118,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     ...(metrics ? { metrics } : {}),
     ...(audit ? { audit } : {}),
     draining: () => draining,
+    ...(o.cacheKeys !== undefined ? { cacheKeys: o.cacheKeys } : {}),
     storage,
     log,
     clock,

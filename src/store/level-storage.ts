@@ -5,6 +5,7 @@
 import { Level } from 'level';
 import { GroupCommit, type Op } from './group-commit.js';
 import * as K from './keys.js';
+import { BoundedCache, DEFAULT_CACHE_ENTRIES } from './lru.js';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { judgeUse } from '../terms/judge.js';
@@ -37,7 +38,11 @@ interface Cached {
   noticed: Set<string>;
   /** Verify questions recorded in the current minute. */
   verifies: { minute: number; count: number };
+  /** Operations holding this entry until their write is durable: it is not evicted meanwhile (see lru.ts). */
+  pins: number;
 }
+
+export const DEFAULT_CACHE_KEYS = DEFAULT_CACHE_ENTRIES;
 
 export const VERIFY_RECORDS_PER_MINUTE = 60;
 
@@ -49,13 +54,19 @@ export interface LevelStorageOptions {
   createIfMissing?: boolean;
   /** Told of commits and notices, for metrics. */
   events?: StorageEvents;
+  /** At most this many key records (and as many persons) in memory; least recently used are evicted. */
+  cacheKeys?: number;
 }
 
 export class LevelStorage implements Storage {
-  private readonly keys = new Map<string, Cached | null>();
-  private readonly loadingKeys = new Map<string, Promise<void>>();
-  private readonly persons = new Map<string, PersonRecord>();
+  private readonly keys: BoundedCache<string, Cached>;
+  private readonly loadingKeys = new Map<string, Promise<boolean>>();
+  private readonly persons: BoundedCache<string, PersonRecord>;
+  /** Enrolments not yet durable, by management key ID: never evicted, so a second enrolment of the key sees them. */
+  private readonly enrolling = new Map<string, PersonRecord>();
   private readonly nonces = new Map<string, number>();
+  /** The latest expiry among nonces claimed before this start (0: none). */
+  private oldNoncesUntil = 0;
   private readonly gc: GroupCommit;
   private pruneTimer: NodeJS.Timeout | undefined;
   /** Partner-list changes are rare: one at a time is simplest and enough. */
@@ -67,6 +78,14 @@ export class LevelStorage implements Storage {
     private readonly opts: LevelStorageOptions,
   ) {
     this.gc = new GroupCommit((ops) => db.batch(ops as never, { sync: true }), opts.events?.commitBatch);
+    const cap = opts.cacheKeys ?? DEFAULT_CACHE_KEYS;
+    this.keys = new BoundedCache<string, Cached>(cap, (e) => e.pins > 0);
+    this.persons = new BoundedCache<string, PersonRecord>(cap);
+  }
+
+  /** How full each in-memory cache is (kmgrd_cache_entries). */
+  cacheSizes(): Record<string, number> {
+    return { keys: this.keys.size, persons: this.persons.size };
   }
 
   static async open(dir: string, opts: LevelStorageOptions): Promise<LevelStorage> {
@@ -82,6 +101,7 @@ export class LevelStorage implements Storage {
     }
     const s = new LevelStorage(db, opts);
     await s.loadNonces();
+    await s.buildExpiryIndex();
     s.pruneTimer = setInterval(() => void s.pruneNonces().catch(() => undefined), 30_000);
     s.pruneTimer.unref();
     return s;
@@ -95,13 +115,16 @@ export class LevelStorage implements Storage {
 
   // ---- nonces (threat 8) ----
 
+  /**
+   * Nonces claimed before this start stay on disk and are not loaded (start-up
+   * must not grow with the request rate). Nonce keys sort by expiry, so one read
+   * finds the latest expiry among them: a claim expiring later cannot be one of
+   * them, and only claims up to it are also looked up on disk (claimNonce).
+   */
   private async loadNonces(): Promise<void> {
     const now = this.opts.clock();
     await this.db.clear(K.nonceExpiredRange(now));
-    for await (const key of this.db.keys(K.nonceRange)) {
-      const [, exp, keyId, nonce] = key.split('!');
-      this.nonces.set(`${keyId}!${nonce}`, Number(exp));
-    }
+    for await (const key of this.db.keys({ ...K.nonceRange, reverse: true, limit: 1 })) this.oldNoncesUntil = Number(key.split('!')[1]);
   }
 
   private async pruneNonces(): Promise<void> {
@@ -110,10 +133,17 @@ export class LevelStorage implements Storage {
     await this.db.clear(K.nonceExpiredRange(now));
   }
 
-  claimNonce(c: NonceClaim): void {
+  claimNonce(c: NonceClaim): void | Promise<void> {
     const k = `${c.keyId}!${c.nonce}`;
-    if (this.nonces.has(k)) throw new AuthError('auth_replay', 'this request was already used (replayed nonce)');
+    const replay = (): AuthError => new AuthError('auth_replay', 'this request was already used (replayed nonce)');
+    // Claimed in memory first, in this tick: two copies of one request racing here cannot both pass.
+    if (this.nonces.has(k)) throw replay();
     this.nonces.set(k, c.expiresAt);
+    if (c.expiresAt > this.oldNoncesUntil) return;
+    // It may have been claimed before this process started (a replay across a restart).
+    return this.db.get(K.nonceKey(c.expiresAt, c.keyId, c.nonce)).then((v) => {
+      if (v !== undefined) throw replay();
+    });
   }
 
   private nonceOp(c: NonceClaim): Op {
@@ -140,14 +170,14 @@ export class LevelStorage implements Storage {
   // ---- persons (Fig. 17) ----
 
   async personByKeyId(keyId: string): Promise<PersonRecord | undefined> {
-    const cached = this.persons.get(keyId);
+    const cached = this.persons.get(keyId) ?? this.enrolling.get(keyId);
     if (cached) return cached;
     const personId = await this.db.get(K.mgmtKey(keyId));
     const raw = personId === undefined ? undefined : await this.db.get(K.personKey(personId));
     if (raw === undefined) return undefined; // misses are not cached: random key IDs must not grow memory
     const rec = JSON.parse(raw) as PersonRecord;
     if (!this.persons.has(keyId)) this.persons.set(keyId, rec);
-    return this.persons.get(keyId) ?? undefined;
+    return rec;
   }
 
   async personByPersonId(personId: string): Promise<PersonRecord | undefined> {
@@ -157,19 +187,48 @@ export class LevelStorage implements Storage {
 
   async enrol(p: PersonRecord, nonce: NonceClaim): Promise<void> {
     // Checked again after the await: a concurrent enrolment of the same key may have won.
-    if ((await this.personByKeyId(p.keyId)) || this.persons.get(p.keyId)) throw new KmgrError('person_exists', 'this management key is already enrolled');
-    this.persons.set(p.keyId, p);
-    await this.commit([
-      { type: 'put', key: K.personKey(p.personId), value: JSON.stringify(p) },
-      { type: 'put', key: K.mgmtKey(p.keyId), value: p.personId },
-      this.nonceOp(nonce),
-    ]);
+    if ((await this.personByKeyId(p.keyId)) || this.persons.get(p.keyId) || this.enrolling.has(p.keyId)) {
+      throw new KmgrError('person_exists', 'this management key is already enrolled');
+    }
+    this.enrolling.set(p.keyId, p);
+    try {
+      await this.commit([
+        { type: 'put', key: K.personKey(p.personId), value: JSON.stringify(p) },
+        { type: 'put', key: K.mgmtKey(p.keyId), value: p.personId },
+        this.nonceOp(nonce),
+      ]);
+      this.persons.set(p.keyId, p);
+    } finally {
+      this.enrolling.delete(p.keyId);
+    }
   }
 
   // ---- keys (Fig. 15) ----
 
-  private async ensureKeyLoaded(k: string, personId: string, partnerId: string): Promise<void> {
-    if (this.keys.has(k)) return;
+  /**
+   * The cached entry of a key, pinned until release(): loaded from disk if need be.
+   * Pinned in the same tick it is found, so no eviction can come between.
+   */
+  private async acquire(k: string, personId: string, partnerId: string): Promise<Cached | undefined> {
+    for (;;) {
+      const hit = this.keys.get(k);
+      if (hit) {
+        hit.pins++;
+        return hit;
+      }
+      // Loaded, then perhaps evicted before we resume (other keys came in): look again.
+      if (!(await this.ensureKeyLoaded(k, personId, partnerId))) return undefined;
+    }
+  }
+
+  private release(e: Cached): void {
+    e.pins--;
+    if (e.pins === 0) this.keys.trim();
+  }
+
+  /** Whether the key exists; if so it is in the cache (unless evicted since). */
+  private async ensureKeyLoaded(k: string, personId: string, partnerId: string): Promise<boolean> {
+    if (this.keys.has(k)) return true;
     let loading = this.loadingKeys.get(k);
     if (!loading) {
       loading = (async () => {
@@ -182,14 +241,15 @@ export class LevelStorage implements Storage {
           const noticed = new Set<string>();
           const range = K.noticeDedupeRange(personId, partnerId);
           for await (const dk of this.db.keys(range)) noticed.add(dk.slice(range.gt.length));
-          entry = { record, blob, noticed, verifies: { minute: 0, count: 0 } };
+          entry = { record, blob, noticed, verifies: { minute: 0, count: 0 }, pins: 0 };
         }
         // Only keys that exist are cached: probes for random IDs must not grow memory.
         if (entry && !this.keys.has(k)) this.keys.set(k, entry);
+        return entry !== null;
       })().finally(() => this.loadingKeys.delete(k));
       this.loadingKeys.set(k, loading);
     }
-    await loading;
+    return loading;
   }
 
   /** A record read from disk, with its counters (which a fetch writes on their own). */
@@ -200,21 +260,33 @@ export class LevelStorage implements Storage {
 
   async registerKey(record: KeyRecord, blob: Uint8Array, nonce: NonceClaim): Promise<void> {
     const k = K.keyRecordKey(record.personId, record.partnerId);
-    await this.ensureKeyLoaded(k, record.personId, record.partnerId);
+    const existing = await this.acquire(k, record.personId, record.partnerId);
+    if (existing) {
+      this.release(existing);
+      throw new KmgrError('key_exists', `partner ${record.partnerId} already has a registered key`);
+    }
     // Re-read after the await: a concurrent register may have won.
     if (this.keys.get(k)) throw new KmgrError('key_exists', `partner ${record.partnerId} already has a registered key`);
-    this.keys.set(k, { record, blob, noticed: new Set(), verifies: { minute: 0, count: 0 } });
-    await this.commit([
-      ...recordOps(k, record),
-      { type: 'put', key: K.blobKey(record.personId, record.partnerId, record.keyVersion), value: blob, valueEncoding: 'view' },
-      this.nonceOp(nonce),
-    ]);
+    const entry: Cached = { record, blob, noticed: new Set(), verifies: { minute: 0, count: 0 }, pins: 1 };
+    this.keys.set(k, entry);
+    try {
+      await this.commit([
+        ...recordOps(k, record),
+        ...this.expiryOps(record, null),
+        { type: 'put', key: K.blobKey(record.personId, record.partnerId, record.keyVersion), value: blob, valueEncoding: 'view' },
+        this.nonceOp(nonce),
+      ]);
+    } finally {
+      this.release(entry);
+    }
   }
 
   async getKey(personId: string, partnerId: string): Promise<KeyRecord | undefined> {
     const k = K.keyRecordKey(personId, partnerId);
-    await this.ensureKeyLoaded(k, personId, partnerId);
-    return this.keys.get(k)?.record;
+    const entry = await this.acquire(k, personId, partnerId);
+    if (!entry) return undefined;
+    this.release(entry);
+    return entry.record;
   }
 
   async listKeys(personId: string, page?: KeyPage): Promise<KeyRecord[]> {
@@ -222,17 +294,24 @@ export class LevelStorage implements Storage {
     const range = K.keyRecordRange(personId);
     const from = page?.after !== undefined ? { gt: K.keyRecordKey(personId, page.after) } : {};
     for await (const [k, raw] of this.db.iterator({ ...range, ...from, ...(page ? { limit: page.limit } : {}) })) {
-      out.push(this.keys.get(k)?.record ?? (await this.withCounters(JSON.parse(raw) as KeyRecord)));
+      out.push(this.keys.peek(k)?.record ?? (await this.withCounters(JSON.parse(raw) as KeyRecord)));
     }
     return out;
   }
 
   async fetchKey(personId: string, partnerId: string, attempt: UseAttempt): Promise<FetchOutcome> {
     const k = K.keyRecordKey(personId, partnerId);
-    await this.ensureKeyLoaded(k, personId, partnerId);
-    // From here to commit() nothing awaits: the check and the count are one step.
-    const entry = this.keys.get(k);
+    const entry = await this.acquire(k, personId, partnerId);
     if (!entry) throw new NotFoundError('unknown_key', `no key is registered for partner ${partnerId}`);
+    try {
+      return await this.fetchPinned(entry, personId, partnerId, attempt);
+    } finally {
+      this.release(entry);
+    }
+  }
+
+  private async fetchPinned(entry: Cached, personId: string, partnerId: string, attempt: UseAttempt): Promise<FetchOutcome> {
+    // From here to commit() nothing awaits: the check and the count are one step.
     const rec = entry.record;
     const verdict = judgeUse(rec, rec.uses, attempt.at, this.opts.tz);
     rec.uses = verdict.uses;
@@ -293,25 +372,43 @@ export class LevelStorage implements Storage {
     return { type: 'put', key: p.key, value: JSON.stringify(p) };
   }
 
-  private async entryOf(personId: string, partnerId: string): Promise<{ k: string; entry: Cached }> {
+  /** Runs fn with the key's entry pinned (not evicted) until fn's write is durable; unknown_key if there is none. */
+  private async withEntry<T>(personId: string, partnerId: string, fn: (k: string, entry: Cached) => Promise<T>): Promise<T> {
     const k = K.keyRecordKey(personId, partnerId);
-    await this.ensureKeyLoaded(k, personId, partnerId);
-    const entry = this.keys.get(k);
+    const entry = await this.acquire(k, personId, partnerId);
     if (!entry) throw new NotFoundError('unknown_key', `no key is registered for partner ${partnerId}`);
-    return { k, entry };
+    try {
+      return await fn(k, entry);
+    } finally {
+      this.release(entry);
+    }
   }
 
-  async updateKey(personId: string, partnerId: string, patch: KeyPatch, nonce: NonceClaim): Promise<KeyRecord> {
-    const { k, entry } = await this.entryOf(personId, partnerId);
-    const rec = entry.record;
-    for (const [f, v] of Object.entries(patch)) if (v !== undefined) (rec as unknown as Record<string, unknown>)[f] = v;
-    const snapshot: KeyRecord = { ...rec, uses: { ...rec.uses } };
-    await this.commit([...recordOps(k, rec), this.nonceOp(nonce)]);
-    return snapshot;
+  /** Keeps the expiry index (check-terms reads only what expires) in step with a record's expiry. */
+  private expiryOps(rec: KeyRecord, oldExpiresAt: number | null): Op[] {
+    if (oldExpiresAt === rec.expiresAt) return [];
+    const ops: Op[] = [];
+    if (oldExpiresAt !== null) ops.push({ type: 'del', key: K.expiryKey(oldExpiresAt, rec.personId, rec.partnerId) });
+    if (rec.expiresAt !== null) ops.push({ type: 'put', key: K.expiryKey(rec.expiresAt, rec.personId, rec.partnerId), value: '' });
+    return ops;
   }
 
-  async rotateKey(personId: string, partnerId: string, next: NextKey, nonce: NonceClaim): Promise<KeyRecord> {
-    const { k, entry } = await this.entryOf(personId, partnerId);
+  updateKey(personId: string, partnerId: string, patch: KeyPatch, nonce: NonceClaim): Promise<KeyRecord> {
+    return this.withEntry(personId, partnerId, async (k, entry) => {
+      const rec = entry.record;
+      const oldExpiresAt = rec.expiresAt;
+      for (const [f, v] of Object.entries(patch)) if (v !== undefined) (rec as unknown as Record<string, unknown>)[f] = v;
+      const snapshot: KeyRecord = { ...rec, uses: { ...rec.uses } };
+      await this.commit([...recordOps(k, rec), ...this.expiryOps(rec, oldExpiresAt), this.nonceOp(nonce)]);
+      return snapshot;
+    });
+  }
+
+  rotateKey(personId: string, partnerId: string, next: NextKey, nonce: NonceClaim): Promise<KeyRecord> {
+    return this.withEntry(personId, partnerId, (k, entry) => this.rotatePinned(k, entry, personId, partnerId, next, nonce));
+  }
+
+  private async rotatePinned(k: string, entry: Cached, personId: string, partnerId: string, next: NextKey, nonce: NonceClaim): Promise<KeyRecord> {
     const rec = entry.record;
     if (next.keyVersion !== rec.keyVersion + 1) {
       throw new KmgrError('version_conflict', `the key of ${partnerId} is at version ${rec.keyVersion}; a rotation must register version ${rec.keyVersion + 1}`);
@@ -343,7 +440,7 @@ export class LevelStorage implements Storage {
   }
 
   async history(personId: string, partnerId: string, opts: { since?: number; before?: number; limit: number }): Promise<HistoryRecord[]> {
-    await this.entryOf(personId, partnerId);
+    await this.withEntry(personId, partnerId, async () => undefined);
     const out: HistoryRecord[] = [];
     const range = K.historyRange(personId, partnerId);
     const upper = opts.before !== undefined ? { lt: K.historyKey(personId, partnerId, opts.before) } : {};
@@ -391,43 +488,77 @@ export class LevelStorage implements Storage {
     return run;
   }
 
+  /**
+   * Reads the expiry index up to now + warnMs: the keys expired or expiring, and
+   * no others, so a run over a million keys with a handful expiring reads a
+   * handful. Each key is handled through its cached entry (pinned until the
+   * notices are durable), as fetches are: one copy of the notice markers.
+   */
   private async checkTermsNow(nowMs: number, warnMs: number): Promise<TermsFinding[]> {
     const findings: TermsFinding[] = [];
-    const recorded: Op[] = [];
-    for await (const [k, raw] of this.db.iterator(K.allKeyRecordsRange)) {
-      const rec = this.keys.get(k)?.record ?? (JSON.parse(raw) as KeyRecord);
-      for (const d of noticesForTerm(rec.partnerId, rec.keyVersion, rec, nowMs, warnMs)) {
-        const entry = this.keys.get(k);
-        const seen = entry ? entry.noticed.has(d.dedupe) : (await this.db.get(K.noticeDedupeKey(rec.personId, rec.partnerId, d.dedupe))) !== undefined;
-        findings.push({
-          personId: rec.personId,
-          partnerId: rec.partnerId,
-          keyVersion: rec.keyVersion,
-          kind: d.kind as 'expired' | 'expiring',
-          expiresAt: rec.expiresAt!,
-          message: d.message,
-          isNew: !seen,
-        });
-        if (seen) continue;
-        if (entry) recorded.push(...this.noticeOps(entry, [d], nowMs));
-        else {
-          const id = K.noticeId(nowMs, randomBytes(4).toString('hex'));
-          this.opts.events?.notice?.(d.kind);
-          const notice: Notice = { id, at: nowMs, personId: rec.personId, partnerId: rec.partnerId, keyVersion: rec.keyVersion, kind: d.kind, message: d.message, read: false };
-          recorded.push(
-            { type: 'put', key: K.noticeKey(rec.personId, id), value: JSON.stringify(notice) },
-            { type: 'put', key: K.noticeDedupeKey(rec.personId, rec.partnerId, d.dedupe), value: id },
-            this.pendingOp(notice),
-          );
-        }
+    let recorded: Op[] = [];
+    let held: Cached[] = [];
+    const flush = async (): Promise<void> => {
+      try {
+        if (recorded.length > 0) await this.commit(recorded);
+      } finally {
+        for (const e of held) this.release(e);
+        recorded = [];
+        held = [];
       }
+    };
+    try {
+      for await (const ik of this.db.keys(K.expiryUntilRange(nowMs + warnMs))) {
+        const [, at, personId, partnerId] = ik.split('!') as [string, string, string, string];
+        const entry = await this.acquire(K.keyRecordKey(personId, partnerId), personId, partnerId);
+        if (!entry) continue;
+        held.push(entry);
+        const rec = entry.record;
+        // An entry left for an expiry the key no longer has names nothing: the key has its own entry.
+        if (rec.expiresAt !== Number(at)) continue;
+        for (const d of noticesForTerm(rec.partnerId, rec.keyVersion, rec, nowMs, warnMs)) {
+          const seen = entry.noticed.has(d.dedupe);
+          findings.push({
+            personId: rec.personId,
+            partnerId: rec.partnerId,
+            keyVersion: rec.keyVersion,
+            kind: d.kind as 'expired' | 'expiring',
+            expiresAt: rec.expiresAt,
+            message: d.message,
+            isNew: !seen,
+          });
+          if (!seen) recorded.push(...this.noticeOps(entry, [d], nowMs));
+        }
+        // In slices: a long run neither pins a large part of the cache nor holds one huge write.
+        if (held.length >= 256) await flush();
+      }
+    } finally {
+      await flush();
     }
-    if (recorded.length > 0) await this.commit(recorded);
     return findings;
   }
 
+  /** Builds the expiry index over keys registered before it existed: once, at the first open that lacks it. */
+  private async buildExpiryIndex(): Promise<void> {
+    if ((await this.db.get(K.expiryIndexMarker)) !== undefined) return;
+    let ops: Op[] = [];
+    for await (const raw of this.db.values(K.allKeyRecordsRange)) {
+      const rec = JSON.parse(raw) as KeyRecord;
+      if (rec.expiresAt !== null) ops.push({ type: 'put', key: K.expiryKey(rec.expiresAt, rec.personId, rec.partnerId), value: '' });
+      if (ops.length >= 10_000) {
+        await this.commit(ops);
+        ops = [];
+      }
+    }
+    ops.push({ type: 'put', key: K.expiryIndexMarker, value: String(this.opts.clock()) });
+    await this.commit(ops);
+  }
+
   async recordVerify(personId: string, partnerId: string, v: { at: number; result: string; requester: string; remoteAddress: string }): Promise<void> {
-    const { entry } = await this.entryOf(personId, partnerId);
+    return this.withEntry(personId, partnerId, (_k, entry) => this.recordVerifyPinned(entry, personId, partnerId, v));
+  }
+
+  private async recordVerifyPinned(entry: Cached, personId: string, partnerId: string, v: { at: number; result: string; requester: string; remoteAddress: string }): Promise<void> {
     // Anyone may ask: at most VERIFY_RECORDS_PER_MINUTE questions a minute are
     // recorded per key, so a flood cannot bury the owner's history or fill the disk.
     const minute = Math.floor(v.at / 60_000);
