@@ -84,7 +84,7 @@ export class LevelStorage implements Storage {
   }
 
   /** How full each in-memory cache is (kmgrd_cache_entries). */
-  cacheSizes(): Record<string, number> {
+  cacheSizes(): { keys: number; persons: number } {
     return { keys: this.keys.size, persons: this.persons.size };
   }
 
