@@ -43,6 +43,8 @@ interface Cached {
 }
 
 export const DEFAULT_CACHE_KEYS = DEFAULT_CACHE_ENTRIES;
+/** Queue entries one delivery pass reads at most. */
+export const DELIVERY_SCAN_MAX = 5000;
 
 export const VERIFY_RECORDS_PER_MINUTE = 60;
 
@@ -65,6 +67,8 @@ export class LevelStorage implements Storage {
   /** Enrolments not yet durable, by management key ID: never evicted, so a second enrolment of the key sees them. */
   private readonly enrolling = new Map<string, PersonRecord>();
   private readonly nonces = new Map<string, number>();
+  /** Where the next dueDeliveries scan starts (undefined: at the beginning of the queue). */
+  private pendingCursor: string | undefined;
   /** The latest expiry among nonces claimed before this start (0: none). */
   private oldNoncesUntil = 0;
   private readonly gc: GroupCommit;
@@ -679,14 +683,25 @@ export class LevelStorage implements Storage {
     return this.commit([{ type: 'put', key: K.notifyKey(personId), value: JSON.stringify(s) }, this.nonceOp(nonce)]);
   }
 
+  /**
+   * Reads at most DELIVERY_SCAN_MAX queue entries a call, going on next call
+   * where this one stopped (wrapping at the end): a queue grown long with
+   * deliveries waiting out their backoff costs each pass the same.
+   */
   async dueDeliveries(now: number, limit: number): Promise<PendingDelivery[]> {
     const out: PendingDelivery[] = [];
-    for await (const raw of this.db.values(K.pendingRange)) {
+    let scanned = 0;
+    let last: string | undefined;
+    const from = this.pendingCursor !== undefined ? { gt: this.pendingCursor } : {};
+    for await (const [k, raw] of this.db.iterator({ ...K.pendingRange, ...from, limit: DELIVERY_SCAN_MAX })) {
+      scanned++;
+      last = k;
       const p = JSON.parse(raw) as PendingDelivery;
       const states = Object.values(p.channels);
       if (states.length === 0 || states.some((c) => !c.done && c.nextAt <= now)) out.push(p);
       if (out.length >= limit) break;
     }
+    this.pendingCursor = out.length < limit && scanned < DELIVERY_SCAN_MAX ? undefined : last;
     return out;
   }
 
