@@ -42,7 +42,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics over plain HTTP at http://HOST:PORT/metrics (off by default), e.g. 127.0.0.1:9464')
     .option('--audit-log <file>', 'append one JSON line per request to FILE before answering it; a request that cannot be logged fails (SIGHUP reopens FILE)')
     .option('--audit-key-file <file>', 'HMAC key (at least 32 bytes, mode 0600) pseudonymising person and partner IDs in the audit log; make one with: openssl rand -hex 32')
-    .addHelpText('after', '\nSignals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the TLS certificate and key and reopens the audit log.\n\nExample:\n  kmgrd serve --data /var/lib/kmgrd --listen 0.0.0.0:8443 --metrics-listen 127.0.0.1:9464 \\\n    --audit-log /var/log/kmgrd/audit.jsonl --audit-key-file /etc/kmgrd/audit.key')
+    .addHelpText('after', '\nSignals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the TLS certificate and key and reopens the audit log.\n\nExample:\n  kmgrd serve --data /var/lib/kmgrd --listen 0.0.0.0:8443 --metrics-listen 127.0.0.1:9464 \\\n    --audit-log /var/log/kmgrd/audit.jsonl --audit-key-file /etc/kmgrd/audit.key\n')
     .action((o: ServeOptions) => {
       result = serve(o);
     });

@@ -13,6 +13,7 @@ import { workerVerifier } from './verify-pool.js';
 import { Deliverer } from './delivery/deliverer.js';
 import type { MailConfig } from './delivery/mail.js';
 import { createSecureContext } from 'node:tls';
+import { existsSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { Metrics } from './metrics.js';
 import { startMetricsServer } from './metrics-server.js';
@@ -137,6 +138,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   } catch (e) {
     admin?.close();
     await storage.close();
+    await audit?.close();
     throw new ConfigError(`cannot listen on ${o.host}:${o.port}: ${(e as Error).message}`);
   }
   if (metrics && o.metricsListen) {
@@ -146,6 +148,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
       await running.stop(0);
       admin.close();
       await storage.close();
+      await audit?.close();
       throw new ConfigError(`cannot listen for metrics on ${o.metricsListen.host}:${o.metricsListen.port}: ${(e as Error).message}`);
     }
   }
@@ -161,7 +164,6 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   const url = `https://${hostPart}:${running.port}`;
   log.info({ url, port: running.port, tlsCert: tls.certPath, tlsFingerprint256: tls.fingerprint256, generatedCert: tls.generated, tz: o.tz }, 'kmgrd listening');
   let stopping: Promise<void> | undefined;
-  const openStorage = storage;
   const daemon: Daemon = {
     url,
     port: running.port,
@@ -169,11 +171,13 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     certPath: tls.certPath,
     log,
     deliverer,
-    storage: openStorage,
+    storage,
     ...(metricsServer ? { metricsPort: metricsServer.port } : {}),
     async reload() {
       const report: ReloadReport = { tls: { reloaded: false, fingerprint256: daemon.fingerprint256 }, auditLog: null };
       try {
+        // A missing self-signed certificate must not be silently replaced by a new one: clients pin it.
+        if (!existsSync(tls.certPath)) throw new ConfigError(`TLS certificate not found: ${tls.certPath}`);
         const next = await loadTls(dataDir, o.tlsCert, o.tlsKey);
         // Built first, so a certificate that does not parse or does not match its key is refused
         // here and the old one keeps serving. Same options as createApp's (TLS 1.3 only).
@@ -208,7 +212,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
         await new Promise<void>((r) => admin.close(() => r()));
         await deliverer.stop();
         await verifier?.close();
-        await openStorage.close();
+        await storage.close();
         await audit?.close();
         log.info('kmgrd stopped');
       })();
