@@ -1,6 +1,6 @@
 // The agent's fetch operation: a whole `kmgr fetch` made inside the agent with
 // the keys it holds, so that the CLI process loads no TLS, crypto or client
-// code and a fetch in a pipeline starts about as fast as Node can (issue 5).
+// code and a fetch in a pipeline starts about as fast as Node can.
 // It is the same code the CLI runs (src/client/fetch.ts) with the same checks,
 // files and logs; only the session is made from the agent's keys.
 import { homePaths, type HomePaths } from '../client/home.js';

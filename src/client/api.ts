@@ -45,7 +45,7 @@ export const api = {
       if (q.since !== undefined) qs.set('since', q.since);
       qs.set('limit', String(want));
       if (before !== undefined) qs.set('before', String(before));
-      const page = (await signedRequest(s.endpoint, s.identity, 'GET', `${k(partnerId)}/history?${qs}`, undefined, HistoryList)).body.history;
+      const page = (await signedRequest(s.endpoint, s.identity, 'GET', `${k(partnerId)}/history?${qs.toString()}`, undefined, HistoryList)).body.history;
       if (page.length > want) throw new IntegrityError(`the server sent ${page.length} history entries when ${want} were asked for`);
       // Each page must go strictly backwards: a server ignoring `before` must not keep us paging forever.
       let prev = before ?? Infinity;
@@ -75,7 +75,7 @@ export const api = {
       if (unreadOnly) qs.set('unread', 'true');
       qs.set('limit', String(NOTICES_MAX_LIMIT));
       if (before) qs.set('before', before);
-      const body = (await signedRequest(s.endpoint, s.identity, 'GET', `/v1/notices?${qs}`, undefined, NoticeList)).body;
+      const body = (await signedRequest(s.endpoint, s.identity, 'GET', `/v1/notices?${qs.toString()}`, undefined, NoticeList)).body;
       out.push(...body.notices);
       if (!body.next || body.notices.length === 0) return out;
       if (before && body.next >= before) throw new IntegrityError('the server sent a notice page that does not go back in time');

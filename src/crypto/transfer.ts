@@ -1,4 +1,4 @@
-// Moving the management key to a second device (issue 4): the export is sealed
+// Moving the management key to a second device: the export is sealed
 // under a fresh one-time code of 160 random bits, typed on the other device.
 // The code's entropy makes a slow KDF unnecessary: HKDF-SHA256 derives the key.
 import { hkdfSync } from 'node:crypto';

@@ -5,6 +5,7 @@ import { ensurePrivateDir } from '../io/atomic-file.js';
 import { LevelStorage } from '../store/level-storage.js';
 import { checkTimeZone } from '../terms/periods.js';
 import { ConfigError } from '../protocol/errors.js';
+import { DEFAULT_RATE_PER_ADDRESS, DEFAULT_RATE_PER_KEY } from './defaults.js';
 import { createApp, listen } from './app.js';
 import { makeLogger, type Logger } from './logger.js';
 import { loadTls } from './tls/files.js';
@@ -19,8 +20,6 @@ import { Metrics } from './metrics.js';
 import { startMetricsServer } from './metrics-server.js';
 import { AuditLog, readAuditKey } from './audit-log.js';
 
-export const DEFAULT_RATE_PER_ADDRESS = 1000;
-export const DEFAULT_RATE_PER_KEY = 100;
 
 export interface DaemonOptions {
   dataDir: string;

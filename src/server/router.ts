@@ -42,6 +42,11 @@ const ROUTES: Route[] = [
 /** Routes that are probes: not audited, as they carry no one's request. */
 export const PROBE_ROUTES = new Set(['/livez', '/readyz', '/v1/health']);
 
+/** Every route as "METHOD /path/{param}", for the test that holds openapi.yaml to the router. */
+export function routeList(): string[] {
+  return ROUTES.flatMap((r) => Object.keys(r.methods).map((m) => `${m} /${r.segments.join('/')}`));
+}
+
 /** `pattern` names the route with its parameters unfilled (for metrics and the audit log: no IDs). */
 export function route(method: string, path: string): { handler: Handler; params: Record<string, string>; pattern: string } {
   const parts = path.split('/').slice(1);

@@ -1,7 +1,7 @@
 // kmgr fetch: prints a partner's transaction key (the transaction judgement
 // unit, Fig. 7; the work is in src/client/fetch.ts). A running agent for this
 // home makes the whole fetch itself, so this process then loads no TLS, crypto
-// or client code (issue 5: fetch runs in pipelines and should start fast).
+// or client code (fetch runs in pipelines and should start fast).
 // Nothing reaches stdout unless every check passed.
 import { KmgrError } from '../../protocol/errors.js';
 import type { OutputFormat } from '../../crypto/formats.js';

@@ -4,17 +4,17 @@
 // daemon is not draining for shutdown.
 import { KmgrError } from '../../protocol/errors.js';
 import type { Handler } from '../context.js';
-import { VERSION } from './health.js';
+import { version } from '../../io/version.js';
 
-export const livez: Handler = async () => ({ status: 200, body: { ok: true, version: VERSION } });
+export const livez: Handler = async () => ({ status: 200, body: { ok: true, version: version() } });
 
 export const readyz: Handler = async (ctx) => {
-  if (ctx.deps.draining?.()) return { status: 503, body: { ok: false, version: VERSION, reason: 'draining: kmgrd is shutting down' } };
+  if (ctx.deps.draining?.()) return { status: 503, body: { ok: false, version: version(), reason: 'draining: kmgrd is shutting down' } };
   try {
     await ctx.deps.storage.ready();
   } catch (e) {
     const reason = e instanceof KmgrError ? e.message : 'storage check failed';
-    return { status: 503, body: { ok: false, version: VERSION, reason } };
+    return { status: 503, body: { ok: false, version: version(), reason } };
   }
-  return { status: 200, body: { ok: true, version: VERSION } };
+  return { status: 200, body: { ok: true, version: version() } };
 };
