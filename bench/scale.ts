@@ -43,10 +43,16 @@ function parseArgs(argv: string[]): Options {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const v = argv[i + 1];
-    if (a === '--sizes' && v) (o.sizes = v.split(',').map(Number)), i++;
-    else if (a === '--fetches' && v) (o.fetches = Number(v)), i++;
-    else if (a === '--out' && v) (o.out = v), i++;
-    else if (a === '--help') {
+    if (a === '--sizes' && v) {
+      o.sizes = v.split(',').map(Number);
+      i++;
+    } else if (a === '--fetches' && v) {
+      o.fetches = Number(v);
+      i++;
+    } else if (a === '--out' && v) {
+      o.out = v;
+      i++;
+    } else if (a === '--help') {
       console.log('usage: node dist/bench/scale.js [--sizes 10000,100000,1000000] [--fetches 2000] [--out FILE]');
       process.exit(0);
     } else {

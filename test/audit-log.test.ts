@@ -38,14 +38,14 @@ t.test('one line per request, on disk before the reply, with IDs pseudonymised u
   t.equal((await get(target, '/readyz')).status, 200);
   const all = lines(log);
   t.equal(all.length, 4, 'probes are not audited; every API request is');
-  const [enrolLine, regLine, fetchLine, unsigned] = all as Array<Record<string, unknown>>;
+  const [enrolLine, regLine, fetchLine, unsigned] = all;
   t.match(enrolLine, { method: 'POST', route: '/v1/persons', status: 201, result: 'ok', remoteAddress: '127.0.0.1', partner: null });
   t.equal(enrolLine!.person, null, 'enrolment has no person yet when it is judged');
   t.match(regLine, { method: 'PUT', route: '/v1/keys/{partnerId}', status: 201, person: pseudonym(id.personId!), partner: pseudonym(partner) });
   t.match(fetchLine, { method: 'POST', route: '/v1/keys/{partnerId}/fetch', status: 200, result: 'served', person: pseudonym(id.personId!), partner: pseudonym(partner) });
   t.match(unsigned, { status: 401, result: 'auth_missing', person: null, partner: pseudonym(partner) });
   for (const l of all) {
-    t.ok(typeof l.time === 'string' && !Number.isNaN(Date.parse(l.time as string)), 'time is ISO 8601');
+    t.ok(typeof l.time === 'string' && !Number.isNaN(Date.parse(l.time)), 'time is ISO 8601');
     t.ok(typeof l.durationMs === 'number');
   }
   const text = readFileSync(log, 'utf8');

@@ -41,7 +41,7 @@ t.test('SIGHUP reloads the certificate for new handshakes, keeps connections, re
   });
   const logLines: string[] = [];
   const waiters: Array<{ re: RegExp; resolve: (l: string) => void }> = [];
-  createInterface({ input: child.stdout! }).on('line', (l) => {
+  createInterface({ input: child.stdout }).on('line', (l) => {
     logLines.push(l);
     for (const w of waiters.splice(0)) {
       if (w.re.test(l)) w.resolve(l);

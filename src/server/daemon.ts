@@ -89,7 +89,8 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   const clock = o.clock ?? Date.now;
   if ((o.auditLog === undefined) !== (o.auditKeyFile === undefined)) throw new ConfigError('--audit-log and --audit-key-file go together');
   const audit = o.auditLog !== undefined ? await AuditLog.open(o.auditLog, await readAuditKey(o.auditKeyFile!)) : undefined;
-  let verifier: ReturnType<typeof workerVerifier> | undefined;
+  const threads = o.verifyThreads ?? 1;
+  const verifier = threads > 0 ? workerVerifier(threads) : undefined;
   const metrics = o.metricsListen
     ? new Metrics({ verifyQueueDepth: () => verifier?.depth() ?? 0, cacheEntries: () => storage.cacheSizes() })
     : undefined;
@@ -110,8 +111,6 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
         }
       : {}),
   });
-  const threads = o.verifyThreads ?? 1;
-  verifier = threads > 0 ? workerVerifier(threads) : undefined;
   let draining = false;
   const app = createApp({
     ...(verifier ? { verifier } : {}),
@@ -206,7 +205,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     stop() {
       stopping ??= (async () => {
         draining = true;
-        if (metricsServer) await new Promise<void>((r) => metricsServer!.server.close(() => r()));
+        if (metricsServer) await new Promise<void>((r) => metricsServer.server.close(() => r()));
         await running.stop();
         await new Promise<void>((r) => admin.close(() => r()));
         await deliverer.stop();

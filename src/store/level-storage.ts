@@ -81,7 +81,7 @@ export class LevelStorage implements Storage {
     private readonly db: Level<string, string>,
     private readonly opts: LevelStorageOptions,
   ) {
-    this.gc = new GroupCommit((ops) => db.batch(ops as never, { sync: true }), opts.events?.commitBatch);
+    this.gc = new GroupCommit((ops) => db.batch(ops as never, { sync: true }), (callers) => opts.events?.commitBatch?.(callers));
     const cap = opts.cacheKeys ?? DEFAULT_CACHE_KEYS;
     this.keys = new BoundedCache<string, Cached>(cap, (e) => e.pins > 0);
     this.persons = new BoundedCache<string, PersonRecord>(cap);
