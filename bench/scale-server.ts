@@ -50,7 +50,7 @@ async function main(): Promise<void> {
           }
         }
         globalThis.gc?.();
-        reply({ type: 'touched', keys, ms: performance.now() - t, rss: process.memoryUsage.rss(), cacheKeys: daemon.storage.cacheSizes().keys });
+        reply({ type: 'touched', keys, ms: performance.now() - t, rss: process.memoryUsage.rss(), cacheKeys: daemon.storage.cacheSizes?.().keys ?? -1 });
       } else if (m.type === 'check-terms') {
         // How long the event loop is held at a stretch while check-terms runs (it shares the loop with requests).
         let maxStallMs = 0;

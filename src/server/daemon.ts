@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import type { DestinationStream } from 'pino';
 import { ensurePrivateDir } from '../io/atomic-file.js';
 import { LevelStorage } from '../store/level-storage.js';
+import type { Storage } from '../store/types.js';
 import { checkTimeZone } from '../terms/periods.js';
 import { ConfigError } from '../protocol/errors.js';
 import { DEFAULT_RATE_PER_ADDRESS, DEFAULT_RATE_PER_KEY } from './defaults.js';
@@ -66,7 +67,7 @@ export interface Daemon {
   log: Logger;
   /** The notice deliverer; tests run passes directly. */
   deliverer: Deliverer;
-  storage: LevelStorage;
+  storage: Storage;
   /** The metrics listener's port, when --metrics-listen is given. */
   metricsPort?: number;
   /** SIGHUP: reload the TLS certificate and key (keeping the old ones if the new are bad), reopen the audit log. */
@@ -92,7 +93,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   const threads = o.verifyThreads ?? 1;
   const verifier = threads > 0 ? workerVerifier(threads) : undefined;
   const metrics = o.metricsListen
-    ? new Metrics({ verifyQueueDepth: () => verifier?.depth() ?? 0, cacheEntries: () => storage.cacheSizes() })
+    ? new Metrics({ verifyQueueDepth: () => verifier?.depth() ?? 0, cacheEntries: () => storage.cacheSizes?.() ?? {} })
     : undefined;
   metrics?.certExpiry.set(certExpirySeconds(tls.cert));
   const storage = await LevelStorage.open(join(dataDir, 'db'), {

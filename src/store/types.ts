@@ -195,6 +195,8 @@ export interface Storage {
   claimNonce(claim: NonceClaim): void | Promise<void>;
   /** Resolves if storage is open and takes a durable write now; throws UnavailableError saying why not (GET /readyz). */
   ready(): Promise<void>;
+  /** Entries in each bounded in-memory cache, by name, for metrics (backends without caches omit it). */
+  cacheSizes?(): Record<string, number>;
   /** Makes a claimed nonce durable on its own (for requests that change nothing else). */
   persistNonce(claim: NonceClaim): Promise<void>;
   personByKeyId(keyId: string): Promise<PersonRecord | undefined>;
