@@ -15,7 +15,7 @@ export type ScaleToChild =
 export type ScaleFromChild =
   | { type: 'ready'; port: number; certPem: string; startupMs: number; rss: number }
   | { type: 'cpu'; usage: NodeJS.CpuUsage; rss: number }
-  | { type: 'touched'; keys: number; ms: number; rss: number; cacheKeys: number }
+  | { type: 'touched'; keys: number; ms: number; rss: number; heapUsed: number; external: number; cacheKeys: number }
   | { type: 'checked'; ms: number; findings: number; maxStallMs: number }
   | { type: 'failed'; message: string };
 
@@ -50,7 +50,8 @@ async function main(): Promise<void> {
           }
         }
         globalThis.gc?.();
-        reply({ type: 'touched', keys, ms: performance.now() - t, rss: process.memoryUsage.rss(), cacheKeys: daemon.storage.cacheSizes?.().keys ?? -1 });
+        const mem = process.memoryUsage();
+        reply({ type: 'touched', keys, ms: performance.now() - t, rss: mem.rss, heapUsed: mem.heapUsed, external: mem.external, cacheKeys: daemon.storage.cacheSizes?.().keys ?? -1 });
       } else if (m.type === 'check-terms') {
         // How long the event loop is held at a stretch while check-terms runs (it shares the loop with requests).
         let maxStallMs = 0;

@@ -237,6 +237,9 @@ async function measure(n: number, o: Options): Promise<Record<string, number>> {
         touchedKeys: touched.keys,
         touchSeconds: touched.ms / 1000,
         rssAfterTouchingEveryKeyMiB: touched.rss / 2 ** 20,
+        // The JS heap after a full GC: what the caches hold. RSS also has LevelDB's native table cache and freed pages not yet returned.
+        heapUsedAfterTouchingEveryKeyMiB: touched.heapUsed / 2 ** 20,
+        externalAfterTouchingEveryKeyMiB: touched.external / 2 ** 20,
         cachedKeysAfterTouch: touched.cacheKeys,
         fetchCpuUsPerRequest: cpuUs / o.fetches,
         checkTermsMs: checked.ms,
@@ -260,7 +263,7 @@ async function main(): Promise<void> {
     const r = await measure(n, o);
     results.push(r);
     console.log(
-      `${String(n).padStart(8)} keys: start-up ${r.startupMs!.toFixed(0)} ms, RSS after touching all ${r.rssAfterTouchingEveryKeyMiB!.toFixed(0)} MiB ` +
+      `${String(n).padStart(8)} keys: start-up ${r.startupMs!.toFixed(0)} ms, RSS after touching all ${r.rssAfterTouchingEveryKeyMiB!.toFixed(0)} MiB, heap ${r.heapUsedAfterTouchingEveryKeyMiB!.toFixed(0)} MiB ` +
         `(${r.cachedKeysAfterTouch} cached), fetch ${r.fetchCpuUsPerRequest!.toFixed(0)} µs CPU, check-terms ${r.checkTermsMs!.toFixed(1)} ms ` +
         `(${r.checkTermsFindings} found, longest stall ${r.checkTermsMaxEventLoopStallMs!.toFixed(1)} ms), history page ${r.historyPageMs!.toFixed(1)} ms`,
     );
