@@ -2,6 +2,7 @@
 // and Prometheus metrics on their own listener, scraped and parsed here.
 import t from 'tap';
 import { request } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { startServer } from './helpers.js';
@@ -47,6 +48,9 @@ function parseExposition(text: string): { samples: Sample[]; types: Map<string, 
   return { samples, types };
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Json = any;
+
 const sum = (s: Sample[], name: string, where: Record<string, string> = {}): number =>
   s.filter((x) => x.name === name && Object.entries(where).every(([k, v]) => x.labels[k] === v)).reduce((a, x) => a + x.value, 0);
 
@@ -70,6 +74,36 @@ t.test('/livez and /readyz answer unauthenticated JSON; readyz turns 503 when st
   t.match(notReady.json.reason, /database is closed/);
   t.equal((await get(target, '/livez')).status, 200, 'still live: restarting would not help a probe that routes traffic');
   t.equal((await send(target, { method: 'POST', path: '/readyz', headers: { host: new URL(target.url).host }, body: new Uint8Array(0) })).status, 405);
+});
+
+t.test('/readyz answers 503 once shutdown has begun, to a request already in flight', async (t) => {
+  const server = await startServer(t);
+  const u = new URL(server.url);
+  // Expect: 100-continue gives a moment when the server holds the request (it answered 100) but
+  // has not read its body: shutdown begins then, and the probe is answered after.
+  const reply = new Promise<{ status: number; body: Json }>((resolve, reject) => {
+    const req = httpsRequest(
+      {
+        host: u.hostname, port: Number(u.port), path: '/readyz', method: 'GET', ca: readFileSync(server.ca, 'utf8'), servername: '', agent: false,
+        headers: { 'content-type': 'application/json', 'content-length': 2, expect: '100-continue' },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+      },
+    );
+    req.on('error', reject);
+    req.on('continue', () => {
+      const stopping = server.stop();
+      req.end('{}');
+      void stopping;
+    });
+    req.flushHeaders();
+  });
+  const r = await reply;
+  t.equal(r.status, 503, 'not ready while draining');
+  t.match(r.body.reason, /draining/);
 });
 
 t.test('metrics: scraped and parsed; the served-fetch counter equals what clients saw; labels carry no IDs', async (t) => {
