@@ -138,7 +138,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     admin?.close();
     await storage.close();
     await audit?.close();
-    throw new ConfigError(`cannot listen on ${o.host}:${o.port}: ${(e as Error).message}`);
+    throw new ConfigError(`cannot listen on ${o.host}:${o.port}: ${(e as Error).message}`).because(e);
   }
   if (metrics && o.metricsListen) {
     try {
@@ -148,7 +148,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
       admin.close();
       await storage.close();
       await audit?.close();
-      throw new ConfigError(`cannot listen for metrics on ${o.metricsListen.host}:${o.metricsListen.port}: ${(e as Error).message}`);
+      throw new ConfigError(`cannot listen for metrics on ${o.metricsListen.host}:${o.metricsListen.port}: ${(e as Error).message}`).because(e);
     }
   }
   const deliverer = new Deliverer(storage, {
