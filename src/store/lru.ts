@@ -51,6 +51,11 @@ export class BoundedCache<K, V> {
     this.map.delete(k);
   }
 
+  /** Drops every entry, pinned or not (the store is starting over from disk). */
+  clear(): void {
+    this.map.clear();
+  }
+
   /** Evicts least recently used, unpinned entries until the cache is within its bound. */
   trim(keep?: K): void {
     if (this.map.size <= this.capacity) return;
