@@ -19,6 +19,10 @@ export interface LyingProxy {
   rewritePrefix: Map<string, (reply: Json, path: string) => Json>;
   /** The last reply the real server gave, by request path. */
   captured: Map<string, { status: number; text: string }>;
+  /** A status to answer instead of the real one (with the body the rewrite gives), by request path. */
+  status: Map<string, number>;
+  /** Request paths whose reply is never delivered: the connection is cut once the real server has answered. */
+  drop: Set<string>;
 }
 
 /** An HTTPS server with kmgrd's own certificate that forwards to kmgrd and may lie about the reply. */
@@ -28,6 +32,8 @@ export async function startLyingProxy(t: { teardown(fn: () => unknown): void }, 
   const rewrite = new Map<string, (reply: Json) => Json>();
   const captured = new Map<string, { status: number; text: string }>();
   const rewritePrefix = new Map<string, (reply: Json, path: string) => Json>();
+  const statusFor = new Map<string, number>();
+  const drop = new Set<string>();
   const upstreamPort = server.daemon.port;
   const srv: Server = createServer({ cert, key, minVersion: 'TLSv1.3' }, (req, res) => {
     const chunks: Buffer[] = [];
@@ -40,10 +46,15 @@ export async function startLyingProxy(t: { teardown(fn: () => unknown): void }, 
           const out: Buffer[] = [];
           ures.on('data', (c: Buffer) => out.push(c));
           ures.on('end', () => {
-            const status = ures.statusCode ?? 502;
+            let status = ures.statusCode ?? 502;
             let text = Buffer.concat(out).toString('utf8');
             const path = req.url ?? '';
             captured.set(path, { status, text });
+            if (drop.has(path)) {
+              res.socket?.destroy();
+              return;
+            }
+            status = statusFor.get(path) ?? status;
             const fn = rewrite.get(path);
             const byPrefix = [...rewritePrefix].find(([prefix]) => path.startsWith(prefix))?.[1];
             if (fn) text = JSON.stringify(fn(JSON.parse(text)));
@@ -69,6 +80,10 @@ export async function startLyingProxy(t: { teardown(fn: () => unknown): void }, 
       }),
   );
   const port = (srv.address() as AddressInfo).port;
-  return { url: `https://127.0.0.1:${port}`, ca: server.ca, rewrite, rewritePrefix, captured };
+  // The double stands where the real server's name leads (a man in the middle
+  // on the path): kmgrd is told it is reached by that URL, as `--public-url`
+  // tells it the name a proxy serves.
+  server.daemon.authorities.addUrl(`https://127.0.0.1:${port}`);
+  return { url: `https://127.0.0.1:${port}`, ca: server.ca, rewrite, rewritePrefix, captured, status: statusFor, drop };
 }
 

@@ -1,6 +1,6 @@
 // Typed calls to the key server's /v1 API, one per endpoint the CLI uses.
 import {
-  AckResponse, FetchResponse, HistoryList, KeyStatus, NoticeList, NOTICES_MAX_LIMIT, type HistoryEntry,
+  AckResponse, CertificatesView, FetchResponse, HistoryList, KeyList, KEYS_MAX_LIMIT, KeyStatus, NoticeList, NOTICES_MAX_LIMIT, type HistoryEntry,
   type KeyPatchRequest, type RotateRequest, type SignedBinding, type Terms,
 } from '../protocol/messages.js';
 import { signedRequest, type Sent } from './http.js';
@@ -10,14 +10,30 @@ import type { Session } from './session.js';
 /** The most history entries one command reads (about 70 MB of typical entries). */
 export const HISTORY_CLIENT_MAX = 100_000;
 export const NOTICES_CLIENT_MAX = 100_000;
+export const KEYS_CLIENT_MAX = 100_000;
 
 const k = (partnerId: string): string => `/v1/keys/${encodeURIComponent(partnerId)}`;
 
 export const api = {
-  register: (s: Session, partnerId: string, body: { keyId: string; alg: string; keyVersion: number; blob: string; terms: Terms; binding: SignedBinding | null }) =>
+  register: (s: Session, partnerId: string, body: { keyId: string; alg: string; keyVersion: number; blob: string; terms: Terms; binding: SignedBinding | null; ssh?: boolean }) =>
     signedRequest(s.endpoint, s.identity, 'PUT', k(partnerId), body, KeyStatus).then((r) => r.body),
   fetch: (s: Session, partnerId: string, nonce?: string): Promise<Sent<FetchResponse>> =>
     signedRequest(s.endpoint, s.identity, 'POST', `${k(partnerId)}/fetch`, {}, FetchResponse, nonce),
+  /** Every key, in partner ID order, paged; bounded like history (a server cannot make us read without end). */
+  list: async (s: Session): Promise<KeyStatus[]> => {
+    const out: KeyStatus[] = [];
+    let after: string | null | undefined;
+    for (;;) {
+      const qs = new URLSearchParams({ limit: String(KEYS_MAX_LIMIT) });
+      if (after) qs.set('after', after);
+      const body = (await signedRequest(s.endpoint, s.identity, 'GET', `/v1/keys?${qs.toString()}`, undefined, KeyList)).body;
+      out.push(...body.keys);
+      if (!body.next || body.keys.length === 0) return out;
+      if (after && body.next <= after) throw new IntegrityError('the server sent a key page that does not move forward');
+      if (out.length >= KEYS_CLIENT_MAX) throw new UsageError(`there are more than ${KEYS_CLIENT_MAX} keys`);
+      after = body.next;
+    }
+  },
   status: (s: Session, partnerId: string) => signedRequest(s.endpoint, s.identity, 'GET', k(partnerId), undefined, KeyStatus).then((r) => r.body),
   patch: (s: Session, partnerId: string, body: KeyPatchRequest) =>
     signedRequest(s.endpoint, s.identity, 'PATCH', k(partnerId), body, KeyStatus).then((r) => r.body),
@@ -66,6 +82,10 @@ export const api = {
       before = last;
     }
   },
+  putCertificates: (s: Session, partnerId: string, body: { keyVersion: number; certificates: string[] }) =>
+    signedRequest(s.endpoint, s.identity, 'PUT', `${k(partnerId)}/certificates`, body, KeyStatus).then((r) => r.body),
+  certificates: (s: Session, partnerId: string) =>
+    signedRequest(s.endpoint, s.identity, 'GET', `${k(partnerId)}/certificates`, undefined, CertificatesView).then((r) => r.body),
   /** Newest first, paged; bounded like history (a server cannot make us read without end). */
   notices: async (s: Session, unreadOnly: boolean) => {
     const out: NoticeList['notices'] = [];

@@ -21,6 +21,7 @@ import { X509Certificate } from 'node:crypto';
 import { Metrics } from './metrics.js';
 import { startMetricsServer } from './metrics-server.js';
 import { AuditLog, readAuditKey } from './audit-log.js';
+import { Authorities, certificateNames } from './authorities.js';
 
 
 export interface DaemonOptions {
@@ -52,6 +53,17 @@ export interface DaemonOptions {
   /** Append one JSON line per request here, with IDs HMAC'd under the key in auditKeyFile. */
   auditLog?: string;
   auditKeyFile?: string;
+  /** URLs kmgrd is reached by besides its --listen address and certificate names (behind a proxy). */
+  publicUrls?: string[];
+  /** Verify questions per second per address (0: unlimited). Default 10. */
+  verifyPerAddress?: number;
+  /** Enrolments per minute per address, IPv6 per /64 (0: unlimited). Default 10. */
+  enrolPerAddressPerMinute?: number;
+  /** Connections held at once per client address, IPv6 per /64 (0: unlimited). Default 256. */
+  maxConnectionsPerAddress?: number;
+  /** Test hooks: how long a new connection may wait before its first request, and for its headers (ms). */
+  firstRequestMs?: number;
+  headersTimeoutMs?: number;
 }
 
 /** What a SIGHUP did. */
@@ -73,6 +85,8 @@ export interface Daemon {
   metricsPort?: number;
   /** SIGHUP: reload the TLS certificate and key (keeping the old ones if the new are bad), reopen the audit log. */
   reload(): Promise<ReloadReport>;
+  /** The authorities signed requests must name (see authorities.ts). */
+  authorities: Authorities;
   stop(): Promise<void>;
 }
 
@@ -84,6 +98,9 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   } catch {
     throw new ConfigError(`unknown time zone: ${o.tz}`);
   }
+  // Checked before anything is opened: a bad --public-url is a usage slip, not a half-started daemon.
+  const authorities = new Authorities();
+  for (const u of o.publicUrls ?? []) authorities.addUrl(u);
   const log = makeLogger(o.logLevel, o.logDest);
   const dataDir = resolve(o.dataDir);
   // Before anything is written there (tls/): a foreign directory is left as it was.
@@ -117,6 +134,14 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   });
   let draining = false;
   const app = createApp({
+    authorities,
+    connections: {
+      ...(o.maxConnectionsPerAddress !== undefined ? { perAddress: o.maxConnectionsPerAddress } : {}),
+      ...(o.firstRequestMs !== undefined ? { firstRequestMs: o.firstRequestMs } : {}),
+    },
+    ...(o.headersTimeoutMs !== undefined ? { headersTimeoutMs: o.headersTimeoutMs } : {}),
+    ...(o.verifyPerAddress !== undefined ? { verifyPerAddress: o.verifyPerAddress } : {}),
+    ...(o.enrolPerAddressPerMinute !== undefined ? { enrolPerAddressPerMinute: o.enrolPerAddressPerMinute } : {}),
     ...(verifier ? { verifier } : {}),
     ...(metrics ? { metrics } : {}),
     ...(audit ? { audit } : {}),
@@ -143,6 +168,9 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     await audit?.close();
     throw new ConfigError(`cannot listen on ${o.host}:${o.port}: ${(e as Error).message}`).because(e);
   }
+  // The port is known only now (--listen HOST:0 picks one).
+  if (!['0.0.0.0', '::', ''].includes(o.host)) authorities.add(`${o.host.includes(':') ? `[${o.host}]` : o.host}:${running.port}`);
+  for (const name of certificateNames(tls.cert)) authorities.addCertificateName(name, running.port);
   if (metrics && o.metricsListen) {
     try {
       metricsServer = await startMetricsServer(metrics, o.metricsListen.host, o.metricsListen.port, log);
@@ -164,7 +192,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   deliverer.start(o.deliverEveryMs ?? 1000);
   const hostPart = o.host.includes(':') ? `[${o.host}]` : o.host;
   const url = `https://${hostPart}:${running.port}`;
-  log.info({ url, port: running.port, tlsCert: tls.certPath, tlsFingerprint256: tls.fingerprint256, generatedCert: tls.generated, tz: o.tz }, 'kmgrd listening');
+  log.info({ url, port: running.port, tlsCert: tls.certPath, tlsFingerprint256: tls.fingerprint256, authorities: authorities.list(), generatedCert: tls.generated, tz: o.tz }, 'kmgrd listening');
   // A restored database serves counts as of its snapshot: say so at every start.
   if (storage.marker.restoredFrom) log.warn({ restoredFrom: storage.marker.restoredFrom }, `database restored from a snapshot taken at ${storage.marker.restoredFrom.takenAt}`);
   let stopping: Promise<void> | undefined;
@@ -188,6 +216,8 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
         createSecureContext({ cert: next.cert, key: next.key, minVersion: 'TLSv1.3' });
         app.setSecureContext({ cert: next.cert, key: next.key, minVersion: 'TLSv1.3' });
         daemon.fingerprint256 = next.fingerprint256;
+        // A renewed certificate may name the server anew: requests signed for those names are for us too.
+        for (const name of certificateNames(next.cert)) authorities.addCertificateName(name, running.port);
         metrics?.certExpiry.set(certExpirySeconds(next.cert));
         report.tls = { reloaded: true, fingerprint256: next.fingerprint256 };
         log.info({ tlsCert: next.certPath, tlsFingerprint256: next.fingerprint256 }, 'TLS certificate reloaded');
@@ -208,6 +238,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
       }
       return report;
     },
+    authorities,
     stop() {
       stopping ??= (async () => {
         draining = true;

@@ -9,7 +9,7 @@ import { BoundedCache, DEFAULT_CACHE_ENTRIES } from './lru.js';
 import { randomBytes } from 'node:crypto';
 import { judgeUse } from '../terms/judge.js';
 import { periodsAt } from '../terms/periods.js';
-import { noticesForTerm, noticesForUse, type NoticeDraft } from '../terms/notices.js';
+import { noticesForTerm, noticesForUse, termInstants, type NoticeDraft } from '../terms/notices.js';
 import { AuthError, KmgrError, NotFoundError, UnavailableError } from '../protocol/errors.js';
 import { markClosedCleanly, openLevel } from './level-open.js';
 import { checkedEncodings, type CheckedEncodings, type StorageDamagedError } from './record-codec.js';
@@ -388,7 +388,7 @@ export class LevelStorage implements Storage {
     try {
       await this.commit([
         ...recordOps(k, record),
-        ...this.expiryOps(record, null),
+        ...this.expiryOps(record, []),
         { type: 'put', key: K.blobKey(record.personId, record.partnerId, record.keyVersion), value: blob, valueEncoding: 'view' },
         this.nonceOp(nonce),
       ]);
@@ -500,22 +500,25 @@ export class LevelStorage implements Storage {
     }
   }
 
-  /** Keeps the expiry index (check-terms reads only what expires) in step with a record's expiry. */
-  private expiryOps(rec: KeyRecord, oldExpiresAt: number | null): Op[] {
-    if (oldExpiresAt === rec.expiresAt) return [];
+  /**
+   * Keeps the expiry index (check-terms reads only what expires) in step with a
+   * record's expiry and its certificate's renewal point (termInstants).
+   */
+  private expiryOps(rec: KeyRecord, old: number[]): Op[] {
+    const now = termInstants(rec.keyVersion, rec);
     const ops: Op[] = [];
-    if (oldExpiresAt !== null) ops.push({ type: 'del', key: K.expiryKey(oldExpiresAt, rec.personId, rec.partnerId) });
-    if (rec.expiresAt !== null) ops.push({ type: 'put', key: K.expiryKey(rec.expiresAt, rec.personId, rec.partnerId), value: '' });
+    for (const at of old) if (!now.includes(at)) ops.push({ type: 'del', key: K.expiryKey(at, rec.personId, rec.partnerId) });
+    for (const at of now) if (!old.includes(at)) ops.push({ type: 'put', key: K.expiryKey(at, rec.personId, rec.partnerId), value: '' });
     return ops;
   }
 
   updateKey(personId: string, partnerId: string, patch: KeyPatch, nonce: NonceClaim): Promise<KeyRecord> {
     return this.withEntry(personId, partnerId, async (k, entry) => {
       const rec = entry.record;
-      const oldExpiresAt = rec.expiresAt;
+      const oldInstants = termInstants(rec.keyVersion, rec);
       for (const [f, v] of Object.entries(patch)) if (v !== undefined) (rec as unknown as Record<string, unknown>)[f] = v;
       const snapshot: KeyRecord = { ...rec, uses: { ...rec.uses } };
-      await this.commit([...recordOps(k, rec), ...this.expiryOps(rec, oldExpiresAt), this.nonceOp(nonce)]);
+      await this.commit([...recordOps(k, rec), ...this.expiryOps(rec, oldInstants), this.nonceOp(nonce)]);
       return snapshot;
     });
   }
@@ -526,6 +529,7 @@ export class LevelStorage implements Storage {
 
   private async rotatePinned(k: string, entry: Cached, personId: string, partnerId: string, next: NextKey, nonce: NonceClaim): Promise<KeyRecord> {
     const rec = entry.record;
+    const oldInstants = termInstants(rec.keyVersion, rec);
     if (next.keyVersion !== rec.keyVersion + 1) {
       throw new KmgrError('version_conflict', `the key of ${partnerId} is at version ${rec.keyVersion}; a rotation must register version ${rec.keyVersion + 1}`);
     }
@@ -547,6 +551,8 @@ export class LevelStorage implements Storage {
     const snapshot: KeyRecord = { ...rec, uses: { ...rec.uses } };
     await this.commit([
       ...recordOps(k, rec),
+      // A certificate of the old version is no longer noticed (noticesForCertificate): its index entry goes.
+      ...this.expiryOps(rec, oldInstants),
       { type: 'put', key: K.blobKey(personId, partnerId, next.keyVersion), value: next.blob, valueEncoding: 'view' },
       // The old sealed key is of no further use to anyone; keeping it would only invite a rollback.
       { type: 'del', key: K.blobKey(personId, partnerId, oldVersion) },
@@ -624,22 +630,27 @@ export class LevelStorage implements Storage {
       }
     };
     try {
+      // A key may have two entries (its expiry, its certificate's renewal point): it is judged once a run.
+      const judged = new Set<string>();
       for await (const ik of this.db.keys(K.expiryUntilRange(nowMs + warnMs))) {
         const [, at, personId, partnerId] = ik.split('!') as [string, string, string, string];
-        const entry = await this.acquire(K.keyRecordKey(personId, partnerId), personId, partnerId);
+        const k = K.keyRecordKey(personId, partnerId);
+        if (judged.has(k)) continue;
+        const entry = await this.acquire(k, personId, partnerId);
         if (!entry) continue;
         held.push(entry);
         const rec = entry.record;
-        // An entry left for an expiry the key no longer has names nothing: the key has its own entry.
-        if (rec.expiresAt !== Number(at)) continue;
+        // An entry left for an instant the key no longer has names nothing: the key has its own entries.
+        if (!termInstants(rec.keyVersion, rec).includes(Number(at))) continue;
+        judged.add(k);
         for (const d of noticesForTerm(rec.partnerId, rec.keyVersion, rec, nowMs, warnMs)) {
           const seen = entry.noticed.has(d.dedupe);
           findings.push({
             personId: rec.personId,
             partnerId: rec.partnerId,
             keyVersion: rec.keyVersion,
-            kind: d.kind as 'expired' | 'expiring',
-            expiresAt: rec.expiresAt,
+            kind: d.kind as TermsFinding['kind'],
+            expiresAt: d.expiresAt ?? rec.expiresAt!,
             message: d.message,
             isNew: !seen,
           });
@@ -660,7 +671,7 @@ export class LevelStorage implements Storage {
     let ops: Op[] = [];
     for await (const raw of this.db.values(K.allKeyRecordsRange)) {
       const rec = JSON.parse(raw) as KeyRecord;
-      if (rec.expiresAt !== null) ops.push({ type: 'put', key: K.expiryKey(rec.expiresAt, rec.personId, rec.partnerId), value: '' });
+      for (const at of termInstants(rec.keyVersion, rec)) ops.push({ type: 'put', key: K.expiryKey(at, rec.personId, rec.partnerId), value: '' });
       if (ops.length >= 10_000) {
         await this.commit(ops);
         ops = [];
