@@ -30,7 +30,8 @@ t.test('notices, history and errors from a lying server are cleaned in text and 
   const id = await partnerId(c, 'bank-a');
 
   const notice = { id: 'n_' + 'a'.repeat(22), at: new Date().toISOString(), kind: 'expiring', partnerId: id, keyVersion: 1, message: EVIL, read: false };
-  double.rewrite.set('/v1/notices?unread=true', () => ({ notices: [notice] }));
+  // By prefix: the client pages notices and history with query parameters of its own choosing.
+  double.rewritePrefix.set('/v1/notices?', () => ({ notices: [notice] }));
   const n = await c.run(['notices']);
   t.equal(n.code, 0, `notices: printed (${n.stderr.trim()})`);
   noUnsafe(t, n, 'notices');
@@ -41,11 +42,11 @@ t.test('notices, history and errors from a lying server are cleaned in text and 
   noUnsafe(t, nj, 'notices --json');
   t.match(nj.stdout, /\\u202e/, '--json escapes a bidi override rather than printing it');
 
-  double.rewrite.set(`/v1/keys/${id}/history?limit=1000`, (r: Json) => ({ ...r, history: (r.history as Json[]).map((h) => ({ ...h, remoteAddress: '1.2.3.4\nforged\u202e' })) }));
+  double.rewritePrefix.set(`/v1/keys/${id}/history?`, (r: Json) => ({ ...r, history: (r.history as Json[]).map((h) => ({ ...h, remoteAddress: '1.2.3.4\nforged\u202e' })) }));
   const h = await c.run(['history', 'bank-a']);
   noUnsafe(t, h, 'history');
   if (h.code === 0) t.equal(h.stdout.trim().split('\n').length, 1, 'one use, one line');
-  double.rewrite.delete(`/v1/keys/${id}/history?limit=1000`);
+  double.rewritePrefix.delete(`/v1/keys/${id}/history?`);
 
   double.status.set(`/v1/keys/${id}`, 503);
   double.rewrite.set(`/v1/keys/${id}`, () => ({ error: { code: 'unavailable', message: EVIL, details: { why: EVIL } } }));
