@@ -53,32 +53,40 @@ export async function startServer(
   t: { teardown(fn: () => unknown): void },
   opts: Partial<DaemonOptions> & { dataDir?: string } = {},
 ): Promise<TestServer> {
-  const dataDir = opts.dataDir ?? (await tempDir(t, 'kmgrd-data-'));
+  // A data directory made here is removed only after the daemon has stopped (one teardown for
+  // both): removing it first raced the daemon's last writes (ENOTEMPTY on a fast machine).
+  const ownDir = opts.dataDir === undefined;
+  const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'kmgrd-data-')));
   const logs = new LogSink();
   const clock: { now: number | undefined } = { now: undefined };
-  const daemon = await startDaemon({
-    host: '127.0.0.1',
-    port: 0,
-    tz: 'UTC',
-    logLevel: 'info',
-    // Rate limits off unless a test asks for them: tests fire bursts on purpose.
-    ratePerAddress: 0,
-    ratePerKey: 0,
-    verifyPerAddress: 0,
-    enrolPerAddressPerMinute: 0,
-    clock: () => clock.now ?? Date.now(),
-    logDest: logs,
-    ...opts,
-    dataDir,
+  let daemon: Daemon;
+  try {
+    daemon = await startDaemon({
+      host: '127.0.0.1',
+      port: 0,
+      tz: 'UTC',
+      logLevel: 'info',
+      // Rate limits off unless a test asks for them: tests fire bursts on purpose.
+      ratePerAddress: 0,
+      ratePerKey: 0,
+      verifyPerAddress: 0,
+      enrolPerAddressPerMinute: 0,
+      clock: () => clock.now ?? Date.now(),
+      logDest: logs,
+      ...opts,
+      dataDir,
+    });
+  } catch (e) {
+    if (ownDir) await rm(dataDir, { recursive: true, force: true });
+    throw e;
+  }
+  // Every caller waits for the one stop, however many ask (a test's own stop and the teardown's).
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => (stopping ??= daemon.stop());
+  t.teardown(async () => {
+    await stop().catch(() => undefined); // a test that stopped it has seen any failure already
+    if (ownDir) await rm(dataDir, { recursive: true, force: true });
   });
-  let stopped = false;
-  const stop = async (): Promise<void> => {
-    if (!stopped) {
-      stopped = true;
-      await daemon.stop();
-    }
-  };
-  t.teardown(stop);
   return { daemon, dataDir, url: daemon.url, ca: daemon.certPath, logs, clock, stop };
 }
 
