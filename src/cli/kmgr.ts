@@ -3,6 +3,7 @@
 import { Command, Option } from 'commander';
 import { reportError } from './errors.js';
 import { EXIT } from './exit-codes.js';
+import { checkStdoutAfter, watchStdout } from './stdout.js';
 import { parseCount, parseLimit } from './parse.js';
 import { KEY_TYPES } from '../protocol/messages.js';
 import { OUTPUT_FORMATS } from '../crypto/txkey.js';
@@ -92,8 +93,9 @@ export async function main(argv: string[]): Promise<number> {
     program
       .command('fetch <name>')
       .description("fetch a partner's transaction key, decrypt it locally and print the private key")
-      .addOption(new Option('--format <format>', 'output format (aes256 keys have no PEM)').choices(OUTPUT_FORMATS))
-      .option('--force', 'write key material even when stdout is a terminal'),
+      .addOption(new Option('--format <format>', 'output format (aes256 keys have no PEM; openssh for ed25519 and p256)').choices(OUTPUT_FORMATS))
+      .option('--out <file>', 'write the key to this file (atomically, mode 0600) instead of stdout')
+      .option('--force', 'write key material even when stdout is a terminal; with --out, replace a file kmgr did not write'),
   ).action(run(() => import('./commands/fetch.js')));
 
   withPassphrase(program.command('status <name>').description("show a key's counts, limits, valid term, lock flag and last use")).action(
@@ -213,13 +215,17 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(program.helpInformation());
     return EXIT.USAGE;
   }
+  watchStdout();
+  let code: number;
   try {
     await program.parseAsync(argv, { from: 'user' });
     json = Boolean(program.opts().json);
-    return await result;
+    code = await result;
   } catch (e) {
-    return reportError(e, 'kmgr', json);
+    code = reportError(e, 'kmgr', json);
   }
+  // Whatever the command printed must have reached stdout (exit 74 otherwise).
+  return checkStdoutAfter(code, (e) => reportError(e, 'kmgr', json));
 }
 
 function parseKdfCost(v: string): number {

@@ -1,4 +1,5 @@
 // Writing results. Ordinary output goes to stdout; key material only through fetch.
+import { writeStdout } from './stdout.js';
 
 /**
  * Text that may come from the server (notices, history, errors) is shown with
@@ -12,12 +13,12 @@ export function clean(text: string): string {
 
 export function print(text: string): void {
   const t = clean(text);
-  process.stdout.write(t.endsWith('\n') ? t : t + '\n');
+  writeStdout(t.endsWith('\n') ? t : t + '\n');
 }
 
 export function printJson(value: unknown): void {
   // JSON escapes C0 controls itself; DEL and C1 (which some terminals obey) are escaped too.
-  process.stdout.write(JSON.stringify(value, null, 2).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) + '\n');
+  writeStdout(JSON.stringify(value, null, 2).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) + '\n');
 }
 
 export function warn(text: string): void {
@@ -26,12 +27,4 @@ export function warn(text: string): void {
 
 export function info(text: string): void {
   process.stderr.write(`${clean(text)}\n`);
-}
-
-/** Resolves once everything written to stdout has been flushed (pipes are async). */
-export function flushStdout(): Promise<void> {
-  return new Promise((resolve) => {
-    if (process.stdout.writableLength === 0) resolve();
-    else process.stdout.write('', () => resolve());
-  });
 }

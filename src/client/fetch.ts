@@ -7,6 +7,7 @@ import type { BlobContext } from '../crypto/blob.js';
 import { formatTransactionKey, rawTransactionKey, type OutputFormat, type TransactionKey } from '../crypto/txkey.js';
 import { fromB64, utf8, wipe } from '../crypto/bytes.js';
 import { createPrivateKey } from 'node:crypto';
+import { SSH_TYPES } from '../crypto/openssh.js';
 import { IntegrityError, KmgrError, NotFoundError, UsageError } from '../protocol/errors.js';
 import type { FetchResponse } from '../protocol/messages.js';
 import { savePartnerEntry, type PartnerEntry } from './partners.js';
@@ -26,6 +27,7 @@ export interface FetchResult {
 
 const WARN_WINDOW_MS = 14 * 86_400_000;
 
+const noOpenssh = (alg: string): UsageError => new UsageError(`${alg} keys have no OpenSSH form; --format openssh is for ed25519 and p256 keys`);
 const noPem = (): UsageError => new UsageError('aes256 keys have no PEM form; use --format jwk, raw, hex or base64');
 
 /**
@@ -35,6 +37,7 @@ const noPem = (): UsageError => new UsageError('aes256 keys have no PEM form; us
 export function fetchChecks(name: string, requested: OutputFormat | undefined): (p: PartnerEntry, config: ClientConfig) => void {
   return (p, config) => {
     if (p.key?.alg === 'aes256' && requested === 'pem') throw noPem();
+    if (p.key && requested === 'openssh' && !SSH_TYPES.includes(p.key.alg)) throw noOpenssh(p.key.alg);
     // With the partner index on the server a fresh device may know no key yet: then the reply names it,
     // and only a blob we sealed ourselves for this person and partner can open under that name.
     if (!p.key && config.partners !== 'server') throw new NotFoundError('unknown_key', `no key is registered for ${name} (kmgr register ${name})`);
@@ -64,6 +67,7 @@ export async function fetchWith(paths: HomePaths, session: Session, partner: Par
   }
   const format: OutputFormat = requested ?? (reply.alg === 'aes256' ? 'base64' : 'pem');
   if (reply.alg === 'aes256' && format === 'pem') throw noPem();
+  if (format === 'openssh' && !SSH_TYPES.includes(reply.alg)) throw noOpenssh(reply.alg);
 
   // Rollback (threat 5): never accept a version older than the newest seen.
   if (reply.keyVersion < partner.highWater) {

@@ -13,7 +13,9 @@ export type ErrorKind =
   | 'config' // local configuration missing or unsafe
   | 'conflict' // already exists
   | 'too_large' // body over the cap
-  | 'rate_limited'; // slow down
+  | 'rate_limited' // slow down
+  | 'io' // a local write failed (stdout, an output file)
+  | 'cancelled'; // the user pressed Ctrl-C at a prompt
 
 /** The stable codes, each with its kind. Clients and servers both read this table. */
 export const ERROR_CODES = {
@@ -54,6 +56,9 @@ export const ERROR_CODES = {
   not_initialised: 'config',
   unavailable: 'unavailable',
   internal: 'internal',
+  output_failed: 'io',
+  file_exists: 'conflict',
+  cancelled: 'cancelled',
 } as const satisfies Record<string, ErrorKind>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
