@@ -86,7 +86,9 @@ export async function main(argv: string[]): Promise<number> {
       .addOption(new Option('--on-limit <policy>', 'deny: refuse past a limit; notify: serve and record the overuse').choices(['deny', 'notify']).default('deny'))
       .option('--name <text>', 'display name, when the partner is new')
       .option('--app-server <name>', 'application server name, when the partner is new')
-      .option('--business <text>', 'business contents, when the partner is new'),
+      .option('--business <text>', 'business contents, when the partner is new')
+      .option('--out <file>', 'write the public key to this file (atomically, mode 0600) instead of stdout')
+      .option('--force', 'with --out, replace a file kmgr did not write'),
   ).action(run(() => import('./commands/register.js')));
 
   withPassphrase(
@@ -97,6 +99,13 @@ export async function main(argv: string[]): Promise<number> {
       .option('--out <file>', 'write the key to this file (atomically, mode 0600) instead of stdout')
       .option('--force', 'write key material even when stdout is a terminal; with --out, replace a file kmgr did not write'),
   ).action(run(() => import('./commands/fetch.js')));
+
+  withPassphrase(
+    program
+      .command('pubkey <name>')
+      .description("print a key's public half again; nothing is counted (no passphrase when this device registered it)")
+      .addOption(new Option('--format <format>', 'pem (SPKI), ssh (authorized_keys line; ed25519 and p256) or jwk').choices(['pem', 'ssh', 'jwk']).default('pem')),
+  ).action(run(() => import('./commands/pubkey.js')));
 
   withPassphrase(program.command('status <name>').description("show a key's counts, limits, valid term, lock flag and last use")).action(
     run(() => import('./commands/status.js')),

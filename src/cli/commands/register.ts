@@ -15,6 +15,8 @@ import { signedBinding } from '../../client/binding.js';
 import { parseDuration, parseExpiry } from '../parse.js';
 import { info, print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
+import { checkOutFile, writeOutFile } from '../out-file.js';
+import { statusJson, withLocalPublicKey } from './status.js';
 import type { GlobalOptions } from '../kmgr.js';
 
 interface RegisterOptions {
@@ -30,6 +32,8 @@ interface RegisterOptions {
   name?: string;
   appServer?: string;
   business?: string;
+  out?: string;
+  force?: boolean;
   passphraseFile?: string;
   passphraseFd?: string;
 }
@@ -61,6 +65,7 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
       throw new ConfigError(`cannot read ${o.import}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
   }
+  if (o.out !== undefined) await checkOutFile(paths, o.out, o.force);
   const idx = await loadPartners(paths);
   let partner = findPartner(idx, name);
   if (partner?.key) throw new KmgrError('key_exists', `partner ${name} already has a registered key (v${partner.key.version})`);
@@ -102,10 +107,13 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
     );
   }
 
+  if (o.out !== undefined && publicKey) await writeOutFile(paths, o.out, publicKey, 'the public key');
   if (g.json) {
-    printJson({ partner: name, partnerId: partner.id, keyId, type: key.type, keyVersion, publicKey, status });
-  } else if (publicKey) {
+    printJson(statusJson(name, withLocalPublicKey(status, partner)));
+  } else if (publicKey && o.out === undefined) {
     print(publicKey);
+  } else if (publicKey) {
+    info(`Registered ${key.type} key ${keyId} for ${name}; its public key is in ${o.out}.`);
   } else {
     info(`Registered ${key.type} key ${keyId} for ${name}; symmetric keys have no public key.`);
   }

@@ -7,6 +7,7 @@ import { print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import type { GlobalOptions } from '../kmgr.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
+import type { PartnerEntry } from '../../client/partners.js';
 
 export function statusJson(name: string, s: KeyStatus): Record<string, unknown> {
   return {
@@ -22,7 +23,17 @@ export function statusJson(name: string, s: KeyStatus): Record<string, unknown> 
     expiresAt: s.expiresAt,
     inhibited: s.inhibited,
     lastUsedAt: s.lastUsedAt,
+    publicKey: s.publicKey,
   };
+}
+
+/**
+ * The public key as this client registered it, where the index has it for the
+ * version the server names: the copy we made ourselves beats the server's word.
+ */
+export function withLocalPublicKey(s: KeyStatus, p: PartnerEntry): KeyStatus {
+  const local = p.key && p.key.version === s.keyVersion && p.key.keyId === s.keyId ? p.key.publicKey : null;
+  return local ? { ...s, publicKey: local } : s;
 }
 
 const lim = (n: number | null): string => (n === null ? 'no limit' : String(n));
@@ -36,11 +47,13 @@ export function printStatus(name: string, s: KeyStatus): void {
   print(`             today ${s.uses.day} of ${lim(s.limits.day)}, this week ${s.uses.week} of ${lim(s.limits.week)}, this month ${s.uses.month} of ${lim(s.limits.month)}`);
   print(`on limit:    ${s.onLimit === 'deny' ? 'deny further uses' : 'serve and notify'}`);
   print(`last used:   ${s.lastUsedAt ?? 'never'}`);
+  if (s.publicKey) print(`public key:\n${s.publicKey.trimEnd()}`);
+  else if (s.alg === 'aes256') print('public key:  none (symmetric key)');
 }
 
 export async function run(g: GlobalOptions, name: string, o: PassphraseSource): Promise<number> {
   const { session, partner } = await openForPartner(homePaths(g.home), name, o);
-  const s = await api.status(session, partner.id);
+  const s = withLocalPublicKey(await api.status(session, partner.id), partner);
   if (g.json) printJson(statusJson(name, s));
   else printStatus(name, s);
   return EXIT.OK;
