@@ -51,7 +51,8 @@ export async function main(argv: string[]): Promise<number> {
       .option('--force', 'replace an existing keystore (the old files are kept beside it as *.old-TIME)')
       .addOption(new Option('--kdf-cost <logN>', 'scrypt cost as log2(N), 15-22').default(17).argParser(parseKdfCost))
       .addOption(new Option('--partners <where>', 'keep the partner index in this home (local) or on the server (server), for every device').choices(['local', 'server']).default('local'))
-      .option('--device <label>', "this device's label, shown in the server's history (default: the host name)"),
+      .option('--device <label>', "this device's label, shown in the server's history (default: the host name)")
+      .option('--allow-weak-passphrase', 'accept a passphrase under the floor (12 characters, 6 different, not one sequence)'),
   ).action(run(() => import('./commands/init.js')));
 
   const partner = program.command('partner').description('manage the business partner index (Fig. 16); with --partners server it lives on the server');
@@ -169,7 +170,8 @@ export async function main(argv: string[]): Promise<number> {
       .description('change the keystore passphrase (the file is replaced atomically)')
       .option('--new-passphrase-file <file>', 'read the new passphrase from a file')
       .option('--new-passphrase-fd <n>', 'read the new passphrase from a file descriptor')
-      .option('--kdf-cost <logN>', 'new scrypt cost as log2(N), 15-22 (default: keep the current one)', parseKdfCost),
+      .option('--kdf-cost <logN>', 'new scrypt cost as log2(N), 15-22 (default: keep the current one)', parseKdfCost)
+      .option('--allow-weak-passphrase', 'accept a new passphrase under the floor (12 characters, 6 different, not one sequence)'),
   ).action(run(() => import('./commands/passwd.js')));
 
   const device = program.command('device').description('set up another device with this management key');
@@ -215,6 +217,16 @@ export async function main(argv: string[]): Promise<number> {
     .command('status')
     .description('show whether an agent serves this home, its socket and time left (exit 69 if none)')
     .action(run(() => import('./commands/agent.js').then((m) => ({ run: m.status }))));
+
+  const config = program.command('config').description("show or repair this home's configuration (server, trusted certificate)");
+  config.command('show').description('show the server, trusted certificate (with its fingerprint), identity and device').action(
+    run(() => import('./commands/config.js').then((m) => ({ run: m.show }))),
+  );
+  config
+    .command('set <setting> <value>')
+    .description('set server URL (the server moved), or ca FILE|system (its certificate changed: shows the fingerprint, then asks)')
+    .option('--yes', 'do not ask (for scripts); check the fingerprint another way first')
+    .action(run(() => import('./commands/config.js').then((m) => ({ run: m.set }))));
 
   program.command('list').description('list partners and their keys (local index)').action(run(() => import('./commands/list.js')));
   program.command('whoami').description('show the personal ID, server and management key fingerprint').action(run(() => import('./commands/whoami.js')));

@@ -39,7 +39,9 @@ const TIMEOUT_MS = 15_000;
 function friendlyNetworkError(e: NodeJS.ErrnoException, server: string): KmgrError {
   const code = e.code ?? '';
   if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS_CERT_ALTNAME/.test(code)) {
-    return new UnavailableError(`cannot verify the TLS certificate of ${server} (${code}); pass the server's certificate with --ca`);
+    return new UnavailableError(
+      `cannot verify the TLS certificate of ${server} (${code}); if its certificate changed and you trust the new one, kmgr config set ca FILE shows its fingerprint and saves it (kmgr init and verify take --ca FILE)`,
+    );
   }
   return new UnavailableError(`cannot reach the key server at ${server} (${code || e.message})`);
 }

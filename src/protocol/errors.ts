@@ -47,6 +47,7 @@ export const ERROR_CODES = {
   terms_max_per_week: 'refused',
   terms_max_per_month: 'refused',
   wrong_passphrase: 'refused',
+  weak_passphrase: 'usage',
   terminal_refused: 'usage',
   integrity: 'integrity',
   rollback: 'integrity',
@@ -57,6 +58,7 @@ export const ERROR_CODES = {
   unavailable: 'unavailable',
   internal: 'internal',
   output_failed: 'io',
+  no_input: 'not_found',
   file_exists: 'conflict',
   cancelled: 'cancelled',
 } as const satisfies Record<string, ErrorKind>;

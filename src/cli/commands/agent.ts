@@ -13,8 +13,8 @@ import { concat, wipe } from '../../crypto/bytes.js';
 import { IntegrityError, KmgrError, UnavailableError, UsageError, isErrorCode } from '../../protocol/errors.js';
 import { homePaths, type HomePaths } from '../../client/home.js';
 import { loadConfig } from '../../client/config.js';
-import { unlockKeystore } from '../../client/keystore-file.js';
-import { readPassphrase, type PassphraseSource } from '../../client/passphrase.js';
+import { unlockAsking } from '../../client/keystore-file.js';
+import type { PassphraseSource } from '../../client/passphrase.js';
 import { ensurePrivateDir } from '../../io/atomic-file.js';
 import { AgentError, agentSocketPath, checkSocketDir, checkSocketPathLength, probeAgent, sameDirectory, stopAgent } from '../../agent/client.js';
 import { AGENT_PROTOCOL_VERSION, BootReply, FrameDecoder, MAX_TTL_MS, encodeFrame, type AgentBoot, type AgentStatus } from '../../agent/protocol.js';
@@ -72,13 +72,7 @@ export async function start(g: GlobalOptions, o: AgentStartOptions): Promise<num
     }
   }
   try {
-    const passphrase = await readPassphrase(o, `Passphrase for ${paths.keystore}: `);
-    let secrets;
-    try {
-      secrets = await unlockKeystore(paths, passphrase);
-    } finally {
-      passphrase.fill(0);
-    }
+    const secrets = await unlockAsking(paths, o);
     const packed = concat(secrets.signingSeed, secrets.wrapKey);
     wipe(secrets.signingSeed);
     wipe(secrets.wrapKey);

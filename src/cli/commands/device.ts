@@ -13,7 +13,7 @@ import { exists, keepOldIdentity, readIfExists } from '../../client/files.js';
 import { endpointFor } from '../../client/session.js';
 import { loadPartners, savePartners, type PartnerIndex } from '../../client/partners.js';
 import { readPassphrase, promptTty, type PassphraseSource } from '../../client/passphrase.js';
-import { unlockKeystore, writeKeystore } from '../../client/keystore-file.js';
+import { unlockAsking, writeKeystore } from '../../client/keystore-file.js';
 import { ensurePrivateDir, writeFileAtomic } from '../../io/atomic-file.js';
 import { info, print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
@@ -36,8 +36,7 @@ export async function exportDevice(g: GlobalOptions, o: PassphraseSource & { out
   const paths = homePaths(g.home);
   const config = await loadConfig(paths);
   const ep = await endpointFor(paths, config);
-  const passphrase = await readPassphrase(o, `Passphrase for ${paths.keystore}: `);
-  const secrets = await unlockKeystore(paths, passphrase);
+  const secrets = await unlockAsking(paths, o);
   const payload: Payload = {
     v: 1,
     signingSeed: toB64(secrets.signingSeed),
@@ -76,7 +75,7 @@ export async function importDevice(g: GlobalOptions, file: string, o: ImportOpti
   } catch (e) {
     throw (e as NodeJS.ErrnoException).code ? new ConfigError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code}`) : new IntegrityError(`${file} is not a kmgr device export`);
   }
-  const code = o.codeFile !== undefined ? ((await readIfExists(o.codeFile)) ?? '').trim() : await promptTty('One-time code: ');
+  const code = o.codeFile !== undefined ? ((await readIfExists(o.codeFile)) ?? '').trim() : await promptTty('One-time code: ', 'one-time code entry');
   if (o.codeFile !== undefined && code === '') throw new ConfigError(`cannot read the one-time code from ${o.codeFile}`);
   const payload = JSON.parse(fromUtf8(openTransfer(code, doc))) as Payload;
   const seed = fromB64(payload.signingSeed);

@@ -1,5 +1,5 @@
 // kmgr init: make the management key (Fig. 5), seal it in the keystore, enrol at the server (Fig. 17).
-import { readFile } from 'node:fs/promises';
+import { readInputFile } from '../input-file.js';
 import { X509Certificate } from 'node:crypto';
 import { generateSecrets } from '../../crypto/keystore.js';
 import { fingerprint, managementKeyId, signerFromSeed } from '../../crypto/sign.js';
@@ -9,7 +9,7 @@ import { PersonInfo } from '../../protocol/messages.js';
 import { ensurePrivateDir, writeFileAtomic } from '../../io/atomic-file.js';
 import { homePaths } from '../../client/home.js';
 import { exists, keepOldIdentity } from '../../client/files.js';
-import { readPassphrase } from '../../client/passphrase.js';
+import { checkNewPassphrase, readPassphrase } from '../../client/passphrase.js';
 import { writeKeystore } from '../../client/keystore-file.js';
 import { saveConfig } from '../../client/config.js';
 import { savePartners } from '../../client/partners.js';
@@ -21,6 +21,7 @@ import { EXIT } from '../exit-codes.js';
 import type { GlobalOptions } from '../kmgr.js';
 
 interface InitOptions {
+  allowWeakPassphrase?: boolean;
   server: string;
   ca?: string;
   force?: boolean;
@@ -31,7 +32,7 @@ interface InitOptions {
   passphraseFd?: string;
 }
 
-function checkServerUrl(s: string): string {
+export function checkServerUrl(s: string): string {
   let u: URL;
   try {
     u = new URL(s);
@@ -53,16 +54,22 @@ export async function run(g: GlobalOptions, o: InitOptions): Promise<number> {
   }
   let caPem: string | undefined;
   if (o.ca !== undefined) {
+    caPem = await readInputFile(o.ca, 'the certificate');
     try {
-      caPem = await readFile(o.ca, 'utf8');
       new X509Certificate(caPem);
-    } catch (e) {
-      throw new ConfigError(`--ca ${o.ca} is not a readable PEM certificate (${(e as NodeJS.ErrnoException).code ?? 'not a certificate'})`);
+    } catch {
+      throw new ConfigError(`--ca ${o.ca} is not a PEM certificate`);
     }
   }
   const device = o.device ?? defaultDeviceLabel();
   if (!DEVICE_LABEL.test(device)) throw new UsageError('--device takes 1-40 letters, digits, ".", "_", "@" or "-", starting with a letter or digit');
   const passphrase = await readPassphrase(o, 'New passphrase for the keystore: ', true);
+  try {
+    checkNewPassphrase(passphrase, o.allowWeakPassphrase);
+  } catch (e) {
+    passphrase.fill(0);
+    throw e;
+  }
   const secrets = generateSecrets();
   const signer = signerFromSeed(secrets.signingSeed);
   const keyId = managementKeyId(signer.publicKey);

@@ -1,10 +1,10 @@
 // kmgr register: generate or import a transaction key, seal it with the
 // management key and register it with its use terms (Figs. 5 and 6).
-import { readFile } from 'node:fs/promises';
+import { readInputFile } from '../input-file.js';
 import { generateTransactionKey, importTransactionKey, publicKeyPem, type KeyType, type TransactionKey } from '../../crypto/txkey.js';
 import { randomBytes } from '../../crypto/random.js';
 import { toB64, toB64url, wipe } from '../../crypto/bytes.js';
-import { ConfigError, KmgrError, UsageError } from '../../protocol/errors.js';
+import { KmgrError, UsageError } from '../../protocol/errors.js';
 import type { Terms } from '../../protocol/messages.js';
 import { homePaths } from '../../client/home.js';
 import { findPartner, loadPartners, newPartner, savePartnerEntry, checkPartnerName } from '../../client/partners.js';
@@ -59,11 +59,7 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
   const terms = termsFrom(o, Date.now());
   let importText: string | undefined;
   if (o.import !== undefined) {
-    try {
-      importText = await readFile(o.import, 'utf8');
-    } catch (e) {
-      throw new ConfigError(`cannot read ${o.import}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
+    importText = await readInputFile(o.import, 'the key file');
   }
   if (o.out !== undefined) await checkOutFile(paths, o.out, o.force);
   const idx = await loadPartners(paths);

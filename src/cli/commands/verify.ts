@@ -1,7 +1,7 @@
 // kmgr verify: for an application server (Figs. 3, 10, 11). Needs no keystore.
 // With --owner, the answer is checked against the owner's signed binding
 // statement and pinned fingerprint; without it, it rests on trusting the server.
-import { readFile } from 'node:fs/promises';
+import { readInputFile } from '../input-file.js';
 import { X509Certificate, createPublicKey } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -45,18 +45,19 @@ export async function run(g: GlobalOptions, o: VerifyOptions): Promise<number> {
   if (!/^p_[A-Za-z0-9_-]{22}$/.test(o.person)) throw new UsageError('--person takes a personal ID (p_ and 22 characters, from the owner\'s kmgr whoami)');
   if (o.owner !== undefined && !FINGERPRINT.test(o.owner)) throw new UsageError('--owner takes a fingerprint as kmgr whoami prints it (SHA256:...)');
   let pem: string;
+  const pubText = await readInputFile(o.publicKey, 'the public key');
   try {
-    pem = createPublicKey(await readFile(o.publicKey, 'utf8')).export({ type: 'spki', format: 'pem' }) as string;
-  } catch (e) {
-    throw new UsageError(`--public-key ${o.publicKey} is not a readable public key (${(e as NodeJS.ErrnoException).code ?? 'not a PEM public key'})`);
+    pem = createPublicKey(pubText).export({ type: 'spki', format: 'pem' }) as string;
+  } catch {
+    throw new UsageError(`--public-key ${o.publicKey} is not a PEM public key`);
   }
   let ca: string | undefined;
   if (o.ca !== undefined) {
+    ca = await readInputFile(o.ca, 'the certificate');
     try {
-      ca = await readFile(o.ca, 'utf8');
       new X509Certificate(ca);
     } catch {
-      throw new ConfigError(`--ca ${o.ca} is not a readable PEM certificate`);
+      throw new ConfigError(`--ca ${o.ca} is not a PEM certificate`);
     }
   }
   let server: URL;
