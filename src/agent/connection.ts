@@ -8,7 +8,7 @@
 // through the agent loads only this, the frame protocol and node:net.
 import { createConnection, type Socket } from 'node:net';
 import { existsSync, lstatSync, realpathSync, statSync } from 'node:fs';
-import { dirname, isAbsolute, join } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { ConfigError, KmgrError, type ErrorCode } from '../protocol/errors.js';
 import type { HomePaths } from '../client/home.js';
 import type { OutputFormat } from '../crypto/formats.js';
@@ -63,6 +63,9 @@ export class AgentError extends KmgrError {
  * returned then does not exist).
  */
 export function agentSocketPath(paths: HomePaths, env: NodeJS.ProcessEnv = process.env): string {
+  // Named explicitly, like SSH_AUTH_SOCK: `kmgr agent start` prints it, a shell exports it.
+  const named = env.KMGR_AGENT_SOCK;
+  if (named) return resolve(named);
   const xdg = env.XDG_RUNTIME_DIR;
   if (xdg && isAbsolute(xdg)) {
     let st;

@@ -1,7 +1,10 @@
 // Starts kmgrd: data directory, TLS, storage, HTTPS. Used by `kmgrd serve` and by tests.
 import { join, resolve } from 'node:path';
 import type { DestinationStream } from 'pino';
-import { ensurePrivateDir } from '../io/atomic-file.js';
+import { ensureOwnDir } from '../io/own-dir.js';
+
+/** What kmgrd keeps in its data directory (the rest is someone else's). */
+const DATA_ENTRIES = new Set(['db', 'tls', 'admin.sock', 'lost+found']);
 import { LevelStorage } from '../store/level-storage.js';
 import { checkTimeZone } from '../terms/periods.js';
 import { ConfigError } from '../protocol/errors.js';
@@ -59,7 +62,8 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   }
   const log = makeLogger(o.logLevel, o.logDest);
   const dataDir = resolve(o.dataDir);
-  await ensurePrivateDir(dataDir);
+  const tightened = await ensureOwnDir(dataDir, "kmgrd's data directory", (n) => DATA_ENTRIES.has(n) || n.startsWith('.'));
+  if (tightened) log.warn(tightened);
   const tls = await loadTls(dataDir, o.tlsCert, o.tlsKey);
   const clock = o.clock ?? Date.now;
   const storage = await LevelStorage.open(join(dataDir, 'db'), { tz: o.tz, clock });

@@ -48,7 +48,8 @@ export function parseTtl(v: string): number {
 async function prepareSocket(paths: HomePaths): Promise<string> {
   const socket = agentSocketPath(paths);
   checkSocketPathLength(socket);
-  if (dirname(socket) !== paths.dir) await ensurePrivateDir(dirname(socket));
+  // A socket named by KMGR_AGENT_SOCK lives in the user's directory, which kmgr checks but never chmods.
+  if (dirname(socket) !== paths.dir && !process.env.KMGR_AGENT_SOCK) await ensurePrivateDir(dirname(socket));
   checkSocketDir(dirname(socket));
   return socket;
 }
@@ -175,6 +176,7 @@ async function spawnAgent(boot: AgentBoot, secrets: Uint8Array, ttyFd: number | 
 
 export async function stop(g: GlobalOptions): Promise<number> {
   const paths = homePaths(g.home);
+  await loadConfig(paths); // 78 for a home that is not initialised, as every command
   const socket = agentSocketPath(paths);
   const probe = await probeAgent(socket);
   if (probe.state === 'none') {
@@ -225,6 +227,7 @@ function isAlive(pid: number): boolean {
 
 export async function status(g: GlobalOptions): Promise<number> {
   const paths = homePaths(g.home);
+  await loadConfig(paths);
   const socket = agentSocketPath(paths);
   const probe = await probeAgent(socket);
   if (probe.state === 'none') throw new AgentError('not_running', socket, `no kmgr agent is running for ${paths.dir}`);

@@ -97,7 +97,7 @@ export async function set(g: GlobalOptions, key: string, value: string, o: { yes
     if (g.json) printJson({ ca: next, changed: false });
     return EXIT.OK;
   }
-  await confirm(`Compare the fingerprint with the server operator's (kmgrd prints it at start). Trust it for ${config.server}?`, 'changing the trusted certificate', o.yes);
+  await confirm(`Compare the fingerprint with the server operator's (kmgrd logs it as tlsFingerprint256 at start). Trust it for ${config.server}?`, 'changing the trusted certificate', o.yes);
   await writeFileAtomic(paths.ca, pem);
   if (config.ca !== 'ca.pem') await saveConfig(paths, { ...config, ca: 'ca.pem' });
   if (g.json) printJson({ ca: { ...next, file: paths.ca }, changed: true });

@@ -14,7 +14,8 @@ import { endpointFor } from '../../client/session.js';
 import { loadPartners, savePartners, type PartnerIndex } from '../../client/partners.js';
 import { readPassphrase, promptTty, type PassphraseSource } from '../../client/passphrase.js';
 import { unlockAsking, writeKeystore } from '../../client/keystore-file.js';
-import { ensurePrivateDir, writeFileAtomic } from '../../io/atomic-file.js';
+import { writeFileAtomic } from '../../io/atomic-file.js';
+import { ownHome } from './init.js';
 import { info, print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import { defaultDeviceLabel } from './init.js';
@@ -85,7 +86,7 @@ export async function importDevice(g: GlobalOptions, file: string, o: ImportOpti
     throw new IntegrityError('the device export is inconsistent');
   }
   const passphrase = await readPassphrase(o, 'New passphrase for this device\'s keystore: ', true);
-  await ensurePrivateDir(paths.dir);
+  await ownHome(paths.dir);
   if (o.force) await keepOldIdentity(paths);
   if (payload.ca !== null) await writeFileAtomic(paths.ca, payload.ca);
   await writeKeystore(paths, passphrase, { signingSeed: seed, wrapKey }, o.kdfCost);

@@ -6,15 +6,16 @@ import { fingerprint, managementKeyId, signerFromSeed } from '../../crypto/sign.
 import { toB64url } from '../../crypto/bytes.js';
 import { ConfigError, KmgrError, UsageError } from '../../protocol/errors.js';
 import { PersonInfo } from '../../protocol/messages.js';
-import { ensurePrivateDir, writeFileAtomic } from '../../io/atomic-file.js';
-import { homePaths } from '../../client/home.js';
+import { writeFileAtomic } from '../../io/atomic-file.js';
+import { ensureOwnDir } from '../../io/own-dir.js';
+import { homePaths, isHomeEntry } from '../../client/home.js';
 import { exists, keepOldIdentity } from '../../client/files.js';
 import { checkNewPassphrase, readPassphrase } from '../../client/passphrase.js';
 import { writeKeystore } from '../../client/keystore-file.js';
 import { saveConfig } from '../../client/config.js';
 import { savePartners } from '../../client/partners.js';
 import { signedRequest } from '../../client/http.js';
-import { print, printJson } from '../output.js';
+import { info, print, printJson } from '../output.js';
 import { DEVICE_LABEL } from '../../protocol/sigbase.js';
 import { hostname } from 'node:os';
 import { EXIT } from '../exit-codes.js';
@@ -61,6 +62,8 @@ export async function run(g: GlobalOptions, o: InitOptions): Promise<number> {
       throw new ConfigError(`--ca ${o.ca} is not a PEM certificate`);
     }
   }
+  // An existing directory is checked before anything is enrolled: a refusal leaves nothing behind.
+  if (await exists(paths.dir)) await ownHome(paths.dir);
   const device = o.device ?? defaultDeviceLabel();
   if (!DEVICE_LABEL.test(device)) throw new UsageError('--device takes 1-40 letters, digits, ".", "_", "@" or "-", starting with a letter or digit');
   const passphrase = await readPassphrase(o, 'New passphrase for the keystore: ', true);
@@ -85,7 +88,7 @@ export async function run(g: GlobalOptions, o: InitOptions): Promise<number> {
   );
   if (person.keyId !== keyId) throw new KmgrError('integrity', 'the server enrolled a different key than the one sent');
 
-  await ensurePrivateDir(paths.dir);
+  await ownHome(paths.dir);
   if (o.force) await keepOldIdentity(paths);
   if (caPem !== undefined) await writeFileAtomic(paths.ca, caPem);
   await writeKeystore(paths, passphrase, secrets, o.kdfCost);
@@ -114,6 +117,12 @@ export async function run(g: GlobalOptions, o: InitOptions): Promise<number> {
     print(`  partners:     kept ${o.partners === 'server' ? 'on the server' : 'in this home directory'}`);
   }
   return EXIT.OK;
+}
+
+/** The home directory, made or checked (see ensureOwnDir); says so when it tightened it. */
+export async function ownHome(dir: string): Promise<void> {
+  const note = await ensureOwnDir(dir, 'the kmgr home', isHomeEntry);
+  if (note) info(note);
 }
 
 /** This machine's name, cut to what a device label allows. */
