@@ -48,7 +48,7 @@ export async function main(argv: string[]): Promise<number> {
     .description('record notices for expired and soon-expiring keys; print one line per new finding (for cron)')
     .option('--data <dir>', 'data directory', DEFAULT_DATA)
     .option('--warn-before <duration>', 'warn this long before a key expires: 14d, 48h, 2w', '14d')
-    .option('--at <time>', 'judge the terms as of this date-time (with a zone) instead of now')
+    .option('--at <time>', 'report what a check at this date-time (with a zone) would find; records and delivers nothing')
     .option('--all', 'print every current finding, not only those new since the last run')
     .option('--tz <zone>', 'time zone, when no daemon runs', 'UTC')
     .option('--json', 'print the findings as JSON')

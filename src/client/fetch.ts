@@ -8,6 +8,7 @@ import { formatTransactionKey, rawTransactionKey, type OutputFormat, type Transa
 import { fromB64, utf8, wipe } from '../crypto/bytes.js';
 import { createPrivateKey } from 'node:crypto';
 import { SSH_TYPES } from '../crypto/openssh.js';
+import { limitName, plural, timeAhead } from '../protocol/words.js';
 import { IntegrityError, KmgrError, NotFoundError, UsageError } from '../protocol/errors.js';
 import type { FetchResponse } from '../protocol/messages.js';
 import { savePartnerEntry, type PartnerEntry } from './partners.js';
@@ -137,12 +138,17 @@ function termWarnings(name: string, r: FetchResponse): string[] {
   if (r.overLimit && r.overLimit.length > 0) warn(`${name}: served past its ${r.overLimit.join(', ')} limit (policy notify); the overuse is recorded`);
   if (s.expiresAt !== null) {
     const left = Date.parse(s.expiresAt) - Date.now();
-    if (left < WARN_WINDOW_MS) warn(`${name}: the key expires at ${s.expiresAt} (in ${Math.max(0, Math.ceil(left / 86_400_000))} days)`);
+    if (left < WARN_WINDOW_MS) warn(`${name}: the key expires at ${s.expiresAt} (${timeAhead(left)})`);
   }
+  const period = { total: '', day: ' today', week: ' this week', month: ' this month' } as const;
   for (const k of ['total', 'day', 'week', 'month'] as const) {
     const max = s.limits[k];
-    if (max !== null && s.uses[k] < max && max - s.uses[k] <= Math.max(1, Math.floor(max / 10))) {
-      warn(`${name}: ${max - s.uses[k]} use(s) left of its ${k === 'total' ? 'total' : `per-${k}`} limit of ${max}`);
+    if (max === null || r.overLimit?.length) continue;
+    if (s.uses[k] === max) {
+      // The fetch that takes the last use says so: the next one will be refused.
+      warn(`${name}: that was the last use its ${limitName(k)} limit of ${max} permits${period[k]}; the next fetch is refused${k === 'total' ? ` (kmgr terms ${name} --max-uses N raises it)` : ''}`);
+    } else if (s.uses[k] < max && max - s.uses[k] <= Math.max(1, Math.floor(max / 10))) {
+      warn(`${name}: ${plural(max - s.uses[k], 'use')} left of its ${limitName(k)} limit of ${max}${period[k]}`);
     }
   }
   return out;

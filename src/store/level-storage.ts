@@ -373,13 +373,13 @@ export class LevelStorage implements Storage {
    * One scan at a time: two overlapping runs (two cron jobs) would otherwise both
    * see a fact unrecorded, since its marker is written at the end of a scan.
    */
-  checkTerms(nowMs: number, warnMs: number): Promise<TermsFinding[]> {
-    const run = this.checkQueue.then(() => this.checkTermsNow(nowMs, warnMs));
+  checkTerms(nowMs: number, warnMs: number, record = true): Promise<TermsFinding[]> {
+    const run = this.checkQueue.then(() => this.checkTermsNow(nowMs, warnMs, record));
     this.checkQueue = run.catch(() => undefined);
     return run;
   }
 
-  private async checkTermsNow(nowMs: number, warnMs: number): Promise<TermsFinding[]> {
+  private async checkTermsNow(nowMs: number, warnMs: number, record: boolean): Promise<TermsFinding[]> {
     const findings: TermsFinding[] = [];
     const recorded: Op[] = [];
     for await (const [k, raw] of this.db.iterator(K.allKeyRecordsRange)) {
@@ -396,7 +396,7 @@ export class LevelStorage implements Storage {
           message: d.message,
           isNew: !seen,
         });
-        if (seen) continue;
+        if (seen || !record) continue;
         if (entry) recorded.push(...this.noticeOps(entry, [d], nowMs));
         else {
           const id = K.noticeId(nowMs, randomBytes(4).toString('hex'));

@@ -197,8 +197,11 @@ export interface Storage {
   listNotices(personId: string, opts: { unreadOnly: boolean }): Promise<Notice[]>;
   /** Marks the given notices read; returns how many changed. */
   ackNotices(personId: string, ids: string[], nonce: NonceClaim): Promise<number>;
-  /** Scans every key for expired and soon-expiring terms, recording each finding once as a notice. */
-  checkTerms(nowMs: number, warnMs: number): Promise<TermsFinding[]>;
+  /**
+   * Scans every key for expired and soon-expiring terms, recording each finding once as a notice.
+   * With record false it only reports (isNew: would be new), for a check at a time other than now.
+   */
+  checkTerms(nowMs: number, warnMs: number, record?: boolean): Promise<TermsFinding[]>;
   /** Appends a verify question and its answer to the key's history (the owner sees who asked). */
   recordVerify(personId: string, partnerId: string, v: { at: number; result: string; requester: string; remoteAddress: string }): Promise<void>;
 

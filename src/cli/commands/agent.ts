@@ -16,6 +16,7 @@ import { loadConfig } from '../../client/config.js';
 import { unlockAsking } from '../../client/keystore-file.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
 import { ensurePrivateDir } from '../../io/atomic-file.js';
+import { parseDuration } from '../parse.js';
 import { AgentError, agentSocketPath, checkSocketDir, checkSocketPathLength, probeAgent, sameDirectory, stopAgent } from '../../agent/client.js';
 import { AGENT_PROTOCOL_VERSION, BootReply, FrameDecoder, MAX_TTL_MS, encodeFrame, type AgentBoot, type AgentStatus } from '../../agent/protocol.js';
 import { info, print, printJson, warn } from '../output.js';
@@ -32,16 +33,9 @@ export interface AgentStartOptions extends PassphraseSource {
   confirm?: boolean;
 }
 
-const TTL_UNITS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** "15m", "2h", "1d", "90s" or "90" (seconds), from 1 s to 7 days. */
+/** --ttl: the shared duration rules (src/cli/parse.ts), from 1 s to 7 days. */
 export function parseTtl(v: string): number {
-  const m = /^(\d{1,7})([smhd]?)$/.exec(v);
-  const ms = m ? Number(m[1]) * TTL_UNITS[m[2] || 's']! : NaN;
-  if (!m || !(ms >= 1_000 && ms <= MAX_TTL_MS)) {
-    throw new UsageError(`--ttl takes a duration from 1s to 7d such as 15m, 2h or 90s (a bare number is seconds), not ${JSON.stringify(v)}`);
-  }
-  return ms;
+  return parseDuration('--ttl', v, { min: 1_000, max: MAX_TTL_MS });
 }
 
 /** The socket path for this home, with its directory made (XDG) or checked (home) private. */
