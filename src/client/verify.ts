@@ -27,7 +27,9 @@ export function checkVerifyAnswer(
   r: VerifyResponse,
   ask: { personId: string; partnerId: string; publicKey: string; owner: string; newestSeen: Seen; now: number },
 ): VerifyOutcome {
-  if (r.result === 'unknown') return { verified: false, reason: 'the server knows no such key', keyVersion: null };
+  if (r.result === 'unknown_person') return { verified: false, reason: `the server knows no person ${ask.personId}`, keyVersion: null };
+  if (r.result === 'unknown') return { verified: false, reason: 'the person has no key with a public half for this partner at the server (no such key)', keyVersion: null };
+  if (r.result === 'retired') return { verified: false, reason: 'the owner retired the key for this partner', keyVersion: null };
   const lying = (why: string): never => {
     throw new IntegrityError(`the server's answer does not hold up: ${why}`);
   };

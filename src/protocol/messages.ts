@@ -205,7 +205,7 @@ export const SignedBinding = obj({
 });
 export type SignedBinding = Infer<typeof SignedBinding>;
 
-export const VERIFY_RESULTS = ['match', 'mismatch', 'expired', 'locked', 'rotated', 'unknown'] as const;
+export const VERIFY_RESULTS = ['match', 'mismatch', 'expired', 'locked', 'rotated', 'unknown', 'unknown_person', 'retired'] as const;
 export type VerifyResult = (typeof VERIFY_RESULTS)[number];
 
 /** POST /v1/verify (Fig. 11): is this public key person X's current key for partner Y? */

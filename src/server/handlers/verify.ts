@@ -11,9 +11,12 @@ export const verify: Handler = async (ctx) => {
   const body = parseJson(new TextDecoder().decode(ctx.body), VerifyRequest);
   const { storage } = ctx.deps;
   const rec = await storage.getKey(body.personId, body.partnerId);
-  // "unknown" alike for no such person, partner or public key: the answer tells nothing more.
+  // Why a key cannot be verified, so the asker can act on it: "unknown_person" when no such person
+  // is enrolled (personal IDs are random, so this reveals nothing guessable), else "unknown" for no key
+  // with a public half for that partner. Nothing about a key is sent without its signed statement.
   if (!rec || !rec.publicKey || !rec.binding) {
-    const none: VerifyResponse = { result: 'unknown', keyVersion: null, ownerPublicKey: null, binding: null };
+    const known = await storage.personByPersonId(body.personId);
+    const none: VerifyResponse = { result: known ? 'unknown' : 'unknown_person', keyVersion: null, ownerPublicKey: null, binding: null };
     return { status: 200, body: none };
   }
   let result: VerifyResult;
