@@ -144,7 +144,7 @@ export async function initClient(
   return { home, pp, run };
 }
 
-const PASSPHRASE_COMMANDS = new Set(['register', 'fetch', 'status', 'history', 'audit', 'terms', 'lock', 'unlock', 'notices', 'rotate', 'notify']);
+const PASSPHRASE_COMMANDS = new Set(['register', 'fetch', 'status', 'history', 'audit', 'terms', 'lock', 'unlock', 'notices', 'rotate', 'notify', 'retire', 'pubkey']);
 function needsPassphrase(cmd: string | undefined): boolean {
   return cmd !== undefined && PASSPHRASE_COMMANDS.has(cmd);
 }

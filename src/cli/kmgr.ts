@@ -166,6 +166,12 @@ export async function main(argv: string[]): Promise<number> {
   ).action(run(() => import('./commands/rotate.js')));
   withPassphrase(
     program
+      .command('retire <name>')
+      .description("end a key's life: the server destroys the sealed key, keeps its history (shown as retired); the name can be registered again")
+      .option('--yes', 'do not ask for confirmation (for scripts)'),
+  ).action(run(() => import('./commands/retire.js')));
+  withPassphrase(
+    program
       .command('passwd')
       .description('change the keystore passphrase (the file is replaced atomically)')
       .option('--new-passphrase-file <file>', 'read the new passphrase from a file')

@@ -14,6 +14,7 @@ export const api = {
     signedRequest(s.endpoint, s.identity, 'PUT', k(partnerId), body, KeyStatus).then((r) => r.body),
   fetch: (s: Session, partnerId: string, nonce?: string): Promise<Sent<FetchResponse>> =>
     signedRequest(s.endpoint, s.identity, 'POST', `${k(partnerId)}/fetch`, {}, FetchResponse, nonce),
+  retire: (s: Session, partnerId: string) => signedRequest(s.endpoint, s.identity, 'DELETE', k(partnerId), undefined, KeyStatus).then((r) => r.body),
   status: (s: Session, partnerId: string) => signedRequest(s.endpoint, s.identity, 'GET', k(partnerId), undefined, KeyStatus).then((r) => r.body),
   patch: (s: Session, partnerId: string, body: KeyPatchRequest) =>
     signedRequest(s.endpoint, s.identity, 'PATCH', k(partnerId), body, KeyStatus).then((r) => r.body),

@@ -91,6 +91,8 @@ export const KeyStatus = obj({
   lastUsedAt: nullable(isoTime),
   /** The public half, when the owner registered it with a binding statement. */
   publicKey: nullable(publicKeyPem),
+  /** Set once the owner retired the key (kmgr retire): its sealed blob is destroyed. */
+  retiredAt: optional(nullable(isoTime)),
 });
 export type KeyStatus = Infer<typeof KeyStatus>;
 
@@ -158,7 +160,7 @@ export const HistoryEntry = obj({
   seq: int({ min: 1, max: Number.MAX_SAFE_INTEGER }),
   at: isoTime,
   keyVersion: int({ min: 1, max: MAX_COUNT }),
-  result: oneOf(['served', 'served_over_limit', 'refused', 'verify'] as const),
+  result: oneOf(['served', 'served_over_limit', 'refused', 'verify', 'retired'] as const),
   code: nullable(str({ max: 64 })),
   overLimit: nullable(array(str({ max: 16 }), 4)),
   remoteAddress: str({ max: 64 }),

@@ -49,6 +49,13 @@ export interface LevelStorageOptions {
   createIfMissing?: boolean;
 }
 
+/** No key to use: never registered, or retired (the message says when). */
+function noKey(partnerId: string, rec: KeyRecord | undefined): NotFoundError {
+  return rec?.retiredAt
+    ? new NotFoundError('unknown_key', `the key for partner ${partnerId} (v${rec.keyVersion}) was retired at ${new Date(rec.retiredAt).toISOString()}`)
+    : new NotFoundError('unknown_key', `no key is registered for partner ${partnerId}`);
+}
+
 export class LevelStorage implements Storage {
   private readonly keys = new Map<string, Cached | null>();
   private readonly loadingKeys = new Map<string, Promise<void>>();
@@ -170,7 +177,7 @@ export class LevelStorage implements Storage {
         let entry: Cached | null = null;
         if (raw !== undefined) {
           const record = await this.withCounters(JSON.parse(raw) as KeyRecord);
-          const blob = await this.db.get<string, Uint8Array>(K.blobKey(personId, partnerId, record.keyVersion), { valueEncoding: 'view' });
+          const blob = record.retiredAt ? new Uint8Array(0) : await this.db.get<string, Uint8Array>(K.blobKey(personId, partnerId, record.keyVersion), { valueEncoding: 'view' });
           if (blob === undefined) throw new UnavailableError(`storage is inconsistent: the blob of ${partnerId} is missing`);
           const noticed = new Set<string>();
           const range = K.noticeDedupeRange(personId, partnerId);
@@ -195,8 +202,17 @@ export class LevelStorage implements Storage {
     const k = K.keyRecordKey(record.personId, record.partnerId);
     await this.ensureKeyLoaded(k, record.personId, record.partnerId);
     // Re-read after the await: a concurrent register may have won.
-    if (this.keys.get(k)) throw new KmgrError('key_exists', `partner ${record.partnerId} already has a registered key`);
-    this.keys.set(k, { record, blob, noticed: new Set(), verifies: { minute: 0, count: 0 } });
+    const old = this.keys.get(k);
+    if (old && !old.record.retiredAt) throw new KmgrError('key_exists', `partner ${record.partnerId} already has a registered key`);
+    if (old) {
+      // After a retirement: a new key, one version up (never a rollback), whose history continues.
+      if (record.keyVersion <= old.record.keyVersion) {
+        throw new KmgrError('version_conflict', `partner ${record.partnerId} had version ${old.record.keyVersion} (retired); a new key must be version ${old.record.keyVersion + 1} or later`);
+      }
+      record.historySeq = old.record.historySeq;
+      record.previousPublicKeys = [...(old.record.previousPublicKeys ?? []), ...(old.record.publicKey ? [old.record.publicKey] : [])];
+    }
+    this.keys.set(k, { record, blob, noticed: old?.noticed ?? new Set(), verifies: { minute: 0, count: 0 } });
     await this.commit([
       ...recordOps(k, record),
       { type: 'put', key: K.blobKey(record.personId, record.partnerId, record.keyVersion), value: blob, valueEncoding: 'view' },
@@ -223,7 +239,7 @@ export class LevelStorage implements Storage {
     await this.ensureKeyLoaded(k, personId, partnerId);
     // From here to commit() nothing awaits: the check and the count are one step.
     const entry = this.keys.get(k);
-    if (!entry) throw new NotFoundError('unknown_key', `no key is registered for partner ${partnerId}`);
+    if (!entry || entry.record.retiredAt) throw noKey(partnerId, entry?.record);
     const rec = entry.record;
     const verdict = judgeUse(rec, rec.uses, attempt.at, this.opts.tz);
     rec.uses = verdict.uses;
@@ -287,8 +303,28 @@ export class LevelStorage implements Storage {
     const k = K.keyRecordKey(personId, partnerId);
     await this.ensureKeyLoaded(k, personId, partnerId);
     const entry = this.keys.get(k);
-    if (!entry) throw new NotFoundError('unknown_key', `no key is registered for partner ${partnerId}`);
+    if (!entry || entry.record.retiredAt) throw noKey(partnerId, entry?.record);
     return { k, entry };
+  }
+
+  async retireKey(personId: string, partnerId: string, attempt: UseAttempt): Promise<KeyRecord> {
+    const { k, entry } = await this.entryOf(personId, partnerId);
+    // From here to commit() nothing awaits: a fetch racing the retirement either is served before it or finds no key.
+    const rec = entry.record;
+    const version = rec.keyVersion;
+    rec.retiredAt = attempt.at;
+    rec.historySeq += 1;
+    const hist: HistoryRecord = { seq: rec.historySeq, at: attempt.at, keyVersion: version, result: 'retired', remoteAddress: attempt.remoteAddress, request: attempt.request };
+    entry.blob = new Uint8Array(0);
+    const snapshot: KeyRecord = { ...rec, uses: { ...rec.uses } };
+    await this.commit([
+      ...recordOps(k, rec),
+      // The sealed key itself is destroyed: nobody, the owner included, can fetch it again.
+      { type: 'del', key: K.blobKey(personId, partnerId, version) },
+      { type: 'put', key: K.historyKey(personId, partnerId, hist.seq), value: JSON.stringify(hist) },
+      this.nonceOp(attempt.nonce),
+    ]);
+    return snapshot;
   }
 
   async updateKey(personId: string, partnerId: string, patch: KeyPatch, nonce: NonceClaim): Promise<KeyRecord> {
@@ -333,7 +369,8 @@ export class LevelStorage implements Storage {
   }
 
   async history(personId: string, partnerId: string, opts: { since?: number; before?: number; limit: number }): Promise<HistoryRecord[]> {
-    await this.entryOf(personId, partnerId);
+    // A retired key's history is kept, and shown.
+    if (!(await this.getKey(personId, partnerId))) throw noKey(partnerId, undefined);
     const out: HistoryRecord[] = [];
     const range = K.historyRange(personId, partnerId);
     const upper = opts.before !== undefined ? { lt: K.historyKey(personId, partnerId, opts.before) } : {};
@@ -384,6 +421,7 @@ export class LevelStorage implements Storage {
     const recorded: Op[] = [];
     for await (const [k, raw] of this.db.iterator(K.allKeyRecordsRange)) {
       const rec = this.keys.get(k)?.record ?? (JSON.parse(raw) as KeyRecord);
+      if (rec.retiredAt) continue; // a retired key has no term left to warn about
       for (const d of noticesForTerm(rec.partnerId, rec.keyVersion, rec, nowMs, warnMs)) {
         const entry = this.keys.get(k);
         const seen = entry ? entry.noticed.has(d.dedupe) : (await this.db.get(K.noticeDedupeKey(rec.personId, rec.partnerId, d.dedupe))) !== undefined;

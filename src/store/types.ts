@@ -30,6 +30,8 @@ export interface KeyRecord extends KeyTerms {
   binding?: SignedBinding | null;
   /** Public keys of earlier versions, so a verifier can be told "rotated" rather than "mismatch". */
   previousPublicKeys?: string[];
+  /** Set by retireKey: the sealed blob is gone, the record and history stay, the partner may register anew. */
+  retiredAt?: number | null;
 }
 
 /** The signed request behind a use, kept so an owner can audit it later. */
@@ -48,7 +50,7 @@ export interface HistoryRecord {
   seq: number;
   at: number;
   keyVersion: number;
-  result: 'served' | 'served_over_limit' | 'refused' | 'verify';
+  result: 'served' | 'served_over_limit' | 'refused' | 'verify' | 'retired';
   /** A refusal code, or for verify entries the answer given. */
   code?: string;
   overLimit?: LimitName[];
@@ -182,8 +184,16 @@ export interface Storage {
   personByPersonId(personId: string): Promise<PersonRecord | undefined>;
   /** Throws person_exists if the management key is already enrolled. */
   enrol(person: PersonRecord, nonce: NonceClaim): Promise<void>;
-  /** Throws key_exists if the partner already has a key. */
+  /**
+   * Throws key_exists if the partner already has a key. A retired key's place may be taken by a
+   * higher version (version_conflict otherwise); its history continues under the new key.
+   */
   registerKey(record: KeyRecord, blob: Uint8Array, nonce: NonceClaim): Promise<void>;
+  /**
+   * Retires the key (kmgr retire): destroys its sealed blob, keeps the record (retiredAt set) and its
+   * history with a 'retired' entry, in one durable write. Fetch, terms and rotate then say unknown_key.
+   */
+  retireKey(personId: string, partnerId: string, attempt: UseAttempt): Promise<KeyRecord>;
   getKey(personId: string, partnerId: string): Promise<KeyRecord | undefined>;
   listKeys(personId: string): Promise<KeyRecord[]>;
   /** Checks the terms, counts, records history and the nonce durably, then returns the blob; or refuses (recorded too). */

@@ -1,5 +1,6 @@
 // kmgr audit [NAME]: uses of our keys that this client did not make, and any
 // history record the server could not have got from us. Exit 1 if any.
+import { plural } from '../../protocol/words.js';
 import { readFile } from 'node:fs/promises';
 import { homePaths } from '../../client/home.js';
 import { openForPartner, openSession, type Session } from '../../client/session.js';
@@ -86,8 +87,8 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
   else {
     for (const r of report) {
       const extra = r.unfinished > 0 ? `, ${r.unfinished} sent by it whose reply never arrived` : '';
-      print(`${r.partner}: ${r.uses} use(s) on the server, ${r.ours} made by this client${extra}`);
-      if (r.countMismatch) print(`  COUNT   the server counts ${r.counted} use(s) of the current version, but its history shows a different number`);
+      print(`${r.partner}: ${plural(r.uses, 'use')} on the server, ${r.ours} made by this client${extra}`);
+      if (r.countMismatch) print(`  COUNT   the server counts ${plural(r.counted, 'use')} of the current version, but its history shows a different number`);
       for (const f of r.findings) {
         print(
           f.verdict === 'forged'

@@ -7,7 +7,7 @@ import { toB64, toB64url, wipe } from '../../crypto/bytes.js';
 import { KmgrError, UsageError } from '../../protocol/errors.js';
 import type { Terms } from '../../protocol/messages.js';
 import { homePaths } from '../../client/home.js';
-import { findPartner, loadPartners, newPartner, savePartnerEntry, checkPartnerName } from '../../client/partners.js';
+import { findPartner, loadPartners, newPartner, savePartnerEntry, checkPartnerName, updatePartners } from '../../client/partners.js';
 import { openSession } from '../../client/session.js';
 import { api } from '../../client/api.js';
 import { ensureServerPartner } from '../../client/server-partners.js';
@@ -76,7 +76,21 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
   };
   // Fig. 6, steps 603-605 (Fig. 10, 1003 with the index on the server): an unknown partner is added.
   if (!partner && session.config.partners === 'server') partner = (await ensureServerPartner(session, idx, name, meta)).entry;
-  partner ??= newPartner(name, meta);
+  let reserved = false;
+  if (!partner) {
+    // Two registers of one name at once: the first to put the name in the index gives both the
+    // same partner ID, so the server refuses the second (key_exists), rather than each keeping a
+    // key under its own ID and the index naming only one of them (the other then unreachable).
+    const fresh = newPartner(name, meta);
+    partner = await updatePartners(paths, (i) => {
+      const there = findPartner(i, name);
+      if (there) return there;
+      i.partners.push(fresh);
+      reserved = true;
+      return fresh;
+    });
+    if (partner.key) throw new KmgrError('key_exists', `partner ${name} already has a registered key (v${partner.key.version}), registered meanwhile by another kmgr`);
+  }
   const keyId = 'k_' + toB64url(randomBytes(16));
   const keyVersion = Math.max(1, partner.highWater + 1);
   const blob = await session.keys.sealBlob(
@@ -89,7 +103,15 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
   const binding = publicKey
     ? await signedBinding(session, { partnerId: partner.id, keyId, alg: key.type, publicKey, keyVersion, expiresAt: terms.expiresAt })
     : null;
-  const status = await api.register(session, partner.id, { keyId, alg: key.type, keyVersion, blob: toB64(blob), terms, binding });
+  let status;
+  try {
+    status = await api.register(session, partner.id, { keyId, alg: key.type, keyVersion, blob: toB64(blob), terms, binding });
+  } catch (e) {
+    // The server holds nothing new: an entry reserved above goes again, if nothing else filled it meanwhile.
+    const id = partner.id;
+    if (reserved) await updatePartners(paths, (i) => void (i.partners = i.partners.filter((p) => p.id !== id || p.key !== null))).catch(() => undefined);
+    throw e;
+  }
   // Saved only once the server holds the key: a failure above leaves the index as it was.
   partner.key = { keyId, alg: key.type, version: keyVersion, publicKey, registeredAt: status.registeredAt };
   partner.highWater = keyVersion;

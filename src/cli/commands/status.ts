@@ -24,6 +24,7 @@ export function statusJson(name: string, s: KeyStatus): Record<string, unknown> 
     inhibited: s.inhibited,
     lastUsedAt: s.lastUsedAt,
     publicKey: s.publicKey,
+    retiredAt: s.retiredAt ?? null,
   };
 }
 
@@ -41,7 +42,7 @@ const lim = (n: number | null): string => (n === null ? 'no limit' : String(n));
 export function printStatus(name: string, s: KeyStatus): void {
   print(`partner:     ${name} (${s.partnerId})`);
   print(`key:         ${s.alg} ${s.keyId} v${s.keyVersion}, registered ${s.registeredAt}`);
-  print(`state:       ${s.inhibited ? 'LOCKED (use inhibited)' : 'permitted'}`);
+  print(`state:       ${s.retiredAt ? `RETIRED at ${s.retiredAt} (kmgr register ${name} makes a new key)` : s.inhibited ? 'LOCKED (use inhibited)' : 'permitted'}`);
   print(`valid until: ${s.expiresAt ?? 'no expiry'}`);
   print(`uses:        total ${s.uses.total} of ${lim(s.limits.total)}`);
   print(`             today ${s.uses.day} of ${lim(s.limits.day)}, this week ${s.uses.week} of ${lim(s.limits.week)}, this month ${s.uses.month} of ${lim(s.limits.month)}`);

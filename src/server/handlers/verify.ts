@@ -19,6 +19,10 @@ export const verify: Handler = async (ctx) => {
     const none: VerifyResponse = { result: known ? 'unknown' : 'unknown_person', keyVersion: null, ownerPublicKey: null, binding: null };
     return { status: 200, body: none };
   }
+  if (rec.retiredAt) {
+    const retired: VerifyResponse = { result: 'retired', keyVersion: rec.keyVersion, ownerPublicKey: null, binding: null };
+    return { status: 200, body: retired };
+  }
   let result: VerifyResult;
   if (samePublicKey(body.publicKey, rec.publicKey)) {
     result = rec.inhibited ? 'locked' : rec.expiresAt !== null && ctx.now >= rec.expiresAt ? 'expired' : 'match';
