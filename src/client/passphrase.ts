@@ -70,7 +70,7 @@ export const MIN_PASSPHRASE_LENGTH = 12;
  * The floor for a new passphrase (init, passwd, device import). The keystore
  * is the one thing standing between a stolen laptop and every key; scrypt slows
  * guessing, but not enough for "password" or "123456789012". Refused: fewer
- * than 12 characters, fewer than 6 different characters, or one step repeated
+ * than 12 characters, fewer than 6 different characters, only digits, or one step repeated
  * (aaaa..., abcd..., 1234...). --allow-weak-passphrase overrides it.
  */
 export function checkNewPassphrase(p: Uint8Array, allowWeak: boolean | undefined): void {
@@ -79,6 +79,7 @@ export function checkNewPassphrase(p: Uint8Array, allowWeak: boolean | undefined
   const why =
     chars.length < MIN_PASSPHRASE_LENGTH ? `it has ${chars.length} characters, fewer than ${MIN_PASSPHRASE_LENGTH}`
     : new Set(chars).size < 6 ? 'it uses fewer than 6 different characters'
+    : chars.every((c) => c >= '0' && c <= '9') ? 'it is only digits'
     : chars.every((c, i) => i < 2 || c.codePointAt(0)! - chars[i - 1]!.codePointAt(0)! === chars[1]!.codePointAt(0)! - chars[0]!.codePointAt(0)!) ? 'it is one character sequence'
     : undefined;
   if (why) throw new UsageError(`the new passphrase is too weak: ${why}; use a few unrelated words, or --allow-weak-passphrase if you must`, 'weak_passphrase');

@@ -34,11 +34,16 @@ export async function run(g: GlobalOptions, name: string, o: FetchOptions): Prom
     requireOpenStdout('the key');
   }
   if (g.json && o.format === 'raw') throw new KmgrError('usage', '--json carries the key as text; use --format base64 or hex rather than raw');
-  let result = process.env.KMGR_NO_AGENT ? undefined : await (await import('../../agent/connection.js')).agentFetch(paths, name, o.format);
-  if (!result) {
-    const [{ openForPartner }, { fetchChecks, fetchWith }] = await Promise.all([import('../../client/session.js'), import('../../client/fetch.js')]);
-    const { session, partner } = await openForPartner(paths, name, o, fetchChecks(name, o.format));
-    result = await fetchWith(paths, session, partner, name, o.format);
+  let result;
+  try {
+    result = process.env.KMGR_NO_AGENT ? undefined : await (await import('../../agent/connection.js')).agentFetch(paths, name, o.format);
+    if (!result) {
+      const [{ openForPartner }, { fetchChecks, fetchWith }] = await Promise.all([import('../../client/session.js'), import('../../client/fetch.js')]);
+      const { session, partner } = await openForPartner(paths, name, o, fetchChecks(name, o.format));
+      result = await fetchWith(paths, session, partner, name, o.format);
+    }
+  } catch (e) {
+    throw await withStatusShape(e, name);
   }
   for (const w of result.warnings) warn(w);
   const lost = 'the key (its use is counted)';
@@ -57,4 +62,21 @@ export async function run(g: GlobalOptions, name: string, o: FetchOptions): Prom
     result.bytes.fill(0);
   }
   return EXIT.OK;
+}
+
+/**
+ * A refusal carries the key's status in its details: shown in the same shape
+ * as kmgr status --json (one shape for a key's status everywhere). Loaded only
+ * on failure, so a fetch that works loads none of it.
+ */
+async function withStatusShape(e: unknown, name: string): Promise<unknown> {
+  if (!(e instanceof KmgrError) || !e.details || typeof e.details.status !== 'object') return e;
+  const [{ KeyStatus }, { statusJson }] = await Promise.all([import('../../protocol/messages.js'), import('./status.js')]);
+  let status;
+  try {
+    status = KeyStatus(e.details.status, 'status');
+  } catch {
+    return e; // a malformed status from the server is passed on as it came
+  }
+  return new KmgrError(e.code, e.message, { ...e.details, status: statusJson(name, status) });
 }
