@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { reportError } from './errors.js';
 import { EXIT } from './exit-codes.js';
 import { checkStdoutAfter, watchStdout } from './stdout.js';
+import { addExamples, KMGR_EXAMPLES } from './help-examples.js';
 import { parseCount, parseLimit } from './parse.js';
 import { KEY_TYPES } from '../protocol/messages.js';
 import { OUTPUT_FORMATS } from '../crypto/txkey.js';
@@ -237,6 +238,14 @@ export async function main(argv: string[]): Promise<number> {
   program.command('list').description('list partners and their keys (local index)').action(run(() => import('./commands/list.js')));
   program.command('whoami').description('show the personal ID, server and management key fingerprint').action(run(() => import('./commands/whoami.js')));
 
+  program
+    .command('completion <shell>')
+    .description('print a completion script for bash, zsh or fish')
+    .action((shell: string) => {
+      result = import('./commands/completion.js').then((m) => m.run({}, shell, program));
+    });
+
+  addExamples(program, KMGR_EXAMPLES);
   let json = argv.includes('--json');
   if (argv.length === 0) {
     process.stderr.write(program.helpInformation());

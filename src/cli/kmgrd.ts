@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import type { MailConfig } from '../server/delivery/mail.js';
 import { UsageError } from '../protocol/errors.js';
 import { reportError } from './errors.js';
+import { addExamples, KMGRD_EXAMPLES } from './help-examples.js';
 import { EXIT } from './exit-codes.js';
 import { parseDuration, parseTime } from './parse.js';
 
@@ -94,6 +95,7 @@ export async function main(argv: string[]): Promise<number> {
       result = import('./kmgrd/partner.js').then((m) => m.list({ ...o, tz: 'UTC' }));
     });
 
+  addExamples(program, KMGRD_EXAMPLES);
   if (argv.length === 0) {
     process.stderr.write(program.helpInformation());
     return EXIT.USAGE;
