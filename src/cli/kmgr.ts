@@ -32,7 +32,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--json', 'print results, and errors, as JSON')
     .exitOverride()
     .configureOutput({ outputError: () => undefined })
-    .addHelpText('after', `\n${PASSPHRASE_HELP}.\nExit codes: 0 ok, 64 usage, 65 integrity/tamper, 66 unknown partner or key, 69 server unreachable,\n70 internal, 73 already exists, 77 refused (passphrase, authentication, key terms), 78 configuration.`);
+    .addHelpText('after', `\n${PASSPHRASE_HELP}.\nDurations: a whole number and s, m, h, d or w (90s, 15m, 12h, 90d, 2w).\nExit codes: 0 ok, 64 usage, 65 integrity/tamper, 66 unknown partner or key, or a missing input file,\n69 server unreachable, 70 internal, 73 already exists, 74 a failed write (stdout, --out),\n77 refused (passphrase, authentication, key terms), 78 configuration or not initialised, 130 cancelled.`);
 
   // Each action only records which module to run; main awaits it below.
   const run =
