@@ -36,7 +36,7 @@ async function startServer(): Promise<ChildProcess> {
   const child = spawn(process.execPath, [join(root, 'bin', 'kmgrd.js'), 'serve', '--data', data, '--listen', listen], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const lines = createInterface({ input: child.stdout! });
+  const lines = createInterface({ input: child.stdout });
   // kmgrd's stderr is passed on once it runs; a start-up failure becomes the demo's one sentence.
   let early = '';
   let started = false;

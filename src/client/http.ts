@@ -43,7 +43,7 @@ function friendlyNetworkError(e: NodeJS.ErrnoException, server: string): KmgrErr
       `cannot verify the TLS certificate of ${server} (${code}); if its certificate changed and you trust the new one, kmgr config set ca FILE shows its fingerprint and saves it (kmgr init and verify take --ca FILE)`,
     );
   }
-  return new UnavailableError(`cannot reach the key server at ${server} (${code || e.message})`);
+  return new UnavailableError(`cannot reach the key server at ${server} (${code || e.message})`).because(e);
 }
 
 /** Starts the TLS handshake with the server now, for the first request to use (see Preconnect). */
@@ -150,7 +150,7 @@ function parseReply<T>(status: number, text: string, schema: Schema<T>, server: 
     try {
       return schema(json, 'reply');
     } catch (e) {
-      throw new IntegrityError(`the key server sent a malformed reply: ${(e as Error).message}`);
+      throw new IntegrityError(`the key server sent a malformed reply: ${(e as Error).message}`).because(e);
     }
   }
   let err;

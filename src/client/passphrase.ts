@@ -31,7 +31,7 @@ export async function readPassphrase(src: PassphraseSource, prompt: string, conf
       text = await readFile(src.passphraseFile, 'utf8');
     } catch (e) {
       // The same code as every other input file the user names (src/cli/input-file.ts).
-      throw new KmgrError('no_input', `cannot read the passphrase file ${src.passphraseFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new KmgrError('no_input', `cannot read the passphrase file ${src.passphraseFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`).because(e);
     }
     return utf8(checkNonEmpty(firstLine(text), src.passphraseFile));
   }
@@ -44,7 +44,7 @@ export async function readPassphrase(src: PassphraseSource, prompt: string, conf
     try {
       text = readFileSync(fd, 'utf8');
     } catch (e) {
-      throw new ConfigError(`cannot read the passphrase from file descriptor ${fd}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new ConfigError(`cannot read the passphrase from file descriptor ${fd}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`).because(e);
     }
     return utf8(checkNonEmpty(firstLine(text), `file descriptor ${fd}`));
   }

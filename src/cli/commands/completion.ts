@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { UsageError } from '../../protocol/errors.js';
 import { print } from '../output.js';
 import { EXIT } from '../exit-codes.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 
 interface Node {
   path: string[];

@@ -15,7 +15,7 @@ import { EXIT } from '../exit-codes.js';
 import { checkServerUrl } from './init.js';
 import { readInputFile } from '../input-file.js';
 import { confirm } from '../confirm.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 
 interface CertInfo {
   file: string;

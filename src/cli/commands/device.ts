@@ -19,7 +19,7 @@ import { ownHome } from './init.js';
 import { info, print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import { defaultDeviceLabel } from './init.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 
 interface Payload {
   v: 1;

@@ -19,7 +19,7 @@ import { info, print, printJson } from '../output.js';
 import { DEVICE_LABEL } from '../../protocol/sigbase.js';
 import { hostname } from 'node:os';
 import { EXIT } from '../exit-codes.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 
 interface InitOptions {
   allowWeakPassphrase?: boolean;

@@ -5,7 +5,7 @@ import { loadConfig } from '../../client/config.js';
 import { print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import { partnerView } from './partner.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 
 export async function run(g: GlobalOptions): Promise<number> {
   const paths = homePaths(g.home);

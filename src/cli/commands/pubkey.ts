@@ -9,7 +9,7 @@ import { NotFoundError, UsageError } from '../../protocol/errors.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
 import { print, printJson, warn } from '../output.js';
 import { EXIT } from '../exit-codes.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 
 export const PUBKEY_FORMATS = ['pem', 'ssh', 'jwk'] as const;
 
@@ -28,7 +28,7 @@ export async function run(g: GlobalOptions, name: string, o: PubkeyOptions): Pro
   if (!entry && config.partners !== 'server') entry = requirePartner(await loadPartners(paths), name);
   if (!pem) {
     if (alg === 'aes256') throw new UsageError(`${name}'s key is aes256, which has no public key`);
-    const [{ openForPartner }, { api }] = await Promise.all([import('../../client/session.js'), import('../../client/api.js')]);
+    const [{ openForPartner }, { api }] = await Promise.all([import('../session.js'), import('../../client/api.js')]);
     const { session, partner } = await openForPartner(paths, name, o);
     const s = await api.status(session, partner.id);
     if (s.alg === 'aes256') throw new UsageError(`${name}'s key is aes256, which has no public key`);

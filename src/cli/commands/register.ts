@@ -8,7 +8,7 @@ import { KmgrError, UsageError } from '../../protocol/errors.js';
 import type { Terms } from '../../protocol/messages.js';
 import { homePaths } from '../../client/home.js';
 import { findPartner, loadPartners, newPartner, savePartnerEntry, checkPartnerName, updatePartners } from '../../client/partners.js';
-import { openSession } from '../../client/session.js';
+import { openSession } from '../session.js';
 import { api } from '../../client/api.js';
 import { ensureServerPartner } from '../../client/server-partners.js';
 import { signedBinding } from '../../client/binding.js';
@@ -17,7 +17,7 @@ import { info, print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import { checkOutFile, writeOutFile } from '../out-file.js';
 import { statusJson, withLocalPublicKey } from './status.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 
 interface RegisterOptions {
   type?: KeyType;

@@ -3,7 +3,7 @@
 // history, shown as retired, and the name can be registered anew (one version
 // up, so the rollback mark still holds). Asked at a terminal; --yes in scripts.
 import { homePaths } from '../../client/home.js';
-import { openForPartner } from '../../client/session.js';
+import { openForPartner } from '../session.js';
 import { api } from '../../client/api.js';
 import { updatePartners } from '../../client/partners.js';
 import { NotFoundError } from '../../protocol/errors.js';
@@ -12,7 +12,7 @@ import { confirm } from '../confirm.js';
 import { info, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import { statusJson } from './status.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 
 export async function run(g: GlobalOptions, name: string, o: PassphraseSource & { yes?: boolean }): Promise<number> {
   const paths = homePaths(g.home);
