@@ -40,7 +40,7 @@ async function startServer(): Promise<ChildProcess> {
   // kmgrd's stderr is passed on once it runs; a start-up failure becomes the demo's one sentence.
   let early = '';
   let started = false;
-  child.stderr!.on('data', (d: Buffer) => (started ? process.stderr.write(d) : (early += d.toString())));
+  child.stderr.on('data', (d: Buffer) => (started ? process.stderr.write(d) : (early += d.toString())));
   await new Promise<void>((ok, fail) => {
     child.once('exit', (code) => {
       if (started) return;

@@ -22,10 +22,11 @@ export async function run(g: GlobalOptions, name: string, o: PubkeyOptions): Pro
   const { loadConfig } = await import('../../client/config.js');
   const { loadPartners, requirePartner } = await import('../../client/partners.js');
   const config = await loadConfig(paths);
-  let entry = (await loadPartners(paths)).partners.find((p) => p.name === name);
+  const idx = await loadPartners(paths);
+  // With a local index an unknown name is 66 here; with the index on the server, the server decides.
+  const entry = config.partners === 'server' ? idx.partners.find((p) => p.name === name) : requirePartner(idx, name);
   let pem = entry?.key?.publicKey ?? null;
   let alg = entry?.key?.alg;
-  if (!entry && config.partners !== 'server') entry = requirePartner(await loadPartners(paths), name);
   if (!pem) {
     if (alg === 'aes256') throw new UsageError(`${name}'s key is aes256, which has no public key`);
     const [{ openForPartner }, { api }] = await Promise.all([import('../session.js'), import('../../client/api.js')]);
