@@ -3,9 +3,8 @@ import { join, resolve } from 'node:path';
 import type { DestinationStream } from 'pino';
 import { ensureOwnDir } from '../io/own-dir.js';
 
-/** What kmgrd keeps in its data directory (the rest is someone else's). */
-const DATA_ENTRIES = new Set(['db', 'tls', 'admin.sock', 'lost+found']);
 import { LevelStorage } from '../store/level-storage.js';
+import { OWN_NAMES, checkNewDataDir } from '../store/marker.js';
 import { checkTimeZone } from '../terms/periods.js';
 import { ConfigError } from '../protocol/errors.js';
 import { DEFAULT_RATE_PER_ADDRESS, DEFAULT_RATE_PER_KEY } from './defaults.js';
@@ -61,7 +60,10 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   }
   const log = makeLogger(o.logLevel, o.logDest);
   const dataDir = resolve(o.dataDir);
-  const tightened = await ensureOwnDir(dataDir, "kmgrd's data directory", (n) => DATA_ENTRIES.has(n) || n.startsWith('.'));
+  // Before anything is written there (tls/): a foreign directory is left as it was,
+  // and a directory of kmgrd's own is tightened only if nobody else's files are in it.
+  checkNewDataDir(dataDir);
+  const tightened = await ensureOwnDir(dataDir, "kmgrd's data directory", (n) => OWN_NAMES.has(n) || n === 'lost+found' || n.startsWith('.'));
   if (tightened) log.warn(tightened);
   const tls = await loadTls(dataDir, o.tlsCert, o.tlsKey);
   const clock = o.clock ?? Date.now;
@@ -94,6 +96,8 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   const hostPart = o.host.includes(':') ? `[${o.host}]` : o.host;
   const url = `https://${hostPart}:${running.port}`;
   log.info({ url, port: running.port, tlsCert: tls.certPath, tlsFingerprint256: tls.fingerprint256, generatedCert: tls.generated, tz: o.tz }, 'kmgrd listening');
+  // A restored database serves counts as of its snapshot: say so at every start.
+  if (storage.marker.restoredFrom) log.warn({ restoredFrom: storage.marker.restoredFrom }, `database restored from a snapshot taken at ${storage.marker.restoredFrom.takenAt}`);
   let stopping: Promise<void> | undefined;
   return {
     url,
