@@ -51,6 +51,9 @@ export const KMGRD_EXAMPLES: Record<string, string[]> = {
   partner: ['kmgrd partner add bank-a --name "Bank A"', 'kmgrd partner list'],
   'partner add': ['kmgrd partner add bank-a --name "Bank A" --app-server pay.bank-a.example'],
   'partner list': ['kmgrd partner list --json'],
+  'check-db': ['kmgrd check-db --data /var/lib/kmgrd || echo "restore a backup: see kmgrd(8)"'],
+  backup: ['15 3 * * * kmgrd backup --data /var/lib/kmgrd --out /var/backups/kmgrd/kmgrd-$(date +\\%a).kmgrbak   # cron, nightly'],
+  restore: ['kmgrd restore /var/backups/kmgrd/kmgrd-Mon.kmgrbak --data /var/lib/kmgrd.restored'],
 };
 
 /** The path of a command below the program, e.g. "partner add"; the program's own name for the program. */
