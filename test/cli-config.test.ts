@@ -46,7 +46,9 @@ t.test('config show, set server, set ca: the TLS hint names the command, and tru
   t.equal(yes.code, 0, '--yes');
   const now = await cli(['--json', 'notices', ...pp(c)], { home: c.home });
   t.not(now.code, 69, 'TLS now succeeds');
-  t.equal(jsonError(now).code, 'unknown_person', 'and the server answers: it does not know this person');
+  // The server does not say whether a key is enrolled (a stranger learns nothing): a signature it cannot check.
+  t.equal(now.code, 77, 'and the server answers: it refuses the request (77)');
+  t.match(jsonError(now), { code: 'auth_bad_signature', message: /not enrolled at this server/ }, 'because this person is not enrolled there');
 
   t.equal((await cli(['config', 'set', 'server', server.url], { home: c.home })).code, 0, 'back to the first server');
   t.equal((await cli(['config', 'set', 'ca', server.ca, '--yes'], { home: c.home })).code, 0);

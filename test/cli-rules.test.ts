@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { generateKeyPairSync } from 'node:crypto';
 import { startServer, initClient, kmgr, tempDir, PASSPHRASE } from './helpers.js';
 import { cli, pp, jsonError, snapshot, sameSnapshot } from './cli-util.js';
-import { parseDuration } from '../src/cli/parse.js';
+import { parseDuration, parseTimeout } from '../src/cli/parse.js';
 import { plural, timeAhead } from '../src/protocol/words.js';
 import { checkNewPassphrase } from '../src/client/passphrase.js';
 
@@ -39,6 +39,13 @@ t.test('durations: s, m, h, d, w everywhere; each refusal says what is wrong', a
   t.match(why(''), /empty/);
   t.match(why('8d', { max: 7 * 86_400_000 }), /longer than the most allowed, 1 week/);
   t.match(why('500ms'), /unknown unit "ms"/);
+  // --timeout: bare seconds as KMGR_TIMEOUT takes them, or any duration the one parser takes.
+  t.equal(parseTimeout('30'), 30_000, '--timeout 30 is seconds');
+  t.equal(parseTimeout('2.5'), 2_500, 'with decimals');
+  t.equal(parseTimeout('2m'), 120_000, '--timeout 2m is a duration');
+  t.throws(() => parseTimeout('0'), /from 0\.1 to 3600/, '--timeout 0 is refused, saying the range');
+  t.throws(() => parseTimeout('2h'), /--timeout "2h": longer than the most allowed, 1 hour/, 'over an hour: the duration parser says why');
+  t.throws(() => parseTimeout('1.5h'), /whole number with a smaller unit/, 'and the same refusals as every duration');
 
   const home = join(await tempDir(t), 'h');
   const r = await cli(['register', 'x', '--valid-for', '90'], { home });

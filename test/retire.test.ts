@@ -40,7 +40,10 @@ t.test('retire: refused without --yes off a terminal; then the blob is gone, his
 
   const verify = await cli(['--json', 'verify', '--server', server.url, '--ca', server.ca, '--person', (JSON.parse((await c.run(['whoami', '--json'])).stdout) as { personId: string }).personId, '--partner-id', reg.partnerId, '--public-key', await pubFile(c, reg.publicKey)], { home: c.home });
   t.equal(verify.code, 1, 'verify: not verified');
-  t.equal((JSON.parse(verify.stdout) as { result: string }).result, 'retired', 'because the key was retired');
+  t.equal((JSON.parse(verify.stdout) as { result: string }).result, 'retired', 'because the key was retired (the asker holds it)');
+  const other = JSON.parse((await c.run(['register', 'other-partner', '--json'])).stdout) as { publicKey: string };
+  const stranger = await cli(['--json', 'verify', '--server', server.url, '--ca', server.ca, '--person', (JSON.parse((await c.run(['whoami', '--json'])).stdout) as { personId: string }).personId, '--partner-id', reg.partnerId, '--public-key', await pubFile(c, other.publicKey)], { home: c.home });
+  t.equal((JSON.parse(stranger.stdout) as { result: string }).result, 'unknown', 'an asker with another key is not told the key was retired');
 
   // The blob itself is gone from the server's database.
   await server.stop();

@@ -2,6 +2,7 @@
 import { UsageError } from '../protocol/errors.js';
 import { MAX_COUNT } from '../protocol/messages.js';
 import { plural } from '../protocol/words.js';
+import { parseTimeoutSeconds } from '../protocol/timeout.js';
 
 export function parseCount(flag: string): (v: string) => number {
   return (v) => {
@@ -54,6 +55,18 @@ export function parseDuration(flag: string, v: string, range: { min?: number; ma
   if (ms < min) throw bad(`shorter than the least allowed, ${describeDuration(min)}`);
   if (ms > max || !Number.isSafeInteger(ms)) throw bad(`longer than the most allowed, ${describeDuration(max)}`);
   return ms;
+}
+
+/**
+ * --timeout: a bare number is seconds, as KMGR_TIMEOUT takes it (0.1 to 3600,
+ * decimals allowed: 30, 2.5); anything else goes through the one duration
+ * parser (90s, 2m, 1h), so its refusals say the same as every other duration's.
+ */
+export function parseTimeout(v: string): number {
+  const seconds = parseTimeoutSeconds(v.trim());
+  if (seconds !== undefined) return seconds;
+  if (/^\d+(?:\.\d+)?$/.test(v.trim())) throw new UsageError(`--timeout ${JSON.stringify(v)}: a number of seconds must be from 0.1 to 3600`);
+  return parseDuration('--timeout', v, { min: 1_000, max: 3_600_000 });
 }
 
 /** A date (YYYY-MM-DD, meaning 00:00 UTC) or a date-time with a zone; undefined if neither. */

@@ -23,12 +23,19 @@ export interface VerifyOutcome {
   issuedAt?: string;
 }
 
+/** Why "unknown": the server does not say which of these it is. */
+export const UNKNOWN_REASON = "the server knows no such key: no such person, no key for this partner, or this public key is not the person's key for it (the server gives outsiders one answer for all of these)";
+
 export function checkVerifyAnswer(
   r: VerifyResponse,
   ask: { personId: string; partnerId: string; publicKey: string; owner: string; newestSeen: Seen; now: number },
 ): VerifyOutcome {
+  // "unknown" is the one answer a stranger gets for no such person, partner or key, and for a
+  // public key that is not the owner's (the server tells an outsider nothing more).
+  if (r.result === 'unknown') return { verified: false, reason: UNKNOWN_REASON, keyVersion: null };
+  // Older servers told an unknown person apart; this one does not.
   if (r.result === 'unknown_person') return { verified: false, reason: `the server knows no person ${ask.personId}`, keyVersion: null };
-  if (r.result === 'unknown') return { verified: false, reason: 'the person has no key with a public half for this partner at the server (no such key)', keyVersion: null };
+  // Sent only to an asker who holds the retired key; it withholds trust, so needs no statement.
   if (r.result === 'retired') return { verified: false, reason: 'the owner retired the key for this partner', keyVersion: null };
   const lying = (why: string): never => {
     throw new IntegrityError(`the server's answer does not hold up: ${why}`);
@@ -51,6 +58,7 @@ export function checkVerifyAnswer(
   const inTerm = s.expiresAt === null || ask.now < Date.parse(s.expiresAt);
   if (r.result === 'match') {
     if (!same) return lying('it says "match" for a public key the owner did not sign');
+    if (s.locked === true) return lying('it says "match" for a key the owner\'s statement says is locked');
     if (!inTerm) return lying(`it says "match" for a key whose term ended at ${s.expiresAt}`);
     return { verified: true, keyVersion: s.keyVersion, issuedAt: s.issuedAt };
   }

@@ -35,6 +35,7 @@ export const ERROR_CODES = {
   auth_stale: 'auth',
   auth_replay: 'auth',
   auth_forbidden: 'auth',
+  auth_wrong_server: 'auth',
   key_exists: 'conflict',
   person_exists: 'conflict',
   keystore_exists: 'conflict',
@@ -64,6 +65,14 @@ export const ERROR_CODES = {
   no_input: 'not_found',
   file_exists: 'conflict',
   cancelled: 'cancelled',
+  // kmgr exec: the program could not be started (exit 127 and 126, as shells and env(1) do).
+  command_not_found: 'not_found',
+  command_not_executable: 'usage',
+  // Certificates beside keys.
+  certificate_mismatch: 'usage',
+  chain_broken: 'usage',
+  no_certificate: 'not_found',
+  key_type_unsupported: 'usage',
 } as const satisfies Record<string, ErrorKind>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -18,6 +18,7 @@ import { writeFileAtomic } from '../../io/atomic-file.js';
 import { ownHome } from './init.js';
 import { info, print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
+import { writeStdout } from '../stdout.js';
 import { defaultDeviceLabel } from './init.js';
 import type { GlobalOptions } from '../options.js';
 
@@ -49,7 +50,7 @@ export async function exportDevice(g: GlobalOptions, o: PassphraseSource & { out
   const code = newTransferCode();
   const file = JSON.stringify(sealTransfer(code, utf8(JSON.stringify(payload)))) + '\n';
   if (o.out !== undefined) await writeFileAtomic(o.out, file, 0o600);
-  else process.stdout.write(file);
+  else writeStdout(file);
   // The code goes to the terminal (stderr), never into the file's stream.
   if (g.json && o.out !== undefined) printJson({ out: o.out, code });
   else info(`One-time code (type it on the other device; it is shown only now):\n\n    ${code}\n`);

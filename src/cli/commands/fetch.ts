@@ -12,7 +12,7 @@ import { EXIT } from '../exit-codes.js';
 import type { GlobalOptions } from '../options.js';
 
 interface FetchOptions {
-  format?: OutputFormat;
+  format?: OutputFormat | 'pem-chain' | 'p12';
   force?: boolean;
   out?: string;
   passphraseFile?: string;
@@ -23,6 +23,7 @@ interface FetchOptions {
 const formatOf = (bytes: Uint8Array, requested: OutputFormat | undefined): OutputFormat => requested ?? (bytes[0] === 0x2d ? 'pem' : 'base64');
 
 export async function run(g: GlobalOptions, name: string, o: FetchOptions): Promise<number> {
+  if (o.format === 'pem-chain' || o.format === 'p12') return (await import('./fetch-cert.js')).run(g, name, o as never);
   const paths = homePaths(g.home);
   // Before anything is counted: key material never goes to a terminal unless forced (threat 13),
   // and never to a stdout that is closed or a file kmgr may not replace.
@@ -74,7 +75,9 @@ async function withStatusShape(e: unknown, name: string): Promise<unknown> {
   const [{ KeyStatus }, { statusJson }] = await Promise.all([import('../../protocol/messages.js'), import('./status.js')]);
   let status;
   try {
-    status = KeyStatus(e.details.status, 'status');
+    // Server text in error details is flattened to single lines (src/client/http.ts), which breaks a
+    // PEM: the refusal's status carries no public key (kmgr pubkey prints it), the rest as sent.
+    status = KeyStatus({ ...(e.details.status as Record<string, unknown>), publicKey: null }, 'status');
   } catch {
     return e; // a malformed status from the server is passed on as it came
   }

@@ -10,9 +10,9 @@ import { PARTNER_ID, PARTNER_NAME, PartnerView, VerifyResponse } from '../../pro
 import { unsignedRequest, type Endpoint } from '../../client/http.js';
 import { homePaths } from '../../client/home.js';
 import { readIfExists } from '../../client/files.js';
-import { checkVerifyAnswer, type Seen } from '../../client/verify.js';
+import { UNKNOWN_REASON, checkVerifyAnswer, type Seen } from '../../client/verify.js';
 import { ensurePrivateDir, writeFileAtomic } from '../../io/atomic-file.js';
-import { print, printJson, warn } from '../output.js';
+import { printJson, printLine, warn } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import type { GlobalOptions } from '../options.js';
 
@@ -117,7 +117,7 @@ export async function run(g: GlobalOptions, o: VerifyOptions): Promise<number> {
     verified = answer.result === 'match';
     const why: Record<string, string> = {
       unknown_person: `the server knows no person ${o.person}`,
-      unknown: 'the person has no key with a public half for this partner (no such key)',
+      unknown: UNKNOWN_REASON,
       retired: 'the owner retired the key for this partner',
       mismatch: "the public key is not the owner's key for this partner",
       rotated: 'the public key was replaced by a newer version',
@@ -127,6 +127,6 @@ export async function run(g: GlobalOptions, o: VerifyOptions): Promise<number> {
     reason = verified ? undefined : (why[answer.result] ?? answer.result);
   }
   if (g.json) printJson({ verified, result: answer.result, reason: reason ?? null, keyVersion: answer.keyVersion, ownerChecked: o.owner !== undefined, partnerId });
-  else print(verified ? `verified: the key is ${o.person}'s current key for ${o.partner ?? o.partnerId} (v${answer.keyVersion})` : `not verified: ${reason}`);
+  else printLine(verified ? `verified: the key is ${o.person}'s current key for ${o.partner ?? o.partnerId} (v${answer.keyVersion})` : `not verified: ${reason}`);
   return verified ? EXIT.OK : EXIT.FINDINGS;
 }
