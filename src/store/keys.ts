@@ -41,3 +41,14 @@ export const deliveryLogKey = (personId: string, at: number, suffix: string): st
 export const deliveryLogRange = (personId: string): { gt: string; lt: string } => ({ gt: `dlog!${personId}!`, lt: `dlog!${personId}!~` });
 /** A key's counters and history sequence: the only part of its record a fetch rewrites. */
 export const countersKey = (personId: string, partnerId: string): string => `ctr!${personId}!${partnerId}`;
+/** Written by the readiness probe: proves a synced write goes through. */
+export const readyProbeKey = 'probe!ready';
+/**
+ * The expiry index: one empty value per key with an expiry, sorted by it, so
+ * check-terms reads the keys expiring before a time and nothing else.
+ */
+export const expiryKey = (expiresAt: number, personId: string, partnerId: string): string => `exp!${pad(expiresAt, 15)}!${personId}!${partnerId}`;
+/** Index entries of keys expiring at or before `t`. */
+export const expiryUntilRange = (t: number): { gt: string; lt: string } => ({ gt: 'exp!', lt: `exp!${pad(t + 1, 15)}` });
+/** Present once the expiry index covers every key (written by the one-time build at open). */
+export const expiryIndexMarker = 'meta!expiry-index-v1';

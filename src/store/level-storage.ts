@@ -5,10 +5,11 @@
 import { Level } from 'level';
 import { GroupCommit, type Op } from './group-commit.js';
 import * as K from './keys.js';
+import { BoundedCache, DEFAULT_CACHE_ENTRIES } from './lru.js';
 import { randomBytes } from 'node:crypto';
 import { judgeUse } from '../terms/judge.js';
 import { periodsAt } from '../terms/periods.js';
-import { noticesForTerm, noticesForUse, type NoticeDraft } from '../terms/notices.js';
+import { noticesForTerm, noticesForUse, termInstants, type NoticeDraft } from '../terms/notices.js';
 import { AuthError, KmgrError, NotFoundError, UnavailableError } from '../protocol/errors.js';
 import { markClosedCleanly, openLevel } from './level-open.js';
 import { checkedEncodings, type CheckedEncodings, type StorageDamagedError } from './record-codec.js';
@@ -16,7 +17,7 @@ import type { DataMarker } from './marker.js';
 import { checkLevelRecords } from './level-check.js';
 import type {
   DeliveryLogEntry, FetchOutcome, HistoryRecord, KeyPatch, KeyRecord, NextKey, NonceClaim, Notice, NotifySettings, PartnerMeta, PartnerRecord,
-  IntegrityReport, PendingDelivery, PersonRecord, Storage, StorageState, TermsFinding, UseAttempt,
+  IntegrityReport, KeyPage, PendingDelivery, PersonRecord, Storage, StorageEvents, StorageState, TermsFinding, UseAttempt,
 } from './types.js';
 
 import { countersOp, recordOps, type Counters } from './level-records.js';
@@ -34,7 +35,13 @@ interface Cached {
   noticed: Set<string>;
   /** Verify questions recorded in the current minute. */
   verifies: { minute: number; count: number };
+  /** Operations holding this entry until their write is durable: it is not evicted meanwhile (see lru.ts). */
+  pins: number;
 }
+
+export const DEFAULT_CACHE_KEYS = DEFAULT_CACHE_ENTRIES;
+/** Queue entries one delivery pass reads at most. */
+export const DELIVERY_SCAN_MAX = 5000;
 
 export const VERIFY_RECORDS_PER_MINUTE = 60;
 const NONCE_HORIZON_KEY = 'meta!nonce-horizon';
@@ -45,6 +52,10 @@ export interface LevelStorageOptions {
   clock: () => number;
   /** False for operator tools: a mistyped --data must not create an empty database. */
   createIfMissing?: boolean;
+  /** Told of commits and notices, for metrics. */
+  events?: StorageEvents;
+  /** At most this many key records (and as many persons) in memory; least recently used are evicted. */
+  cacheKeys?: number;
   /** For kmgrd restore: recorded in the new database's marker. */
   restoredFrom?: DataMarker['restoredFrom'];
 }
@@ -57,10 +68,16 @@ function noKey(partnerId: string, rec: KeyRecord | undefined): NotFoundError {
 }
 
 export class LevelStorage implements Storage {
-  private readonly keys = new Map<string, Cached | null>();
-  private readonly loadingKeys = new Map<string, Promise<void>>();
-  private readonly persons = new Map<string, PersonRecord>();
+  private readonly keys: BoundedCache<string, Cached>;
+  private readonly loadingKeys = new Map<string, Promise<boolean>>();
+  private readonly persons: BoundedCache<string, PersonRecord>;
+  /** Enrolments not yet durable, by management key ID: never evicted, so a second enrolment of the key sees them. */
+  private readonly enrolling = new Map<string, PersonRecord>();
   private readonly nonces = new Map<string, number>();
+  /** Where the next dueDeliveries scan starts (undefined: at the beginning of the queue). */
+  private pendingCursor: string | undefined;
+  /** The latest expiry among nonces claimed before this start (0: none). */
+  private oldNoncesUntil = 0;
   private gc: GroupCommit;
   private pruneTimer: NodeJS.Timeout | undefined;
   /** Partner-list changes are rare: one at a time is simplest and enough. */
@@ -83,10 +100,18 @@ export class LevelStorage implements Storage {
     private readonly dir: string,
   ) {
     this.gc = this.newGroupCommit();
+    const cap = opts.cacheKeys ?? DEFAULT_CACHE_KEYS;
+    this.keys = new BoundedCache<string, Cached>(cap, (e) => e.pins > 0);
+    this.persons = new BoundedCache<string, PersonRecord>(cap);
+  }
+
+  /** How full each in-memory cache is (kmgrd_cache_entries). */
+  cacheSizes(): { keys: number; persons: number } {
+    return { keys: this.keys.size, persons: this.persons.size };
   }
 
   private newGroupCommit(): GroupCommit {
-    return new GroupCommit((ops) => this.db.batch(this.encodeOps(ops) as never, { sync: true }));
+    return new GroupCommit((ops) => this.db.batch(this.encodeOps(ops) as never, { sync: true }), (callers) => this.opts.events?.commitBatch?.(callers));
   }
 
   /**
@@ -134,6 +159,7 @@ export class LevelStorage implements Storage {
     const { db, marker } = await openLevel(dir, { create: opts.createIfMissing ?? true, encodings: enc, ...(opts.restoredFrom ? { restoredFrom: opts.restoredFrom } : {}) });
     const s = (made.s = new LevelStorage(db, opts, enc, marker, dir));
     await s.loadNonces();
+    await s.buildExpiryIndex();
     s.pruneTimer = setInterval(() => void s.pruneNonces().catch(() => undefined), 30_000);
     s.pruneTimer.unref();
     return s;
@@ -190,10 +216,10 @@ export class LevelStorage implements Storage {
     this.forgottenBefore = stored === undefined ? 0 : Number(stored);
     this.latestSeen = this.opts.clock();
     await this.forgetNonces();
-    for await (const key of this.db.keys(K.nonceRange)) {
-      const [, exp, keyId, nonce] = key.split('!');
-      this.nonces.set(`${keyId}!${nonce}`, Number(exp));
-    }
+    // Nonces claimed before this start stay on disk and are not loaded (start-up must not grow
+    // with the request rate). Nonce keys sort by expiry, so one read finds the latest expiry among
+    // them: a claim expiring later cannot be one of them; claims up to it are also looked up on disk.
+    for await (const key of this.db.keys({ ...K.nonceRange, reverse: true, limit: 1 })) this.oldNoncesUntil = Number(key.split('!')[1]);
   }
 
   private async pruneNonces(): Promise<void> {
@@ -219,19 +245,33 @@ export class LevelStorage implements Storage {
     await this.db.clear(range);
   }
 
-  claimNonce(c: NonceClaim): void {
+  claimNonce(c: NonceClaim): void | Promise<void> {
     const now = this.opts.clock();
     if (now > this.latestSeen) this.latestSeen = now;
     if (c.expiresAt <= this.forgottenBefore) {
       throw new AuthError('auth_stale', "the request signature's time window ended before the latest time this server has seen (was its clock ahead?)");
     }
     const k = `${c.keyId}!${c.nonce}`;
-    if (this.nonces.has(k)) throw new AuthError('auth_replay', 'this request was already used (replayed nonce)');
+    const replay = (): AuthError => new AuthError('auth_replay', 'this request was already used (replayed nonce)');
+    // Claimed in memory first, in this tick: two copies of one request racing here cannot both pass.
+    if (this.nonces.has(k)) throw replay();
     this.nonces.set(k, c.expiresAt);
+    if (c.expiresAt > this.oldNoncesUntil) return;
+    // It may have been claimed before this process started (a replay across a restart).
+    return this.db.get(K.nonceKey(c.expiresAt, c.keyId, c.nonce)).then((v) => {
+      if (v !== undefined) throw replay();
+    });
   }
 
   private nonceOp(c: NonceClaim): Op {
     return { type: 'put', key: K.nonceKey(c.expiresAt, c.keyId, c.nonce), value: '' };
+  }
+
+  async ready(): Promise<void> {
+    const st = this.state();
+    if (!st.ok) throw new UnavailableError(st.message);
+    if (this.db.status !== 'open') throw new UnavailableError(`the database is ${this.db.status}`);
+    await this.commit([{ type: 'put', key: K.readyProbeKey, value: String(this.opts.clock()) }]);
   }
 
   persistNonce(c: NonceClaim): Promise<void> {
@@ -253,14 +293,14 @@ export class LevelStorage implements Storage {
   // ---- persons (Fig. 17) ----
 
   async personByKeyId(keyId: string): Promise<PersonRecord | undefined> {
-    const cached = this.persons.get(keyId);
+    const cached = this.persons.get(keyId) ?? this.enrolling.get(keyId);
     if (cached) return cached;
     const personId = await this.db.get(K.mgmtKey(keyId));
     const raw = personId === undefined ? undefined : await this.db.get(K.personKey(personId));
     if (raw === undefined) return undefined; // misses are not cached: random key IDs must not grow memory
     const rec = JSON.parse(raw) as PersonRecord;
     if (!this.persons.has(keyId)) this.persons.set(keyId, rec);
-    return this.persons.get(keyId) ?? undefined;
+    return rec;
   }
 
   async personByPersonId(personId: string): Promise<PersonRecord | undefined> {
@@ -270,19 +310,48 @@ export class LevelStorage implements Storage {
 
   async enrol(p: PersonRecord, nonce: NonceClaim): Promise<void> {
     // Checked again after the await: a concurrent enrolment of the same key may have won.
-    if ((await this.personByKeyId(p.keyId)) || this.persons.get(p.keyId)) throw new KmgrError('person_exists', 'this management key is already enrolled');
-    this.persons.set(p.keyId, p);
-    await this.commit([
-      { type: 'put', key: K.personKey(p.personId), value: JSON.stringify(p) },
-      { type: 'put', key: K.mgmtKey(p.keyId), value: p.personId },
-      this.nonceOp(nonce),
-    ]);
+    if ((await this.personByKeyId(p.keyId)) || this.persons.get(p.keyId) || this.enrolling.has(p.keyId)) {
+      throw new KmgrError('person_exists', 'this management key is already enrolled');
+    }
+    this.enrolling.set(p.keyId, p);
+    try {
+      await this.commit([
+        { type: 'put', key: K.personKey(p.personId), value: JSON.stringify(p) },
+        { type: 'put', key: K.mgmtKey(p.keyId), value: p.personId },
+        this.nonceOp(nonce),
+      ]);
+      this.persons.set(p.keyId, p);
+    } finally {
+      this.enrolling.delete(p.keyId);
+    }
   }
 
   // ---- keys (Fig. 15) ----
 
-  private async ensureKeyLoaded(k: string, personId: string, partnerId: string): Promise<void> {
-    if (this.keys.has(k)) return;
+  /**
+   * The cached entry of a key, pinned until release(): loaded from disk if need be.
+   * Pinned in the same tick it is found, so no eviction can come between.
+   */
+  private async acquire(k: string, personId: string, partnerId: string): Promise<Cached | undefined> {
+    for (;;) {
+      const hit = this.keys.get(k);
+      if (hit) {
+        hit.pins++;
+        return hit;
+      }
+      // Loaded, then perhaps evicted before we resume (other keys came in): look again.
+      if (!(await this.ensureKeyLoaded(k, personId, partnerId))) return undefined;
+    }
+  }
+
+  private release(e: Cached): void {
+    e.pins--;
+    if (e.pins === 0) this.keys.trim();
+  }
+
+  /** Whether the key exists; if so it is in the cache (unless evicted since). */
+  private async ensureKeyLoaded(k: string, personId: string, partnerId: string): Promise<boolean> {
+    if (this.keys.has(k)) return true;
     let loading = this.loadingKeys.get(k);
     if (!loading) {
       loading = (async () => {
@@ -295,14 +364,15 @@ export class LevelStorage implements Storage {
           const noticed = new Set<string>();
           const range = K.noticeDedupeRange(personId, partnerId);
           for await (const dk of this.db.keys(range)) noticed.add(dk.slice(range.gt.length));
-          entry = { record, blob, noticed, verifies: { minute: 0, count: 0 } };
+          entry = { record, blob, noticed, verifies: { minute: 0, count: 0 }, pins: 0 };
         }
         // Only keys that exist are cached: probes for random IDs must not grow memory.
         if (entry && !this.keys.has(k)) this.keys.set(k, entry);
+        return entry !== null;
       })().finally(() => this.loadingKeys.delete(k));
       this.loadingKeys.set(k, loading);
     }
-    await loading;
+    return loading;
   }
 
   /** A record read from disk, with its counters (which a fetch writes on their own). */
@@ -313,46 +383,94 @@ export class LevelStorage implements Storage {
 
   async registerKey(record: KeyRecord, blob: Uint8Array, nonce: NonceClaim): Promise<void> {
     const k = K.keyRecordKey(record.personId, record.partnerId);
-    await this.ensureKeyLoaded(k, record.personId, record.partnerId);
-    // Re-read after the await: a concurrent register may have won.
-    const old = this.keys.get(k);
-    if (old && !old.record.retiredAt) throw new KmgrError('key_exists', `partner ${record.partnerId} already has a registered key`);
-    if (old) {
-      // After a retirement: a new key, one version up (never a rollback), whose history continues.
-      if (record.keyVersion <= old.record.keyVersion) {
-        throw new KmgrError('version_conflict', `partner ${record.partnerId} had version ${old.record.keyVersion} (retired); a new key must be version ${old.record.keyVersion + 1} or later`);
+    const existing = await this.acquire(k, record.personId, record.partnerId);
+    if (existing) {
+      try {
+        if (!existing.record.retiredAt) throw new KmgrError('key_exists', `partner ${record.partnerId} already has a registered key`);
+        return await this.registerAfterRetired(k, existing, record, blob, nonce);
+      } finally {
+        this.release(existing);
       }
-      record.historySeq = old.record.historySeq;
-      record.previousPublicKeys = [...(old.record.previousPublicKeys ?? []), ...(old.record.publicKey ? [old.record.publicKey] : [])];
     }
-    this.keys.set(k, { record, blob, noticed: old?.noticed ?? new Set(), verifies: { minute: 0, count: 0 } });
-    await this.commit([
-      ...recordOps(k, record),
-      { type: 'put', key: K.blobKey(record.personId, record.partnerId, record.keyVersion), value: blob, valueEncoding: 'view' },
-      this.nonceOp(nonce),
-    ]);
+    // Re-read after the await: a concurrent register may have won.
+    if (this.keys.get(k)) throw new KmgrError('key_exists', `partner ${record.partnerId} already has a registered key`);
+    const entry: Cached = { record, blob, noticed: new Set(), verifies: { minute: 0, count: 0 }, pins: 1 };
+    this.keys.set(k, entry);
+    try {
+      await this.commit([
+        ...recordOps(k, record),
+        ...this.expiryOps(record, []),
+        { type: 'put', key: K.blobKey(record.personId, record.partnerId, record.keyVersion), value: blob, valueEncoding: 'view' },
+        this.nonceOp(nonce),
+      ]);
+    } finally {
+      this.release(entry);
+    }
+  }
+
+  /**
+   * A new key for a partner whose key was retired: one version up (never a rollback, which would
+   * let an old sealed blob be replayed), whose history continues. The pinned entry is changed in
+   * place with no await before the check, so a second register racing this one finds key_exists.
+   */
+  private async registerAfterRetired(k: string, entry: Cached, record: KeyRecord, blob: Uint8Array, nonce: NonceClaim): Promise<void> {
+    const old = entry.record;
+    if (record.keyVersion <= old.keyVersion) {
+      throw new KmgrError('version_conflict', `partner ${record.partnerId} had version ${old.keyVersion} (retired); a new key must be version ${old.keyVersion + 1} or later`);
+    }
+    record.historySeq = old.historySeq;
+    record.previousPublicKeys = [...(old.previousPublicKeys ?? []), ...(old.publicKey ? [old.publicKey] : [])];
+    const oldBlob = entry.blob;
+    entry.record = record;
+    entry.blob = blob;
+    try {
+      await this.commit([
+        ...recordOps(k, record),
+        ...this.expiryOps(record, []),
+        { type: 'put', key: K.blobKey(record.personId, record.partnerId, record.keyVersion), value: blob, valueEncoding: 'view' },
+        this.nonceOp(nonce),
+      ]);
+    } catch (e) {
+      // Not durable: the cache must keep saying what the disk says (retired).
+      entry.record = old;
+      entry.blob = oldBlob;
+      throw e;
+    }
   }
 
   async getKey(personId: string, partnerId: string): Promise<KeyRecord | undefined> {
     const k = K.keyRecordKey(personId, partnerId);
-    await this.ensureKeyLoaded(k, personId, partnerId);
-    return this.keys.get(k)?.record;
+    const entry = await this.acquire(k, personId, partnerId);
+    if (!entry) return undefined;
+    this.release(entry);
+    return entry.record;
   }
 
-  async listKeys(personId: string): Promise<KeyRecord[]> {
+  async listKeys(personId: string, page?: KeyPage): Promise<KeyRecord[]> {
     const out: KeyRecord[] = [];
-    for await (const [k, raw] of this.db.iterator(K.keyRecordRange(personId))) {
-      out.push(this.keys.get(k)?.record ?? (await this.withCounters(JSON.parse(raw) as KeyRecord)));
+    const range = K.keyRecordRange(personId);
+    const from = page?.after !== undefined ? { gt: K.keyRecordKey(personId, page.after) } : {};
+    for await (const [k, raw] of this.db.iterator({ ...range, ...from, ...(page ? { limit: page.limit } : {}) })) {
+      out.push(this.keys.peek(k)?.record ?? (await this.withCounters(JSON.parse(raw) as KeyRecord)));
     }
     return out;
   }
 
   async fetchKey(personId: string, partnerId: string, attempt: UseAttempt): Promise<FetchOutcome> {
     const k = K.keyRecordKey(personId, partnerId);
-    await this.ensureKeyLoaded(k, personId, partnerId);
+    const entry = await this.acquire(k, personId, partnerId);
+    if (!entry) throw noKey(partnerId, undefined);
+    try {
+      // A retired key is refused: its sealed blob is gone, and the answer says when it went.
+      if (entry.record.retiredAt) throw noKey(partnerId, entry.record);
+      return await this.fetchPinned(entry, personId, partnerId, attempt);
+    } finally {
+      this.release(entry);
+    }
+  }
+
+  private async fetchPinned(entry: Cached, personId: string, partnerId: string, attempt: UseAttempt): Promise<FetchOutcome> {
     // From here to commit() nothing awaits: the check and the count are one step.
-    const entry = this.keys.get(k);
-    if (!entry || entry.record.retiredAt) throw noKey(partnerId, entry?.record);
     const rec = entry.record;
     const verdict = judgeUse(rec, rec.uses, attempt.at, this.opts.tz);
     rec.uses = verdict.uses;
@@ -387,6 +505,7 @@ export class LevelStorage implements Storage {
     for (const d of drafts) {
       if (entry.noticed.has(d.dedupe)) continue;
       entry.noticed.add(d.dedupe);
+      this.opts.events?.notice?.(d.kind);
       const notice: Notice = {
         id: K.noticeId(at, randomBytes(4).toString('hex')),
         at,
@@ -412,46 +531,74 @@ export class LevelStorage implements Storage {
     return { type: 'put', key: p.key, value: JSON.stringify(p) };
   }
 
-  private async entryOf(personId: string, partnerId: string): Promise<{ k: string; entry: Cached }> {
+  /** Runs fn with the key's entry pinned (not evicted) until fn's write is durable; unknown_key if there is none. */
+  private async withEntry<T>(personId: string, partnerId: string, fn: (k: string, entry: Cached) => Promise<T>, opts: { retired?: boolean } = {}): Promise<T> {
     const k = K.keyRecordKey(personId, partnerId);
-    await this.ensureKeyLoaded(k, personId, partnerId);
-    const entry = this.keys.get(k);
-    if (!entry || entry.record.retiredAt) throw noKey(partnerId, entry?.record);
-    return { k, entry };
+    const entry = await this.acquire(k, personId, partnerId);
+    if (!entry) throw noKey(partnerId, undefined);
+    try {
+      // A retired key takes no further change (update, rotate, verify); only its history is still read.
+      if (entry.record.retiredAt && !opts.retired) throw noKey(partnerId, entry.record);
+      return await fn(k, entry);
+    } finally {
+      this.release(entry);
+    }
   }
 
-  async retireKey(personId: string, partnerId: string, attempt: UseAttempt): Promise<KeyRecord> {
-    const { k, entry } = await this.entryOf(personId, partnerId);
-    // From here to commit() nothing awaits: a fetch racing the retirement either is served before it or finds no key.
-    const rec = entry.record;
-    const version = rec.keyVersion;
-    rec.retiredAt = attempt.at;
-    rec.historySeq += 1;
-    const hist: HistoryRecord = { seq: rec.historySeq, at: attempt.at, keyVersion: version, result: 'retired', remoteAddress: attempt.remoteAddress, request: attempt.request };
-    entry.blob = new Uint8Array(0);
-    const snapshot: KeyRecord = { ...rec, uses: { ...rec.uses } };
-    await this.commit([
-      ...recordOps(k, rec),
-      // The sealed key itself is destroyed: nobody, the owner included, can fetch it again.
-      { type: 'del', key: K.blobKey(personId, partnerId, version) },
-      { type: 'put', key: K.historyKey(personId, partnerId, hist.seq), value: JSON.stringify(hist) },
-      this.nonceOp(attempt.nonce),
-    ]);
-    return snapshot;
+  retireKey(personId: string, partnerId: string, attempt: UseAttempt): Promise<KeyRecord> {
+    return this.withEntry(personId, partnerId, async (k, entry) => {
+      // From here to commit() nothing awaits: a fetch racing the retirement either is served before it or finds no key.
+      const rec = entry.record;
+      const version = rec.keyVersion;
+      const oldInstants = termInstants(version, rec);
+      rec.retiredAt = attempt.at;
+      rec.historySeq += 1;
+      const hist: HistoryRecord = { seq: rec.historySeq, at: attempt.at, keyVersion: version, result: 'retired', remoteAddress: attempt.remoteAddress, request: attempt.request };
+      entry.blob = new Uint8Array(0);
+      const snapshot: KeyRecord = { ...rec, uses: { ...rec.uses } };
+      await this.commit([
+        ...recordOps(k, rec),
+        // A retired key has no term left to warn about: check-terms must not find it in the index.
+        ...oldInstants.map((at): Op => ({ type: 'del', key: K.expiryKey(at, personId, partnerId) })),
+        // The sealed key itself is destroyed: nobody, the owner included, can fetch it again.
+        { type: 'del', key: K.blobKey(personId, partnerId, version) },
+        { type: 'put', key: K.historyKey(personId, partnerId, hist.seq), value: JSON.stringify(hist) },
+        this.nonceOp(attempt.nonce),
+      ]);
+      return snapshot;
+    });
   }
 
-  async updateKey(personId: string, partnerId: string, patch: KeyPatch, nonce: NonceClaim): Promise<KeyRecord> {
-    const { k, entry } = await this.entryOf(personId, partnerId);
-    const rec = entry.record;
-    for (const [f, v] of Object.entries(patch)) if (v !== undefined) (rec as unknown as Record<string, unknown>)[f] = v;
-    const snapshot: KeyRecord = { ...rec, uses: { ...rec.uses } };
-    await this.commit([...recordOps(k, rec), this.nonceOp(nonce)]);
-    return snapshot;
+  /**
+   * Keeps the expiry index (check-terms reads only what expires) in step with a
+   * record's expiry and its certificate's renewal point (termInstants).
+   */
+  private expiryOps(rec: KeyRecord, old: number[]): Op[] {
+    const now = termInstants(rec.keyVersion, rec);
+    const ops: Op[] = [];
+    for (const at of old) if (!now.includes(at)) ops.push({ type: 'del', key: K.expiryKey(at, rec.personId, rec.partnerId) });
+    for (const at of now) if (!old.includes(at)) ops.push({ type: 'put', key: K.expiryKey(at, rec.personId, rec.partnerId), value: '' });
+    return ops;
   }
 
-  async rotateKey(personId: string, partnerId: string, next: NextKey, nonce: NonceClaim): Promise<KeyRecord> {
-    const { k, entry } = await this.entryOf(personId, partnerId);
+  updateKey(personId: string, partnerId: string, patch: KeyPatch, nonce: NonceClaim): Promise<KeyRecord> {
+    return this.withEntry(personId, partnerId, async (k, entry) => {
+      const rec = entry.record;
+      const oldInstants = termInstants(rec.keyVersion, rec);
+      for (const [f, v] of Object.entries(patch)) if (v !== undefined) (rec as unknown as Record<string, unknown>)[f] = v;
+      const snapshot: KeyRecord = { ...rec, uses: { ...rec.uses } };
+      await this.commit([...recordOps(k, rec), ...this.expiryOps(rec, oldInstants), this.nonceOp(nonce)]);
+      return snapshot;
+    });
+  }
+
+  rotateKey(personId: string, partnerId: string, next: NextKey, nonce: NonceClaim): Promise<KeyRecord> {
+    return this.withEntry(personId, partnerId, (k, entry) => this.rotatePinned(k, entry, personId, partnerId, next, nonce));
+  }
+
+  private async rotatePinned(k: string, entry: Cached, personId: string, partnerId: string, next: NextKey, nonce: NonceClaim): Promise<KeyRecord> {
     const rec = entry.record;
+    const oldInstants = termInstants(rec.keyVersion, rec);
     if (next.keyVersion !== rec.keyVersion + 1) {
       throw new KmgrError('version_conflict', `the key of ${partnerId} is at version ${rec.keyVersion}; a rotation must register version ${rec.keyVersion + 1}`);
     }
@@ -473,6 +620,8 @@ export class LevelStorage implements Storage {
     const snapshot: KeyRecord = { ...rec, uses: { ...rec.uses } };
     await this.commit([
       ...recordOps(k, rec),
+      // A certificate of the old version is no longer noticed (noticesForCertificate): its index entry goes.
+      ...this.expiryOps(rec, oldInstants),
       { type: 'put', key: K.blobKey(personId, partnerId, next.keyVersion), value: next.blob, valueEncoding: 'view' },
       // The old sealed key is of no further use to anyone; keeping it would only invite a rollback.
       { type: 'del', key: K.blobKey(personId, partnerId, oldVersion) },
@@ -483,7 +632,7 @@ export class LevelStorage implements Storage {
 
   async history(personId: string, partnerId: string, opts: { since?: number; before?: number; limit: number }): Promise<HistoryRecord[]> {
     // A retired key's history is kept, and shown.
-    if (!(await this.getKey(personId, partnerId))) throw noKey(partnerId, undefined);
+    await this.withEntry(personId, partnerId, async () => undefined, { retired: true });
     const out: HistoryRecord[] = [];
     const range = K.historyRange(personId, partnerId);
     const upper = opts.before !== undefined ? { lt: K.historyKey(personId, partnerId, opts.before) } : {};
@@ -496,11 +645,13 @@ export class LevelStorage implements Storage {
     return out;
   }
 
-  async listNotices(personId: string, opts: { unreadOnly: boolean }): Promise<Notice[]> {
+  async listNotices(personId: string, opts: { unreadOnly: boolean; before?: string; limit?: number }): Promise<Notice[]> {
     const out: Notice[] = [];
-    for await (const raw of this.db.values({ ...K.noticeRange(personId), reverse: true })) {
+    const upper = opts.before !== undefined ? { lt: K.noticeKey(personId, opts.before) } : {};
+    for await (const raw of this.db.values({ ...K.noticeRange(personId), ...upper, reverse: true })) {
       const n = JSON.parse(raw) as Notice;
       if (!opts.unreadOnly || !n.read) out.push(n);
+      if (opts.limit !== undefined && out.length >= opts.limit) break;
     }
     return out;
   }
@@ -529,43 +680,86 @@ export class LevelStorage implements Storage {
     return run;
   }
 
+  /**
+   * Reads the expiry index up to now + warnMs: the keys expired or expiring, and
+   * no others, so a run over a million keys with a handful expiring reads a
+   * handful. Each key is handled through its cached entry (pinned until the
+   * notices are durable), as fetches are: one copy of the notice markers.
+   * With record false (check-terms --at, a look at another instant) nothing is written.
+   */
   private async checkTermsNow(nowMs: number, warnMs: number, record: boolean): Promise<TermsFinding[]> {
     const findings: TermsFinding[] = [];
-    const recorded: Op[] = [];
-    for await (const [k, raw] of this.db.iterator(K.allKeyRecordsRange)) {
-      const rec = this.keys.get(k)?.record ?? (JSON.parse(raw) as KeyRecord);
-      if (rec.retiredAt) continue; // a retired key has no term left to warn about
-      for (const d of noticesForTerm(rec.partnerId, rec.keyVersion, rec, nowMs, warnMs)) {
-        const entry = this.keys.get(k);
-        const seen = entry ? entry.noticed.has(d.dedupe) : (await this.db.get(K.noticeDedupeKey(rec.personId, rec.partnerId, d.dedupe))) !== undefined;
-        findings.push({
-          personId: rec.personId,
-          partnerId: rec.partnerId,
-          keyVersion: rec.keyVersion,
-          kind: d.kind as TermsFinding['kind'],
-          expiresAt: d.expiresAt ?? rec.expiresAt!,
-          message: d.message,
-          isNew: !seen,
-        });
-        if (seen || !record) continue;
-        if (entry) recorded.push(...this.noticeOps(entry, [d], nowMs));
-        else {
-          const id = K.noticeId(nowMs, randomBytes(4).toString('hex'));
-          const notice: Notice = { id, at: nowMs, personId: rec.personId, partnerId: rec.partnerId, keyVersion: rec.keyVersion, kind: d.kind, message: d.message, read: false };
-          recorded.push(
-            { type: 'put', key: K.noticeKey(rec.personId, id), value: JSON.stringify(notice) },
-            { type: 'put', key: K.noticeDedupeKey(rec.personId, rec.partnerId, d.dedupe), value: id },
-            this.pendingOp(notice),
-          );
-        }
+    let recorded: Op[] = [];
+    let held: Cached[] = [];
+    const flush = async (): Promise<void> => {
+      try {
+        if (recorded.length > 0) await this.commit(recorded);
+      } finally {
+        for (const e of held) this.release(e);
+        recorded = [];
+        held = [];
       }
+    };
+    try {
+      // A key may have two entries (its expiry, its certificate's renewal point): it is judged once a run.
+      const judged = new Set<string>();
+      for await (const ik of this.db.keys(K.expiryUntilRange(nowMs + warnMs))) {
+        const [, at, personId, partnerId] = ik.split('!') as [string, string, string, string];
+        const k = K.keyRecordKey(personId, partnerId);
+        if (judged.has(k)) continue;
+        const entry = await this.acquire(k, personId, partnerId);
+        if (!entry) continue;
+        held.push(entry);
+        const rec = entry.record;
+        // A retired key has no term left to warn about (its index entries went with it; this guards older data).
+        if (rec.retiredAt) continue;
+        // An entry left for an instant the key no longer has names nothing: the key has its own entries.
+        if (!termInstants(rec.keyVersion, rec).includes(Number(at))) continue;
+        judged.add(k);
+        for (const d of noticesForTerm(rec.partnerId, rec.keyVersion, rec, nowMs, warnMs)) {
+          const seen = entry.noticed.has(d.dedupe);
+          findings.push({
+            personId: rec.personId,
+            partnerId: rec.partnerId,
+            keyVersion: rec.keyVersion,
+            kind: d.kind as TermsFinding['kind'],
+            expiresAt: d.expiresAt ?? rec.expiresAt!,
+            message: d.message,
+            isNew: !seen,
+          });
+          if (!seen && record) recorded.push(...this.noticeOps(entry, [d], nowMs));
+        }
+        // In slices: a long run neither pins a large part of the cache nor holds one huge write.
+        if (held.length >= 256) await flush();
+      }
+    } finally {
+      await flush();
     }
-    if (recorded.length > 0) await this.commit(recorded);
     return findings;
   }
 
+  /** Builds the expiry index over keys registered before it existed: once, at the first open that lacks it. */
+  private async buildExpiryIndex(): Promise<void> {
+    if ((await this.db.get(K.expiryIndexMarker)) !== undefined) return;
+    let ops: Op[] = [];
+    for await (const raw of this.db.values(K.allKeyRecordsRange)) {
+      const rec = JSON.parse(raw) as KeyRecord;
+      if (rec.retiredAt) continue;
+      for (const at of termInstants(rec.keyVersion, rec)) ops.push({ type: 'put', key: K.expiryKey(at, rec.personId, rec.partnerId), value: '' });
+      if (ops.length >= 10_000) {
+        await this.commit(ops);
+        ops = [];
+      }
+    }
+    ops.push({ type: 'put', key: K.expiryIndexMarker, value: String(this.opts.clock()) });
+    await this.commit(ops);
+  }
+
   async recordVerify(personId: string, partnerId: string, v: { at: number; result: string; requester: string; remoteAddress: string }): Promise<void> {
-    const { entry } = await this.entryOf(personId, partnerId);
+    return this.withEntry(personId, partnerId, (_k, entry) => this.recordVerifyPinned(entry, personId, partnerId, v));
+  }
+
+  private async recordVerifyPinned(entry: Cached, personId: string, partnerId: string, v: { at: number; result: string; requester: string; remoteAddress: string }): Promise<void> {
     // Anyone may ask: at most VERIFY_RECORDS_PER_MINUTE questions a minute are
     // recorded per key, so a flood cannot bury the owner's history or fill the disk.
     const minute = Math.floor(v.at / 60_000);
@@ -686,14 +880,25 @@ export class LevelStorage implements Storage {
     return this.commit([{ type: 'put', key: K.notifyKey(personId), value: JSON.stringify(s) }, this.nonceOp(nonce)]);
   }
 
+  /**
+   * Reads at most DELIVERY_SCAN_MAX queue entries a call, going on next call
+   * where this one stopped (wrapping at the end): a queue grown long with
+   * deliveries waiting out their backoff costs each pass the same.
+   */
   async dueDeliveries(now: number, limit: number): Promise<PendingDelivery[]> {
     const out: PendingDelivery[] = [];
-    for await (const raw of this.db.values(K.pendingRange)) {
+    let scanned = 0;
+    let last: string | undefined;
+    const from = this.pendingCursor !== undefined ? { gt: this.pendingCursor } : {};
+    for await (const [k, raw] of this.db.iterator({ ...K.pendingRange, ...from, limit: DELIVERY_SCAN_MAX })) {
+      scanned++;
+      last = k;
       const p = JSON.parse(raw) as PendingDelivery;
       const states = Object.values(p.channels);
       if (states.length === 0 || states.some((c) => !c.done && c.nextAt <= now)) out.push(p);
       if (out.length >= limit) break;
     }
+    this.pendingCursor = out.length < limit && scanned < DELIVERY_SCAN_MAX ? undefined : last;
     return out;
   }
 
