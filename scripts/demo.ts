@@ -34,21 +34,40 @@ function step(title: string, args: string[]): { stdout: string; code: number } {
 
 async function startServer(): Promise<ChildProcess> {
   const child = spawn(process.execPath, [join(root, 'bin', 'kmgrd.js'), 'serve', '--data', data, '--listen', listen], {
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines = createInterface({ input: child.stdout });
+  // kmgrd's stderr is passed on once it runs; a start-up failure becomes the demo's one sentence.
+  let early = '';
+  let started = false;
+  child.stderr.on('data', (d: Buffer) => (started ? process.stderr.write(d) : (early += d.toString())));
   await new Promise<void>((ok, fail) => {
-    child.once('exit', (code) => fail(new Error(`kmgrd exited with code ${code} (is ${listen} already in use? set KMGR_DEMO_LISTEN)`)));
+    child.once('exit', (code) => {
+      if (started) return;
+      if (/EADDRINUSE/.test(early)) fail(new Error(`${listen} is in use (another kmgrd, or a demo still running?); stop it, or pick another address: KMGR_DEMO_LISTEN=127.0.0.1:8444 npm run demo`));
+      else fail(new Error(early.trim().split('\n')[0]?.replace(/^kmgrd: /, 'kmgrd: ') || `kmgrd exited with code ${code}`));
+    });
     lines.on('line', (line) => {
       process.stdout.write(`[kmgrd] ${line}\n`);
-      if (line.includes('"kmgrd listening"')) ok();
+      if (line.includes('"kmgrd listening"')) {
+        started = true;
+        if (early) process.stderr.write(early);
+        ok();
+      }
     });
   });
   return child;
 }
 
 async function main(): Promise<void> {
-  const server = await startServer();
+  let server: ChildProcess;
+  try {
+    server = await startServer();
+  } catch (e) {
+    process.stderr.write(`demo: ${(e as Error).message}\n`);
+    process.exitCode = 1;
+    return;
+  }
   const stop = (): void => {
     server.kill('SIGTERM');
   };

@@ -141,3 +141,62 @@ export function underPty(args: string[], home: string): Promise<{ code: number; 
     child.stdin.end();
   });
 }
+
+/**
+ * kmgr ARGS under a pseudo-terminal (util-linux script(1)) that the test types
+ * into: `waitFor` resolves once the terminal has shown text matching re (the
+ * event, not a delay), `type` sends keys, `done` gives the exit code and screen.
+ */
+export function ptySession(args: string[], home: string, env: Record<string, string> = {}) {
+  const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+  const cmd = [process.execPath, KMGR, ...args].map(q).join(' ');
+  const e: Record<string, string> = { KMGR_HOME: home, ...env };
+  for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG']) if (process.env[k] !== undefined) e[k] = process.env[k]!;
+  const child = spawn('script', ['-qefc', cmd, '/dev/null'], { env: e, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+  let screen = '';
+  const waiters: Array<{ re: RegExp; from: number; resolve: (end: number) => void }> = [];
+  /** Where the match of re in screen after `from` ends, or -1. */
+  const matchEnd = (re: RegExp, from: number): number => {
+    const m = re.exec(screen.slice(from));
+    return m ? from + m.index + m[0].length : -1;
+  };
+  const onData = (d: Buffer): void => {
+    screen += d.toString('utf8').replace(/\r\n/g, '\n');
+    for (const w of [...waiters]) {
+      const end = matchEnd(w.re, w.from);
+      if (end >= 0) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(end);
+      }
+    }
+  };
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const exited = new Promise<number>((resolve) => child.on('close', (code) => {
+    clearTimeout(timer);
+    resolve(code ?? -1);
+  }));
+  let mark = 0;
+  return {
+    /** Waits for re in what the terminal showed after the previous match. */
+    waitFor(re: RegExp): Promise<void> {
+      return new Promise<void>((resolve) => {
+        const done = (end: number): void => {
+          mark = end;
+          resolve();
+        };
+        const end = matchEnd(re, mark);
+        if (end >= 0) done(end);
+        else waiters.push({ re, from: mark, resolve: done });
+      });
+    },
+    type(keys: string): void {
+      child.stdin.write(keys);
+    },
+    async done(): Promise<{ code: number; screen: string }> {
+      child.stdin.end();
+      return { code: await exited, screen };
+    },
+  };
+}

@@ -807,7 +807,10 @@ t.test('transaction keys', async (t) => {
       const b64 = formatTransactionKey(k, 'base64');
       t.match(b64, /^[A-Za-z0-9+/]{43}=\n$/, 'base64: padded, with a newline');
       t.ok(eqBytes(new Uint8Array(Buffer.from(b64.trim(), 'base64')), raw), 'base64 is the raw secret');
-      t.same(OUTPUT_FORMATS.slice().sort(), ['base64', 'hex', 'jwk', 'pem', 'raw'], 'all formats covered');
+      // openssh: ed25519 and p256 only (what ssh-keygen reads is tested in cli-output.test.ts)
+      if (type === 'ed25519' || type === 'p256') t.match(formatTransactionKey(k, 'openssh'), /^-----BEGIN OPENSSH PRIVATE KEY-----\n[\s\S]+-----END OPENSSH PRIVATE KEY-----\n$/, 'openssh');
+      else t.throws(() => formatTransactionKey(k, 'openssh'), { code: 'usage' }, `${type} has no OpenSSH form`);
+      t.same(OUTPUT_FORMATS.slice().sort(), ['base64', 'hex', 'jwk', 'openssh', 'pem', 'raw'], 'all formats covered');
 
       // import round trips
       for (const [what, text] of [['PEM', pem], ['JWK', jwkText], ['PEM with surrounding whitespace', `\n\n  ${pem}\n`]] as const) {

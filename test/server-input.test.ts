@@ -68,7 +68,7 @@ t.test('malformed requests get a JSON 4xx and the daemon keeps serving', async (
       ['PUT', '/v1/persons/me', ['GET']],
       ['PATCH', '/v1/keys', ['GET']],
       ['POST', `/v1/keys/${pA}`, ['GET', 'PUT']],
-      ['DELETE', `/v1/keys/${pA}`, ['GET', 'PUT']],
+      ['OPTIONS', `/v1/keys/${pA}`, ['GET', 'PUT', 'DELETE']],
       ['GET', `/v1/keys/${pA}/fetch`, ['POST']],
       ['OPTIONS', '/v1/keys', ['GET']],
     ];

@@ -171,11 +171,15 @@ t.test('two people, shared and private partners on one kmgrd; verify match, mism
   const audit = await a.run(['audit', '--json']);
   t.equal(audit.code, 0, 'verify questions are not uses: audit stays clean');
 
-  // Probing: "unknown" looks the same for a partner without a key and for a person who does not exist.
+  // Why not verified: an outsider gets one answer for no such key and no such person (so nobody who
+  // knows a personal ID can map a person's partners), and the reason says it may be either.
   const noKey = verifyJson(await v.run(server, { person: a.personId, partner: shopA.partnerId, publicKey: regA.publicKey, json: true }));
   const noPerson = verifyJson(await v.run(server, { person: 'p_AAAAAAAAAAAAAAAAAAAAAA', partner: shopA.partnerId, publicKey: regA.publicKey, json: true }));
-  t.match(noKey, { verified: false, result: 'unknown', keyVersion: null }, "A's private partner without a key: unknown");
-  t.same(noPerson, noKey, 'the same answer as for a person who does not exist');
+  t.match(noKey, { verified: false, result: 'unknown', keyVersion: null, reason: /no such key/ }, "A's private partner without a key: unknown, no such key");
+  t.match(noPerson, { verified: false, result: 'unknown', keyVersion: null, reason: /no such person/ }, 'a person who does not exist: the same answer, unknown');
+  t.equal(noPerson.reason, noKey.reason, 'and the same reason: the two cannot be told apart');
+  const noPartner = await v.run(server, { person: a.personId, partner: 'no-such-shop', publicKey: regA.publicKey, json: true });
+  t.equal(noPartner.code, 66, 'a partner name that is neither shared nor an ID: 66');
 });
 
 /**

@@ -3,7 +3,7 @@
 // (server.ts) and its clients (connection.ts, client.ts, `kmgr agent`) import
 // it from here, so that neither end imports the other.
 import { lstatSync, realpathSync, statSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { ConfigError, KmgrError, type ErrorCode } from '../protocol/errors.js';
 import type { HomePaths } from '../client/home.js';
 
@@ -56,6 +56,9 @@ export class AgentError extends KmgrError {
  * returned then does not exist).
  */
 export function agentSocketPath(paths: HomePaths, env: NodeJS.ProcessEnv = process.env): string {
+  // Named explicitly, like SSH_AUTH_SOCK: `kmgr agent start` prints it, a shell exports it.
+  const named = env.KMGR_AGENT_SOCK;
+  if (named) return resolve(named);
   const xdg = env.XDG_RUNTIME_DIR;
   if (xdg && isAbsolute(xdg)) {
     let st;

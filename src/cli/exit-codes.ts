@@ -11,8 +11,12 @@ export const EXIT = {
   UNAVAILABLE: 69,
   SOFTWARE: 70,
   CANTCREAT: 73,
+  /** a write to stdout or an output file failed */
+  IOERR: 74,
   NOPERM: 77,
   CONFIG: 78,
+  /** Ctrl-C at a prompt (128 + SIGINT, as a shell reports it) */
+  CANCELLED: 130,
 } as const;
 
 const BY_KIND: Record<ErrorKind, number> = {
@@ -27,6 +31,8 @@ const BY_KIND: Record<ErrorKind, number> = {
   conflict: EXIT.CANTCREAT,
   too_large: EXIT.USAGE,
   rate_limited: EXIT.UNAVAILABLE,
+  io: EXIT.IOERR,
+  cancelled: EXIT.CANCELLED,
 };
 
 /** Codes whose exit status is fixed by convention rather than by kind. */

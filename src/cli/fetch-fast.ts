@@ -5,13 +5,15 @@
 // the full command line, which gives the usual errors.
 import type { GlobalOptions } from './options.js';
 
-const FORMATS = new Set(['pem', 'jwk', 'raw', 'hex', 'base64']);
-const WITH_VALUE = new Set(['--format', '--passphrase-file', '--passphrase-fd', '--home']);
+import { OUTPUT_FORMATS, type OutputFormat } from '../crypto/formats.js';
+
+const FORMATS = new Set<string>(OUTPUT_FORMATS);
+const WITH_VALUE = new Set(['--format', '--passphrase-file', '--passphrase-fd', '--home', '--out']);
 
 interface Parsed {
   g: GlobalOptions;
   name: string;
-  o: { format?: 'pem' | 'jwk' | 'raw' | 'hex' | 'base64'; force?: boolean; passphraseFile?: string; passphraseFd?: string };
+  o: { format?: OutputFormat; force?: boolean; out?: string; passphraseFile?: string; passphraseFd?: string };
 }
 
 /** argv after the program name, starting with "fetch"; undefined when the full parser should decide. */
@@ -35,6 +37,7 @@ export function parseFetch(argv: string[]): Parsed | undefined {
         if (!FORMATS.has(value)) return undefined;
         o.format = value as Parsed['o']['format'];
       } else if (arg === '--passphrase-file') o.passphraseFile = value;
+      else if (arg === '--out') o.out = value;
       else if (arg === '--passphrase-fd') o.passphraseFd = value;
       else g.home = value;
     } else if (value !== undefined) return undefined;
@@ -47,12 +50,22 @@ export function parseFetch(argv: string[]): Parsed | undefined {
 }
 
 export async function fastFetch(p: Parsed): Promise<number> {
+  // Loaded only on failure: a fetch that works needs none of it.
+  const report = async (e: unknown): Promise<number> => (await import('./errors.js')).reportError(e, 'kmgr', Boolean(p.g.json));
+  const { watchStdout, finishStdout } = await import('./stdout.js');
+  watchStdout();
+  let code: number;
   try {
     const { run } = await import('./commands/fetch.js');
-    return await run(p.g, p.name, p.o);
+    code = await run(p.g, p.name, p.o);
   } catch (e) {
-    // Loaded only on failure: a fetch that works needs none of it.
-    const { reportError } = await import('./errors.js');
-    return reportError(e, 'kmgr', Boolean(p.g.json));
+    code = await report(e);
+  }
+  if (code !== 0) return code;
+  try {
+    await finishStdout();
+    return code;
+  } catch (e) {
+    return report(e);
   }
 }

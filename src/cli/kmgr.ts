@@ -3,11 +3,12 @@
 import { Command, Option } from 'commander';
 import { reportError } from './errors.js';
 import { EXIT } from './exit-codes.js';
-import { parseCount, parseLimit } from './parse.js';
+import { checkStdoutAfter, watchStdout } from './stdout.js';
+import { addExamples, KMGR_EXAMPLES } from './help-examples.js';
+import { parseCount, parseLimit, parseTimeout } from './parse.js';
 import { KEY_TYPES } from '../protocol/messages.js';
 import { OUTPUT_FORMATS } from '../crypto/txkey.js';
 import { UsageError } from '../protocol/errors.js';
-import { parseTimeoutSeconds } from '../protocol/timeout.js';
 import type { GlobalOptions } from './options.js';
 import { version } from '../io/version.js';
 
@@ -27,10 +28,10 @@ export async function main(argv: string[]): Promise<number> {
     .version(version())
     .option('--home <dir>', 'state directory (default $KMGR_HOME, else $XDG_CONFIG_HOME/kmgr, else ~/.config/kmgr)')
     .option('--json', 'print results, and errors, as JSON')
-    .option('--timeout <seconds>', 'give up on a key server request after this long, connecting included (default 30; also KMGR_TIMEOUT)')
+    .option('--timeout <duration>', 'give up on a key server request after this long, connecting included: seconds (30, 2.5) or a duration (90s, 2m), 0.1 s to 1 h (default 30; also KMGR_TIMEOUT, in seconds)')
     .exitOverride()
     .configureOutput({ outputError: () => undefined })
-    .addHelpText('after', `\n${PASSPHRASE_HELP}.\nExit codes: 0 ok, 64 usage, 65 integrity/tamper, 66 unknown partner or key, 69 server unreachable,\n70 internal, 73 already exists, 77 refused (passphrase, authentication, key terms), 78 configuration.`);
+    .addHelpText('after', `\n${PASSPHRASE_HELP}.\nDurations: a whole number and s, m, h, d or w (90s, 15m, 12h, 90d, 2w).\nExit codes: 0 ok, 64 usage, 65 integrity/tamper, 66 unknown partner or key, or a missing input file,\n69 server unreachable, 70 internal, 73 already exists, 74 a failed write (stdout, --out),\n77 refused (passphrase, authentication, key terms), 78 configuration or not initialised, 130 cancelled.`);
 
   // Each action only records which module to run; main awaits it below.
   const run =
@@ -39,9 +40,8 @@ export async function main(argv: string[]): Promise<number> {
       const cmd = args[args.length - 1] as Command;
       const g = cmd.optsWithGlobals<GlobalOptions & { timeout?: string }>();
       if (g.timeout !== undefined) {
-        if (parseTimeoutSeconds(g.timeout) === undefined) throw new UsageError(`--timeout takes a number of seconds from 0.1 to 3600, not ${JSON.stringify(g.timeout)}`);
-        // The request code reads it there (src/client/http.ts), in this process and in what it starts.
-        process.env.KMGR_TIMEOUT = g.timeout;
+        // The request code reads it there (src/client/http.ts), in seconds, in this process and in what it starts.
+        process.env.KMGR_TIMEOUT = String(parseTimeout(g.timeout) / 1000);
       }
       // commander passes the arguments and options each command declared, in order.
       result = load().then((m) => m.run(g, ...(args.slice(0, -1) as never[])));
@@ -56,7 +56,8 @@ export async function main(argv: string[]): Promise<number> {
       .option('--force', 'replace an existing keystore (the old files are kept beside it as *.old-TIME)')
       .addOption(new Option('--kdf-cost <logN>', 'scrypt cost as log2(N), 15-20').default(17).argParser(parseKdfCost))
       .addOption(new Option('--partners <where>', 'keep the partner index in this home (local) or on the server (server), for every device').choices(['local', 'server']).default('local'))
-      .option('--device <label>', "this device's label, shown in the server's history (default: the host name)"),
+      .option('--device <label>', "this device's label, shown in the server's history (default: the host name)")
+      .option('--allow-weak-passphrase', 'accept a passphrase under the floor (12 characters, 6 different, not one sequence)'),
   ).action(run(() => import('./commands/init.js')));
 
   const partner = program.command('partner').description('manage the business partner index (Fig. 16); with --partners server it lives on the server');
@@ -92,6 +93,8 @@ export async function main(argv: string[]): Promise<number> {
       .option('--name <text>', 'display name, when the partner is new')
       .option('--app-server <name>', 'application server name, when the partner is new')
       .option('--business <text>', 'business contents, when the partner is new')
+      .option('--out <file>', 'write the public key to this file (atomically, mode 0600) instead of stdout')
+      .option('--force', 'with --out, replace a file kmgr did not write')
       .option('--ssh', "offer the key through this person's SSH agent (kmgr agent start --ssh; ed25519 and p256)"),
   ).action(run(() => import('./commands/register.js')));
 
@@ -99,20 +102,26 @@ export async function main(argv: string[]): Promise<number> {
     program
       .command('fetch <name>')
       .description("fetch a partner's transaction key, decrypt it locally and print the private key")
-      .addOption(new Option('--format <format>', 'output format (aes256 keys have no PEM); pem-chain and p12 add the certificate chain').choices([...OUTPUT_FORMATS, 'pem-chain', 'p12']))
-      .option('--force', 'write key material even when stdout is a terminal')
-      .option('--out <file>', 'with --format pem-chain or p12: write to this file (mode 0600) instead of stdout')
+      .addOption(new Option('--format <format>', 'output format (aes256 keys have no PEM; openssh for ed25519 and p256); pem-chain and p12 add the certificate chain').choices([...OUTPUT_FORMATS, 'pem-chain', 'p12']))
+      .option('--out <file>', 'write the key (any format) to this file (atomically, mode 0600) instead of stdout')
+      .option('--force', 'write key material even when stdout is a terminal; with --out, replace a file kmgr did not write')
       .option('--p12-passphrase-file <file>', "with --format p12: the file's own passphrase, from a file (never the keystore's)")
       .option('--p12-passphrase-fd <n>', "with --format p12: the file's own passphrase, from an inherited file descriptor"),
   ).action(run(() => import('./commands/fetch.js')));
 
   withPassphrase(
     program
+      .command('pubkey <name>')
+      .description("print a key's public half again; nothing is counted (no passphrase when this device registered it)")
+      .addOption(new Option('--format <format>', 'pem (SPKI), ssh (authorized_keys line; ed25519 and p256) or jwk').choices(['pem', 'ssh', 'jwk']).default('pem')),
+  ).action(run(() => import('./commands/pubkey.js')));
+
+  withPassphrase(
+    program
       .command('csr <name>')
       .description('print a PKCS#10 certificate request signed with the transaction key (a counted use of the key)')
       .requiredOption('--subject <dn>', 'subject distinguished name, e.g. "CN=bank-a client,O=Example Ltd,C=JP"')
-      .option('--san <name>', 'subject alternative name: DNS:host, IP:address, email:address or URI:uri (repeatable)', collect)
-      .addHelpText('after', '\nExample: kmgr csr bank-a --subject "CN=client.example,O=Example" --san DNS:client.example > bank-a.csr'),
+      .option('--san <name>', 'subject alternative name: DNS:host, IP:address, email:address or URI:uri (repeatable)', collect),
   ).action(run(() => import('./commands/csr.js')));
 
   const cert = program.command('cert').description('keep the certificate chain of a key at the server, beside the key (public data; no counted use)');
@@ -120,7 +129,7 @@ export async function main(argv: string[]): Promise<number> {
     cert
       .command('import <name> <cert> [chain]')
       .description("check that CERT certifies the registered key and that CHAIN links up to it, then keep them at the server")
-      .addHelpText('after', '\nThe files may hold several PEM certificates, in any order. Example: kmgr cert import bank-a bank-a.crt ca-chain.pem'),
+      .addHelpText('after', '\nThe files may hold several PEM certificates, in any order.'),
   ).action(run(() => import('./commands/cert.js').then((m) => ({ run: m.importCert }))));
   withPassphrase(cert.command('show <name>').description('show subject, issuer, serial, validity and fingerprint of each certificate')).action(
     run(() => import('./commands/cert.js').then((m) => ({ run: m.show }))),
@@ -139,7 +148,7 @@ export async function main(argv: string[]): Promise<number> {
       .addOption(new Option('--format <format>', 'key format (default pem; base64 for aes256)').choices(OUTPUT_FORMATS))
       .addHelpText(
         'after',
-        '\nThe files are removed when COMMAND exits, however it exits; signals are passed on to COMMAND and its exit status is kmgr\'s\n(128+N when it dies of signal N; 127 when it is not found). The key is never in any argv.\nExample: kmgr exec bank-a --file TLS_KEY -- ./client --key-from-env TLS_KEY',
+        '\nThe files are removed when COMMAND exits, however it exits; signals are passed on to COMMAND and its exit status is kmgr\'s\n(128+N when it dies of signal N; 127 when it is not found). The key is never in any argv.',
       ),
   ).action(run(() => import('./commands/exec.js').then((m) => ({ run: (g: GlobalOptions, names: string[], o: Parameters<typeof m.run>[2]) => m.run(g, names, o, afterDashes) }))));
 
@@ -202,11 +211,18 @@ export async function main(argv: string[]): Promise<number> {
   ).action(run(() => import('./commands/rotate.js')));
   withPassphrase(
     program
+      .command('retire <name>')
+      .description("end a key's life: the server destroys the sealed key, keeps its history (shown as retired); the name can be registered again")
+      .option('--yes', 'do not ask for confirmation (for scripts)'),
+  ).action(run(() => import('./commands/retire.js')));
+  withPassphrase(
+    program
       .command('passwd')
       .description('change the keystore passphrase (the file is replaced atomically)')
       .option('--new-passphrase-file <file>', 'read the new passphrase from a file')
       .option('--new-passphrase-fd <n>', 'read the new passphrase from a file descriptor')
-      .option('--kdf-cost <logN>', 'new scrypt cost as log2(N), 15-20 (default: keep the current one)', parseKdfCost),
+      .option('--kdf-cost <logN>', 'new scrypt cost as log2(N), 15-20 (default: keep the current one)', parseKdfCost)
+      .option('--allow-weak-passphrase', 'accept a new passphrase under the floor (12 characters, 6 different, not one sequence)'),
   ).action(run(() => import('./commands/passwd.js')));
 
   const device = program.command('device').description('set up another device with this management key');
@@ -254,9 +270,27 @@ export async function main(argv: string[]): Promise<number> {
     .description('show whether an agent serves this home, its socket and time left (exit 69 if none)')
     .action(run(() => import('./commands/agent.js').then((m) => ({ run: m.status }))));
 
+  const config = program.command('config').description("show or repair this home's configuration (server, trusted certificate)");
+  config.command('show').description('show the server, trusted certificate (with its fingerprint), identity and device').action(
+    run(() => import('./commands/config.js').then((m) => ({ run: m.show }))),
+  );
+  config
+    .command('set <setting> <value>')
+    .description('set server URL (the server moved), or ca FILE|system (its certificate changed: shows the fingerprint, then asks)')
+    .option('--yes', 'do not ask (for scripts); check the fingerprint another way first')
+    .action(run(() => import('./commands/config.js').then((m) => ({ run: m.set }))));
+
   program.command('list').description('list partners and their keys (local index)').action(run(() => import('./commands/list.js')));
   program.command('whoami').description('show the personal ID, server and management key fingerprint').action(run(() => import('./commands/whoami.js')));
 
+  program
+    .command('completion <shell>')
+    .description('print a completion script for bash, zsh or fish')
+    .action((shell: string) => {
+      result = import('./commands/completion.js').then((m) => m.run({}, shell, program));
+    });
+
+  addExamples(program, KMGR_EXAMPLES);
   // kmgr exec NAME -- COMMAND ARGS: everything after the first -- is the command, never kmgr's options.
   let afterDashes: string[] | undefined;
   const dd = argv.indexOf('--');
@@ -271,13 +305,17 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(program.helpInformation());
     return EXIT.USAGE;
   }
+  watchStdout();
+  let code: number;
   try {
     await program.parseAsync(argv, { from: 'user' });
     json = Boolean(program.opts().json);
-    return await result;
+    code = await result;
   } catch (e) {
-    return reportError(e, 'kmgr', json);
+    code = reportError(e, 'kmgr', json);
   }
+  // Whatever the command printed must have reached stdout (exit 74 otherwise).
+  return checkStdoutAfter(code, (e) => reportError(e, 'kmgr', json));
 }
 
 /** A repeatable option's values, in order. */

@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import type { MailConfig } from '../server/delivery/mail.js';
 import { UsageError } from '../protocol/errors.js';
 import { reportError } from './errors.js';
+import { addExamples, KMGRD_EXAMPLES } from './help-examples.js';
 import { EXIT } from './exit-codes.js';
 import { parseDuration, parseTime } from './parse.js';
 import { version } from '../io/version.js';
@@ -59,7 +60,7 @@ export async function main(argv: string[]): Promise<number> {
     .description('record notices for expired and soon-expiring keys; print one line per new finding (for cron)')
     .option('--data <dir>', 'data directory', DEFAULT_DATA)
     .option('--warn-before <duration>', 'warn this long before a key expires: 14d, 48h, 2w', '14d')
-    .option('--at <time>', 'judge the terms as of this date-time (with a zone) instead of now')
+    .option('--at <time>', 'report what a check at this date-time (with a zone) would find; records and delivers nothing')
     .option('--all', 'print every current finding, not only those new since the last run')
     .option('--tz <zone>', 'time zone, when no daemon runs', 'UTC')
     .option('--json', 'print the findings as JSON')
@@ -110,7 +111,6 @@ export async function main(argv: string[]): Promise<number> {
     .description('read the whole database and report every inconsistency; exit 0 only when clean, 1 with findings')
     .option('--data <dir>', 'data directory', DEFAULT_DATA)
     .option('--json', 'print the report as JSON')
-    .addHelpText('after', '\nExample:\n  kmgrd check-db --data /var/lib/kmgrd || echo "restore a backup: see kmgrd(8)"')
     .action((o: { data: string; json?: boolean }) => {
       result = import('./kmgrd/check-db.js').then((m) => m.run(o));
     });
@@ -121,7 +121,6 @@ export async function main(argv: string[]): Promise<number> {
     .option('--data <dir>', 'data directory', DEFAULT_DATA)
     .requiredOption('--out <file>', 'the backup file to write (replaced atomically)')
     .option('--json', 'print the summary as JSON')
-    .addHelpText('after', '\nExample (cron, nightly):\n  15 3 * * * kmgrd backup --data /var/lib/kmgrd --out /var/backups/kmgrd/kmgrd-$(date +\\%a).kmgrbak')
     .action((o: { data: string; out: string; json?: boolean }) => {
       json = Boolean(o.json);
       result = import('./kmgrd/backup.js').then((m) => m.backup(o));
@@ -131,12 +130,12 @@ export async function main(argv: string[]): Promise<number> {
     .description('verify a backup and restore it into a new, empty data directory; every key owner gets a notice')
     .requiredOption('--data <dir>', 'the new data directory (must not exist or be empty)')
     .option('--json', 'print the summary as JSON')
-    .addHelpText('after', '\nExample:\n  kmgrd restore /var/backups/kmgrd/kmgrd-Mon.kmgrbak --data /var/lib/kmgrd.restored')
     .action((file: string, o: { data: string; json?: boolean }) => {
       json = Boolean(o.json);
       result = import('./kmgrd/backup.js').then((m) => m.restore(file, o));
     });
 
+  addExamples(program, KMGRD_EXAMPLES);
   if (argv.length === 0) {
     process.stderr.write(program.helpInformation());
     return EXIT.USAGE;

@@ -1,6 +1,8 @@
 // Parsers for command-line values; each failure is one clear sentence (exit 64).
 import { UsageError } from '../protocol/errors.js';
 import { MAX_COUNT } from '../protocol/messages.js';
+import { plural } from '../protocol/words.js';
+import { parseTimeoutSeconds } from '../protocol/timeout.js';
 
 export function parseCount(flag: string): (v: string) => number {
   return (v) => {
@@ -18,13 +20,53 @@ export function parseLimit(flag: string): (v: string) => number | 'none' {
 }
 
 const DAY = 86_400_000;
-const UNITS: Record<string, number> = { m: 60_000, h: 3_600_000, d: DAY, w: 7 * DAY };
+const UNITS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: DAY, w: 7 * DAY };
 
-/** "90d", "12h", "2w", "30m" to milliseconds. */
-export function parseDuration(flag: string, v: string): number {
-  const m = /^(\d{1,6})([mhdw])$/.exec(v);
-  if (!m || Number(m[1]) === 0) throw new UsageError(`${flag} takes a duration like 90d, 12h, 2w or 30m, not ${JSON.stringify(v)}`);
-  return Number(m[1]) * UNITS[m[2]!]!;
+/** "90 seconds" or "7 days", for messages. */
+export function describeDuration(ms: number): string {
+  for (const [n, word] of [[7 * DAY, 'week'], [DAY, 'day'], [3_600_000, 'hour'], [60_000, 'minute'], [1_000, 'second']] as const) {
+    if (ms >= n && ms % n === 0) return plural(ms / n, word);
+  }
+  return `${ms} ms`;
+}
+
+/**
+ * The one parser for every duration option (--valid-for, --ttl, --warn-before,
+ * --timeout): a whole number and a unit, s, m, h, d or w (90s, 15m, 12h, 90d,
+ * 2w). Each refusal says what is wrong with the value, not just the format.
+ */
+export function parseDuration(flag: string, v: string, range: { min?: number; max?: number } = {}): number {
+  const min = range.min ?? 1_000;
+  const max = range.max ?? 100 * 365 * DAY;
+  const bad = (why: string): UsageError => new UsageError(`${flag} ${JSON.stringify(v)}: ${why}`);
+  const m = /^(\d+)([a-zA-Z]*)$/.exec(v.trim());
+  if (v.trim() === '') throw bad('empty; give a duration such as 15m, 12h, 90d or 2w');
+  if (!m) {
+    if (/^-/.test(v)) throw bad('a duration cannot be negative');
+    if (/^\d*\.\d+/.test(v)) throw bad('use a whole number with a smaller unit (90m, not 1.5h)');
+    throw bad('not a duration; give a whole number and a unit: s, m, h, d or w (15m, 12h, 90d, 2w)');
+  }
+  const unit = m[2]!;
+  if (unit === '') throw bad(`the number needs a unit: ${m[1]}s, ${m[1]}m, ${m[1]}h, ${m[1]}d or ${m[1]}w`);
+  const scale = UNITS[unit];
+  if (scale === undefined) throw bad(`unknown unit "${unit}"; use s (seconds), m (minutes), h (hours), d (days) or w (weeks)`);
+  const ms = Number(m[1]) * scale;
+  if (ms === 0) throw bad('zero is not a duration');
+  if (ms < min) throw bad(`shorter than the least allowed, ${describeDuration(min)}`);
+  if (ms > max || !Number.isSafeInteger(ms)) throw bad(`longer than the most allowed, ${describeDuration(max)}`);
+  return ms;
+}
+
+/**
+ * --timeout: a bare number is seconds, as KMGR_TIMEOUT takes it (0.1 to 3600,
+ * decimals allowed: 30, 2.5); anything else goes through the one duration
+ * parser (90s, 2m, 1h), so its refusals say the same as every other duration's.
+ */
+export function parseTimeout(v: string): number {
+  const seconds = parseTimeoutSeconds(v.trim());
+  if (seconds !== undefined) return seconds;
+  if (/^\d+(?:\.\d+)?$/.test(v.trim())) throw new UsageError(`--timeout ${JSON.stringify(v)}: a number of seconds must be from 0.1 to 3600`);
+  return parseDuration('--timeout', v, { min: 1_000, max: 3_600_000 });
 }
 
 /** A date (YYYY-MM-DD, meaning 00:00 UTC) or a date-time with a zone; undefined if neither. */

@@ -19,6 +19,7 @@ export const api = {
     signedRequest(s.endpoint, s.identity, 'PUT', k(partnerId), body, KeyStatus).then((r) => r.body),
   fetch: (s: Session, partnerId: string, nonce?: string): Promise<Sent<FetchResponse>> =>
     signedRequest(s.endpoint, s.identity, 'POST', `${k(partnerId)}/fetch`, {}, FetchResponse, nonce),
+  retire: (s: Session, partnerId: string) => signedRequest(s.endpoint, s.identity, 'DELETE', k(partnerId), undefined, KeyStatus).then((r) => r.body),
   /** Every key, in partner ID order, paged; bounded like history (a server cannot make us read without end). */
   list: async (s: Session): Promise<KeyStatus[]> => {
     const out: KeyStatus[] = [];

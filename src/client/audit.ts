@@ -67,8 +67,8 @@ export function auditHistory(
   ours: OurRequests,
 ): AuditLine[] {
   const seen = new Set<string>();
-  // Verify entries record an application server's question, not a use.
-  return history.filter((h) => h.result !== 'verify').map((h) => {
+  // Verify entries record an application server's question, a retired entry the owner's retirement: not uses.
+  return history.filter((h) => h.result !== 'verify' && h.result !== 'retired').map((h) => {
     const base = { seq: h.seq, at: h.at, result: h.result, keyVersion: h.keyVersion, remoteAddress: h.remoteAddress, device: h.request?.device ?? '' };
     const why = checkSignedUse(h, partnerId, keyId, publicKey);
     if (why) return { ...base, verdict: 'forged' as const, why };

@@ -7,6 +7,8 @@ import type { BlobContext } from '../crypto/blob.js';
 import { formatTransactionKey, rawTransactionKey, type OutputFormat, type TransactionKey } from '../crypto/txkey.js';
 import { fromB64, utf8, wipe } from '../crypto/bytes.js';
 import { createPrivateKey } from 'node:crypto';
+import { SSH_TYPES } from '../crypto/openssh.js';
+import { limitName, plural, timeAhead } from '../protocol/words.js';
 import { IntegrityError, KmgrError, NotFoundError, UsageError } from '../protocol/errors.js';
 import type { FetchResponse } from '../protocol/messages.js';
 import { savePartnerEntry, type PartnerEntry } from './partners.js';
@@ -26,6 +28,7 @@ export interface FetchResult {
 
 const WARN_WINDOW_MS = 14 * 86_400_000;
 
+const noOpenssh = (alg: string): UsageError => new UsageError(`${alg} keys have no OpenSSH form; --format openssh is for ed25519 and p256 keys`);
 const noPem = (): UsageError => new UsageError('aes256 keys have no PEM form; use --format jwk, raw, hex or base64');
 
 /**
@@ -35,6 +38,7 @@ const noPem = (): UsageError => new UsageError('aes256 keys have no PEM form; us
 export function fetchChecks(name: string, requested: OutputFormat | undefined): (p: PartnerEntry, config: ClientConfig) => void {
   return (p, config) => {
     if (p.key?.alg === 'aes256' && requested === 'pem') throw noPem();
+    if (p.key && requested === 'openssh' && !SSH_TYPES.includes(p.key.alg)) throw noOpenssh(p.key.alg);
     // With the partner index on the server a fresh device may know no key yet: then the reply names it,
     // and only a blob we sealed ourselves for this person and partner can open under that name.
     if (!p.key && config.partners !== 'server') throw new NotFoundError('unknown_key', `no key is registered for ${name} (kmgr register ${name})`);
@@ -92,6 +96,7 @@ async function openReply(
   }
   const format: OutputFormat = requested ?? (reply.alg === 'aes256' ? 'base64' : 'pem');
   if (reply.alg === 'aes256' && format === 'pem') throw noPem();
+  if (format === 'openssh' && !SSH_TYPES.includes(reply.alg)) throw noOpenssh(reply.alg);
 
   // Rollback (threat 5): never accept a version older than the newest seen.
   if (reply.keyVersion < partner.highWater) {
@@ -165,12 +170,17 @@ function termWarnings(name: string, r: FetchResponse): string[] {
   if (r.overLimit && r.overLimit.length > 0) warn(`${name}: served past its ${r.overLimit.join(', ')} limit (policy notify); the overuse is recorded`);
   if (s.expiresAt !== null) {
     const left = Date.parse(s.expiresAt) - Date.now();
-    if (left < WARN_WINDOW_MS) warn(`${name}: the key expires at ${s.expiresAt} (in ${Math.max(0, Math.ceil(left / 86_400_000))} days)`);
+    if (left < WARN_WINDOW_MS) warn(`${name}: the key expires at ${s.expiresAt} (${timeAhead(left)})`);
   }
+  const period = { total: '', day: ' today', week: ' this week', month: ' this month' } as const;
   for (const k of ['total', 'day', 'week', 'month'] as const) {
     const max = s.limits[k];
-    if (max !== null && s.uses[k] < max && max - s.uses[k] <= Math.max(1, Math.floor(max / 10))) {
-      warn(`${name}: ${max - s.uses[k]} use(s) left of its ${k === 'total' ? 'total' : `per-${k}`} limit of ${max}`);
+    if (max === null || r.overLimit?.length) continue;
+    if (s.uses[k] === max) {
+      // The fetch that takes the last use says so: the next one will be refused.
+      warn(`${name}: that was the last use its ${limitName(k)} limit of ${max} permits${period[k]}; the next fetch is refused${k === 'total' ? ` (kmgr terms ${name} --max-uses N raises it)` : ''}`);
+    } else if (s.uses[k] < max && max - s.uses[k] <= Math.max(1, Math.floor(max / 10))) {
+      warn(`${name}: ${plural(max - s.uses[k], 'use')} left of its ${limitName(k)} limit of ${max}${period[k]}`);
     }
   }
   return out;

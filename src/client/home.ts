@@ -12,6 +12,11 @@ export interface HomePaths {
   ca: string;
 }
 
+/** The names kmgr keeps in a home directory (ensureOwnDir leaves other directories alone). */
+export function isHomeEntry(name: string): boolean {
+  return /^(keystore|config|partners|out-files|verify-seen|verify-issued)\.json$|^fetch-(log|sent)\.jsonl$|^ca\.pem$|^agent\.sock$|\.old-|^\./.test(name);
+}
+
 export function homePaths(override?: string): HomePaths {
   const dir = resolve(
     override ?? process.env.KMGR_HOME ?? join(process.env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'kmgr'),

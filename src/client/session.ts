@@ -114,10 +114,8 @@ export async function openSession(paths: HomePaths, src: PassphraseSource, held:
     };
   }
   // Loaded only without an agent: the agent path should start as little as it can.
-  const [{ readPassphrase }, { unlockKeystore }] = await Promise.all([import('./passphrase.js'), import('./keystore-file.js')]);
-  const passphrase = await readPassphrase(src, `Passphrase for ${paths.keystore}: `);
-  const secrets = await unlockKeystore(paths, passphrase);
-  passphrase.fill(0);
+  const { unlockAsking } = await import('./keystore-file.js');
+  const secrets = await unlockAsking(paths, src);
   const signer = signerFromSeed(secrets.signingSeed);
   // The keystore and the config must describe the same identity; a swapped
   // config would otherwise send our signatures under someone else's name.

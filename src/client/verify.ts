@@ -23,12 +23,20 @@ export interface VerifyOutcome {
   issuedAt?: string;
 }
 
+/** Why "unknown": the server does not say which of these it is. */
+export const UNKNOWN_REASON = "the server knows no such key: no such person, no key for this partner, or this public key is not the person's key for it (the server gives outsiders one answer for all of these)";
+
 export function checkVerifyAnswer(
   r: VerifyResponse,
   ask: { personId: string; partnerId: string; publicKey: string; owner: string; newestSeen: Seen; now: number },
 ): VerifyOutcome {
-  // "unknown" is also the answer for a public key that is not the owner's (the server tells a stranger nothing more).
-  if (r.result === 'unknown') return { verified: false, reason: "the server knows no such key (or this public key is not the person's key for this partner)", keyVersion: null };
+  // "unknown" is the one answer a stranger gets for no such person, partner or key, and for a
+  // public key that is not the owner's (the server tells an outsider nothing more).
+  if (r.result === 'unknown') return { verified: false, reason: UNKNOWN_REASON, keyVersion: null };
+  // Older servers told an unknown person apart; this one does not.
+  if (r.result === 'unknown_person') return { verified: false, reason: `the server knows no person ${ask.personId}`, keyVersion: null };
+  // Sent only to an asker who holds the retired key; it withholds trust, so needs no statement.
+  if (r.result === 'retired') return { verified: false, reason: 'the owner retired the key for this partner', keyVersion: null };
   const lying = (why: string): never => {
     throw new IntegrityError(`the server's answer does not hold up: ${why}`);
   };

@@ -4,6 +4,7 @@ import { createECDH, createPrivateKey, createPublicKey, generateKeyPairSync, typ
 import { equalBytes, fromB64url, toB64, toB64url, toHex, wipe } from './bytes.js';
 import { randomBytes } from './random.js';
 import { UsageError } from '../protocol/errors.js';
+import { opensshPrivateKey } from './openssh.js';
 
 export const KEY_TYPES = ['ed25519', 'p256', 'secp256k1', 'x25519', 'aes256'] as const;
 export type KeyType = (typeof KEY_TYPES)[number];
@@ -134,10 +135,13 @@ export function formatTransactionKey(k: TransactionKey, format: OutputFormat): s
         return toHex(k.secret) + '\n';
       case 'base64':
         return toB64(k.secret) + '\n';
+      case 'openssh':
+        throw new UsageError('aes256 keys have no OpenSSH form; it is for ed25519 and p256 keys');
     }
   }
   const obj = privateKeyObject(k);
   if (format === 'pem') return obj.export({ type: 'pkcs8', format: 'pem' }) as string;
+  if (format === 'openssh') return opensshPrivateKey(k.type, obj, 'kmgr');
   const jwk = obj.export({ format: 'jwk' });
   if (format === 'jwk') return JSON.stringify(jwk) + '\n';
   const d = fromB64url(jwk.d as string);

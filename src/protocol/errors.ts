@@ -13,7 +13,9 @@ export type ErrorKind =
   | 'config' // local configuration missing or unsafe
   | 'conflict' // already exists
   | 'too_large' // body over the cap
-  | 'rate_limited'; // slow down
+  | 'rate_limited' // slow down
+  | 'io' // a local write failed (stdout, an output file)
+  | 'cancelled'; // the user pressed Ctrl-C at a prompt
 
 /** The stable codes, each with its kind. Clients and servers both read this table. */
 export const ERROR_CODES = {
@@ -47,6 +49,7 @@ export const ERROR_CODES = {
   terms_max_per_week: 'refused',
   terms_max_per_month: 'refused',
   wrong_passphrase: 'refused',
+  weak_passphrase: 'usage',
   terminal_refused: 'usage',
   integrity: 'integrity',
   rollback: 'integrity',
@@ -58,6 +61,10 @@ export const ERROR_CODES = {
   not_initialised: 'config',
   unavailable: 'unavailable',
   internal: 'internal',
+  output_failed: 'io',
+  no_input: 'not_found',
+  file_exists: 'conflict',
+  cancelled: 'cancelled',
   // kmgr exec: the program could not be started (exit 127 and 126, as shells and env(1) do).
   command_not_found: 'not_found',
   command_not_executable: 'usage',

@@ -96,6 +96,8 @@ export const KeyStatus = obj({
   lastUsedAt: nullable(isoTime),
   /** The public half, when the owner registered it with a binding statement. */
   publicKey: nullable(publicKeyPem),
+  /** Set once the owner retired the key (kmgr retire): its sealed blob is destroyed. */
+  retiredAt: optional(nullable(isoTime)),
   /** The sequence number of the key's newest history entry: no entry may claim a higher one (bounds paging). */
   historySeq: optional(int({ min: 0, max: Number.MAX_SAFE_INTEGER })),
   /** Offered by the owner's SSH agent. */
@@ -174,7 +176,7 @@ export const HistoryEntry = obj({
   seq: int({ min: 1, max: Number.MAX_SAFE_INTEGER }),
   at: isoTime,
   keyVersion: int({ min: 1, max: MAX_COUNT }),
-  result: oneOf(['served', 'served_over_limit', 'refused', 'verify'] as const),
+  result: oneOf(['served', 'served_over_limit', 'refused', 'verify', 'retired'] as const),
   code: nullable(str({ max: 64 })),
   overLimit: nullable(array(str({ max: 16 }), 4)),
   remoteAddress: str({ max: 64 }),
@@ -227,7 +229,7 @@ export const SignedBinding = obj({
 });
 export type SignedBinding = Infer<typeof SignedBinding>;
 
-export const VERIFY_RESULTS = ['match', 'mismatch', 'expired', 'locked', 'rotated', 'unknown'] as const;
+export const VERIFY_RESULTS = ['match', 'mismatch', 'expired', 'locked', 'rotated', 'unknown', 'unknown_person', 'retired'] as const;
 export type VerifyResult = (typeof VERIFY_RESULTS)[number];
 
 /** POST /v1/verify (Fig. 11): is this public key person X's current key for partner Y? */

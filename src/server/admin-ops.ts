@@ -30,7 +30,9 @@ export async function runAdmin(storage: Storage, raw: unknown, now: number): Pro
   const op = (raw as { op?: unknown } | null)?.op;
   if (op === 'check-terms') {
     const r = CheckTermsRequest(raw, 'admin');
-    return checkTerms(storage, r.at ?? now, r.warnMs);
+    // A notice says what happened; one recorded for a time that is not now would be false
+    // (a key "expired" a month early) and, deduplicated, would suppress the real one.
+    return checkTerms(storage, r.at ?? now, r.warnMs, r.at === undefined);
   }
   if (op === 'partner-add') {
     const r = PartnerAddRequest(raw, 'admin');

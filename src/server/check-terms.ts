@@ -4,13 +4,16 @@ import type { Storage, TermsFinding } from '../store/types.js';
 
 export interface CheckReport {
   at: string;
+  /** False for a check at another time (--at): findings reported, nothing recorded or delivered. */
+  recorded: boolean;
   findings: Array<Omit<TermsFinding, 'expiresAt'> & { expiresAt: string }>;
 }
 
-export async function checkTerms(storage: Storage, atMs: number, warnMs: number): Promise<CheckReport> {
-  const findings = await storage.checkTerms(atMs, warnMs);
+export async function checkTerms(storage: Storage, atMs: number, warnMs: number, record = true): Promise<CheckReport> {
+  const findings = await storage.checkTerms(atMs, warnMs, record);
   return {
     at: new Date(atMs).toISOString(),
+    recorded: record,
     findings: findings.map((f) => ({ ...f, expiresAt: new Date(f.expiresAt).toISOString() })),
   };
 }

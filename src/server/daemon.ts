@@ -1,10 +1,11 @@
 // Starts kmgrd: data directory, TLS, storage, HTTPS. Used by `kmgrd serve` and by tests.
 import { join, resolve } from 'node:path';
 import type { DestinationStream } from 'pino';
-import { ensurePrivateDir } from '../io/atomic-file.js';
+import { ensureOwnDir } from '../io/own-dir.js';
+
 import { LevelStorage } from '../store/level-storage.js';
 import type { Storage } from '../store/types.js';
-import { checkNewDataDir } from '../store/marker.js';
+import { OWN_NAMES, checkNewDataDir } from '../store/marker.js';
 import { checkTimeZone } from '../terms/periods.js';
 import { ConfigError } from '../protocol/errors.js';
 import { DEFAULT_RATE_PER_ADDRESS, DEFAULT_RATE_PER_KEY } from './defaults.js';
@@ -103,9 +104,11 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   for (const u of o.publicUrls ?? []) authorities.addUrl(u);
   const log = makeLogger(o.logLevel, o.logDest);
   const dataDir = resolve(o.dataDir);
-  // Before anything is written there (tls/): a foreign directory is left as it was.
+  // Before anything is written there (tls/): a foreign directory is left as it was,
+  // and a directory of kmgrd's own is tightened only if nobody else's files are in it.
   checkNewDataDir(dataDir);
-  await ensurePrivateDir(dataDir);
+  const tightened = await ensureOwnDir(dataDir, "kmgrd's data directory", (n) => OWN_NAMES.has(n) || n === 'lost+found' || n.startsWith('.'));
+  if (tightened) log.warn(tightened);
   const tls = await loadTls(dataDir, o.tlsCert, o.tlsKey);
   const clock = o.clock ?? Date.now;
   if ((o.auditLog === undefined) !== (o.auditKeyFile === undefined)) throw new ConfigError('--audit-log and --audit-key-file go together');

@@ -13,6 +13,8 @@ const BY_KIND: Record<ErrorKind, number> = {
   conflict: 409,
   too_large: 413,
   rate_limited: 429,
+  io: 500,
+  cancelled: 400,
 };
 
 const BY_CODE: Partial<Record<KmgrError['code'], number>> = {

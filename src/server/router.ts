@@ -3,7 +3,7 @@ import { KmgrError } from '../protocol/errors.js';
 import { PARTNER_ID, PARTNER_NAME } from '../protocol/messages.js';
 import type { Handler } from './context.js';
 import { enrol, whoami } from './handlers/persons.js';
-import { fetchKey, keyStatus, listKeys, registerKey } from './handlers/keys.js';
+import { fetchKey, keyStatus, listKeys, registerKey, retireKey } from './handlers/keys.js';
 import { health } from './handlers/health.js';
 import { livez, readyz } from './handlers/probes.js';
 import { patchKey, rotateKey } from './handlers/terms.js';
@@ -27,7 +27,7 @@ const ROUTES: Route[] = [
   { segments: ['v1', 'persons'], methods: { POST: enrol } },
   { segments: ['v1', 'persons', 'me'], methods: { GET: whoami } },
   { segments: ['v1', 'keys'], methods: { GET: listKeys } },
-  { segments: ['v1', 'keys', '{partnerId}'], methods: { GET: keyStatus, PUT: registerKey, PATCH: patchKey } },
+  { segments: ['v1', 'keys', '{partnerId}'], methods: { GET: keyStatus, PUT: registerKey, PATCH: patchKey, DELETE: retireKey } },
   { segments: ['v1', 'keys', '{partnerId}', 'fetch'], methods: { POST: fetchKey } },
   { segments: ['v1', 'keys', '{partnerId}', 'rotate'], methods: { POST: rotateKey } },
   { segments: ['v1', 'keys', '{partnerId}', 'history'], methods: { GET: history } },

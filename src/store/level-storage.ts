@@ -60,6 +60,13 @@ export interface LevelStorageOptions {
   restoredFrom?: DataMarker['restoredFrom'];
 }
 
+/** No key to use: never registered, or retired (the message says when). */
+function noKey(partnerId: string, rec: KeyRecord | undefined): NotFoundError {
+  return rec?.retiredAt
+    ? new NotFoundError('unknown_key', `the key for partner ${partnerId} (v${rec.keyVersion}) was retired at ${new Date(rec.retiredAt).toISOString()}`)
+    : new NotFoundError('unknown_key', `no key is registered for partner ${partnerId}`);
+}
+
 export class LevelStorage implements Storage {
   private readonly keys: BoundedCache<string, Cached>;
   private readonly loadingKeys = new Map<string, Promise<boolean>>();
@@ -352,7 +359,7 @@ export class LevelStorage implements Storage {
         let entry: Cached | null = null;
         if (raw !== undefined) {
           const record = await this.withCounters(JSON.parse(raw) as KeyRecord);
-          const blob = await this.db.get<string, Uint8Array>(K.blobKey(personId, partnerId, record.keyVersion), { valueEncoding: this.enc.bytes as never });
+          const blob = record.retiredAt ? new Uint8Array(0) : await this.db.get<string, Uint8Array>(K.blobKey(personId, partnerId, record.keyVersion), { valueEncoding: this.enc.bytes as never });
           if (blob === undefined) throw new UnavailableError(`storage is inconsistent: the blob of ${partnerId} is missing`);
           const noticed = new Set<string>();
           const range = K.noticeDedupeRange(personId, partnerId);
@@ -378,8 +385,12 @@ export class LevelStorage implements Storage {
     const k = K.keyRecordKey(record.personId, record.partnerId);
     const existing = await this.acquire(k, record.personId, record.partnerId);
     if (existing) {
-      this.release(existing);
-      throw new KmgrError('key_exists', `partner ${record.partnerId} already has a registered key`);
+      try {
+        if (!existing.record.retiredAt) throw new KmgrError('key_exists', `partner ${record.partnerId} already has a registered key`);
+        return await this.registerAfterRetired(k, existing, record, blob, nonce);
+      } finally {
+        this.release(existing);
+      }
     }
     // Re-read after the await: a concurrent register may have won.
     if (this.keys.get(k)) throw new KmgrError('key_exists', `partner ${record.partnerId} already has a registered key`);
@@ -394,6 +405,36 @@ export class LevelStorage implements Storage {
       ]);
     } finally {
       this.release(entry);
+    }
+  }
+
+  /**
+   * A new key for a partner whose key was retired: one version up (never a rollback, which would
+   * let an old sealed blob be replayed), whose history continues. The pinned entry is changed in
+   * place with no await before the check, so a second register racing this one finds key_exists.
+   */
+  private async registerAfterRetired(k: string, entry: Cached, record: KeyRecord, blob: Uint8Array, nonce: NonceClaim): Promise<void> {
+    const old = entry.record;
+    if (record.keyVersion <= old.keyVersion) {
+      throw new KmgrError('version_conflict', `partner ${record.partnerId} had version ${old.keyVersion} (retired); a new key must be version ${old.keyVersion + 1} or later`);
+    }
+    record.historySeq = old.historySeq;
+    record.previousPublicKeys = [...(old.previousPublicKeys ?? []), ...(old.publicKey ? [old.publicKey] : [])];
+    const oldBlob = entry.blob;
+    entry.record = record;
+    entry.blob = blob;
+    try {
+      await this.commit([
+        ...recordOps(k, record),
+        ...this.expiryOps(record, []),
+        { type: 'put', key: K.blobKey(record.personId, record.partnerId, record.keyVersion), value: blob, valueEncoding: 'view' },
+        this.nonceOp(nonce),
+      ]);
+    } catch (e) {
+      // Not durable: the cache must keep saying what the disk says (retired).
+      entry.record = old;
+      entry.blob = oldBlob;
+      throw e;
     }
   }
 
@@ -418,8 +459,10 @@ export class LevelStorage implements Storage {
   async fetchKey(personId: string, partnerId: string, attempt: UseAttempt): Promise<FetchOutcome> {
     const k = K.keyRecordKey(personId, partnerId);
     const entry = await this.acquire(k, personId, partnerId);
-    if (!entry) throw new NotFoundError('unknown_key', `no key is registered for partner ${partnerId}`);
+    if (!entry) throw noKey(partnerId, undefined);
     try {
+      // A retired key is refused: its sealed blob is gone, and the answer says when it went.
+      if (entry.record.retiredAt) throw noKey(partnerId, entry.record);
       return await this.fetchPinned(entry, personId, partnerId, attempt);
     } finally {
       this.release(entry);
@@ -489,15 +532,41 @@ export class LevelStorage implements Storage {
   }
 
   /** Runs fn with the key's entry pinned (not evicted) until fn's write is durable; unknown_key if there is none. */
-  private async withEntry<T>(personId: string, partnerId: string, fn: (k: string, entry: Cached) => Promise<T>): Promise<T> {
+  private async withEntry<T>(personId: string, partnerId: string, fn: (k: string, entry: Cached) => Promise<T>, opts: { retired?: boolean } = {}): Promise<T> {
     const k = K.keyRecordKey(personId, partnerId);
     const entry = await this.acquire(k, personId, partnerId);
-    if (!entry) throw new NotFoundError('unknown_key', `no key is registered for partner ${partnerId}`);
+    if (!entry) throw noKey(partnerId, undefined);
     try {
+      // A retired key takes no further change (update, rotate, verify); only its history is still read.
+      if (entry.record.retiredAt && !opts.retired) throw noKey(partnerId, entry.record);
       return await fn(k, entry);
     } finally {
       this.release(entry);
     }
+  }
+
+  retireKey(personId: string, partnerId: string, attempt: UseAttempt): Promise<KeyRecord> {
+    return this.withEntry(personId, partnerId, async (k, entry) => {
+      // From here to commit() nothing awaits: a fetch racing the retirement either is served before it or finds no key.
+      const rec = entry.record;
+      const version = rec.keyVersion;
+      const oldInstants = termInstants(version, rec);
+      rec.retiredAt = attempt.at;
+      rec.historySeq += 1;
+      const hist: HistoryRecord = { seq: rec.historySeq, at: attempt.at, keyVersion: version, result: 'retired', remoteAddress: attempt.remoteAddress, request: attempt.request };
+      entry.blob = new Uint8Array(0);
+      const snapshot: KeyRecord = { ...rec, uses: { ...rec.uses } };
+      await this.commit([
+        ...recordOps(k, rec),
+        // A retired key has no term left to warn about: check-terms must not find it in the index.
+        ...oldInstants.map((at): Op => ({ type: 'del', key: K.expiryKey(at, personId, partnerId) })),
+        // The sealed key itself is destroyed: nobody, the owner included, can fetch it again.
+        { type: 'del', key: K.blobKey(personId, partnerId, version) },
+        { type: 'put', key: K.historyKey(personId, partnerId, hist.seq), value: JSON.stringify(hist) },
+        this.nonceOp(attempt.nonce),
+      ]);
+      return snapshot;
+    });
   }
 
   /**
@@ -562,7 +631,8 @@ export class LevelStorage implements Storage {
   }
 
   async history(personId: string, partnerId: string, opts: { since?: number; before?: number; limit: number }): Promise<HistoryRecord[]> {
-    await this.withEntry(personId, partnerId, async () => undefined);
+    // A retired key's history is kept, and shown.
+    await this.withEntry(personId, partnerId, async () => undefined, { retired: true });
     const out: HistoryRecord[] = [];
     const range = K.historyRange(personId, partnerId);
     const upper = opts.before !== undefined ? { lt: K.historyKey(personId, partnerId, opts.before) } : {};
@@ -604,8 +674,8 @@ export class LevelStorage implements Storage {
    * One scan at a time: two overlapping runs (two cron jobs) would otherwise both
    * see a fact unrecorded, since its marker is written at the end of a scan.
    */
-  checkTerms(nowMs: number, warnMs: number): Promise<TermsFinding[]> {
-    const run = this.checkQueue.then(() => this.checkTermsNow(nowMs, warnMs));
+  checkTerms(nowMs: number, warnMs: number, record = true): Promise<TermsFinding[]> {
+    const run = this.checkQueue.then(() => this.checkTermsNow(nowMs, warnMs, record));
     this.checkQueue = run.catch(() => undefined);
     return run;
   }
@@ -615,8 +685,9 @@ export class LevelStorage implements Storage {
    * no others, so a run over a million keys with a handful expiring reads a
    * handful. Each key is handled through its cached entry (pinned until the
    * notices are durable), as fetches are: one copy of the notice markers.
+   * With record false (check-terms --at, a look at another instant) nothing is written.
    */
-  private async checkTermsNow(nowMs: number, warnMs: number): Promise<TermsFinding[]> {
+  private async checkTermsNow(nowMs: number, warnMs: number, record: boolean): Promise<TermsFinding[]> {
     const findings: TermsFinding[] = [];
     let recorded: Op[] = [];
     let held: Cached[] = [];
@@ -640,6 +711,8 @@ export class LevelStorage implements Storage {
         if (!entry) continue;
         held.push(entry);
         const rec = entry.record;
+        // A retired key has no term left to warn about (its index entries went with it; this guards older data).
+        if (rec.retiredAt) continue;
         // An entry left for an instant the key no longer has names nothing: the key has its own entries.
         if (!termInstants(rec.keyVersion, rec).includes(Number(at))) continue;
         judged.add(k);
@@ -654,7 +727,7 @@ export class LevelStorage implements Storage {
             message: d.message,
             isNew: !seen,
           });
-          if (!seen) recorded.push(...this.noticeOps(entry, [d], nowMs));
+          if (!seen && record) recorded.push(...this.noticeOps(entry, [d], nowMs));
         }
         // In slices: a long run neither pins a large part of the cache nor holds one huge write.
         if (held.length >= 256) await flush();
@@ -671,6 +744,7 @@ export class LevelStorage implements Storage {
     let ops: Op[] = [];
     for await (const raw of this.db.values(K.allKeyRecordsRange)) {
       const rec = JSON.parse(raw) as KeyRecord;
+      if (rec.retiredAt) continue;
       for (const at of termInstants(rec.keyVersion, rec)) ops.push({ type: 'put', key: K.expiryKey(at, rec.personId, rec.partnerId), value: '' });
       if (ops.length >= 10_000) {
         await this.commit(ops);

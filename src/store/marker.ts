@@ -26,7 +26,7 @@ export interface DataMarker {
 export const markerPath = (dataDir: string): string => join(dataDir, MARKER_FILE);
 
 /** What kmgrd itself puts in a data directory. */
-const OWN_NAMES = new Set(['db', 'tls', 'admin.sock', MARKER_FILE, 'kmgrd-db-state.json']);
+export const OWN_NAMES = new Set(['db', 'tls', 'admin.sock', MARKER_FILE, 'kmgrd-db-state.json']);
 
 /**
  * A database is created only in an empty or new directory (or one holding only

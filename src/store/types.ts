@@ -30,6 +30,8 @@ export interface KeyRecord extends KeyTerms {
   binding?: SignedBinding | null;
   /** Public keys of earlier versions, so a verifier can be told "rotated" rather than "mismatch". */
   previousPublicKeys?: string[];
+  /** Set by retireKey: the sealed blob is gone, the record and history stay, the partner may register anew. */
+  retiredAt?: number | null;
   /** Offered by the owner's SSH agent (kmgr register --ssh, kmgr terms --ssh on). */
   ssh?: boolean;
   /** The certificate chain kept beside the key (public data). Only meant for keyVersion; a rotated key has none. */
@@ -59,7 +61,7 @@ export interface HistoryRecord {
   seq: number;
   at: number;
   keyVersion: number;
-  result: 'served' | 'served_over_limit' | 'refused' | 'verify';
+  result: 'served' | 'served_over_limit' | 'refused' | 'verify' | 'retired';
   /** A refusal code, or for verify entries the answer given. */
   code?: string;
   overLimit?: LimitName[];
@@ -241,8 +243,16 @@ export interface Storage {
   personByPersonId(personId: string): Promise<PersonRecord | undefined>;
   /** Throws person_exists if the management key is already enrolled. */
   enrol(person: PersonRecord, nonce: NonceClaim): Promise<void>;
-  /** Throws key_exists if the partner already has a key. */
+  /**
+   * Throws key_exists if the partner already has a key. A retired key's place may be taken by a
+   * higher version (version_conflict otherwise); its history continues under the new key.
+   */
   registerKey(record: KeyRecord, blob: Uint8Array, nonce: NonceClaim): Promise<void>;
+  /**
+   * Retires the key (kmgr retire): destroys its sealed blob, keeps the record (retiredAt set) and its
+   * history with a 'retired' entry, in one durable write. Fetch, terms and rotate then say unknown_key.
+   */
+  retireKey(personId: string, partnerId: string, attempt: UseAttempt): Promise<KeyRecord>;
   getKey(personId: string, partnerId: string): Promise<KeyRecord | undefined>;
   /** In partner ID order; with a page, at most `limit` records after the partner ID `after`. */
   listKeys(personId: string, page?: KeyPage): Promise<KeyRecord[]>;
@@ -258,8 +268,11 @@ export interface Storage {
   listNotices(personId: string, opts: { unreadOnly: boolean; before?: string; limit?: number }): Promise<Notice[]>;
   /** Marks the given notices read; returns how many changed. */
   ackNotices(personId: string, ids: string[], nonce: NonceClaim): Promise<number>;
-  /** Scans every key for expired and soon-expiring terms, recording each finding once as a notice. */
-  checkTerms(nowMs: number, warnMs: number): Promise<TermsFinding[]>;
+  /**
+   * Scans every key for expired and soon-expiring terms, recording each finding once as a notice.
+   * With record false it only reports (isNew: would be new), for a check at a time other than now.
+   */
+  checkTerms(nowMs: number, warnMs: number, record?: boolean): Promise<TermsFinding[]>;
   /** Appends a verify question and its answer to the key's history (the owner sees who asked). */
   recordVerify(personId: string, partnerId: string, v: { at: number; result: string; requester: string; remoteAddress: string }): Promise<void>;
 

@@ -13,9 +13,10 @@ import { concat, wipe } from '../../crypto/bytes.js';
 import { IntegrityError, KmgrError, UnavailableError, UsageError, isErrorCode } from '../../protocol/errors.js';
 import { homePaths, type HomePaths } from '../../client/home.js';
 import { loadConfig } from '../../client/config.js';
-import { unlockKeystore } from '../../client/keystore-file.js';
-import { readPassphrase, type PassphraseSource } from '../../client/passphrase.js';
+import { unlockAsking } from '../../client/keystore-file.js';
+import type { PassphraseSource } from '../../client/passphrase.js';
 import { ensurePrivateDir } from '../../io/atomic-file.js';
+import { parseDuration } from '../parse.js';
 import { AgentError, agentSocketPath, checkSocketDir, checkSocketPathLength, probeAgent, sameDirectory, stopAgent } from '../../agent/client.js';
 import { AGENT_PROTOCOL_VERSION, BootReply, FrameDecoder, MAX_TTL_MS, encodeFrame, type AgentBoot, type AgentStatus } from '../../agent/protocol.js';
 import { info, print, printJson, warn } from '../output.js';
@@ -36,23 +37,17 @@ export interface AgentStartOptions extends PassphraseSource {
 /** The OpenSSH agent socket beside the kmgr agent's own (same private directory). */
 export const sshSocketFor = (socket: string): string => socket.replace(/\.sock$/, '') + '-ssh.sock';
 
-const TTL_UNITS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** "15m", "2h", "1d", "90s" or "90" (seconds), from 1 s to 7 days. */
+/** --ttl: the shared duration rules (src/cli/parse.ts), from 1 s to 7 days. */
 export function parseTtl(v: string): number {
-  const m = /^(\d{1,7})([smhd]?)$/.exec(v);
-  const ms = m ? Number(m[1]) * TTL_UNITS[m[2] || 's']! : NaN;
-  if (!m || !(ms >= 1_000 && ms <= MAX_TTL_MS)) {
-    throw new UsageError(`--ttl takes a duration from 1s to 7d such as 15m, 2h or 90s (a bare number is seconds), not ${JSON.stringify(v)}`);
-  }
-  return ms;
+  return parseDuration('--ttl', v, { min: 1_000, max: MAX_TTL_MS });
 }
 
 /** The socket path for this home, with its directory made (XDG) or checked (home) private. */
 async function prepareSocket(paths: HomePaths): Promise<string> {
   const socket = agentSocketPath(paths);
   checkSocketPathLength(socket);
-  if (dirname(socket) !== paths.dir) await ensurePrivateDir(dirname(socket));
+  // A socket named by KMGR_AGENT_SOCK lives in the user's directory, which kmgr checks but never chmods.
+  if (dirname(socket) !== paths.dir && !process.env.KMGR_AGENT_SOCK) await ensurePrivateDir(dirname(socket));
   checkSocketDir(dirname(socket));
   return socket;
 }
@@ -78,13 +73,7 @@ export async function start(g: GlobalOptions, o: AgentStartOptions): Promise<num
     }
   }
   try {
-    const passphrase = await readPassphrase(o, `Passphrase for ${paths.keystore}: `);
-    let secrets;
-    try {
-      secrets = await unlockKeystore(paths, passphrase);
-    } finally {
-      passphrase.fill(0);
-    }
+    const secrets = await unlockAsking(paths, o);
     const packed = concat(secrets.signingSeed, secrets.wrapKey);
     wipe(secrets.signingSeed);
     wipe(secrets.wrapKey);
@@ -192,6 +181,7 @@ async function spawnAgent(boot: AgentBoot, secrets: Uint8Array, ttyFd: number | 
 
 export async function stop(g: GlobalOptions): Promise<number> {
   const paths = homePaths(g.home);
+  await loadConfig(paths); // 78 for a home that is not initialised, as every command
   const socket = agentSocketPath(paths);
   const probe = await probeAgent(socket);
   if (probe.state === 'none') {
@@ -247,6 +237,7 @@ function isAlive(pid: number): boolean {
 
 export async function status(g: GlobalOptions): Promise<number> {
   const paths = homePaths(g.home);
+  await loadConfig(paths);
   const socket = agentSocketPath(paths);
   const probe = await probeAgent(socket);
   if (probe.state === 'none') throw new AgentError('not_running', socket, `no kmgr agent is running for ${paths.dir}`);

@@ -1,5 +1,6 @@
 // kmgr audit [NAME]: uses of our keys that this client did not make, and any
 // history record the server could not have got from us. Exit 1 if any.
+import { plural } from '../../protocol/words.js';
 import { checkNotWritableByOthers, readIfExists } from '../../client/files.js';
 import { homePaths } from '../../client/home.js';
 import type { Session } from '../../client/session.js';
@@ -105,8 +106,8 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
   else {
     for (const r of report) {
       const extra = r.unfinished > 0 ? `, ${r.unfinished} sent by it whose reply never arrived` : '';
-      printLine(`${r.partner}: ${r.uses} use(s) on the server, ${r.ours} made by this client${extra}`);
-      if (r.countMismatch) printLine(`  COUNT   the server counts ${r.counted} use(s) of the current version, but its history shows a different number`);
+      printLine(`${r.partner}: ${plural(r.uses, 'use')} on the server, ${r.ours} made by this client${extra}`);
+      if (r.countMismatch) printLine(`  COUNT   the server counts ${plural(r.counted, 'use')} of the current version, but its history shows a different number`);
       if (r.missing.length > 0) {
         printLine(`  MISSING the server's history lacks ${r.missing.length} of this client's uses (a damaged or restored server, or a hidden use)`);
         for (const m of r.missing) printLine(`          ${m.at} v${m.keyVersion} nonce ${m.nonce}: ${m.why}`);

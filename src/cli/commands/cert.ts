@@ -8,6 +8,7 @@ import { buildChain, parsePemCertificates, summarize, toPem, type CertSummary } 
 import { ConfigError } from '../../protocol/errors.js';
 import { print, printJson, warn } from '../output.js';
 import { EXIT } from '../exit-codes.js';
+import { writeStdout } from '../stdout.js';
 import { openForPartner } from '../session.js';
 import type { GlobalOptions } from '../options.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
@@ -78,6 +79,6 @@ export async function get(g: GlobalOptions, name: string, o: PassphraseSource): 
   const { session, partner } = await openForPartner(homePaths(g.home), name, o);
   const status = await api.status(session, partner.id);
   const chain = await checkedChain(session, partner, name, status);
-  process.stdout.write(chain.map(toPem).join(''));
+  writeStdout(chain.map(toPem).join(''));
   return EXIT.OK;
 }

@@ -13,10 +13,12 @@ import { exists, keepOldIdentity, readIfExists } from '../../client/files.js';
 import { endpointFor } from '../../client/session.js';
 import { loadPartners, savePartners, type PartnerIndex } from '../../client/partners.js';
 import { readPassphrase, promptTty, type PassphraseSource } from '../../client/passphrase.js';
-import { unlockKeystore, writeKeystore } from '../../client/keystore-file.js';
-import { ensurePrivateDir, writeFileAtomic } from '../../io/atomic-file.js';
+import { unlockAsking, writeKeystore } from '../../client/keystore-file.js';
+import { writeFileAtomic } from '../../io/atomic-file.js';
+import { ownHome } from './init.js';
 import { info, print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
+import { writeStdout } from '../stdout.js';
 import { defaultDeviceLabel } from './init.js';
 import type { GlobalOptions } from '../options.js';
 
@@ -36,8 +38,7 @@ export async function exportDevice(g: GlobalOptions, o: PassphraseSource & { out
   const paths = homePaths(g.home);
   const config = await loadConfig(paths);
   const ep = await endpointFor(paths, config);
-  const passphrase = await readPassphrase(o, `Passphrase for ${paths.keystore}: `);
-  const secrets = await unlockKeystore(paths, passphrase);
+  const secrets = await unlockAsking(paths, o);
   const payload: Payload = {
     v: 1,
     signingSeed: toB64(secrets.signingSeed),
@@ -49,7 +50,7 @@ export async function exportDevice(g: GlobalOptions, o: PassphraseSource & { out
   const code = newTransferCode();
   const file = JSON.stringify(sealTransfer(code, utf8(JSON.stringify(payload)))) + '\n';
   if (o.out !== undefined) await writeFileAtomic(o.out, file, 0o600);
-  else process.stdout.write(file);
+  else writeStdout(file);
   // The code goes to the terminal (stderr), never into the file's stream.
   if (g.json && o.out !== undefined) printJson({ out: o.out, code });
   else info(`One-time code (type it on the other device; it is shown only now):\n\n    ${code}\n`);
@@ -76,7 +77,7 @@ export async function importDevice(g: GlobalOptions, file: string, o: ImportOpti
   } catch (e) {
     throw (e as NodeJS.ErrnoException).code ? new ConfigError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code}`) : new IntegrityError(`${file} is not a kmgr device export`);
   }
-  const code = o.codeFile !== undefined ? ((await readIfExists(o.codeFile)) ?? '').trim() : await promptTty('One-time code: ');
+  const code = o.codeFile !== undefined ? ((await readIfExists(o.codeFile)) ?? '').trim() : await promptTty('One-time code: ', 'one-time code entry');
   if (o.codeFile !== undefined && code === '') throw new ConfigError(`cannot read the one-time code from ${o.codeFile}`);
   const payload = JSON.parse(fromUtf8(openTransfer(code, doc))) as Payload;
   const seed = fromB64(payload.signingSeed);
@@ -86,7 +87,7 @@ export async function importDevice(g: GlobalOptions, file: string, o: ImportOpti
     throw new IntegrityError('the device export is inconsistent');
   }
   const passphrase = await readPassphrase(o, 'New passphrase for this device\'s keystore: ', true);
-  await ensurePrivateDir(paths.dir);
+  await ownHome(paths.dir);
   if (o.force) await keepOldIdentity(paths);
   if (payload.ca !== null) await writeFileAtomic(paths.ca, payload.ca);
   await writeKeystore(paths, passphrase, { signingSeed: seed, wrapKey }, o.kdfCost);

@@ -11,9 +11,10 @@ import { fetchChecks, fetchWith } from '../../client/fetch.js';
 import { readPassphrase } from '../../client/passphrase.js';
 import { toPem } from '../../crypto/certs.js';
 import { samePublicKey } from '../../crypto/binding.js';
-import { writeFileAtomic } from '../../io/atomic-file.js';
 import { IntegrityError, KmgrError, UsageError } from '../../protocol/errors.js';
-import { flushStdout, info, warn } from '../output.js';
+import { info, printJson, warn } from '../output.js';
+import { checkOutFile, writeOutFile } from '../out-file.js';
+import { finishStdout, requireOpenStdout, writeStdout } from '../stdout.js';
 import { EXIT } from '../exit-codes.js';
 import { openForPartner } from '../session.js';
 import type { GlobalOptions } from '../options.js';
@@ -45,8 +46,13 @@ async function p12Passphrase(o: ChainFetchOptions): Promise<Uint8Array> {
 
 export async function run(g: GlobalOptions, name: string, o: ChainFetchOptions): Promise<number> {
   const paths = homePaths(g.home);
-  if (o.out === undefined && process.stdout.isTTY && !o.force) {
-    throw new KmgrError('terminal_refused', `refusing to print a private key to a terminal; use --out FILE, pipe it to a program or use --force`);
+  // The one --out of fetch (src/cli/out-file.ts): checked before any use is counted.
+  if (o.out !== undefined) await checkOutFile(paths, o.out, o.force);
+  else {
+    if (process.stdout.isTTY && !o.force) {
+      throw new KmgrError('terminal_refused', `refusing to print a private key to a terminal; use --out FILE, pipe it to a program or use --force`);
+    }
+    requireOpenStdout('the key');
   }
   if (o.format !== 'p12' && (o.p12PassphraseFile !== undefined || o.p12PassphraseFd !== undefined)) throw new UsageError('--p12-passphrase-file and --p12-passphrase-fd go with --format p12');
   const pass = o.format === 'p12' ? await p12Passphrase(o) : undefined;
@@ -72,14 +78,19 @@ export async function run(g: GlobalOptions, name: string, o: ChainFetchOptions):
         der.fill(0);
       }
     }
-    if (o.out !== undefined) {
-      await writeFileAtomic(o.out, bytes, 0o600);
-      if (!g.json) info(`Wrote ${name}'s key and ${chain.length} certificate(s) to ${o.out} (${o.format}, mode 0600).`);
-    } else {
-      process.stdout.write(bytes);
-      await flushStdout();
+    const lost = 'the key (its use is counted)';
+    try {
+      if (o.out !== undefined) {
+        await writeOutFile(paths, o.out, bytes, lost);
+        if (g.json) printJson({ partner: name, format: o.format, file: o.out });
+        else info(`Wrote ${name}'s key and ${chain.length} certificate(s) to ${o.out} (${o.format}, mode 0600).`);
+      } else {
+        writeStdout(bytes);
+      }
+      await finishStdout(g.json && o.out !== undefined ? 'the result' : lost);
+    } finally {
+      bytes.fill(0);
     }
-    bytes.fill(0);
     return EXIT.OK;
   } finally {
     pass?.fill(0);

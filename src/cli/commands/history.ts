@@ -38,6 +38,7 @@ export async function run(g: GlobalOptions, name: string, o: HistoryOptions): Pr
   for (const h of list) {
     const what =
       h.result === 'verify' ? `verify question from ${h.requester}: ${h.code}`
+      : h.result === 'retired' ? 'RETIRED (the sealed key was destroyed)'
       : h.result === 'refused' ? `refused (${h.code})`
       : h.result === 'served_over_limit' ? `served past ${h.overLimit?.join(', ')} limit`
       : 'served';

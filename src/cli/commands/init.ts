@@ -1,26 +1,28 @@
 // kmgr init: make the management key (Fig. 5), seal it in the keystore, enrol at the server (Fig. 17).
-import { readFile } from 'node:fs/promises';
+import { readInputFile } from '../input-file.js';
 import { X509Certificate } from 'node:crypto';
 import { generateSecrets } from '../../crypto/keystore.js';
 import { fingerprint, managementKeyId, signerFromSeed } from '../../crypto/sign.js';
 import { toB64url } from '../../crypto/bytes.js';
 import { ConfigError, KmgrError, UsageError } from '../../protocol/errors.js';
 import { PersonInfo } from '../../protocol/messages.js';
-import { ensurePrivateDir, writeFileAtomic } from '../../io/atomic-file.js';
-import { homePaths } from '../../client/home.js';
+import { writeFileAtomic } from '../../io/atomic-file.js';
+import { ensureOwnDir } from '../../io/own-dir.js';
+import { homePaths, isHomeEntry } from '../../client/home.js';
 import { exists, keepOldIdentity } from '../../client/files.js';
-import { readPassphrase } from '../../client/passphrase.js';
+import { checkNewPassphrase, readPassphrase } from '../../client/passphrase.js';
 import { writeKeystore } from '../../client/keystore-file.js';
 import { saveConfig } from '../../client/config.js';
 import { savePartners } from '../../client/partners.js';
 import { signedRequest } from '../../client/http.js';
-import { print, printJson } from '../output.js';
+import { info, print, printJson } from '../output.js';
 import { DEVICE_LABEL } from '../../protocol/sigbase.js';
 import { hostname } from 'node:os';
 import { EXIT } from '../exit-codes.js';
 import type { GlobalOptions } from '../options.js';
 
 interface InitOptions {
+  allowWeakPassphrase?: boolean;
   server: string;
   ca?: string;
   force?: boolean;
@@ -31,7 +33,7 @@ interface InitOptions {
   passphraseFd?: string;
 }
 
-function checkServerUrl(s: string): string {
+export function checkServerUrl(s: string): string {
   let u: URL;
   try {
     u = new URL(s);
@@ -53,16 +55,24 @@ export async function run(g: GlobalOptions, o: InitOptions): Promise<number> {
   }
   let caPem: string | undefined;
   if (o.ca !== undefined) {
+    caPem = await readInputFile(o.ca, 'the certificate');
     try {
-      caPem = await readFile(o.ca, 'utf8');
       new X509Certificate(caPem);
-    } catch (e) {
-      throw new ConfigError(`--ca ${o.ca} is not a readable PEM certificate (${(e as NodeJS.ErrnoException).code ?? 'not a certificate'})`);
+    } catch {
+      throw new ConfigError(`--ca ${o.ca} is not a PEM certificate`);
     }
   }
+  // An existing directory is checked before anything is enrolled: a refusal leaves nothing behind.
+  if (await exists(paths.dir)) await ownHome(paths.dir);
   const device = o.device ?? defaultDeviceLabel();
   if (!DEVICE_LABEL.test(device)) throw new UsageError('--device takes 1-40 letters, digits, ".", "_", "@" or "-", starting with a letter or digit');
   const passphrase = await readPassphrase(o, 'New passphrase for the keystore: ', true);
+  try {
+    checkNewPassphrase(passphrase, o.allowWeakPassphrase);
+  } catch (e) {
+    passphrase.fill(0);
+    throw e;
+  }
   const secrets = generateSecrets();
   const signer = signerFromSeed(secrets.signingSeed);
   const keyId = managementKeyId(signer.publicKey);
@@ -84,7 +94,7 @@ export async function run(g: GlobalOptions, o: InitOptions): Promise<number> {
     throw new KmgrError('integrity', `the server enrolled this key as ${person.personId} but says it belongs to ${me.personId}; nothing was saved`);
   }
 
-  await ensurePrivateDir(paths.dir);
+  await ownHome(paths.dir);
   if (o.force) await keepOldIdentity(paths);
   if (caPem !== undefined) await writeFileAtomic(paths.ca, caPem);
   await writeKeystore(paths, passphrase, secrets, o.kdfCost);
@@ -113,6 +123,12 @@ export async function run(g: GlobalOptions, o: InitOptions): Promise<number> {
     print(`  partners:     kept ${o.partners === 'server' ? 'on the server' : 'in this home directory'}`);
   }
   return EXIT.OK;
+}
+
+/** The home directory, made or checked (see ensureOwnDir); says so when it tightened it. */
+export async function ownHome(dir: string): Promise<void> {
+  const note = await ensureOwnDir(dir, 'the kmgr home', isHomeEntry);
+  if (note) info(note);
 }
 
 /** This machine's name, cut to what a device label allows. */

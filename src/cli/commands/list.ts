@@ -1,13 +1,16 @@
 // kmgr list: partners and their keys, from the local index (no passphrase needed).
 import { homePaths } from '../../client/home.js';
 import { loadPartners } from '../../client/partners.js';
+import { loadConfig } from '../../client/config.js';
 import { print, printJson, printRow } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import { partnerView } from './partner.js';
 import type { GlobalOptions } from '../options.js';
 
 export async function run(g: GlobalOptions): Promise<number> {
-  const idx = await loadPartners(homePaths(g.home));
+  const paths = homePaths(g.home);
+  await loadConfig(paths); // an uninitialised home is "not initialised" (78), not an empty list
+  const idx = await loadPartners(paths);
   if (g.json) {
     printJson({ partners: idx.partners.map(partnerView) });
     return EXIT.OK;

@@ -4,7 +4,6 @@ import { ensurePrivateDir } from '../../io/atomic-file.js';
 import { KmgrError, UsageError } from '../../protocol/errors.js';
 import { homePaths, type HomePaths } from '../../client/home.js';
 import { loadConfig, saveConfig } from '../../client/config.js';
-import { exists } from '../../client/files.js';
 import { openSession } from '../session.js';
 import { addServerPartner, entryFromView, listServerPartners, removeServerPartner } from '../../client/server-partners.js';
 import { checkPartnerName, findPartner, loadPartners, newPartner, requirePartner, savePartnerEntry, updatePartners, type PartnerEntry, type PartnerIndex } from '../../client/partners.js';
@@ -30,8 +29,9 @@ export function partnerView(p: PartnerEntry): Record<string, unknown> {
   };
 }
 
+/** Also the check that this home is initialised (78 otherwise): no partner command makes a home. */
 async function onServer(paths: HomePaths): Promise<boolean> {
-  return (await exists(paths.config)) && (await loadConfig(paths)).partners === 'server';
+  return (await loadConfig(paths)).partners === 'server';
 }
 
 /** The server's list, with what this device knows of each key merged in. */
@@ -53,10 +53,11 @@ export async function add(g: GlobalOptions, name: string, o: AddOptions): Promis
     ...(o.appServer !== undefined ? { appServer: o.appServer } : {}),
     ...(o.business !== undefined ? { business: o.business } : {}),
   };
+  const server = await onServer(paths);
   const idx = await loadPartners(paths);
   if (findPartner(idx, name)) throw new KmgrError('key_exists', `partner ${name} already exists`);
   let p: PartnerEntry;
-  if (await onServer(paths)) {
+  if (server) {
     const session = await openSession(paths, o);
     p = entryFromView(await addServerPartner(session, { name, ...meta }));
   } else p = newPartner(name, meta);

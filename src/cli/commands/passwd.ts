@@ -2,8 +2,8 @@
 // replaced atomically, so a crash leaves the old file (old passphrase) or the
 // new one (new passphrase), never neither (threat 12).
 import { homePaths } from '../../client/home.js';
-import { readPassphrase, type PassphraseSource } from '../../client/passphrase.js';
-import { unlockKeystore, writeKeystore } from '../../client/keystore-file.js';
+import { checkNewPassphrase, readPassphrase, type PassphraseSource } from '../../client/passphrase.js';
+import { unlockAsking, writeKeystore } from '../../client/keystore-file.js';
 import { parseKeystore } from '../../crypto/keystore.js';
 import { readFile } from 'node:fs/promises';
 import { print, printJson } from '../output.js';
@@ -14,19 +14,24 @@ interface PasswdOptions extends PassphraseSource {
   newPassphraseFile?: string;
   newPassphraseFd?: string;
   kdfCost?: number;
+  allowWeakPassphrase?: boolean;
 }
 
 export async function run(g: GlobalOptions, o: PasswdOptions): Promise<number> {
   const paths = homePaths(g.home);
-  const old = await readPassphrase(o, `Current passphrase for ${paths.keystore}: `);
-  const secrets = await unlockKeystore(paths, old);
-  old.fill(0);
+  const secrets = await unlockAsking(paths, o, `Current passphrase for ${paths.keystore}: `);
   const next = await readPassphrase(
     { ...(o.newPassphraseFile !== undefined ? { passphraseFile: o.newPassphraseFile } : {}), ...(o.newPassphraseFd !== undefined ? { passphraseFd: o.newPassphraseFd } : {}) },
     'New passphrase: ',
     true,
     'KMGR_NEW_PASSPHRASE',
   );
+  try {
+    checkNewPassphrase(next, o.allowWeakPassphrase);
+  } catch (e) {
+    next.fill(0);
+    throw e;
+  }
   const logN = o.kdfCost ?? parseKeystore(JSON.parse(await readFile(paths.keystore, 'utf8'))).params.logN;
   await writeKeystore(paths, next, secrets, logN);
   next.fill(0);

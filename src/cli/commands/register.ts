@@ -1,13 +1,13 @@
 // kmgr register: generate or import a transaction key, seal it with the
 // management key and register it with its use terms (Figs. 5 and 6).
-import { readFile } from 'node:fs/promises';
+import { readInputFile } from '../input-file.js';
 import { generateTransactionKey, importTransactionKey, publicKeyPem, type KeyType, type TransactionKey } from '../../crypto/txkey.js';
 import { randomBytes } from '../../crypto/random.js';
 import { toB64, toB64url, wipe } from '../../crypto/bytes.js';
-import { ConfigError, KmgrError, UsageError } from '../../protocol/errors.js';
+import { KmgrError, UsageError } from '../../protocol/errors.js';
 import type { Terms } from '../../protocol/messages.js';
 import { homePaths, type HomePaths } from '../../client/home.js';
-import { findPartner, loadPartners, newPartner, savePartnerEntry, checkPartnerName, type PartnerEntry } from '../../client/partners.js';
+import { findPartner, loadPartners, newPartner, savePartnerEntry, checkPartnerName, updatePartners, type PartnerEntry } from '../../client/partners.js';
 import { openSession } from '../session.js';
 import type { Session } from '../../client/session.js';
 import { api } from '../../client/api.js';
@@ -16,6 +16,8 @@ import { signedBinding } from '../../client/binding.js';
 import { parseDuration, parseExpiry } from '../parse.js';
 import { info, print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
+import { checkOutFile, writeOutFile } from '../out-file.js';
+import { statusJson, withLocalPublicKey } from './status.js';
 import type { GlobalOptions } from '../options.js';
 
 interface RegisterOptions {
@@ -31,6 +33,8 @@ interface RegisterOptions {
   name?: string;
   appServer?: string;
   business?: string;
+  out?: string;
+  force?: boolean;
   passphraseFile?: string;
   passphraseFd?: string;
   ssh?: boolean;
@@ -58,12 +62,9 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
   if (o.ssh && o.type !== undefined && o.type !== 'ed25519' && o.type !== 'p256') throw new UsageError(`--ssh takes ed25519 or p256 keys, not ${o.type}`);
   let importText: string | undefined;
   if (o.import !== undefined) {
-    try {
-      importText = await readFile(o.import, 'utf8');
-    } catch (e) {
-      throw new ConfigError(`cannot read ${o.import}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`).because(e);
-    }
+    importText = await readInputFile(o.import, 'the key file');
   }
+  if (o.out !== undefined) await checkOutFile(paths, o.out, o.force);
   const idx = await loadPartners(paths);
   let partner = findPartner(idx, name);
   if (partner?.key) throw new KmgrError('key_exists', `partner ${name} already has a registered key (v${partner.key.version})`);
@@ -79,7 +80,19 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
   };
   // Fig. 6, steps 603-605 (Fig. 10, 1003 with the index on the server): an unknown partner is added.
   if (!partner && session.config.partners === 'server') partner = (await ensureServerPartner(session, idx, name, meta)).entry;
-  partner ??= newPartner(name, meta);
+  if (!partner) {
+    // Two registers of one name at once: the first to put the name in the index gives both the
+    // same partner ID, so the server refuses the second (key_exists), rather than each keeping a
+    // key under its own ID and the index naming only one of them (the other then unreachable).
+    const fresh = newPartner(name, meta);
+    partner = await updatePartners(paths, (i) => {
+      const there = findPartner(i, name);
+      if (there) return there;
+      i.partners.push(fresh);
+      return fresh;
+    });
+    if (partner.key) throw new KmgrError('key_exists', `partner ${name} already has a registered key (v${partner.key.version}), registered meanwhile by another kmgr`);
+  }
   const keyId = 'k_' + toB64url(randomBytes(16));
   const keyVersion = Math.max(1, partner.highWater + 1);
   const blob = await session.keys.sealBlob(
@@ -92,9 +105,8 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
   const binding = publicKey
     ? await signedBinding(session, { partnerId: partner.id, keyId, alg: key.type, publicKey, keyVersion, expiresAt: terms.expiresAt })
     : null;
-  // Intent first: the partner and its ID are in partners.json before the server holds a key for it,
+  // Intent first: the entry reserved above is in partners.json before the server holds a key for it,
   // so a failure after the server accepted the key cannot strand it under an ID no command knows.
-  if (!findPartner(await loadPartners(paths), name)) await savePartnerEntry(paths, partner);
   let status;
   try {
     status = await api.register(session, partner.id, { keyId, alg: key.type, keyVersion, blob: toB64(blob), terms, binding, ...(o.ssh ? { ssh: true } : {}) });
@@ -115,10 +127,13 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
     );
   }
 
+  if (o.out !== undefined && publicKey) await writeOutFile(paths, o.out, publicKey, 'the public key');
   if (g.json) {
-    printJson({ partner: name, partnerId: partner.id, keyId, type: key.type, keyVersion, publicKey, status });
-  } else if (publicKey) {
+    printJson(statusJson(name, withLocalPublicKey(status, partner)));
+  } else if (publicKey && o.out === undefined) {
     print(publicKey);
+  } else if (publicKey) {
+    info(`Registered ${key.type} key ${keyId} for ${name}; its public key is in ${o.out}.`);
   } else {
     info(`Registered ${key.type} key ${keyId} for ${name}; symmetric keys have no public key.`);
   }

@@ -11,6 +11,7 @@ import { api } from '../../client/api.js';
 import { signedBinding } from '../../client/binding.js';
 import { info, print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
+import { statusJson, withLocalPublicKey } from './status.js';
 import type { GlobalOptions } from '../options.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
 import { IntegrityError } from '../../protocol/errors.js';
@@ -52,7 +53,7 @@ export async function run(g: GlobalOptions, name: string, o: RotateOptions): Pro
   partner.key = { keyId, alg: type, version: keyVersion, publicKey, registeredAt: status.registeredAt };
   partner.highWater = keyVersion;
   await savePartnerEntry(paths, partner);
-  if (g.json) printJson({ partner: name, partnerId: partner.id, keyId, type, keyVersion, publicKey });
+  if (g.json) printJson(statusJson(name, withLocalPublicKey(status, partner)));
   else if (publicKey) print(publicKey);
   else info(`Rotated ${name} to ${type} key ${keyId} (v${keyVersion}).`);
   return EXIT.OK;

@@ -9,6 +9,7 @@ import { signedBinding } from '../../client/binding.js';
 import { EXIT } from '../exit-codes.js';
 import { parseDuration, parseExpiry } from '../parse.js';
 import { printStatus, statusJson } from './status.js';
+import { limitName, plural } from '../../protocol/words.js';
 import type { GlobalOptions } from '../options.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
 
@@ -66,6 +67,14 @@ async function apply(g: GlobalOptions, name: string, src: PassphraseSource, patc
     }
   }
   const s = await api.patch(session, partner.id, patch);
+  // A limit set below what is already used takes effect at once: say so, rather than let the next fetch surprise.
+  const period = { total: 'in total', day: 'today', week: 'this week', month: 'this month' } as const;
+  for (const k of ['total', 'day', 'week', 'month'] as const) {
+    const max = s.limits[k];
+    if (max !== null && s.uses[k] >= max && (patch.maxUses !== undefined || patch.maxPerDay !== undefined || patch.maxPerWeek !== undefined || patch.maxPerMonth !== undefined)) {
+      warn(`${name}: its ${limitName(k)} limit of ${max} is already reached (${plural(s.uses[k], 'use')} ${period[k]}); ${s.onLimit === 'deny' ? 'further fetches are refused' : 'further fetches are served and recorded as overuse'}`);
+    }
+  }
   if (g.json) printJson(statusJson(name, s));
   else if (done) print(done);
   else printStatus(name, s);

@@ -1,16 +1,16 @@
 // kmgr verify: for an application server (Figs. 3, 10, 11). Needs no keystore.
 // With --owner, the answer is checked against the owner's signed binding
 // statement and pinned fingerprint; without it, it rests on trusting the server.
-import { readFile } from 'node:fs/promises';
+import { readInputFile } from '../input-file.js';
 import { X509Certificate, createPublicKey } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, KmgrError, UsageError } from '../../protocol/errors.js';
+import { ConfigError, KmgrError, NotFoundError, UsageError } from '../../protocol/errors.js';
 import { PARTNER_ID, PARTNER_NAME, PartnerView, VerifyResponse } from '../../protocol/messages.js';
 import { unsignedRequest, type Endpoint } from '../../client/http.js';
 import { homePaths } from '../../client/home.js';
 import { readIfExists } from '../../client/files.js';
-import { checkVerifyAnswer, type Seen } from '../../client/verify.js';
+import { UNKNOWN_REASON, checkVerifyAnswer, type Seen } from '../../client/verify.js';
 import { ensurePrivateDir, writeFileAtomic } from '../../io/atomic-file.js';
 import { printJson, printLine, warn } from '../output.js';
 import { EXIT } from '../exit-codes.js';
@@ -29,34 +29,39 @@ interface VerifyOptions {
 
 const FINGERPRINT = /^SHA256:[A-Za-z0-9_-]{43}$/;
 
-async function resolvePartner(ep: Endpoint, partner: string): Promise<string> {
+/** The shape of the partner IDs kmgr makes (16 random bytes, base64url): a --partner of this shape was meant as an ID. */
+const GENERATED_ID = /^[A-Za-z0-9_-]{22}$/;
+
+/** The partner ID for --partner; `inDirectory` false when it was taken as an ID. */
+async function resolvePartner(ep: Endpoint, partner: string): Promise<{ id: string; inDirectory: boolean }> {
   if (PARTNER_NAME.test(partner)) {
     try {
-      return (await unsignedRequest(ep, 'GET', `/v1/directory/${encodeURIComponent(partner)}`, undefined, PartnerView)).partnerId;
+      return { id: (await unsignedRequest(ep, 'GET', `/v1/directory/${encodeURIComponent(partner)}`, undefined, PartnerView)).partnerId, inDirectory: true };
     } catch (e) {
       if (!(e instanceof KmgrError && e.code === 'unknown_partner')) throw e;
     }
   }
-  if (!PARTNER_ID.test(partner)) throw new UsageError(`--partner ${partner} is neither a shared partner's name nor a partner ID`);
-  return partner; // not in the directory: taken as a partner ID
+  if (!PARTNER_ID.test(partner)) throw new NotFoundError('unknown_partner', `unknown partner ${partner}: it is not in the server's directory of shared partners, nor a partner ID (the owner's kmgr partner show NAME prints it)`);
+  return { id: partner, inDirectory: false }; // not in the directory: taken as a partner ID
 }
 
 export async function run(g: GlobalOptions, o: VerifyOptions): Promise<number> {
   if (!/^p_[A-Za-z0-9_-]{22}$/.test(o.person)) throw new UsageError('--person takes a personal ID (p_ and 22 characters, from the owner\'s kmgr whoami)');
   if (o.owner !== undefined && !FINGERPRINT.test(o.owner)) throw new UsageError('--owner takes a fingerprint as kmgr whoami prints it (SHA256:...)');
   let pem: string;
+  const pubText = await readInputFile(o.publicKey, 'the public key');
   try {
-    pem = createPublicKey(await readFile(o.publicKey, 'utf8')).export({ type: 'spki', format: 'pem' }) as string;
-  } catch (e) {
-    throw new UsageError(`--public-key ${o.publicKey} is not a readable public key (${(e as NodeJS.ErrnoException).code ?? 'not a PEM public key'})`);
+    pem = createPublicKey(pubText).export({ type: 'spki', format: 'pem' }) as string;
+  } catch {
+    throw new UsageError(`--public-key ${o.publicKey} is not a PEM public key`);
   }
   let ca: string | undefined;
   if (o.ca !== undefined) {
+    ca = await readInputFile(o.ca, 'the certificate');
     try {
-      ca = await readFile(o.ca, 'utf8');
       new X509Certificate(ca);
     } catch {
-      throw new ConfigError(`--ca ${o.ca} is not a readable PEM certificate`);
+      throw new ConfigError(`--ca ${o.ca} is not a PEM certificate`);
     }
   }
   let server: URL;
@@ -73,9 +78,14 @@ export async function run(g: GlobalOptions, o: VerifyOptions): Promise<number> {
   if ((o.partner === undefined) === (o.partnerId === undefined)) throw new UsageError('give --partner NAME or --partner-id ID (one of them)');
   if (o.partnerId !== undefined && !PARTNER_ID.test(o.partnerId)) throw new UsageError(`--partner-id ${o.partnerId} is not a partner ID`);
   // An ID is used as given; a name is looked up in the operator's directory, which means trusting the server for it.
-  const partnerId = o.partnerId ?? (await resolvePartner(ep, o.partner!));
+  const resolved = o.partnerId !== undefined ? { id: o.partnerId, inDirectory: false } : await resolvePartner(ep, o.partner!);
+  const partnerId = resolved.id;
   const requester = o.requester ?? hostname();
   const answer = await unsignedRequest(ep, 'POST', '/v1/verify', { personId: o.person, partnerId, publicKey: pem, requester }, VerifyResponse);
+  // A --partner name the directory does not know, and no key under it as an ID: a typo, most likely.
+  if (o.partner !== undefined && !resolved.inDirectory && !GENERATED_ID.test(o.partner) && answer.result === 'unknown') {
+    throw new NotFoundError('unknown_partner', `unknown partner ${o.partner}: not in the server's directory of shared partners, and ${o.person} has no key under that partner ID`);
+  }
 
   let verified: boolean;
   let reason: string | undefined;
@@ -105,7 +115,16 @@ export async function run(g: GlobalOptions, o: VerifyOptions): Promise<number> {
   } else {
     warn('no --owner fingerprint given: this answer rests on trusting the server');
     verified = answer.result === 'match';
-    reason = verified ? undefined : answer.result;
+    const why: Record<string, string> = {
+      unknown_person: `the server knows no person ${o.person}`,
+      unknown: UNKNOWN_REASON,
+      retired: 'the owner retired the key for this partner',
+      mismatch: "the public key is not the owner's key for this partner",
+      rotated: 'the public key was replaced by a newer version',
+      expired: 'the key is past its valid term',
+      locked: 'the owner has locked the key',
+    };
+    reason = verified ? undefined : (why[answer.result] ?? answer.result);
   }
   if (g.json) printJson({ verified, result: answer.result, reason: reason ?? null, keyVersion: answer.keyVersion, ownerChecked: o.owner !== undefined, partnerId });
   else printLine(verified ? `verified: the key is ${o.person}'s current key for ${o.partner ?? o.partnerId} (v${answer.keyVersion})` : `not verified: ${reason}`);

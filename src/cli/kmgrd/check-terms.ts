@@ -1,7 +1,7 @@
 // kmgrd check-terms: run from cron. Prints one line per new finding, so cron
 // mails exactly what changed since the last run; recording is idempotent.
 import type { CheckReport } from '../../server/check-terms.js';
-import { print, printJson, warn } from '../output.js';
+import { info, print, printJson, warn } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import { admin } from './admin-client.js';
 import type { MailConfig } from '../../server/delivery/mail.js';
@@ -24,6 +24,7 @@ export async function run(o: CheckTermsOptions): Promise<number> {
     o.tz,
     // No daemon to deliver later: one delivery pass now; what fails stays queued for the next run or the daemon.
     async (storage) => {
+      if (o.at !== undefined) return; // --at only reports: nothing recorded, nothing delivered
       const { Deliverer } = await import('../../server/delivery/deliverer.js');
       const { makeLogger } = await import('../../server/logger.js');
       const log = makeLogger('error', process.stderr);
@@ -36,7 +37,8 @@ export async function run(o: CheckTermsOptions): Promise<number> {
     },
   );
   const shown = o.all ? report.findings : report.findings.filter((f) => f.isNew);
-  if (o.json) printJson({ at: report.at, via, findings: shown });
+  if (!report.recorded) info(`as of ${report.at}: a report only, nothing was recorded`);
+  if (o.json) printJson({ at: report.at, recorded: report.recorded, via, findings: shown });
   else for (const f of shown) print(`${f.kind}\t${f.personId}\t${f.partnerId}\tv${f.keyVersion}\t${f.expiresAt}\t${f.message}`);
   return EXIT.OK;
 }

@@ -52,6 +52,17 @@ export const registerKey: Handler = async (ctx) => {
   return { status: 201, body: keyStatusView(record, ctx.now, ctx.deps.tz) };
 };
 
+/**
+ * DELETE /v1/keys/{partnerId} (kmgr retire): the sealed key is destroyed, its record and history
+ * kept; the owner's signed request is kept in the history like a fetch's.
+ */
+export const retireKey: Handler = async (ctx) => {
+  const { person, auth } = await ctx.person();
+  const rec = await ctx.deps.storage.retireKey(person.personId, partnerOf(ctx), { at: ctx.now, nonce: auth.claim, remoteAddress: ctx.remoteAddress, request: auth.signed });
+  ctx.deps.log.info({ personId: person.personId, partnerId: rec.partnerId, keyId: rec.keyId }, 'key retired');
+  return { status: 200, body: keyStatusView(rec, ctx.now, ctx.deps.tz) };
+};
+
 /** GET /v1/keys?limit=N&after=PARTNER_ID: a page in partner ID order; `next` is the cursor for the following page. */
 export const listKeys: Handler = async (ctx) => {
   const { person, auth } = await ctx.person();

@@ -18,6 +18,13 @@ export const verify: Handler = async (ctx) => {
   // more. Otherwise anyone who knows a person's ID could map which partners they have.
   const none: VerifyResponse = { result: 'unknown', keyVersion: null, ownerPublicKey: null, binding: null };
   if (!rec || !rec.publicKey || !rec.binding) return { status: 200, body: none };
+  if (rec.retiredAt) {
+    // "retired" only to an asker holding the retired key (or an earlier one): a stranger gets "unknown".
+    const holds = samePublicKey(body.publicKey, rec.publicKey) || (rec.previousPublicKeys ?? []).some((p) => samePublicKey(body.publicKey, p));
+    if (!holds) return { status: 200, body: none };
+    const retired: VerifyResponse = { result: 'retired', keyVersion: rec.keyVersion, ownerPublicKey: null, binding: null };
+    return { status: 200, body: retired };
+  }
   let result: VerifyResult;
   if (samePublicKey(body.publicKey, rec.publicKey)) {
     result = rec.inhibited ? 'locked' : rec.expiresAt !== null && ctx.now >= rec.expiresAt ? 'expired' : 'match';
