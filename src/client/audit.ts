@@ -15,7 +15,7 @@ import type { HistoryEntry } from '../protocol/messages.js';
  * the server's record could not have come from this key, or counts one signed
  * request twice.
  */
-export type AuditVerdict = 'ours' | 'unfinished' | 'not_ours' | 'forged';
+export type AuditVerdict = 'ours' | 'unfinished' | 'not_ours' | 'other_device' | 'forged';
 
 export interface AuditLine {
   seq: number;
@@ -29,12 +29,17 @@ export interface AuditLine {
 }
 
 /** Whether a history record is a genuine fetch of this partner's key, signed by our key. */
-export function checkSignedUse(h: HistoryEntry, partnerId: string, keyId: string, publicKey: KeyObject): string | undefined {
+/** The management keys whose signatures count as the owner's: the current one, and those a rekey replaced. */
+export type OwnerKeys = Map<string, KeyObject>;
+
+export function checkSignedUse(h: HistoryEntry, partnerId: string, keyId: string | OwnerKeys, publicKey?: KeyObject): string | undefined {
+  const keys: OwnerKeys = typeof keyId === 'string' ? new Map([[keyId, publicKey!]]) : keyId;
   const r = h.request;
   if (!r) return 'it carries no signed request';
   const params = parseSignatureInput(`${SIG_LABEL}=${r.signatureInput}`);
   if (!params) return 'its signature parameters are malformed';
-  if (params.keyid !== keyId) return 'it was signed by another key';
+  const signer = keys.get(params.keyid);
+  if (!signer) return 'it was signed by another key';
   const q = r.path.indexOf('?');
   const path = q < 0 ? r.path : r.path.slice(0, q);
   const query = q < 0 ? '' : r.path.slice(q);
@@ -42,7 +47,7 @@ export function checkSignedUse(h: HistoryEntry, partnerId: string, keyId: string
   if (r.method !== 'POST' || path !== `/v1/keys/${partnerId}/fetch`) return 'the signed request is not a fetch of this key';
   const sig = fromB64(r.signature);
   const base = signatureBase({ method: r.method, authority: r.authority, path, query, contentDigest: r.contentDigest, device: r.device }, params);
-  if (!sig || !verifySignature(publicKey, TAG_REQUEST, utf8(base), sig)) return 'its signature does not verify';
+  if (!sig || !verifySignature(signer, TAG_REQUEST, utf8(base), sig)) return 'its signature does not verify';
   const at = Date.parse(h.at) / 1000;
   if (Math.abs(at - params.created) > 300) return 'it was recorded far from the time it was signed';
   return undefined;
@@ -51,13 +56,15 @@ export function checkSignedUse(h: HistoryEntry, partnerId: string, keyId: string
 export function auditHistory(
   history: HistoryEntry[],
   partnerId: string,
-  keyId: string,
-  publicKey: KeyObject,
+  keyId: string | OwnerKeys,
+  publicKey: KeyObject | undefined,
   ours: { opened: Set<string>; sent: Set<string>; refused?: Set<string> },
+  /** The person's other devices (label -> revoked at, ms, or null): their uses are told apart from an unknown holder's. */
+  otherDevices?: Map<string, number | null>,
 ): AuditLine[] {
   const seen = new Set<string>();
-  // Verify entries record an application server's question, not a use.
-  return history.filter((h) => h.result !== 'verify').map((h) => {
+  // Verify entries record an application server's question, rekey entries a re-wrapping: neither is a use.
+  return history.filter((h) => h.result !== 'verify' && h.result !== 'rekey').map((h) => {
     const base = { seq: h.seq, at: h.at, result: h.result, keyVersion: h.keyVersion, remoteAddress: h.remoteAddress, device: h.request?.device ?? '' };
     const why = checkSignedUse(h, partnerId, keyId, publicKey);
     if (why) return { ...base, verdict: 'forged' as const, why };
@@ -68,7 +75,10 @@ export function auditHistory(
     if (h.result !== 'refused' && ours.refused?.has(nonce)) {
       return { ...base, verdict: 'forged' as const, why: 'the server refused this request, yet counts it as a use' };
     }
-    const verdict = ours.opened.has(nonce) ? 'ours' : ours.sent.has(nonce) ? 'unfinished' : 'not_ours';
+    let verdict: AuditVerdict = ours.opened.has(nonce) ? 'ours' : ours.sent.has(nonce) ? 'unfinished' : 'not_ours';
+    // Labels are self-declared: this tells the owner's devices apart, it does not prove who signed (see kmgr(1)).
+    const revokedAt = otherDevices?.get(base.device);
+    if (verdict === 'not_ours' && revokedAt !== undefined && (revokedAt === null || Date.parse(h.at) < revokedAt)) verdict = 'other_device';
     return { ...base, verdict: verdict as AuditVerdict };
   });
 }

@@ -8,10 +8,14 @@ import { fromB64url } from '../crypto/bytes.js';
 import { authenticate, type VerifyKey } from './auth.js';
 import type { Verifier } from './verify-pool.js';
 import { readBody } from './body.js';
+import { REKEY_MAX_BODY_BYTES } from '../protocol/messages.js';
 import { httpStatus } from './http-status.js';
 import { route } from './router.js';
 import { RateLimiter } from './rate-limit.js';
 import type { RequestContext, ServerDeps } from './context.js';
+
+const KEY_REPLACED =
+  'this management key was replaced by kmgr rekey and is no longer accepted (if a rekey was interrupted on this device, run kmgr rekey again to finish it; on another device, import a fresh kmgr device export)';
 
 export interface AppOptions extends ServerDeps {
   cert: string;
@@ -41,6 +45,8 @@ export function createApp(opts: AppOptions): Server {
     const hit = keyCache.get(keyId);
     if (hit) return hit;
     const person = await storage.personByKeyId(keyId);
+    // A key that kmgr rekey replaced still names its person: say so rather than "unknown" (and never verify with the new key).
+    if (person && person.keyId !== keyId) throw new AuthError('key_replaced', KEY_REPLACED);
     const raw = person ? fromB64url(person.publicKey) : undefined;
     if (!raw) return undefined;
     const key = { raw, obj: publicKeyObject(raw) };
@@ -83,7 +89,7 @@ export function createApp(opts: AppOptions): Server {
       // RFC 9112 section 3.2: an HTTP/1.1 request without Host is answered 400.
       if (req.headers.host === undefined && req.httpVersion === '1.1') throw new UsageError('the request has no Host header', 'bad_request');
       const { handler, params } = route(req.method ?? '', path);
-      const body = await readBody(req);
+      const body = await readBody(req, path === '/v1/rekey' ? REKEY_MAX_BODY_BYTES : undefined);
       if (body.length > 0 && !/^application\/json(\s*;|$)/i.test(req.headers['content-type'] ?? '')) {
         throw new KmgrError('unsupported_media_type', 'request bodies must be application/json');
       }
@@ -101,6 +107,11 @@ export function createApp(opts: AppOptions): Server {
           if (!byKey.take(auth.params.keyid)) throw limited(byKey, auth.params.keyid, 'this key');
           const person = await storage.personByKeyId(auth.params.keyid);
           if (!person) throw new AuthError('unknown_person', 'the signing key is not enrolled at this server');
+          if (person.keyId !== auth.params.keyid) throw new AuthError('key_replaced', KEY_REPLACED);
+          if (auth.signed.device !== '') {
+            const dev = await storage.touchDevice(person.personId, auth.signed.device, auth.params.keyid, now);
+            if (dev?.revokedAt != null) throw new AuthError('device_revoked', `the device ${dev.label} was revoked; its requests are refused`);
+          }
           storage.claimNonce(auth.claim);
           return { person, auth };
         },

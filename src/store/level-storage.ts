@@ -12,6 +12,7 @@ import { periodsAt } from '../terms/periods.js';
 import { noticesForTerm, noticesForUse, type NoticeDraft } from '../terms/notices.js';
 import { AuthError, ConfigError, KmgrError, NotFoundError, UnavailableError } from '../protocol/errors.js';
 import type {
+  DeviceRecord, RekeyChange,
   DeliveryLogEntry, FetchOutcome, HistoryRecord, KeyPatch, KeyRecord, NextKey, NonceClaim, Notice, NotifySettings, PartnerMeta, PartnerRecord,
   PendingDelivery, PersonRecord, Storage, TermsFinding, UseAttempt,
 } from './types.js';
@@ -53,6 +54,12 @@ export class LevelStorage implements Storage {
   private readonly keys = new Map<string, Cached | null>();
   private readonly loadingKeys = new Map<string, Promise<void>>();
   private readonly persons = new Map<string, PersonRecord>();
+  /** personId -> its current management key ID, for refusing changes signed by a key a rekey replaced. */
+  private readonly currentKey = new Map<string, string>();
+  /** Devices by person, loaded on first use (a handful per person). */
+  private readonly devices = new Map<string, Map<string, DeviceRecord>>();
+  /** Persons whose rekey is being written: a second one at the same time is refused. */
+  private readonly rekeying = new Set<string>();
   private readonly nonces = new Map<string, number>();
   private readonly gc: GroupCommit;
   private pruneTimer: NodeJS.Timeout | undefined;
@@ -140,6 +147,7 @@ export class LevelStorage implements Storage {
     if (raw === undefined) return undefined; // misses are not cached: random key IDs must not grow memory
     const rec = JSON.parse(raw) as PersonRecord;
     if (!this.persons.has(keyId)) this.persons.set(keyId, rec);
+    if (!this.currentKey.has(rec.personId)) this.currentKey.set(rec.personId, rec.keyId);
     return this.persons.get(keyId) ?? undefined;
   }
 
@@ -152,11 +160,22 @@ export class LevelStorage implements Storage {
     // Checked again after the await: a concurrent enrolment of the same key may have won.
     if ((await this.personByKeyId(p.keyId)) || this.persons.get(p.keyId)) throw new KmgrError('person_exists', 'this management key is already enrolled');
     this.persons.set(p.keyId, p);
+    this.currentKey.set(p.personId, p.keyId);
     await this.commit([
       { type: 'put', key: K.personKey(p.personId), value: JSON.stringify(p) },
       { type: 'put', key: K.mgmtKey(p.keyId), value: p.personId },
       this.nonceOp(nonce),
     ]);
+  }
+
+  /**
+   * A request authenticated just before a rekey was written must not change
+   * anything after it: a blob registered under the old wrapping key would open
+   * for a revoked device, and a fetch would count a use of a key it can't open.
+   */
+  private checkCurrentKey(personId: string, nonce: NonceClaim): void {
+    const cur = this.currentKey.get(personId);
+    if (cur !== undefined && cur !== nonce.keyId) throw new AuthError('key_replaced', 'this management key was replaced by kmgr rekey; it is no longer accepted');
   }
 
   // ---- keys (Fig. 15) ----
@@ -194,6 +213,7 @@ export class LevelStorage implements Storage {
   async registerKey(record: KeyRecord, blob: Uint8Array, nonce: NonceClaim): Promise<void> {
     const k = K.keyRecordKey(record.personId, record.partnerId);
     await this.ensureKeyLoaded(k, record.personId, record.partnerId);
+    this.checkCurrentKey(record.personId, nonce);
     // Re-read after the await: a concurrent register may have won.
     if (this.keys.get(k)) throw new KmgrError('key_exists', `partner ${record.partnerId} already has a registered key`);
     this.keys.set(k, { record, blob, noticed: new Set(), verifies: { minute: 0, count: 0 } });
@@ -222,6 +242,7 @@ export class LevelStorage implements Storage {
     const k = K.keyRecordKey(personId, partnerId);
     await this.ensureKeyLoaded(k, personId, partnerId);
     // From here to commit() nothing awaits: the check and the count are one step.
+    this.checkCurrentKey(personId, attempt.nonce);
     const entry = this.keys.get(k);
     if (!entry) throw new NotFoundError('unknown_key', `no key is registered for partner ${partnerId}`);
     const rec = entry.record;
@@ -293,6 +314,7 @@ export class LevelStorage implements Storage {
 
   async updateKey(personId: string, partnerId: string, patch: KeyPatch, nonce: NonceClaim): Promise<KeyRecord> {
     const { k, entry } = await this.entryOf(personId, partnerId);
+    this.checkCurrentKey(personId, nonce);
     const rec = entry.record;
     for (const [f, v] of Object.entries(patch)) if (v !== undefined) (rec as unknown as Record<string, unknown>)[f] = v;
     const snapshot: KeyRecord = { ...rec, uses: { ...rec.uses } };
@@ -302,6 +324,7 @@ export class LevelStorage implements Storage {
 
   async rotateKey(personId: string, partnerId: string, next: NextKey, nonce: NonceClaim): Promise<KeyRecord> {
     const { k, entry } = await this.entryOf(personId, partnerId);
+    this.checkCurrentKey(personId, nonce);
     const rec = entry.record;
     if (next.keyVersion !== rec.keyVersion + 1) {
       throw new KmgrError('version_conflict', `the key of ${partnerId} is at version ${rec.keyVersion}; a rotation must register version ${rec.keyVersion + 1}`);
@@ -556,5 +579,166 @@ export class LevelStorage implements Storage {
     const out: DeliveryLogEntry[] = [];
     for await (const raw of this.db.values({ ...K.deliveryLogRange(personId), reverse: true, limit })) out.push(JSON.parse(raw) as DeliveryLogEntry);
     return out;
+  }
+
+  // ---- management-key rotation (kmgr rekey) ----
+
+  /** Every key record of the person, loaded into the cache (the in-memory entries are the truth). */
+  private async loadAllKeys(personId: string): Promise<void> {
+    for await (const k of this.db.keys(K.keyRecordRange(personId))) {
+      await this.ensureKeyLoaded(k, personId, k.slice(K.keyRecordRange(personId).gt.length));
+    }
+  }
+
+  /** The cached entries of a person, registrations not yet on disk included. */
+  private entriesOf(personId: string): Map<string, { k: string; entry: Cached }> {
+    const prefix = K.keyRecordRange(personId).gt;
+    const out = new Map<string, { k: string; entry: Cached }>();
+    for (const [k, entry] of this.keys) if (entry && k.startsWith(prefix)) out.set(entry.record.partnerId, { k, entry });
+    return out;
+  }
+
+  private rekeyHistoryOp(entry: Cached, at: number, code: string, remoteAddress: string, request: RekeyChange['request']): Op {
+    const rec = entry.record;
+    rec.historySeq += 1;
+    const hist: HistoryRecord = { seq: rec.historySeq, at, keyVersion: rec.keyVersion, result: 'rekey', code, remoteAddress, request };
+    return { type: 'put', key: K.historyKey(rec.personId, rec.partnerId, hist.seq), value: JSON.stringify(hist) };
+  }
+
+  async rekeyExport(personId: string, attempt: UseAttempt): Promise<Array<{ record: KeyRecord; blob: Uint8Array }>> {
+    await this.loadAllKeys(personId);
+    this.checkCurrentKey(personId, attempt.nonce);
+    const out: Array<{ record: KeyRecord; blob: Uint8Array }> = [];
+    const ops: Op[] = [this.nonceOp(attempt.nonce)];
+    // Handing out every blob is not a use (nothing is counted), but the owner sees it in each key's history.
+    for (const { entry } of this.entriesOf(personId).values()) {
+      ops.push(this.rekeyHistoryOp(entry, attempt.at, 'exported', attempt.remoteAddress, attempt.request), countersOp(entry.record));
+      out.push({ record: { ...entry.record, uses: { ...entry.record.uses } }, blob: entry.blob });
+    }
+    await this.commit(ops);
+    return out;
+  }
+
+  async rekey(personId: string, ch: RekeyChange, nonce: NonceClaim): Promise<void> {
+    if (this.rekeying.has(personId)) throw new KmgrError('version_conflict', 'another rekey of this person is being written; try again');
+    this.rekeying.add(personId);
+    try {
+      await this.loadAllKeys(personId);
+      await this.loadDevices(personId);
+      // From here to the in-memory switch nothing awaits: the set check and the switch are one step.
+      const cur = this.currentKey.get(personId);
+      if (cur !== ch.oldKeyId) throw new AuthError('key_replaced', 'this management key was replaced by an earlier rekey');
+      const held = this.entriesOf(personId);
+      const given = new Map<string, (typeof ch.keys)[number]>();
+      for (const key of ch.keys) {
+        if (given.has(key.partnerId)) throw new KmgrError('rekey_mismatch', `the rekey names partner ${key.partnerId} twice`);
+        given.set(key.partnerId, key);
+      }
+      const missing = [...held.keys()].filter((p) => !given.has(p));
+      const extra = [...given.keys()].filter((p) => !held.has(p));
+      if (missing.length > 0 || extra.length > 0) {
+        throw new KmgrError('rekey_mismatch', `the rekey does not re-wrap exactly the keys held here (${missing.length} missing, ${extra.length} not held); nothing was changed`, { missing, extra });
+      }
+      const stale = [...held.values()].filter(({ entry }) => given.get(entry.record.partnerId)!.keyVersion !== entry.record.keyVersion);
+      if (stale.length > 0) {
+        const p = stale[0]!.entry.record;
+        throw new KmgrError('version_conflict', `the key of ${p.partnerId} is at version ${p.keyVersion}, not ${given.get(p.partnerId)!.keyVersion}; nothing was changed`, {
+          partners: stale.map(({ entry }) => entry.record.partnerId),
+        });
+      }
+      const devs = this.devices.get(personId)!;
+      const ops: Op[] = [
+        { type: 'put', key: K.personKey(personId), value: JSON.stringify(ch.person) },
+        { type: 'put', key: K.mgmtKey(ch.person.keyId), value: personId },
+        this.nonceOp(nonce),
+      ];
+      for (const { k, entry } of held.values()) {
+        const g = given.get(entry.record.partnerId)!;
+        entry.blob = g.blob;
+        entry.record.binding = g.binding;
+        ops.push(
+          this.rekeyHistoryOp(entry, ch.at, 'rewrapped', ch.remoteAddress, ch.request),
+          ...recordOps(k, entry.record),
+          // Same version, same key name: the new blob replaces the old in the same write.
+          { type: 'put', key: K.blobKey(personId, entry.record.partnerId, entry.record.keyVersion), value: g.blob, valueEncoding: 'view' },
+        );
+      }
+      for (const label of ch.revokeDevices) {
+        const d = devs.get(label);
+        if (!d || d.revokedAt !== null) continue;
+        d.revokedAt = ch.at;
+        ops.push({ type: 'put', key: K.deviceKey(personId, label), value: JSON.stringify(d) });
+      }
+      // The old key ID keeps pointing at the person, so its requests are told "replaced", not "unknown".
+      this.persons.set(ch.oldKeyId, ch.person);
+      this.persons.set(ch.person.keyId, ch.person);
+      this.currentKey.set(personId, ch.person.keyId);
+      await this.commit(ops);
+    } finally {
+      this.rekeying.delete(personId);
+    }
+  }
+
+  // ---- devices ----
+
+  private async loadDevices(personId: string): Promise<Map<string, DeviceRecord>> {
+    let m = this.devices.get(personId);
+    if (m) return m;
+    const loaded = new Map<string, DeviceRecord>();
+    for await (const raw of this.db.values(K.deviceRange(personId))) {
+      const d = JSON.parse(raw) as DeviceRecord;
+      loaded.set(d.label, d);
+    }
+    m = this.devices.get(personId);
+    if (m) return m;
+    this.devices.set(personId, loaded);
+    return loaded;
+  }
+
+  async addDeviceExport(personId: string, exportId: string, expiresAt: number, nonce: NonceClaim): Promise<void> {
+    this.checkCurrentKey(personId, nonce);
+    await this.commit([{ type: 'put', key: K.deviceExportKey(personId, exportId), value: JSON.stringify({ expiresAt, usedAt: null }) }, this.nonceOp(nonce)]);
+  }
+
+  async addDevice(personId: string, device: DeviceRecord, exportId: string | null, at: number, nonce: NonceClaim | null): Promise<DeviceRecord> {
+    const devs = await this.loadDevices(personId);
+    const exp = exportId === null ? undefined : await this.db.get(K.deviceExportKey(personId, exportId));
+    // No await from here to the in-memory change: two imports of one export cannot both pass.
+    if (nonce) this.checkCurrentKey(personId, nonce);
+    const existing = devs.get(device.label);
+    if (existing && existing.revokedAt === null) throw new KmgrError('device_exists', `this person already has a device labelled ${device.label}; choose another --label`);
+    if (existing) throw new KmgrError('device_exists', `the label ${device.label} belonged to a revoked device; choose another --label`);
+    const ops: Op[] = [];
+    if (exportId !== null) {
+      if (exp === undefined) throw new NotFoundError('unknown_export', 'the server knows no such device export (made by an older kmgr, or for another person)');
+      const e = JSON.parse(exp) as { expiresAt: number; usedAt: number | null };
+      if (e.usedAt !== null) throw new KmgrError('export_used', 'this device export was already imported once; make a new one with kmgr device export');
+      if (at >= e.expiresAt) throw new KmgrError('export_expired', 'this device export has expired; make a new one with kmgr device export');
+      e.usedAt = at;
+      // Kept (used) rather than deleted, so a second import is told "already imported", not "unknown".
+      ops.push({ type: 'put', key: K.deviceExportKey(personId, exportId), value: JSON.stringify(e) });
+    }
+    devs.set(device.label, device);
+    ops.push({ type: 'put', key: K.deviceKey(personId, device.label), value: JSON.stringify(device) });
+    if (nonce) ops.push(this.nonceOp(nonce));
+    await this.commit(ops);
+    return { ...device };
+  }
+
+  async listDevices(personId: string): Promise<DeviceRecord[]> {
+    return [...(await this.loadDevices(personId)).values()].map((d) => ({ ...d })).sort((a, b) => a.addedAt - b.addedAt);
+  }
+
+  async touchDevice(personId: string, label: string, keyId: string, at: number): Promise<DeviceRecord | undefined> {
+    const d = (await this.loadDevices(personId)).get(label);
+    if (!d) return undefined;
+    // Last use at minute precision: a write per request would cost a sync per request.
+    const stale = d.lastUsedAt === null || at - d.lastUsedAt >= 60_000 || d.lastKeyId !== keyId;
+    if (stale && d.revokedAt === null) {
+      d.lastUsedAt = at;
+      d.lastKeyId = keyId;
+      void this.commit([{ type: 'put', key: K.deviceKey(personId, label), value: JSON.stringify(d) }]).catch(() => undefined);
+    }
+    return { ...d };
   }
 }

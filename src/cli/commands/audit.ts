@@ -5,7 +5,8 @@ import { homePaths } from '../../client/home.js';
 import { openForPartner, openSession, type Session } from '../../client/session.js';
 import { loadPartners, type PartnerEntry } from '../../client/partners.js';
 import { api } from '../../client/api.js';
-import { auditHistory, type AuditLine } from '../../client/audit.js';
+import { auditHistory, type AuditLine, type OwnerKeys } from '../../client/audit.js';
+import { fromB64url } from '../../crypto/bytes.js';
 import { publicKeyObject } from '../../crypto/sign.js';
 import { KmgrError } from '../../protocol/errors.js';
 import { print, printJson } from '../output.js';
@@ -48,8 +49,15 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
     partners = session.config.partners === 'server' ? await allServerPartners(session) : (await loadPartners(paths)).partners.filter((p) => p.key);
   }
   const pub = publicKeyObject(session.publicKey);
+  // Uses signed before a rekey carry the key it replaced.
+  const ownerKeys: OwnerKeys = new Map([[session.config.keyId, pub]]);
+  for (const k of session.config.previousKeys ?? []) {
+    const raw = fromB64url(k.publicKey);
+    if (raw) ownerKeys.set(k.keyId, publicKeyObject(raw));
+  }
+  const devices = await otherDevices(session);
   const ours = { opened: await nonces(paths.fetchLog), sent: await nonces(paths.sentLog), refused: await nonces(paths.sentLog, 'refused') };
-  const report: Array<{ partner: string; uses: number; ours: number; unfinished: number; counted: number; findings: AuditLine[]; countMismatch: boolean }> = [];
+  const report: Array<{ partner: string; uses: number; ours: number; otherDevices: number; unfinished: number; counted: number; findings: AuditLine[]; countMismatch: boolean }> = [];
   for (const p of partners) {
     let history;
     try {
@@ -59,13 +67,13 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
       if (name === undefined && e instanceof KmgrError && e.code === 'unknown_key') continue;
       throw e;
     }
-    let lines = auditHistory(history, p.id, session.config.keyId, pub, ours);
+    let lines = auditHistory(history, p.id, ownerKeys, undefined, ours, devices);
     // The counter of the current version must match the history's served uses of it.
     // A use between the two reads would look like a mismatch: read both again before saying so.
     let status = await api.status(session, p.id);
     const servedAt = (ls: AuditLine[], version: number): number => ls.filter((l) => l.result !== 'refused' && l.keyVersion === version).length;
     if (status.uses.total !== servedAt(lines, status.keyVersion)) {
-      lines = auditHistory(await api.history(session, p.id, {}), p.id, session.config.keyId, pub, ours);
+      lines = auditHistory(await api.history(session, p.id, {}), p.id, ownerKeys, undefined, ours, devices);
       status = await api.status(session, p.id);
     }
     const uses = lines.filter((l) => l.result !== 'refused');
@@ -75,6 +83,7 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
       partner: p.name,
       uses: uses.length,
       ours: uses.filter((l) => l.verdict === 'ours').length,
+      otherDevices: uses.filter((l) => l.verdict === 'other_device').length,
       unfinished: uses.filter((l) => l.verdict === 'unfinished').length,
       counted,
       countMismatch: counted !== servedNow,
@@ -85,7 +94,7 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
   if (g.json) printJson({ clean: total === 0, partners: report });
   else {
     for (const r of report) {
-      const extra = r.unfinished > 0 ? `, ${r.unfinished} sent by it whose reply never arrived` : '';
+      const extra = (r.otherDevices > 0 ? `, ${r.otherDevices} by your other devices` : '') + (r.unfinished > 0 ? `, ${r.unfinished} sent by it whose reply never arrived` : '');
       print(`${r.partner}: ${r.uses} use(s) on the server, ${r.ours} made by this client${extra}`);
       if (r.countMismatch) print(`  COUNT   the server counts ${r.counted} use(s) of the current version, but its history shows a different number`);
       for (const f of r.findings) {
@@ -104,6 +113,19 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
     );
   }
   return total === 0 ? EXIT.OK : EXIT.FINDINGS;
+}
+
+/** The person's devices other than this one, from the server (empty from a server without the device list). */
+async function otherDevices(session: Session): Promise<Map<string, number | null>> {
+  try {
+    const { DeviceList } = await import('../../protocol/messages.js');
+    const { signedRequest } = await import('../../client/http.js');
+    const list = (await signedRequest(session.endpoint, session.identity, 'GET', '/v1/devices', undefined, DeviceList)).body.devices;
+    return new Map(list.filter((d) => d.label !== (session.config.device ?? '')).map((d) => [d.label, d.revokedAt === null ? null : Date.parse(d.revokedAt)]));
+  } catch (e) {
+    if (e instanceof KmgrError && e.code === 'not_found') return new Map();
+    throw e;
+  }
 }
 
 async function allServerPartners(session: Session): Promise<PartnerEntry[]> {
