@@ -99,6 +99,7 @@ export async function rekeyHome(
   const ep = await endpointFor(paths, config);
   const current = await o.unlock(passphrase);
   let pending = await readPending(paths);
+  const createdNow = pending === undefined;
   if (pending && o.revokeDevices.length > 0 && pending.revokeDevices.join('\n') !== o.revokeDevices.join('\n')) {
     throw new UsageError(`a rekey started at ${pending.startedAt} is not finished; run kmgr rekey to finish it first`);
   }
@@ -134,27 +135,36 @@ export async function rekeyHome(
     if (!(await accepted(oldSession))) {
       throw new KmgrError('key_replaced', 'the server accepts neither this keystore\'s management key nor the pending new one; was the key replaced from another device? (import a fresh export there: kmgr device export)');
     }
-    const exp = (await signedRequest(oldSession.endpoint, oldSession.identity, 'POST', '/v1/rekey/prepare', {}, RekeyExport)).body;
-    fail('prepared');
-    const idx = await loadPartners(paths);
-    const names = config.partners === 'server' ? new Map((await listServerPartners(oldSession)).map((p) => [p.partnerId, p.name])) : undefined;
-    const keys = rewrap(exp, idx, names, config.personId, config.keyId, current, curSigner, next, nextSigner);
-    const statement: SuccessionStatement = {
-      personId: config.personId,
-      oldKeyId: config.keyId,
-      oldPublicKey: toB64url(curSigner.publicKey),
-      newKeyId,
-      newPublicKey: toB64url(nextSigner.publicKey),
-      issuedAt: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
-    };
-    const body: RekeyRequest = {
-      succession: { statement, signature: toB64(signSuccession(curSigner, statement)), newSignature: toB64(signSuccession(nextSigner, statement)) },
-      keys,
-      revokeDevices: pending.revokeDevices,
-    };
+    let body: RekeyRequest;
+    try {
+      const exp = (await signedRequest(oldSession.endpoint, oldSession.identity, 'POST', '/v1/rekey/prepare', {}, RekeyExport)).body;
+      fail('prepared');
+      const idx = await loadPartners(paths);
+      const names = config.partners === 'server' ? new Map((await listServerPartners(oldSession)).map((p) => [p.partnerId, p.name])) : undefined;
+      const keys = rewrap(exp, idx, names, config.personId, config.keyId, current, curSigner, next, nextSigner);
+      const statement: SuccessionStatement = {
+        personId: config.personId,
+        oldKeyId: config.keyId,
+        oldPublicKey: toB64url(curSigner.publicKey),
+        newKeyId,
+        newPublicKey: toB64url(nextSigner.publicKey),
+        issuedAt: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+      };
+      body = {
+        succession: { statement, signature: toB64(signSuccession(curSigner, statement)), newSignature: toB64(signSuccession(nextSigner, statement)) },
+        keys,
+        revokeDevices: pending.revokeDevices,
+      };
+    } catch (e) {
+      // Made by this run, the new key was never sent in a switch: it is not needed, and a stopped
+      // rekey leaves the home as it was. A pending file from an earlier run is kept whatever the
+      // server says now (a lying server must not talk us into deleting the only copy of the new key).
+      if (createdNow) await unlink(pendingPath(paths)).catch(() => undefined);
+      throw e;
+    }
     const person = (await signedRequest(oldSession.endpoint, oldSession.identity, 'POST', '/v1/rekey', body, PersonInfo)).body;
     if (person.keyId !== newKeyId) throw new IntegrityError('the server switched to a different key than the one sent');
-    rekeyed = keys.length;
+    rekeyed = body.keys.length;
     fail('switched');
   }
   // The switch is made: the new keystore takes the old one's place, then the config names it.

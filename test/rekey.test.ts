@@ -1,0 +1,216 @@
+// kmgr rekey against a real kmgrd: every key type re-wrapped (locked, expired
+// and rotated ones among them) without a counted use; the old key refused
+// afterwards; a verifier that pinned the old fingerprint follows the signed
+// succession once; a lying server (a key hidden, added or rolled back) makes
+// the rekey stop before anything changes; and the server refuses a switch that
+// does not re-wrap exactly the keys it holds.
+import t, { type Test } from 'tap';
+import { cp, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createPublicKey } from 'node:crypto';
+import { startServer, tempDir } from './helpers.js';
+import { cli, errCode, jsonError, snapshot, sameSnapshot } from './cli-util.js';
+import { homeFor, newHome, ok, ownerView, readJson, type Home } from './escrow-util.js';
+import { startLyingProxy } from './lying-proxy.js';
+import { api } from '../src/client/api.js';
+import { signedRequest } from '../src/client/http.js';
+import { RekeyExport, PersonInfo } from '../src/protocol/messages.js';
+import { homePaths } from '../src/client/home.js';
+import { loadPartners } from '../src/client/partners.js';
+import { rewrap } from '../src/client/rekey.js';
+import { generateSecrets } from '../src/crypto/keystore.js';
+import { signerFromSeed, managementKeyId } from '../src/crypto/sign.js';
+import { signSuccession } from '../src/crypto/succession.js';
+import { toB64, toB64url } from '../src/crypto/bytes.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Json = any;
+
+const TYPES = ['ed25519', 'p256', 'secp256k1', 'x25519', 'aes256'] as const;
+
+/** Registers one key of every type, a rotated one, a locked one and an expired one. */
+async function populate(t: Test, h: Home): Promise<void> {
+  for (const type of TYPES) ok(t, await h.run(['register', `k-${type}`, '--type', type]), `register ${type}`);
+  ok(t, await h.run(['register', 'rotated']), 'register rotated');
+  ok(t, await h.run(['rotate', 'rotated']), 'rotate it to version 2');
+  ok(t, await h.run(['register', 'locked', '--max-uses', '5']), 'register locked');
+  ok(t, await h.run(['lock', 'locked']), 'lock it');
+  ok(t, await h.run(['register', 'expired', '--valid-for', '1h']), 'register expired');
+  // The term is moved into the past through the owner's own PATCH (the CLI refuses a past date).
+  const v = await ownerView(h);
+  const id = (await loadPartners(homePaths(h.home))).partners.find((p) => p.name === 'expired')!.id;
+  await api.patch(v.session, id, { expiresAt: '2020-01-01T00:00:00Z' });
+}
+
+async function fetchAll(h: Home): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const name of [...TYPES.map((x) => `k-${x}`), 'rotated']) {
+    const r = await h.run(['fetch', name]);
+    if (r.code !== 0) throw new Error(`fetch ${name}: ${r.code} ${r.stderr}`);
+    out.set(name, r.stdout);
+  }
+  return out;
+}
+
+async function copyHome(t: { teardown(fn: () => unknown): void }, h: Home): Promise<Home> {
+  const dir = join(await tempDir(t, 'kmgr-oldhome-'), 'home');
+  await cp(h.home, dir, { recursive: true });
+  return homeFor(dir, h.pp, h.personId, h.fingerprint, h.device);
+}
+
+t.test('rekey re-wraps every key under a new management key without a use; the old key is refused; verify follows the succession once', async (t) => {
+  const server = await startServer(t);
+  const h = await newHome(t, server, { device: 'laptop' });
+  await populate(t, h);
+  const before = await fetchAll(h);
+  const v0 = await ownerView(h);
+  const ids = new Map((await loadPartners(homePaths(h.home))).partners.map((p) => [p.name, p.id]));
+  const statusBefore = new Map<string, Json>();
+  for (const [name, id] of ids) statusBefore.set(name, await v0.status(id));
+  const old = await copyHome(t, h);
+  const kitOut = join(h.home, '..', 'kit.json');
+  ok(t, await h.run(['recovery-kit', '--out', kitOut, '--code-out', join(h.home, '..', 'kit.code')]), 'a recovery kit before the rekey');
+
+  // A verifier pins the old fingerprint for the ed25519 key's public half.
+  const pubFile = join(h.home, '..', 'ed.pub');
+  await writeFile(pubFile, createPublicKey(before.get('k-ed25519')!).export({ type: 'spki', format: 'pem' }) as string);
+  const verifyArgs = ['verify', '--server', server.url, '--ca', server.ca, '--person', h.personId, '--partner-id', ids.get('k-ed25519')!, '--public-key', pubFile, '--owner', h.fingerprint];
+
+  const r = await h.run(['--json', 'rekey']);
+  ok(t, r, 'kmgr rekey');
+  const out = JSON.parse(r.stdout);
+  t.equal(out.rekeyed, ids.size, 'every key re-wrapped, locked and expired ones included');
+  t.not(out.fingerprint, h.fingerprint, 'a new fingerprint');
+  t.equal(out.recoveryKitsInvalidated, true, 'says older kits no longer work');
+  const cfg = await readJson(join(h.home, 'config.json'));
+  t.equal(cfg.fingerprint, out.fingerprint, 'config names the new key');
+  t.equal(cfg.previousKeys?.[0]?.keyId, JSON.parse((await cli(['--json', 'whoami'], { home: old.home })).stdout).keyId, 'the old key is remembered for the audit');
+  await t.rejects(stat(join(h.home, 'rekey-pending.json')), 'the pending file is gone');
+
+  // Same keys, same terms, no use counted; locked stays locked, expired stays expired.
+  const after = await fetchAll(h);
+  t.same([...after], [...before], 'every key opens to the same private key under the new management key');
+  const v1 = await ownerView(h);
+  for (const [name, id] of ids) {
+    const s = await v1.status(id);
+    const b = statusBefore.get(name);
+    const fetched = after.has(name) ? 1 : 0;
+    t.equal(s.uses.total, b.uses.total + fetched, `${name}: the rekey counted no use`);
+    t.equal(s.keyVersion, b.keyVersion, `${name}: same version`);
+    t.equal(s.inhibited, b.inhibited, `${name}: same lock flag`);
+    t.equal(s.expiresAt, b.expiresAt, `${name}: same term`);
+    const hist = await v1.history(id);
+    t.same(hist.filter((x: Json) => x.result === 'rekey').map((x: Json) => x.code).sort(), ['exported', 'rewrapped'], `${name}: the rekey is in its history, twice (blob handed out, blob replaced)`);
+  }
+  const locked = await h.run(['--json', 'fetch', 'locked']);
+  t.equal(jsonError(locked).code, 'terms_inhibited', 'the locked key is still locked');
+  const expired = await h.run(['--json', 'fetch', 'expired']);
+  t.equal(jsonError(expired).code, 'terms_expired', 'the expired key is still expired');
+
+  // The old key (a copy of the home as it was) is refused, for reads and uses alike.
+  const oldFetch = await old.run(['--json', 'fetch', 'k-ed25519']);
+  t.equal(oldFetch.code, 77, `the old key's fetch: exit 77 (${oldFetch.stderr.trim()})`);
+  t.equal(jsonError(oldFetch).code, 'key_replaced', 'refused as a replaced key');
+  t.equal(oldFetch.stdout, '', 'nothing printed');
+  const oldStatus = await old.run(['--json', 'status', 'k-ed25519']);
+  t.equal(jsonError(oldStatus).code, 'key_replaced', 'status with the old key refused too');
+
+  // The verifier that pinned the old fingerprint is led to the new one, once, with a warning.
+  const vr = await cli(['--json', ...verifyArgs], { home: join(h.home, '..', 'verifier') });
+  t.equal(vr.code, 0, `verify with the old pin: verified (${vr.stderr.trim()})`);
+  t.equal(JSON.parse(vr.stdout).ownerReplacedBy, out.fingerprint, 'names the new fingerprint');
+  t.match(vr.stderr, /replaced the management key/, 'and warns to re-pin');
+
+  // A second rekey: a verifier pinned two keys back is not led down a chain.
+  ok(t, await h.run(['rekey']), 'a second rekey');
+  const vr2 = await cli(['--json', ...verifyArgs], { home: join(h.home, '..', 'verifier') });
+  t.equal(vr2.code, 65, 'a pin two rekeys old is not followed');
+  const vr3 = await cli(['--json', ...verifyArgs.slice(0, -1), JSON.parse((await h.run(['whoami', '--json'])).stdout).fingerprint], { home: join(h.home, '..', 'verifier') });
+  t.equal(vr3.code, 0, 'the current pin verifies with no statement to follow');
+
+  // The audit still checks uses the replaced keys signed.
+  const audit = await h.run(['--json', 'audit']);
+  t.equal(audit.code, 0, `audit after two rekeys is clean (${audit.stdout.slice(0, 300)} ${audit.stderr.trim()})`);
+
+  // A kit from before the rekeys no longer recovers anything.
+  const newHomeDir = join(await tempDir(t, 'kmgr-recover-'), 'home');
+  const rec = await cli(['--json', 'recover', kitOut, '--code-file', join(h.home, '..', 'kit.code'), '--label', 'rescued', '--passphrase-file', h.pp, '--kdf-cost', '15'], { home: newHomeDir });
+  t.equal(rec.code, 77, `an old kit: exit 77 (${rec.stderr.trim()})`);
+  t.equal(jsonError(rec).code, 'key_replaced', 'refused: its key was replaced');
+  await t.rejects(stat(newHomeDir), 'nothing written for the old kit');
+});
+
+t.test('a lying server that hides, adds or rolls back a key makes rekey stop before changing anything', async (t) => {
+  const server = await startServer(t);
+  const proxy = await startLyingProxy(t, server);
+  const h = await newHome(t, { ...server, url: proxy.url });
+  ok(t, await h.run(['register', 'bank-a']), 'register bank-a');
+  ok(t, await h.run(['register', 'bank-b', '--type', 'p256']), 'register bank-b');
+  ok(t, await h.run(['rotate', 'bank-b']), 'rotate bank-b to version 2');
+  const before = await snapshot(h.home);
+  const fp = h.fingerprint;
+
+  const lies: Array<[string, (r: Json) => Json, RegExp]> = [
+    ['hides a key', (r) => ({ ...r, keys: r.keys.slice(1) }), /did not hand out the key/],
+    ['adds a key', (r) => ({ ...r, keys: [...r.keys, { ...r.keys[0], partnerId: 'someone-else-entirely' }] }), /does not know/],
+    ['serves an older version', (r) => ({ ...r, keys: r.keys.map((k: Json) => (k.keyVersion === 2 ? { ...k, keyVersion: 1 } : k)) }), /rollback/],
+    ['swaps two blobs', (r) => ({ ...r, keys: r.keys.map((k: Json, i: number) => ({ ...k, blob: r.keys[(i + 1) % r.keys.length].blob })) }), /does not open/],
+  ];
+  for (const [what, lie, msg] of lies) {
+    proxy.rewrite.set('/v1/rekey/prepare', lie);
+    const r = await h.run(['--json', 'rekey']);
+    t.equal(r.code, 65, `${what}: exit 65 (${r.stderr.trim()})`);
+    t.match(jsonError(r).message, msg, `${what}: says what is wrong`);
+    t.match(jsonError(r).message, /stopped before changing anything/, `${what}: and that nothing changed`);
+    sameSnapshot(t, before, await snapshot(h.home), `${what}: the home`);
+    t.equal(proxy.captured.has('/v1/rekey'), false, `${what}: no switch was sent`);
+  }
+  proxy.rewrite.clear();
+  ok(t, await h.run(['fetch', 'bank-a']), 'the old key still works at the server');
+  const r = await h.run(['--json', 'rekey']);
+  ok(t, r, 'an honest answer: the rekey goes through');
+  t.not(JSON.parse(r.stdout).fingerprint, fp, 'new key');
+  ok(t, await h.run(['fetch', 'bank-b']), 'and fetches work');
+});
+
+t.test('the server accepts a switch only for exactly the keys it holds, each at its current version', async (t) => {
+  const server = await startServer(t);
+  const h = await newHome(t, server);
+  ok(t, await h.run(['register', 'bank-a']), 'register bank-a');
+  ok(t, await h.run(['register', 'bank-b']), 'register bank-b');
+  const v = await ownerView(h);
+  const s = v.session;
+  const exp = (await signedRequest(s.endpoint, s.identity, 'POST', '/v1/rekey/prepare', {}, RekeyExport)).body;
+  const next = generateSecrets();
+  const nextSigner = signerFromSeed(next.signingSeed);
+  const curSigner = signerFromSeed(s.secrets!.signingSeed);
+  const keys = rewrap(exp, await loadPartners(homePaths(h.home)), undefined, s.config.personId, s.config.keyId, s.secrets!, curSigner, next, nextSigner);
+  const statement = {
+    personId: s.config.personId,
+    oldKeyId: s.config.keyId,
+    oldPublicKey: toB64url(curSigner.publicKey),
+    newKeyId: managementKeyId(nextSigner.publicKey),
+    newPublicKey: toB64url(nextSigner.publicKey),
+    issuedAt: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+  };
+  const succession = { statement, signature: toB64(signSuccession(curSigner, statement)), newSignature: toB64(signSuccession(nextSigner, statement)) };
+  const send = (body: Json) => signedRequest(s.endpoint, s.identity, 'POST', '/v1/rekey', body, PersonInfo);
+  const refusal = async (body: Json, code: string, what: string) => {
+    try {
+      await send(body);
+      t.fail(`${what}: accepted`);
+    } catch (e) {
+      t.equal(errCode(e), code, `${what}: refused with ${code}`);
+    }
+  };
+  await refusal({ succession, keys: keys.slice(1), revokeDevices: [] }, 'rekey_mismatch', 'a key missing');
+  await refusal({ succession, keys: [...keys, { ...keys[0], partnerId: 'not-held-here' }], revokeDevices: [] }, 'rekey_mismatch', 'a key not held');
+  await refusal({ succession, keys: [keys[0], keys[0], keys[1]], revokeDevices: [] }, 'rekey_mismatch', 'a key twice');
+  await refusal({ succession, keys: keys.map((k, i) => (i === 0 ? { ...k, keyVersion: 2, binding: null } : k)), revokeDevices: [] }, 'version_conflict', 'a version that is not current');
+  await refusal({ succession: { ...succession, newSignature: succession.signature }, keys, revokeDevices: [] }, 'auth_bad_signature', 'a succession the new key did not sign');
+  ok(t, await h.run(['fetch', 'bank-a']), 'after every refusal the old key still works');
+  await send({ succession, keys, revokeDevices: [] });
+  const after = await h.run(['--json', 'fetch', 'bank-a']);
+  t.equal(jsonError(after).code, 'key_replaced', 'the exact set is accepted, and the old key is refused from then on');
+  await refusal({ succession, keys, revokeDevices: [] }, 'key_replaced', 'the same switch again');
+});
