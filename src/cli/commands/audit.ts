@@ -57,7 +57,7 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
   }
   const devices = await otherDevices(session);
   const ours = { opened: await nonces(paths.fetchLog), sent: await nonces(paths.sentLog), refused: await nonces(paths.sentLog, 'refused') };
-  const report: Array<{ partner: string; uses: number; ours: number; otherDevices: number; unfinished: number; counted: number; findings: AuditLine[]; countMismatch: boolean }> = [];
+  const report: Array<{ partner: string; uses: number; ours: number; otherDevices: number; fromOtherDevices: AuditLine[]; unfinished: number; counted: number; findings: AuditLine[]; countMismatch: boolean }> = [];
   for (const p of partners) {
     let history;
     try {
@@ -84,6 +84,7 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
       uses: uses.length,
       ours: uses.filter((l) => l.verdict === 'ours').length,
       otherDevices: uses.filter((l) => l.verdict === 'other_device').length,
+      fromOtherDevices: uses.filter((l) => l.verdict === 'other_device'),
       unfinished: uses.filter((l) => l.verdict === 'unfinished').length,
       counted,
       countMismatch: counted !== servedNow,
@@ -97,6 +98,7 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
       const extra = (r.otherDevices > 0 ? `, ${r.otherDevices} by your other devices` : '') + (r.unfinished > 0 ? `, ${r.unfinished} sent by it whose reply never arrived` : '');
       print(`${r.partner}: ${r.uses} use(s) on the server, ${r.ours} made by this client${extra}`);
       if (r.countMismatch) print(`  COUNT   the server counts ${r.counted} use(s) of the current version, but its history shows a different number`);
+      for (const f of r.fromOtherDevices) print(`  DEVICE  ${f.at} v${f.keyVersion} #${f.seq} from ${f.remoteAddress}: made by your device ${f.device}`);
       for (const f of r.findings) {
         print(
           f.verdict === 'forged'
