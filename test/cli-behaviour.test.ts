@@ -119,7 +119,7 @@ t.test('keystore tampering: KDF downgrade exit 65 even with the right passphrase
   // A file validly made with weak parameters: sealed correctly, with the real
   // secrets, at logN 14. The same construction at logN 15 must open (control).
   await writeFile(ksPath, original, { mode: 0o600 });
-  const session = await openSession(homePaths(c.home), { passphraseFile: c.pp });
+  const session = await openSession(homePaths(c.home), { passphraseFile: c.pp }, null);
   const plain = Buffer.concat([session.secrets!.signingSeed, session.secrets!.wrapKey]);
   const craft = async (logN: number): Promise<string> => {
     const salt = Buffer.from(Array.from({ length: 16 }, (_, i) => i * 7 + logN));

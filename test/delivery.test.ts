@@ -1,4 +1,4 @@
-// Notice delivery (issue 3): a real HTTP receiver and a real SMTP sink on
+// Notice delivery by webhook and e-mail (Fig. 8, paragraph 32): a real HTTP receiver and a real SMTP sink on
 // 127.0.0.1; the daemon's deliverer is driven pass by pass with an injected clock.
 import t from 'tap';
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http';

@@ -33,7 +33,7 @@ import {
   AgentBoot, BOOT_SECRET_BYTES, FrameDecoder, encodeErr, encodeFrame, encodeOk, parseRequest, requestId,
   type AgentRequest, type AgentStatus, type Frame,
 } from './protocol.js';
-import { AgentError, checkSocketDir } from './client.js';
+import { AgentError, checkSocketDir } from './socket.js';
 import { fetchInAgent } from './fetch-op.js';
 
 const BOOT_TIMEOUT_MS = 10_000;

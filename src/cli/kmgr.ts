@@ -7,11 +7,8 @@ import { parseCount, parseLimit } from './parse.js';
 import { KEY_TYPES } from '../protocol/messages.js';
 import { OUTPUT_FORMATS } from '../crypto/txkey.js';
 import { UsageError } from '../protocol/errors.js';
+import type { GlobalOptions } from './options.js';
 
-export interface GlobalOptions {
-  home?: string;
-  json?: boolean;
-}
 
 const PASSPHRASE_HELP = 'passphrase sources, in order: --passphrase-file, --passphrase-fd, KMGR_PASSPHRASE (least safe), a no-echo prompt';
 

@@ -20,7 +20,7 @@ import { AgentError, agentSocketPath, checkSocketDir, checkSocketPathLength, pro
 import { AGENT_PROTOCOL_VERSION, BootReply, FrameDecoder, MAX_TTL_MS, encodeFrame, type AgentBoot, type AgentStatus } from '../../agent/protocol.js';
 import { info, print, printJson, warn } from '../output.js';
 import { EXIT } from '../exit-codes.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 
 export const DEFAULT_TTL = '15m';
 const START_TIMEOUT_MS = 10_000;
