@@ -15,7 +15,7 @@ import { signedRequest } from '../../client/http.js';
 import { randomBytes } from '../../crypto/random.js';
 import { DeviceExportView, DeviceList, DeviceView } from '../../protocol/messages.js';
 import type { RekeyOutcome } from '../../client/rekey.js';
-import { openSession } from '../../client/session.js';
+import { openSession } from '../session.js';
 import { loadPartners, savePartners, type PartnerIndex } from '../../client/partners.js';
 import { readPassphrase, promptTty, type PassphraseSource } from '../../client/passphrase.js';
 import { unlockKeystore, writeKeystore } from '../../client/keystore-file.js';

@@ -8,7 +8,7 @@ import { unlockKeystore } from '../../client/keystore-file.js';
 import { rekeyHome, type Failpoint, type RekeyOutcome } from '../../client/rekey.js';
 import { info, print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 import type { HomePaths } from '../../client/home.js';
 
 /**
