@@ -59,6 +59,13 @@ t.test('rekey killed at each step, then run again: every key works', async (t) =
   for (const at of ['pending-written', 'prepared', 'switched', 'keystore-written', 'config-written']) {
     const r = await h.run(['rekey'], { KMGR_FAILPOINT: at });
     t.equal(r.code, -1, `killed at ${at}`);
+    if (at === 'switched') {
+      // Mid-rekey, nothing hands out the key about to be replaced.
+      const kit = await h.run(['--json', 'recovery-kit', '--out', join(h.home, '..', 'kit.json')]);
+      t.equal(kit.code, 64, `recovery-kit while a rekey is unfinished: 64 (${jsonError(kit).message})`);
+      const exp = await h.run(['--json', 'device', 'export', '--out', join(h.home, '..', 'exp.kmgr')]);
+      t.equal(exp.code, 64, 'device export too');
+    }
     await checkRecovers(t, h, want, `after a kill at ${at}`);
   }
 });

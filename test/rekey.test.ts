@@ -18,6 +18,7 @@ import { RekeyExport, PersonInfo } from '../src/protocol/messages.js';
 import { homePaths } from '../src/client/home.js';
 import { loadPartners } from '../src/client/partners.js';
 import { rewrap } from '../src/client/rekey.js';
+import { LevelStorage } from '../src/store/level-storage.js';
 import { generateSecrets } from '../src/crypto/keystore.js';
 import { signerFromSeed, managementKeyId } from '../src/crypto/sign.js';
 import { signSuccession } from '../src/crypto/succession.js';
@@ -138,6 +139,22 @@ t.test('rekey re-wraps every key under a new management key without a use; the o
   t.equal(rec.code, 77, `an old kit: exit 77 (${rec.stderr.trim()})`);
   t.equal(jsonError(rec).code, 'key_replaced', 'refused: its key was replaced');
   await t.rejects(stat(newHomeDir), 'nothing written for the old kit');
+
+  // On disk, after the daemon stops: the old key ID still names the person (so its requests are told
+  // "replaced"), the person holds the newest key, and every key has its blob.
+  await server.stop();
+  const db = await LevelStorage.open(join(server.dataDir, 'db'), { tz: 'UTC', clock: Date.now, createIfMissing: false });
+  try {
+    const oldKeyId = cfg.previousKeys[0].keyId;
+    const person = await db.personByKeyId(oldKeyId);
+    t.equal(person?.personId, h.personId, 'the old key ID still names the person');
+    t.not(person?.keyId, oldKeyId, 'whose key is another');
+    t.equal(person?.keyId, JSON.parse((await h.run(['whoami', '--json'])).stdout).keyId, 'the current one');
+    t.equal((await db.listKeys(h.personId)).length, ids.size, 'every key kept');
+    for (const id of ids.values()) t.ok(await db.getKey(h.personId, id), `the key of ${id} loads with its blob`);
+  } finally {
+    await db.close();
+  }
 });
 
 t.test('a lying server that hides, adds or rolls back a key makes rekey stop before changing anything', async (t) => {

@@ -61,6 +61,12 @@ export async function readPending(paths: HomePaths): Promise<PendingRekey | unde
   return d as PendingRekey;
 }
 
+/** Exporting or saving the key mid-rekey would hand out a key about to be replaced (or already replaced). */
+export async function refuseIfRekeyPending(paths: HomePaths, what: string): Promise<void> {
+  const p = await readPending(paths);
+  if (p) throw new UsageError(`a rekey started at ${p.startedAt} is not finished; run kmgr rekey to finish it before ${what}`);
+}
+
 export type Failpoint = (name: 'pending-written' | 'prepared' | 'switched' | 'keystore-written' | 'config-written') => void;
 
 export interface RekeyOutcome {

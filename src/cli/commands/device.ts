@@ -8,6 +8,7 @@ import { fingerprint, signerFromSeed } from '../../crypto/sign.js';
 import { ConfigError, IntegrityError, KmgrError, NotFoundError, UsageError } from '../../protocol/errors.js';
 import { DEVICE_LABEL } from '../../protocol/sigbase.js';
 import { homePaths } from '../../client/home.js';
+import { refuseIfRekeyPending } from '../../client/rekey.js';
 import { ClientConfig, loadConfig, saveConfig } from '../../client/config.js';
 import { exists, keepOldIdentity, readIfExists } from '../../client/files.js';
 import { endpointFor, sessionWithKeys } from '../../client/session.js';
@@ -41,6 +42,7 @@ export async function exportDevice(g: GlobalOptions, o: PassphraseSource & { out
     throw new KmgrError('terminal_refused', 'refusing to print a device export to a terminal; use --out FILE or redirect stdout');
   }
   const paths = homePaths(g.home);
+  await refuseIfRekeyPending(paths, 'exporting the key');
   const config = await loadConfig(paths);
   const ep = await endpointFor(paths, config);
   const passphrase = await readPassphrase(o, `Passphrase for ${paths.keystore}: `);

@@ -13,6 +13,7 @@ import { ConfigError, IntegrityError, KmgrError, UsageError } from '../../protoc
 import { DEVICE_LABEL } from '../../protocol/sigbase.js';
 import { DeviceView, PersonInfo } from '../../protocol/messages.js';
 import { homePaths } from '../../client/home.js';
+import { refuseIfRekeyPending } from '../../client/rekey.js';
 import { ClientConfig, loadConfig, saveConfig } from '../../client/config.js';
 import { exists, keepOldIdentity, readIfExists } from '../../client/files.js';
 import { endpointFor } from '../../client/session.js';
@@ -39,6 +40,7 @@ interface KitPayload {
 export async function makeKit(g: GlobalOptions, o: PassphraseSource & { out: string; codeOut?: string }): Promise<number> {
   if (o.codeOut !== undefined && resolve(o.codeOut) === resolve(o.out)) throw new UsageError('--code-out must name another file than --out: the kit and its code are kept apart');
   const paths = homePaths(g.home);
+  await refuseIfRekeyPending(paths, 'making a recovery kit');
   const config = await loadConfig(paths);
   const ep = await endpointFor(paths, config);
   const passphrase = await readPassphrase(o, `Passphrase for ${paths.keystore}: `);
