@@ -10,7 +10,7 @@
 import { hkdfSync } from 'node:crypto';
 import { seal, open } from './aead.js';
 import { encodeFields, fromB64, toB64 } from './bytes.js';
-import { randomBytes } from './random.js';
+import { randomBytes, type RandomSource } from './random.js';
 import { codeBytes } from './transfer.js';
 import { IntegrityError, RefusedError } from '../protocol/errors.js';
 
@@ -38,9 +38,11 @@ const ad = (h: RecoveryKitHeader, salt: Uint8Array): Uint8Array =>
   encodeFields([RECOVERY_FORMAT, RECOVERY_VERSION, h.personId, h.server, h.keyId, h.fingerprint, h.createdAt, salt]);
 const keyFor = (code: string, salt: Uint8Array): Uint8Array => new Uint8Array(hkdfSync('sha256', codeBytes(code, CODE_HELP), salt, RECOVERY_FORMAT, 32));
 
-export function sealRecoveryKit(code: string, header: RecoveryKitHeader, payload: Uint8Array): RecoveryKitFile {
-  const salt = randomBytes(16);
-  return { format: RECOVERY_FORMAT, v: RECOVERY_VERSION, ...header, salt: toB64(salt), box: toB64(seal(keyFor(code, salt), payload, ad(header, salt))) };
+/** `rng`: the randomness (the salt, then the nonce); injected only by the format vectors. */
+export function sealRecoveryKit(code: string, header: RecoveryKitHeader, payload: Uint8Array, rng: RandomSource = randomBytes): RecoveryKitFile {
+  const salt = rng(16);
+  const h: RecoveryKitHeader = { personId: header.personId, server: header.server, keyId: header.keyId, fingerprint: header.fingerprint, createdAt: header.createdAt };
+  return { format: RECOVERY_FORMAT, v: RECOVERY_VERSION, ...h, salt: toB64(salt), box: toB64(seal(keyFor(code, salt), payload, ad(h, salt), rng)) };
 }
 
 export function parseRecoveryKit(doc: unknown): RecoveryKitFile {
