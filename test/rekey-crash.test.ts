@@ -78,7 +78,8 @@ t.test('rekey killed at random moments, then run again: every key works', async 
   const h = await newHome(t, server);
   for (const n of NAMES) ok(t, await h.run(['register', n]), `register ${n}`);
   const want = await fetchAll(h);
-  for (let i = 0; i < 4; i++) {
+  // KMGR_LONG_TESTS=1: a longer loop.
+  for (let i = 0; i < (process.env.KMGR_LONG_TESTS ? 25 : 3); i++) {
     // A kmgr start plus a rekey takes roughly 0.5-2 s here: kills spread over that, some after it finished.
     const ms = Math.floor(150 + rnd() * 1800);
     const how = await rekeyKilledAfter(h, ms);

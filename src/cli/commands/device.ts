@@ -156,7 +156,7 @@ export async function revokeDevice(g: GlobalOptions, label: string, o: Passphras
     const session = await sessionWithKeys(paths, config, await endpointFor(paths, config), signerFromSeed(secrets.signingSeed), () => secrets.wrapKey, secrets);
     devices = (await signedRequest(session.endpoint, session.identity, 'GET', '/v1/devices', undefined, DeviceList)).body.devices;
     const d = devices.find((x) => x.label === label);
-    if (!d) throw new NotFoundError('not_found', `this person has no device labelled ${label} (see kmgr device list)`);
+    if (!d) throw new NotFoundError('not_found', `this person has no device labelled ${label} (see kmgr device list); a device set up before device lists existed is cut off, with every other device, by kmgr rekey`);
     if (d.revokedAt !== null) throw new KmgrError('device_revoked', `the device ${label} was already revoked at ${d.revokedAt}`);
     const { rekeyAndReport } = await import('./rekey.js');
     out = await rekeyAndReport(g, o, [label], passphrase);
