@@ -112,7 +112,7 @@ function parseArgs(argv: string[]): Options {
         o.rateLimits = v;
         break;
       }
-      case '-h': case '--help': usage();
+      case '-h': case '--help': return usage();
       default: usage(`unknown option ${a}`);
     }
   }
@@ -364,7 +364,7 @@ async function main(): Promise<number> {
   let cliError: string | undefined;
   const procs: Partial<Record<Kind, ServerProc>> = {};
   let profiles: Partial<Record<Kind, ProfileSummary>> = {};
-  let partnerId = '';
+  let partnerId: string;
   let kmgrdOk = 0;
   let kmgrdErrors = 0;
   let countCheck: { storedTotal: number; client2xx: number; clientErrors: number; consistent: boolean } | undefined;
@@ -524,11 +524,11 @@ async function main(): Promise<number> {
           }, {}),
           poolExhausted: rs.some((r) => r.poolExhausted),
         };
-        summary[c]![k] = s;
+        summary[c][k] = s;
         rows.push([
           String(c), k, fmt(s.rps), fmt(s.p50Ms, 2), fmt(s.p99Ms, 2), fmt(s.serverCpuUsPerReq), fmt(s.serverMainThreadCpuUsPerReq), fmt(s.clientCpuUsPerReq), String(s.errors),
-          k === 'kmgrd' ? fmt(ratios[c]!.kmgrdOverBare, 3) : k === 'bare' ? '1' : fmt(s.rps / (summary[c]!.bare as { rps: number }).rps, 3),
-          k === 'kmgrd' ? fmt(ratios[c]!.kmgrdOverVerify, 3) : k === 'verify-only' ? '1' : '',
+          k === 'kmgrd' ? fmt(ratios[c].kmgrdOverBare, 3) : k === 'bare' ? '1' : fmt(s.rps / (summary[c].bare as { rps: number }).rps, 3),
+          k === 'kmgrd' ? fmt(ratios[c].kmgrdOverVerify, 3) : k === 'verify-only' ? '1' : '',
         ]);
       }
     }
@@ -619,7 +619,7 @@ async function main(): Promise<number> {
   }
 
   const logs: Record<string, LogStats> = {};
-  for (const k of KINDS) if (procs[k]) logs[k] = procs[k]!.log;
+  for (const k of KINDS) if (procs[k]) logs[k] = procs[k].log;
   const logProblems = KINDS.filter((k) => (procs[k]?.log.problems ?? 0) > 0);
   if (logProblems.length > 0) {
     out.push('', 'server log lines at warn or above:');

@@ -99,7 +99,7 @@ async function main(): Promise<void> {
       const raw = fromB64url(process.argv[4] ?? '');
       if (!raw) throw new Error('verify: public key missing');
       const key = { raw, obj: publicKeyObject(raw) }; // cached KeyObject: created once
-      const keyFor = async (id: string) => (id === keyId ? key : undefined);
+      const keyFor = (id: string) => Promise.resolve(id === keyId ? key : undefined);
       handler = (req, res) => {
         const chunks: Buffer[] = [];
         req.on('data', (c: Buffer) => chunks.push(c));

@@ -391,6 +391,7 @@ t.test('the fetch log gets one line per successful fetch and none for refused on
 t.test('kmgr partner add/list/show/rm with --json; rm of a partner with a key needs --force', async (t) => {
   const server = await startServer(t);
   const c = await initClient(t, server);
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the CLI's JSON, checked by the assertions below
   const j = async (args: string[], code = 0): Promise<any> => {
     const r = await cli([...args, '--json'], { home: c.home });
     t.equal(r.code, code, `${args.join(' ')} --json: exit ${code}${r.code !== code ? `: ${r.stderr}` : ''}`);

@@ -114,7 +114,7 @@ export async function directClient(c: Client, server?: TestServer): Promise<{ ep
 }
 
 export function errCode(e: unknown): string | undefined {
-  return typeof e === 'object' && e !== null && 'code' in e ? String((e as { code: unknown }).code) : undefined;
+  return typeof e === 'object' && e !== null && 'code' in e ? String((e).code) : undefined;
 }
 
 export const MSG = Buffer.from('transfer 100 to bank-a');

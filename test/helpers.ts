@@ -111,8 +111,8 @@ export function kmgr(args: string[], opts: KmgrRunOptions): Promise<RunResult> {
     const child = spawn(process.execPath, [KMGR, ...args], { env, stdio, detached: opts.detached ?? false });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    child.stdout!.on('data', (c: Buffer) => out.push(c));
-    child.stderr!.on('data', (c: Buffer) => err.push(c));
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => err.push(c));
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
     child.on('error', reject);
     child.on('close', (code) => {
@@ -125,7 +125,7 @@ export function kmgr(args: string[], opts: KmgrRunOptions): Promise<RunResult> {
       fd3.on('error', () => undefined);
       fd3.end(opts.fd3);
     }
-    child.stdin!.end(opts.input ?? '');
+    child.stdin.end(opts.input ?? '');
   });
 }
 

@@ -33,7 +33,7 @@ export class AgentConnection {
     readonly socketPath: string,
   ) {
     sock.on('data', (chunk: Buffer) => this.onData(chunk));
-    sock.on('error', (e: NodeJS.ErrnoException) => this.fail(new AgentError('lost', socketPath, `lost the connection to the kmgr agent at ${socketPath} (${e.code ?? e.message})`)));
+    sock.on('error', (e: NodeJS.ErrnoException) => this.fail(new AgentError('lost', socketPath, `lost the connection to the kmgr agent at ${socketPath} (${e.code ?? e.message})`).because(e)));
     sock.on('close', () =>
       this.fail(new AgentError('lost', socketPath, `the kmgr agent at ${socketPath} closed the connection (it was stopped, or its time to live ran out)`)),
     );
@@ -98,7 +98,7 @@ export class AgentConnection {
     try {
       replies = this.decoder.push(chunk).map(parseReply);
     } catch (e) {
-      this.fail(new AgentError('protocol', this.socketPath, `${this.socketPath} does not speak the kmgr agent protocol (${(e as Error).message})`));
+      this.fail(new AgentError('protocol', this.socketPath, `${this.socketPath} does not speak the kmgr agent protocol (${(e as Error).message})`).because(e));
       return;
     }
     for (const r of replies) {
@@ -139,7 +139,7 @@ function connectError(socketPath: string, e: NodeJS.ErrnoException): AgentError 
     case 'ENOTSOCK':
       return new AgentError('protocol', socketPath, `${socketPath} is not a socket`);
     default:
-      return new AgentError('stale', socketPath, `cannot connect to the kmgr agent at ${socketPath} (${e.code ?? e.message})`);
+      return new AgentError('stale', socketPath, `cannot connect to the kmgr agent at ${socketPath} (${e.code ?? e.message})`).because(e);
   }
 }
 
@@ -167,7 +167,7 @@ export async function requestStatus(conn: AgentConnection, timeoutMs = OP_TIMEOU
   try {
     return AgentStatus(r.result, 'status');
   } catch (e) {
-    throw new AgentError('protocol', conn.socketPath, `the kmgr agent at ${conn.socketPath} sent a malformed status (${(e as Error).message})`);
+    throw new AgentError('protocol', conn.socketPath, `the kmgr agent at ${conn.socketPath} sent a malformed status (${(e as Error).message})`).because(e);
   }
 }
 

@@ -54,7 +54,7 @@ export async function endpointFor(paths: HomePaths, config: ClientConfig): Promi
   try {
     return { server: config.server, ca: await readFile(caPath, 'utf8') };
   } catch (e) {
-    throw new ConfigError(`cannot read the server's CA file ${caPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new ConfigError(`cannot read the server's CA file ${caPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`).because(e);
   }
 }
 

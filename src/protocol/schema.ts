@@ -37,7 +37,7 @@ export const bool: Schema<boolean> = (v, path) => {
 export function oneOf<const T extends readonly string[]>(values: T): Schema<T[number]> {
   return (v, path) => {
     if (typeof v !== 'string' || !values.includes(v)) throw new SchemaError(path, `must be one of ${values.join(', ')}`);
-    return v as T[number];
+    return v;
   };
 }
 

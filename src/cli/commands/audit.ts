@@ -18,7 +18,7 @@ import type { FetchLogEntry } from '../../client/fetch-log.js';
 
 /** The nonces in a log; with `outcome`, only the lines that record it. */
 async function nonces(path: string, outcome?: string): Promise<Set<string>> {
-  let text = '';
+  let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch {

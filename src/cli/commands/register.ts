@@ -58,7 +58,7 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
     try {
       importText = await readFile(o.import, 'utf8');
     } catch (e) {
-      throw new ConfigError(`cannot read ${o.import}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new ConfigError(`cannot read ${o.import}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`).because(e);
     }
   }
   const idx = await loadPartners(paths);
