@@ -232,7 +232,7 @@ export function rewrap(
       return stop(`the key of ${name} does not open under this management key (altered, swapped or not ours)`);
     }
     try {
-      const binding = k.binding ? resign(k.binding, ctx, { type: k.alg, secret } as TransactionKey, oldOwner, nextSigner, name!) : null;
+      const binding = k.binding ? resign(k.binding, ctx, { type: k.alg, secret }, oldOwner, nextSigner, name!) : null;
       out.push({ partnerId: k.partnerId, keyVersion: k.keyVersion, blob: toB64(sealBlob(next.wrapKey, ctx, secret)), binding });
     } finally {
       wipe(secret);

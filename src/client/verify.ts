@@ -50,7 +50,7 @@ export function checkVerifyAnswer(
       st !== undefined && oldRaw !== undefined && oldSig !== undefined && newSig !== undefined &&
       fingerprint(oldRaw) === ask.owner && st.newPublicKey === r.ownerPublicKey && st.personId === ask.personId && verifySuccession(st, oldSig, newSig);
     if (!follows) return lying(`the owner's key is not the pinned ${ask.owner}, and no statement signed by it names the new one`);
-    followed = { from: ask.owner, to: fingerprint(owner), issuedAt: st!.issuedAt };
+    followed = { from: ask.owner, to: fingerprint(owner), issuedAt: st.issuedAt };
   }
   const s = r.binding.statement;
   const sig = fromB64(r.binding.signature);
