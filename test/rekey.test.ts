@@ -14,7 +14,8 @@ import { homeFor, newHome, ok, ownerView, readJson, type Home } from './escrow-u
 import { startLyingProxy } from './lying-proxy.js';
 import { api } from '../src/client/api.js';
 import { signedRequest } from '../src/client/http.js';
-import { RekeyExport, PersonInfo } from '../src/protocol/messages.js';
+import { FetchResponse, RekeyExport, PersonInfo } from '../src/protocol/messages.js';
+import { openBlob } from '../src/crypto/blob.js';
 import { homePaths } from '../src/client/home.js';
 import { loadPartners } from '../src/client/partners.js';
 import { rewrap } from '../src/client/rekey.js';
@@ -22,7 +23,7 @@ import { LevelStorage } from '../src/store/level-storage.js';
 import { generateSecrets } from '../src/crypto/keystore.js';
 import { signerFromSeed, managementKeyId } from '../src/crypto/sign.js';
 import { signSuccession } from '../src/crypto/succession.js';
-import { toB64, toB64url } from '../src/crypto/bytes.js';
+import { fromB64, toB64, toB64url } from '../src/crypto/bytes.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
@@ -226,7 +227,28 @@ t.test('the server accepts a switch only for exactly the keys it holds, each at 
   await refusal({ succession, keys: keys.map((k, i) => (i === 0 ? { ...k, keyVersion: 2, binding: null } : k)), revokeDevices: [] }, 'version_conflict', 'a version that is not current');
   await refusal({ succession: { ...succession, newSignature: succession.signature }, keys, revokeDevices: [] }, 'auth_bad_signature', 'a succession the new key did not sign');
   ok(t, await h.run(['fetch', 'bank-a']), 'after every refusal the old key still works');
-  await send({ succession, keys, revokeDevices: [] });
+  // Fetches signed by the old key race the switch: each is served the old blob (and counted) before
+  // it, or refused after it; none is served a blob, or counted, on the wrong side.
+  const pid = exp.keys[0]!.partnerId;
+  const ctx = { personId: s.config.personId, partnerId: pid, keyId: exp.keys[0]!.keyId, alg: exp.keys[0]!.alg, keyVersion: exp.keys[0]!.keyVersion, partnerName: (await loadPartners(homePaths(h.home))).partners.find((p) => p.id === pid)!.name };
+  const before = (await api.status(s, pid)).uses.total;
+  const fetchOnce = () => signedRequest(s.endpoint, s.identity, 'POST', `/v1/keys/${pid}/fetch`, {}, FetchResponse).then((r): Json => r.body, (e: unknown) => errCode(e));
+  const switching = send({ succession, keys, revokeDevices: [] });
+  let settled = false;
+  void switching.finally(() => (settled = true)).catch(() => undefined);
+  // Fetches one after another while the switch is written, and three after it.
+  const fetched: Array<Json | string | undefined> = [];
+  for (let after = 0; after < 3 && fetched.length < 500; ) {
+    fetched.push(await fetchOnce());
+    if (settled) after++;
+  }
+  const switched = await switching;
+  t.equal(switched.body.keyId, statement.newKeyId, 'the switch is made');
+  const served = fetched.filter((f): f is Json => typeof f === 'object');
+  t.ok(fetched.every((f) => typeof f === 'object' || f === 'key_replaced'), 'every racing fetch was served or refused as replaced');
+  for (const f of served) t.doesNotThrow(() => openBlob(s.secrets!.wrapKey, ctx, fromB64(f.blob)!), 'a fetch served during the race got the old blob, which the old key opens');
+  const newSession = { ...s, identity: { keyId: statement.newKeyId, signer: nextSigner } };
+  t.equal((await api.status(newSession, pid)).uses.total, before + served.length, `the count holds: ${served.length} served, ${served.length} counted`);
   const after = await h.run(['--json', 'fetch', 'bank-a']);
   t.equal(jsonError(after).code, 'key_replaced', 'the exact set is accepted, and the old key is refused from then on');
   await refusal({ succession, keys, revokeDevices: [] }, 'key_replaced', 'the same switch again');
