@@ -237,7 +237,7 @@ t.test('the server accepts a switch only for exactly the keys it holds, each at 
   let settled = false;
   void switching.finally(() => (settled = true)).catch(() => undefined);
   // Fetches one after another while the switch is written, and three after it.
-  const fetched: Array<Json | string | undefined> = [];
+  const fetched: Json[] = []; // a FetchResponse, or the refusal's error code
   for (let after = 0; after < 3 && fetched.length < 500; ) {
     fetched.push(await fetchOnce());
     if (settled) after++;
