@@ -119,6 +119,10 @@ t.test('device revoke: the revoked device is refused, and what it holds opens no
   const list = await laptop.json(['device', 'list']);
   t.match(list.devices.find((d: Json) => d.label === 'phone'), { revokedAt: /^\d{4}-/ }, 'device list shows the phone revoked');
   t.match(list.devices.find((d: Json) => d.label === 'tablet'), { current: false, revokedAt: null }, 'and the tablet as needing a fresh export');
+  const text = await laptop.run(['device', 'list']);
+  t.match(text.stdout, /^\* laptop .*\(current key\)$/m, 'in text: this device marked, with its state');
+  t.match(text.stdout, /^ {2}phone .*\(revoked /m, 'the phone revoked');
+  t.match(text.stdout, /^ {2}tablet .*needs a fresh device export/m, 'the tablet waiting for an export');
 
   // What the phone holds (its management secrets) does not open a blob served now.
   const lv = await ownerView(laptop);
