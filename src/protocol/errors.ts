@@ -40,6 +40,7 @@ export const ERROR_CODES = {
   person_exists: 'conflict',
   keystore_exists: 'conflict',
   version_conflict: 'conflict',
+  target_not_empty: 'conflict',
   agent_running: 'conflict',
   // A rekey's set of re-wrapped keys is not exactly the set the server holds.
   rekey_mismatch: 'conflict',
@@ -57,6 +58,8 @@ export const ERROR_CODES = {
   terminal_refused: 'usage',
   integrity: 'integrity',
   rollback: 'integrity',
+  /** kmgrd's own database failed a check: refused, never served (exit 65, HTTP 503). */
+  storage_damaged: 'integrity',
   kdf_too_weak: 'integrity',
   config: 'config',
   unsafe_permissions: 'config',

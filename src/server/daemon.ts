@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import type { DestinationStream } from 'pino';
 import { ensurePrivateDir } from '../io/atomic-file.js';
 import { LevelStorage } from '../store/level-storage.js';
+import { checkNewDataDir } from '../store/marker.js';
 import { checkTimeZone } from '../terms/periods.js';
 import { ConfigError } from '../protocol/errors.js';
 import { DEFAULT_RATE_PER_ADDRESS, DEFAULT_RATE_PER_KEY } from './defaults.js';
@@ -58,6 +59,8 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   }
   const log = makeLogger(o.logLevel, o.logDest);
   const dataDir = resolve(o.dataDir);
+  // Before anything is written there (tls/): a foreign directory is left as it was.
+  checkNewDataDir(dataDir);
   await ensurePrivateDir(dataDir);
   const tls = await loadTls(dataDir, o.tlsCert, o.tlsKey);
   const clock = o.clock ?? Date.now;
@@ -90,6 +93,8 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   const hostPart = o.host.includes(':') ? `[${o.host}]` : o.host;
   const url = `https://${hostPart}:${running.port}`;
   log.info({ url, port: running.port, tlsCert: tls.certPath, tlsFingerprint256: tls.fingerprint256, generatedCert: tls.generated, tz: o.tz }, 'kmgrd listening');
+  // A restored database serves counts as of its snapshot: say so at every start.
+  if (storage.marker.restoredFrom) log.warn({ restoredFrom: storage.marker.restoredFrom }, `database restored from a snapshot taken at ${storage.marker.restoredFrom.takenAt}`);
   let stopping: Promise<void> | undefined;
   return {
     url,
