@@ -64,6 +64,8 @@ export async function startServer(
     // Rate limits off unless a test asks for them: tests fire bursts on purpose.
     ratePerAddress: 0,
     ratePerKey: 0,
+    verifyPerAddress: 0,
+    enrolPerAddressPerMinute: 0,
     clock: () => clock.now ?? Date.now(),
     logDest: logs,
     ...opts,

@@ -1,5 +1,5 @@
 // kmgr rekey against a hostile or inconsistent server: a lying proxy that
-// hides, adds, rolls back or swaps a key makes the rekey stop before anything
+// hides, adds, rolls back or swaps a key, or unlocks one, makes the rekey stop before anything
 // changes; the server accepts a switch only for exactly the keys it holds,
 // each at its current version, signed by both keys; and fetches racing the
 // switch are each served (and counted) before it or refused after it.
@@ -30,6 +30,8 @@ t.test('a lying server that hides, adds or rolls back a key makes rekey stop bef
   ok(t, await h.run(['register', 'bank-a']), 'register bank-a');
   ok(t, await h.run(['register', 'bank-b', '--type', 'p256']), 'register bank-b');
   ok(t, await h.run(['rotate', 'bank-b']), 'rotate bank-b to version 2');
+  ok(t, await h.run(['register', 'bank-c', '--type', 'ed25519']), 'register bank-c');
+  ok(t, await h.run(['lock', 'bank-c']), 'lock bank-c (a new statement that says locked)');
   const before = await snapshot(h.home);
   const fp = h.fingerprint;
 
@@ -37,6 +39,8 @@ t.test('a lying server that hides, adds or rolls back a key makes rekey stop bef
     ['hides a key', (r) => ({ ...r, keys: r.keys.slice(1) }), /did not hand out the key/],
     ['adds a key', (r) => ({ ...r, keys: [...r.keys, { ...r.keys[0], partnerId: 'someone-else-entirely' }] }), /does not know/],
     ['serves an older version', (r) => ({ ...r, keys: r.keys.map((k: Json) => (k.keyVersion === 2 ? { ...k, keyVersion: 1 } : k)) }), /rollback/],
+    // Re-signing what the server says would turn the owner's "locked" into "usable" for every verifier.
+    ['says a locked key is usable', (r) => ({ ...r, keys: r.keys.map((k: Json) => ({ ...k, locked: false })) }), /says bank-c is usable, but the owner's latest statement says locked/],
     ['swaps two blobs', (r) => ({ ...r, keys: r.keys.map((k: Json, i: number) => ({ ...k, blob: r.keys[(i + 1) % r.keys.length].blob })) }), /does not open/],
   ];
   for (const [what, lie, msg] of lies) {

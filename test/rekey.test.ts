@@ -6,6 +6,7 @@
 import t, { type Test } from 'tap';
 import { cp, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { createPublicKey } from 'node:crypto';
 import { startServer, tempDir } from './helpers.js';
 import { cli, jsonError } from './cli-util.js';
@@ -32,6 +33,12 @@ async function populate(t: Test, h: Home): Promise<void> {
   const v = await ownerView(h);
   const id = (await loadPartners(homePaths(h.home))).partners.find((p) => p.name === 'expired')!.id;
   await api.patch(v.session, id, { expiresAt: '2020-01-01T00:00:00Z' });
+  // A key offered to the SSH agent with a certificate beside it: both are fields of the key record a rekey rewrites.
+  const dir = await tempDir(t, 'kmgr-cert-');
+  execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', join(dir, 'c.key')], { stdio: 'pipe' });
+  execFileSync('openssl', ['req', '-x509', '-key', join(dir, 'c.key'), '-subj', '/CN=certified', '-days', '10', '-out', join(dir, 'c.pem')], { stdio: 'pipe' });
+  ok(t, await h.run(['register', 'certified', '--import', join(dir, 'c.key'), '--ssh']), 'register certified, offered over SSH');
+  ok(t, await h.run(['cert', 'import', 'certified', join(dir, 'c.pem')]), 'a certificate beside it');
 }
 
 async function fetchAll(h: Home): Promise<Map<string, string>> {
@@ -143,6 +150,14 @@ t.test('rekey re-wraps every key under a new management key without a use; the o
     t.equal(person?.keyId, JSON.parse((await h.run(['whoami', '--json'])).stdout).keyId, 'the current one');
     t.equal((await db.listKeys(h.personId)).length, ids.size, 'every key kept');
     for (const id of ids.values()) t.ok(await db.getKey(h.personId, id), `the key of ${id} loads with its blob`);
+    for (const [name, id] of ids) {
+      const rec = (await db.getKey(h.personId, id))!;
+      // Re-signed in the current format: the statement says whether the key is locked, as kmgr lock's do.
+      if (rec.binding) t.equal(rec.binding.statement.locked, rec.inhibited, `${name}: the re-signed statement says ${rec.inhibited ? 'locked' : 'usable'}`);
+    }
+    const certified = (await db.getKey(h.personId, ids.get('certified')!))!;
+    t.equal(certified.ssh, true, 'the SSH flag survives the rekey');
+    t.equal(certified.certificates?.chain.length, 1, 'the certificate beside the key survives the rekey');
   } finally {
     await db.close();
   }

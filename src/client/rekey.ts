@@ -90,7 +90,9 @@ async function accepted(s: Session): Promise<boolean> {
     await signedRequest(s.endpoint, s.identity, 'GET', '/v1/persons/me', undefined, PersonInfo);
     return true;
   } catch (e) {
-    if (e instanceof KmgrError && (e.code === 'key_replaced' || e.code === 'unknown_person')) return false;
+    // A key the server does not know is refused as a bad signature (so strangers cannot probe which keys are
+    // enrolled); a correctly signed request refused that way means the key is not, or no longer, accepted.
+    if (e instanceof KmgrError && (e.code === 'key_replaced' || e.code === 'unknown_person' || e.code === 'auth_bad_signature')) return false;
     throw e;
   }
 }
@@ -232,7 +234,7 @@ export function rewrap(
       return stop(`the key of ${name} does not open under this management key (altered, swapped or not ours)`);
     }
     try {
-      const binding = k.binding ? resign(k.binding, ctx, { type: k.alg, secret }, oldOwner, nextSigner, name!) : null;
+      const binding = k.binding ? resign(k.binding, ctx, { type: k.alg, secret }, k.locked, oldOwner, nextSigner, name!) : null;
       out.push({ partnerId: k.partnerId, keyVersion: k.keyVersion, blob: toB64(sealBlob(next.wrapKey, ctx, secret)), binding });
     } finally {
       wipe(secret);
@@ -242,7 +244,7 @@ export function rewrap(
 }
 
 /** A binding statement re-signed by the new key: the old one must be the owner's, for this key, naming the public half of what the blob holds. */
-function resign(b: SignedBinding, ctx: BlobContext, key: TransactionKey, oldOwner: ReturnType<typeof publicKeyObject>, nextSigner: Signer, name: string): SignedBinding {
+function resign(b: SignedBinding, ctx: BlobContext, key: TransactionKey, locked: boolean, oldOwner: ReturnType<typeof publicKeyObject>, nextSigner: Signer, name: string): SignedBinding {
   const s = b.statement;
   const sig = fromB64(b.signature);
   const pub = publicKeyPem(key);
@@ -252,6 +254,11 @@ function resign(b: SignedBinding, ctx: BlobContext, key: TransactionKey, oldOwne
     s.personId === ctx.personId && s.partnerId === ctx.partnerId && s.keyId === ctx.keyId && s.alg === ctx.alg && s.keyVersion === ctx.keyVersion &&
     pub !== undefined && samePublicKey(s.publicKey, pub);
   if (!ok) throw new IntegrityError(`the binding statement of ${name} is not the owner's statement for this key; the rekey stopped before changing anything`);
-  const statement: BindingStatement = { ...s, issuedAt: new Date().toISOString() };
+  // Lock and unlock issue a new statement saying `locked`: one that says otherwise than the server means the server lies about the lock.
+  if (s.locked !== undefined && s.locked !== locked) {
+    throw new IntegrityError(`the server says ${name} is ${locked ? 'locked' : 'usable'}, but the owner's latest statement says ${s.locked ? 'locked' : 'usable'}; the rekey stopped before changing anything`);
+  }
+  // Re-signed in the current format: it always says whether the key is locked (see BindingStatement.locked).
+  const statement: BindingStatement = { ...s, issuedAt: new Date().toISOString(), locked };
   return { statement: statement as SignedBinding['statement'], signature: toB64(nextSigner.sign(TAG_BINDING, bindingBytes(statement))) };
 }

@@ -74,6 +74,8 @@ export const RegisterRequest = obj({
   terms: Terms,
   /** Third embodiment: the public half in plaintext, with the owner's signed binding statement. */
   binding: bindingField,
+  /** Offered by the owner's SSH agent (kmgr agent start --ssh). */
+  ssh: optional(bool),
 });
 export type RegisterRequest = Infer<typeof RegisterRequest>;
 
@@ -95,6 +97,10 @@ export const KeyStatus = obj({
   lastUsedAt: nullable(isoTime),
   /** The public half, when the owner registered it with a binding statement. */
   publicKey: nullable(publicKeyPem),
+  /** Offered by the owner's SSH agent. */
+  ssh: optional(bool),
+  /** The leaf of the certificate chain kept beside the key (kmgr cert import), as the server read it. */
+  certificate: optional(nullable((v, p) => CertificateInfo(v, p))),
 });
 export type KeyStatus = Infer<typeof KeyStatus>;
 
@@ -132,6 +138,8 @@ export const KeyPatchRequest = obj({
   maxPerWeek: optional(limit),
   maxPerMonth: optional(limit),
   onLimit: optional(oneOf(LIMIT_POLICIES)),
+  /** Offer the key through the owner's SSH agent, or stop. */
+  ssh: optional(bool),
   /** A fresh binding statement when the valid term changes, so verifiers see the new term. */
   binding: optional((v, p) => SignedBinding(v, p)),
 });
@@ -181,7 +189,7 @@ export const NoticeView = obj({
   at: isoTime,
   partnerId: partnerIdField,
   keyVersion: int({ min: 1, max: MAX_COUNT }),
-  kind: oneOf(['expired', 'expiring', 'limit_reached', 'limit_passed', 'refused_attempt', 'restored'] as const),
+  kind: oneOf(['expired', 'expiring', 'limit_reached', 'limit_passed', 'refused_attempt', 'restored', 'certificate_expired', 'certificate_expiring'] as const),
   message: str({ max: 1000 }),
   read: bool,
 });
@@ -202,6 +210,7 @@ export const BindingStatementSchema = obj({
   keyVersion: int({ min: 1, max: MAX_COUNT }),
   issuedAt: isoTime,
   expiresAt: nullable(isoTime),
+  locked: optional(bool),
 });
 export const SignedBinding = obj({
   statement: BindingStatementSchema,
@@ -314,6 +323,8 @@ export const RekeyKeyView = obj({
   keyVersion: keyVersionField,
   blob: blobField,
   binding: nullable(SignedBinding),
+  /** Whether the key is locked now: the re-signed binding statement must say so (kmgr lock issues statements with `locked`). */
+  locked: bool,
 });
 export type RekeyKeyView = Infer<typeof RekeyKeyView>;
 export const RekeyPrepareRequest = obj({});
@@ -349,3 +360,32 @@ export const DeviceExportRequest = obj({ exportId: str({ min: 22, max: 22, patte
 export const DeviceExportView = obj({ exportId: str({ max: 22 }), expiresAt: isoTime });
 /** POST /v1/devices: a new device of this person; exportId null only for kmgr recover. */
 export const AddDeviceRequest = obj({ label: deviceLabel, exportId: nullable(str({ min: 22, max: 22, pattern: /^[A-Za-z0-9_-]{22}$/, name: 'export ID' })) });
+
+// ---------- certificates beside a key (public data: never in the sealed blob) ----------
+const PEM_CERTIFICATE = /^-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----\r?\n?$/;
+export const certificatePem = str({ max: 12_000, pattern: PEM_CERTIFICATE, name: 'PEM certificate' });
+
+/** A certificate as the server summarises it in a key's status. */
+export const CertificateInfo = obj({
+  subject: str({ max: 2000 }),
+  issuer: str({ max: 2000 }),
+  serial: str({ max: 100 }),
+  notBefore: isoTime,
+  notAfter: isoTime,
+  fingerprint: str({ max: 100 }),
+});
+export type CertificateInfo = Infer<typeof CertificateInfo>;
+
+/** PUT /v1/keys/{partnerId}/certificates: the chain for this key version, leaf first; an empty list removes it. */
+export const CertificatesRequest = obj({
+  keyVersion: keyVersionField,
+  certificates: array(certificatePem, 8),
+});
+export type CertificatesRequest = Infer<typeof CertificatesRequest>;
+
+/** GET /v1/keys/{partnerId}/certificates */
+export const CertificatesView = obj({
+  keyVersion: keyVersionField,
+  certificates: array(certificatePem, 8),
+});
+export type CertificatesView = Infer<typeof CertificatesView>;

@@ -21,7 +21,7 @@ import { loadPartners, savePartners, type PartnerIndex } from '../../client/part
 import { readPassphrase, promptTty, type PassphraseSource } from '../../client/passphrase.js';
 import { unlockKeystore, writeKeystore } from '../../client/keystore-file.js';
 import { ensurePrivateDir, writeFileAtomic } from '../../io/atomic-file.js';
-import { info, print, printJson } from '../output.js';
+import { info, print, printJson, printLine } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import { defaultDeviceLabel } from './init.js';
 import type { GlobalOptions } from '../options.js';
@@ -132,7 +132,7 @@ export async function listDevices(g: GlobalOptions, o: PassphraseSource): Promis
   if (devices.length === 0) print('No devices are registered (homes made before kmgr 0.2 register on their next device import).');
   for (const d of devices) {
     const state = d.revokedAt !== null ? `revoked ${d.revokedAt}` : d.current ? 'current key' : 'old key: needs a fresh device export';
-    print(`${d.label === self ? '*' : ' '} ${d.label.padEnd(20)} added ${d.addedAt}  last used ${d.lastUsedAt ?? 'never'}  via ${d.via}  (${state})`);
+    printLine(`${d.label === self ? '*' : ' '} ${d.label.padEnd(20)} added ${d.addedAt}  last used ${d.lastUsedAt ?? 'never'}  via ${d.via}  (${state})`);
   }
   return EXIT.OK;
 }

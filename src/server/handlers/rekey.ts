@@ -30,6 +30,7 @@ export const rekeyPrepare: Handler = async (ctx) => {
       keyVersion: record.keyVersion,
       blob: toB64(blob),
       binding: record.binding ?? null,
+      locked: record.inhibited,
     })),
   };
   ctx.deps.log.info({ personId: person.personId, keys: keys.length }, 'rekey: blobs handed out for re-wrapping');
@@ -63,6 +64,10 @@ export const rekey: Handler = async (ctx) => {
         checkBinding(k.binding, next, { partnerId: k.partnerId, keyId: current.keyId, alg: current.alg, keyVersion: k.keyVersion });
         if (current.publicKey && !samePublicKey(k.binding.statement.publicKey, current.publicKey)) {
           throw new UsageError(`the binding statement for ${k.partnerId} names another public key`, 'bad_request');
+        }
+        // Hygiene, as for kmgr lock/unlock: a new statement must say whether the key is locked as it is.
+        if (k.binding.statement.locked !== undefined && k.binding.statement.locked !== current.inhibited) {
+          throw new UsageError(`the binding statement for ${k.partnerId} says the key is ${k.binding.statement.locked ? 'locked' : 'usable'}, but it is ${current.inhibited ? 'locked' : 'usable'}`, 'bad_request');
         }
       }
     }
