@@ -139,7 +139,7 @@ export async function ownerView(h: { home: string; pp: string }) {
   return {
     session,
     status: (partnerId: string) => api.status(session, partnerId),
-    history: (partnerId: string, q: { since?: string; limit?: number } = {}) => api.history(session, partnerId, q),
+    history: (partnerId: string, q: Parameters<typeof api.history>[2] = {}) => api.history(session, partnerId, q),
     notices: (unreadOnly = true) => api.notices(session, unreadOnly),
   };
 }

@@ -15,6 +15,8 @@ export interface LyingProxy {
   ca: string;
   /** Rewrites of the JSON reply, by request path. */
   rewrite: Map<string, (reply: Json) => Json>;
+  /** Rewrites of the JSON reply for every request path (query included) starting with the key. */
+  rewritePrefix: Map<string, (reply: Json, path: string) => Json>;
   /** The last reply the real server gave, by request path. */
   captured: Map<string, { status: number; text: string }>;
   /** A status to answer instead of the real one (with the body the rewrite gives), by request path. */
@@ -29,6 +31,7 @@ export async function startLyingProxy(t: { teardown(fn: () => unknown): void }, 
   const [cert, key, ca] = await Promise.all([readFile(join(tlsDir, 'cert.pem'), 'utf8'), readFile(join(tlsDir, 'key.pem'), 'utf8'), readFile(server.ca, 'utf8')]);
   const rewrite = new Map<string, (reply: Json) => Json>();
   const captured = new Map<string, { status: number; text: string }>();
+  const rewritePrefix = new Map<string, (reply: Json, path: string) => Json>();
   const statusFor = new Map<string, number>();
   const drop = new Set<string>();
   const upstreamPort = server.daemon.port;
@@ -53,7 +56,9 @@ export async function startLyingProxy(t: { teardown(fn: () => unknown): void }, 
             }
             status = statusFor.get(path) ?? status;
             const fn = rewrite.get(path);
+            const byPrefix = [...rewritePrefix].find(([prefix]) => path.startsWith(prefix))?.[1];
             if (fn) text = JSON.stringify(fn(JSON.parse(text)));
+            else if (byPrefix) text = JSON.stringify(byPrefix(JSON.parse(text), path));
             res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
             res.end(text);
           });
@@ -79,6 +84,6 @@ export async function startLyingProxy(t: { teardown(fn: () => unknown): void }, 
   // on the path): kmgrd is told it is reached by that URL, as `--public-url`
   // tells it the name a proxy serves.
   server.daemon.authorities.addUrl(`https://127.0.0.1:${port}`);
-  return { url: `https://127.0.0.1:${port}`, ca: server.ca, rewrite, captured, status: statusFor, drop };
+  return { url: `https://127.0.0.1:${port}`, ca: server.ca, rewrite, rewritePrefix, captured, status: statusFor, drop };
 }
 

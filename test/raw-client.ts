@@ -216,3 +216,16 @@ export async function keyStatus(target: Target, id: Identity, partnerId: string)
 export async function health(target: Target): Promise<RawReply> {
   return send(target, { method: 'GET', path: '/v1/health', headers: { host: new URL(target.url).host }, body: new Uint8Array(0) });
 }
+
+/** Every history entry of a key, newest first, read in pages of the server's largest size. */
+export async function historyAll(target: Target, id: Identity, partnerId: string): Promise<Array<{ seq: number; result: string }>> {
+  const out: Array<{ seq: number; result: string }> = [];
+  let before = '';
+  for (;;) {
+    const r = await send(target, signed(target, id, 'GET', `/v1/keys/${partnerId}/history?limit=5000${before}`));
+    if (r.status !== 200) throw new Error(`history: ${r.status} ${r.text}`);
+    out.push(...r.json.history);
+    if (r.json.history.length < 5000) return out;
+    before = `&before=${out[out.length - 1]!.seq}`;
+  }
+}

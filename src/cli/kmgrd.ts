@@ -44,6 +44,11 @@ export async function main(argv: string[]): Promise<number> {
     .option('--max-connections-per-address <n>', 'connections held at once per client address, IPv6 per /64; raise it behind a proxy (0: unlimited)', parseRate('--max-connections-per-address', 'a whole number of connections (0 for unlimited)'), 256)
     .option('--verify-threads <n>', 'worker threads verifying request signatures (0: on the main thread)', parseRate('--verify-threads', 'a number of threads, 0 to 16'), 1)
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug']).default('info'))
+    .option('--cache-keys <n>', 'key records (and as many persons) kept in memory at most; least recently used are evicted', parseRate('--cache-keys', 'a whole number of entries, at least 1'), 50_000)
+    .option('--metrics-listen <host:port>', 'serve Prometheus metrics over plain HTTP at http://HOST:PORT/metrics (off by default), e.g. 127.0.0.1:9464')
+    .option('--audit-log <file>', 'append one JSON line per request to FILE before answering it; a request that cannot be logged fails (SIGHUP reopens FILE)')
+    .option('--audit-key-file <file>', 'HMAC key (at least 32 bytes, mode 0600) pseudonymising person and partner IDs in the audit log; make one with: openssl rand -hex 32')
+    .addHelpText('after', '\nSignals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the TLS certificate and key and reopens the audit log.\n\nExample:\n  kmgrd serve --data /var/lib/kmgrd --listen 0.0.0.0:8443 --metrics-listen 127.0.0.1:9464 \\\n    --audit-log /var/log/kmgrd/audit.jsonl --audit-key-file /etc/kmgrd/audit.key\n')
     .action((o: ServeOptions) => {
       result = serve(o);
     });
@@ -154,6 +159,10 @@ interface ServeOptions {
   ratePerAddress: number;
   ratePerKey: number;
   verifyThreads: number;
+  cacheKeys: number;
+  metricsListen?: string;
+  auditLog?: string;
+  auditKeyFile?: string;
   publicUrl: string[];
   maxConnectionsPerAddress: number;
   verifyPerAddress: number;
@@ -191,6 +200,7 @@ function parseRate(flag: string, what = 'a whole number of requests per second (
 async function serve(o: ServeOptions): Promise<number> {
   const { host, port } = parseListen(o.listen);
   const mail = mailConfig(o);
+  const metricsListen = o.metricsListen === undefined ? undefined : parseListen(o.metricsListen, '--metrics-listen');
   const { startDaemon } = await import('../server/daemon.js');
   const daemon = await startDaemon({
     dataDir: resolve(o.data),
@@ -209,9 +219,21 @@ async function serve(o: ServeOptions): Promise<number> {
     enrolPerAddressPerMinute: o.enrolPerAddress,
     webhooks: o.webhooks,
     ...(mail ? { mail } : {}),
+    ...(metricsListen ? { metricsListen } : {}),
+    cacheKeys: Math.max(1, o.cacheKeys),
+    ...(o.auditLog !== undefined ? { auditLog: resolve(o.auditLog) } : {}),
+    ...(o.auditKeyFile !== undefined ? { auditKeyFile: resolve(o.auditKeyFile) } : {}),
   });
+  // SIGHUP is for reloading (logrotate, certificate renewal), never for dying; reloads run one at a time.
+  let reloading: Promise<unknown> = Promise.resolve();
+  const onHup = (): void => {
+    daemon.log.info({ signal: 'SIGHUP' }, 'reloading TLS certificate and audit log');
+    reloading = reloading.then(() => daemon.reload()).catch(() => undefined);
+  };
+  process.on('SIGHUP', onHup);
   await new Promise<void>((done) => {
     const stop = (signal: string): void => {
+      process.off('SIGHUP', onHup);
       daemon.log.info({ signal }, 'stopping: finishing in-flight requests');
       void daemon.stop().then(done);
     };

@@ -43,8 +43,9 @@ export interface Sent<T> {
  * reply, and an idle limit within it: a server (or a man in the middle) that
  * reads the request and never answers, or trickles a byte every few seconds,
  * must not hold `fetch`, `status` or `init` for minutes. KMGR_TIMEOUT (seconds;
- * `kmgr --timeout` sets it) changes the total; the idle limit is half of it, at
- * most IDLE_MS.
+ * `kmgr --timeout` sets it) changes the total; the idle limit is half of it,
+ * and at most IDLE_MS unless the user chose the total (someone who allows 120 s
+ * on a slow link means a server may pause longer than 10 s).
  */
 export const DEFAULT_TIMEOUT_MS = 30_000;
 const IDLE_MS = 10_000;
@@ -135,7 +136,8 @@ export async function unsignedRequest<T>(ep: Endpoint, method: 'GET' | 'POST', p
 
 async function send(ep: Endpoint, url: URL, method: string, headers: Record<string, string | number>, body: Uint8Array): Promise<{ status: number; text: string }> {
   const deadline = ep.timeoutMs ?? requestDeadlineMs();
-  const idle = Math.min(IDLE_MS, Math.ceil(deadline / 2));
+  const chosen = ep.timeoutMs !== undefined || (process.env.KMGR_TIMEOUT ?? '') !== '';
+  const idle = chosen ? Math.ceil(deadline / 2) : Math.min(IDLE_MS, Math.ceil(deadline / 2));
   return new Promise((resolve, reject) => {
     let settled = false;
     let sent = false;

@@ -97,6 +97,8 @@ export const KeyStatus = obj({
   lastUsedAt: nullable(isoTime),
   /** The public half, when the owner registered it with a binding statement. */
   publicKey: nullable(publicKeyPem),
+  /** The sequence number of the key's newest history entry: no entry may claim a higher one (bounds paging). */
+  historySeq: optional(int({ min: 0, max: Number.MAX_SAFE_INTEGER })),
   /** Offered by the owner's SSH agent. */
   ssh: optional(bool),
   /** The leaf of the certificate chain kept beside the key (kmgr cert import), as the server read it. */
@@ -118,7 +120,10 @@ export const FetchResponse = obj({
 });
 export type FetchResponse = Infer<typeof FetchResponse>;
 
-export const KeyList = obj({ keys: array(KeyStatus, 100_000) });
+/** GET /v1/keys pages: `next` is the cursor (the last partner ID) when there may be more. */
+export const KEYS_DEFAULT_LIMIT = 100;
+export const KEYS_MAX_LIMIT = 1000;
+export const KeyList = obj({ keys: array(KeyStatus, KEYS_MAX_LIMIT), next: optional(nullable(str({ max: 64, pattern: PARTNER_ID, name: 'partner ID' }))) });
 export type KeyList = Infer<typeof KeyList>;
 
 export const ErrorBody = obj({
@@ -180,9 +185,11 @@ export const HistoryEntry = obj({
   request: nullable(SignedRequestView),
 });
 export type HistoryEntry = Infer<typeof HistoryEntry>;
-export const HistoryList = obj({ history: array(HistoryEntry, 1_000_000) });
+/** A page of history: 100 entries unless asked for more, at most 5000 (about 4 MB at the largest entries). */
+export const HISTORY_DEFAULT_LIMIT = 100;
+export const HISTORY_MAX_LIMIT = 5000;
+export const HistoryList = obj({ history: array(HistoryEntry, HISTORY_MAX_LIMIT) });
 export type HistoryList = Infer<typeof HistoryList>;
-export const HISTORY_MAX_LIMIT = 100_000;
 
 export const NoticeView = obj({
   id: str({ max: 40 }),
@@ -194,7 +201,10 @@ export const NoticeView = obj({
   read: bool,
 });
 export type NoticeView = Infer<typeof NoticeView>;
-export const NoticeList = obj({ notices: array(NoticeView, 1_000_000) });
+/** GET /v1/notices pages: newest first, `before` a notice ID; `next` is the cursor when there may be more. */
+export const NOTICES_DEFAULT_LIMIT = 100;
+export const NOTICES_MAX_LIMIT = 1000;
+export const NoticeList = obj({ notices: array(NoticeView, NOTICES_MAX_LIMIT), next: optional(nullable(str({ max: 40, pattern: /^\d{15}-[0-9a-f]{8}$/, name: 'notice ID' }))) });
 export type NoticeList = Infer<typeof NoticeList>;
 export const AckRequest = obj({ ids: array(str({ max: 40, pattern: /^\d{15}-[0-9a-f]{8}$/, name: 'notice ID' }), 10_000) });
 export type AckRequest = Infer<typeof AckRequest>;

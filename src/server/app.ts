@@ -2,7 +2,7 @@
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { AuthError, KmgrError, toWire, UsageError } from '../protocol/errors.js';
+import { AuthError, KmgrError, toWire, UnavailableError, UsageError, type WireError } from '../protocol/errors.js';
 import { publicKeyObject } from '../crypto/sign.js';
 import { fromB64url } from '../crypto/bytes.js';
 import { authenticate, type VerifyKey } from './auth.js';
@@ -10,10 +10,11 @@ import type { Verifier } from './verify-pool.js';
 import { readBody } from './body.js';
 import { REKEY_MAX_BODY_BYTES } from '../protocol/messages.js';
 import { httpStatus } from './http-status.js';
-import { route } from './router.js';
+import { PROBE_ROUTES, route } from './router.js';
 import { RateLimiter } from './rate-limit.js';
 import { unwrapStoreError } from '../store/record-codec.js';
 import type { RequestContext, ServerDeps } from './context.js';
+import { BoundedCache, DEFAULT_CACHE_ENTRIES } from '../store/lru.js';
 import type { Authorities } from './authorities.js';
 import { addressKey, DEFAULT_CONNECTIONS_PER_ADDRESS, DEFAULT_FIRST_REQUEST_MS, guardConnections, type ConnectionLimits } from './connections.js';
 
@@ -29,6 +30,8 @@ export interface AppOptions extends ServerDeps {
   ratePerKey: number;
   /** Where signatures are verified; inline on the main thread when absent. */
   verifier?: Verifier;
+  /** Verification keys kept in memory at most (kmgrd serve --cache-keys). */
+  cacheKeys?: number;
   /** The names signed requests must be meant for; any authority when absent. */
   authorities?: Authorities;
   /**
@@ -57,8 +60,9 @@ export interface RunningServer {
 export function createApp(opts: AppOptions): Server {
   const { storage, log, clock } = opts;
   // Verification keys are cached: creating a KeyObject costs more than a verify.
-  // Only enrolled keys are cached, so probes with random key IDs cannot grow it.
-  const keyCache = new Map<string, VerifyKey>();
+  // Only enrolled keys are cached, so probes with random key IDs cannot grow it; and it is
+  // bounded, so a million enrolled persons do not all stay in memory.
+  const keyCache = new BoundedCache<string, VerifyKey>(opts.cacheKeys ?? DEFAULT_CACHE_ENTRIES);
   const keyFor = async (keyId: string): Promise<VerifyKey | undefined> => {
     const hit = keyCache.get(keyId);
     if (hit) return hit;
@@ -116,11 +120,17 @@ export function createApp(opts: AppOptions): Server {
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const now = clock();
+    const started = process.hrtime.bigint();
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
     const query = q < 0 ? '' : url.slice(q);
     const remoteAddress = req.socket.remoteAddress ?? '';
+    // Route pattern, never the path: labels and audit lines must not carry IDs.
+    let pattern = 'unmatched';
+    const note: RequestContext['note'] = {};
+    let status: number;
+    let replyBody: unknown;
     try {
       if (!byAddress.take(remoteAddress)) throw limited(byAddress, remoteAddress, 'this address');
       // RFC 9112 section 3.2: an HTTP/1.1 request without Host is answered 400.
@@ -129,8 +139,11 @@ export function createApp(opts: AppOptions): Server {
       if (hostHeaders(req) > 1) throw new UsageError('the request has more than one Host header', 'bad_request');
       // A damaged store serves nothing but its health: a count it cannot trust must not decide a use.
       const state = storage.state?.();
-      if (state && !state.ok && state.problem === 'damaged' && path !== '/v1/health') throw new KmgrError('storage_damaged', 'the server\'s database is damaged; the operator must restore it (nothing was served)');
-      const { handler, params } = route(req.method ?? '', path);
+      if (state && !state.ok && state.problem === 'damaged' && !PROBE_ROUTES.has(path)) throw new KmgrError('storage_damaged', 'the server\'s database is damaged; the operator must restore it (nothing was served)');
+      const found = route(req.method ?? '', path);
+      const { handler, params } = found;
+      pattern = found.pattern;
+      if (params.partnerId !== undefined) note.partnerId = params.partnerId;
       if (req.method === 'POST' && path === '/v1/verify' && !byVerify.take(addressKey(remoteAddress))) throw limited(byVerify, addressKey(remoteAddress), 'this address (verify questions)');
       if (req.method === 'POST' && path === '/v1/persons' && !byEnrol.take(addressKey(remoteAddress))) throw limited(byEnrol, addressKey(remoteAddress), 'this address (enrolments)');
       const body = await readBody(req, path === '/v1/rekey' ? REKEY_MAX_BODY_BYTES : undefined);
@@ -146,29 +159,32 @@ export function createApp(opts: AppOptions): Server {
         body,
         now,
         remoteAddress,
+        note,
         async person() {
           forUs(req);
           const auth = await authenticate(req, path, query, body, now, keyFor, verifier);
           if (!byKey.take(auth.params.keyid)) throw limited(byKey, auth.params.keyid, 'this key');
           const person = await storage.personByKeyId(auth.params.keyid);
           if (!person) throw new AuthError('unknown_person', 'the signing key is not enrolled at this server');
+          note.personId = person.personId;
           if (person.keyId !== auth.params.keyid) throw new AuthError('key_replaced', KEY_REPLACED);
           if (auth.signed.device !== '') {
             const dev = await storage.touchDevice(person.personId, auth.signed.device, auth.params.keyid, now);
             if (dev?.revokedAt != null) throw new AuthError('device_revoked', `the device ${dev.label} was revoked; its requests are refused`);
           }
-          storage.claimNonce(auth.claim);
+          await storage.claimNonce(auth.claim);
           return { person, auth };
         },
         async withKey(keyId, key) {
           forUs(req);
           const auth = await authenticate(req, path, query, body, now, async (id) => (id === keyId ? key : undefined), verifier);
-          storage.claimNonce(auth.claim);
+          await storage.claimNonce(auth.claim);
           return auth;
         },
       };
       const reply = await handler(ctx);
-      send(res, reply.status, reply.body);
+      status = reply.status;
+      replyBody = reply.body;
     } catch (caught) {
       // level wraps what a store's value encoding throws (a failed checksum): answer with that.
       const e = unwrapStoreError(caught);
@@ -176,13 +192,44 @@ export function createApp(opts: AppOptions): Server {
         if (e.kind === 'unavailable' || e.kind === 'internal') log.error({ code: e.code, err: e.message, cause: (e.cause as Error | undefined)?.message }, 'request failed');
         if (e.code === 'method_not_allowed') res.setHeader('allow', (e.details?.allow as string[]).join(', '));
         if (e.code === 'rate_limited') res.setHeader('retry-after', String(Number(e.details?.retryAfter ?? 1)));
-        send(res, httpStatus(e), toWire(e));
+        status = httpStatus(e);
+        replyBody = toWire(e);
       } else {
         // A bug, never the client's doing: log it, answer without detail.
         log.error({ err: e instanceof Error ? { message: e.message, stack: e.stack } : String(e), path }, 'unhandled error');
-        send(res, 500, toWire(new KmgrError('internal', 'internal server error')));
+        status = 500;
+        replyBody = toWire(new KmgrError('internal', 'internal server error'));
       }
     }
+    const { metrics, audit } = opts;
+    if (note.fetchResult) metrics?.fetches.inc({ result: note.fetchResult, code: note.refusal ?? '' });
+    if (audit && !PROBE_ROUTES.has(pattern)) {
+      const result = note.fetchResult ?? (status < 400 ? 'ok' : ((replyBody as WireError).error?.code ?? 'error'));
+      try {
+        await audit.write({
+          time: new Date(now).toISOString(),
+          method: (req.method ?? '').slice(0, 16),
+          route: pattern,
+          status,
+          result,
+          remoteAddress,
+          person: audit.pseudonym(note.personId),
+          partner: audit.pseudonym(note.partnerId),
+          durationMs: Number(process.hrtime.bigint() - started) / 1e6,
+        });
+      } catch (e) {
+        // Fail closed: what cannot be audited is not answered (a fetch's key stays on the server).
+        log.error({ err: (e as Error).message }, 'audit log write failed; refusing the request');
+        metrics?.auditFailures.inc();
+        status = 503;
+        replyBody = toWire(new UnavailableError('the audit log cannot be written; the request was not answered'));
+      }
+    }
+    if (metrics) {
+      metrics.requests.inc({ route: pattern, status: String(status) });
+      metrics.duration.observe({ route: pattern }, Number(process.hrtime.bigint() - started) / 1e9);
+    }
+    send(res, status, replyBody);
   }
 
   // Expect: 100-continue is answered by node; any other expectation gets a JSON 417, not an empty one.

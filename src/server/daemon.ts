@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import type { DestinationStream } from 'pino';
 import { ensurePrivateDir } from '../io/atomic-file.js';
 import { LevelStorage } from '../store/level-storage.js';
+import type { Storage } from '../store/types.js';
 import { checkNewDataDir } from '../store/marker.js';
 import { checkTimeZone } from '../terms/periods.js';
 import { ConfigError } from '../protocol/errors.js';
@@ -14,6 +15,12 @@ import { startAdminSocket } from './admin.js';
 import { workerVerifier } from './verify-pool.js';
 import { Deliverer } from './delivery/deliverer.js';
 import type { MailConfig } from './delivery/mail.js';
+import { createSecureContext } from 'node:tls';
+import { existsSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { Metrics } from './metrics.js';
+import { startMetricsServer } from './metrics-server.js';
+import { AuditLog, readAuditKey } from './audit-log.js';
 import { Authorities, certificateNames } from './authorities.js';
 
 
@@ -39,6 +46,13 @@ export interface DaemonOptions {
   webhooks?: 'https' | 'any';
   /** How often queued notices are delivered (ms). Default 1000. */
   deliverEveryMs?: number;
+  /** Key records (and persons, and verification keys) kept in memory at most. Default DEFAULT_CACHE_KEYS. */
+  cacheKeys?: number;
+  /** Serve Prometheus metrics at http://HOST:PORT/metrics. */
+  metricsListen?: { host: string; port: number };
+  /** Append one JSON line per request here, with IDs HMAC'd under the key in auditKeyFile. */
+  auditLog?: string;
+  auditKeyFile?: string;
   /** URLs kmgrd is reached by besides its --listen address and certificate names (behind a proxy). */
   publicUrls?: string[];
   /** Verify questions per second per address (0: unlimited). Default 10. */
@@ -52,6 +66,12 @@ export interface DaemonOptions {
   headersTimeoutMs?: number;
 }
 
+/** What a SIGHUP did. */
+export interface ReloadReport {
+  tls: { reloaded: boolean; fingerprint256: string; error?: string };
+  auditLog: { reopened: boolean; error?: string } | null;
+}
+
 export interface Daemon {
   url: string;
   port: number;
@@ -60,10 +80,17 @@ export interface Daemon {
   log: Logger;
   /** The notice deliverer; tests run passes directly. */
   deliverer: Deliverer;
+  storage: Storage;
+  /** The metrics listener's port, when --metrics-listen is given. */
+  metricsPort?: number;
+  /** SIGHUP: reload the TLS certificate and key (keeping the old ones if the new are bad), reopen the audit log. */
+  reload(): Promise<ReloadReport>;
   /** The authorities signed requests must name (see authorities.ts). */
   authorities: Authorities;
   stop(): Promise<void>;
 }
+
+const certExpirySeconds = (pem: string): number => Math.floor(Date.parse(new X509Certificate(pem).validTo) / 1000);
 
 export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   try {
@@ -81,9 +108,31 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   await ensurePrivateDir(dataDir);
   const tls = await loadTls(dataDir, o.tlsCert, o.tlsKey);
   const clock = o.clock ?? Date.now;
-  const storage = await LevelStorage.open(join(dataDir, 'db'), { tz: o.tz, clock });
+  if ((o.auditLog === undefined) !== (o.auditKeyFile === undefined)) throw new ConfigError('--audit-log and --audit-key-file go together');
+  const audit = o.auditLog !== undefined ? await AuditLog.open(o.auditLog, await readAuditKey(o.auditKeyFile!)) : undefined;
   const threads = o.verifyThreads ?? 1;
   const verifier = threads > 0 ? workerVerifier(threads) : undefined;
+  const metrics = o.metricsListen
+    ? new Metrics({ verifyQueueDepth: () => verifier?.depth() ?? 0, cacheEntries: () => storage.cacheSizes?.() ?? {} })
+    : undefined;
+  metrics?.certExpiry.set(certExpirySeconds(tls.cert));
+  const storage = await LevelStorage.open(join(dataDir, 'db'), {
+    tz: o.tz,
+    clock,
+    ...(o.cacheKeys !== undefined ? { cacheKeys: o.cacheKeys } : {}),
+    ...(metrics
+      ? {
+          events: {
+            commitBatch: (n: number) => {
+              metrics.commitBatches.inc();
+              metrics.commitBatchSize.observe(n);
+            },
+            notice: (kind: string) => metrics.notices.inc({ kind }),
+          },
+        }
+      : {}),
+  });
+  let draining = false;
   const app = createApp({
     authorities,
     connections: {
@@ -94,6 +143,10 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     ...(o.verifyPerAddress !== undefined ? { verifyPerAddress: o.verifyPerAddress } : {}),
     ...(o.enrolPerAddressPerMinute !== undefined ? { enrolPerAddressPerMinute: o.enrolPerAddressPerMinute } : {}),
     ...(verifier ? { verifier } : {}),
+    ...(metrics ? { metrics } : {}),
+    ...(audit ? { audit } : {}),
+    draining: () => draining,
+    ...(o.cacheKeys !== undefined ? { cacheKeys: o.cacheKeys } : {}),
     storage,
     log,
     clock,
@@ -105,18 +158,37 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   });
   let running;
   let admin;
+  let metricsServer: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
   try {
     admin = await startAdminSocket(dataDir, storage, clock, log);
     running = await listen(app, o.host, o.port);
   } catch (e) {
     admin?.close();
     await storage.close();
+    await audit?.close();
     throw new ConfigError(`cannot listen on ${o.host}:${o.port}: ${(e as Error).message}`).because(e);
   }
   // The port is known only now (--listen HOST:0 picks one).
   if (!['0.0.0.0', '::', ''].includes(o.host)) authorities.add(`${o.host.includes(':') ? `[${o.host}]` : o.host}:${running.port}`);
   for (const name of certificateNames(tls.cert)) authorities.addCertificateName(name, running.port);
-  const deliverer = new Deliverer(storage, { ...(o.mail ? { mail: o.mail } : {}), webhooks: o.webhooks ?? 'https', clock, log });
+  if (metrics && o.metricsListen) {
+    try {
+      metricsServer = await startMetricsServer(metrics, o.metricsListen.host, o.metricsListen.port, log);
+    } catch (e) {
+      await running.stop(0);
+      admin.close();
+      await storage.close();
+      await audit?.close();
+      throw new ConfigError(`cannot listen for metrics on ${o.metricsListen.host}:${o.metricsListen.port}: ${(e as Error).message}`).because(e);
+    }
+  }
+  const deliverer = new Deliverer(storage, {
+    ...(o.mail ? { mail: o.mail } : {}),
+    webhooks: o.webhooks ?? 'https',
+    clock,
+    log,
+    ...(metrics ? { onAttempt: (channel: string, ok: boolean) => metrics.deliveries.inc({ channel, result: ok ? 'ok' : 'failed' }) } : {}),
+  });
   deliverer.start(o.deliverEveryMs ?? 1000);
   const hostPart = o.host.includes(':') ? `[${o.host}]` : o.host;
   const url = `https://${hostPart}:${running.port}`;
@@ -124,24 +196,63 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   // A restored database serves counts as of its snapshot: say so at every start.
   if (storage.marker.restoredFrom) log.warn({ restoredFrom: storage.marker.restoredFrom }, `database restored from a snapshot taken at ${storage.marker.restoredFrom.takenAt}`);
   let stopping: Promise<void> | undefined;
-  return {
+  const daemon: Daemon = {
     url,
     port: running.port,
     fingerprint256: tls.fingerprint256,
     certPath: tls.certPath,
     log,
     deliverer,
+    storage,
+    ...(metricsServer ? { metricsPort: metricsServer.port } : {}),
+    async reload() {
+      const report: ReloadReport = { tls: { reloaded: false, fingerprint256: daemon.fingerprint256 }, auditLog: null };
+      try {
+        // A missing self-signed certificate must not be silently replaced by a new one: clients pin it.
+        if (!existsSync(tls.certPath)) throw new ConfigError(`TLS certificate not found: ${tls.certPath}`);
+        const next = await loadTls(dataDir, o.tlsCert, o.tlsKey);
+        // Built first, so a certificate that does not parse or does not match its key is refused
+        // here and the old one keeps serving. Same options as createApp's (TLS 1.3 only).
+        createSecureContext({ cert: next.cert, key: next.key, minVersion: 'TLSv1.3' });
+        app.setSecureContext({ cert: next.cert, key: next.key, minVersion: 'TLSv1.3' });
+        daemon.fingerprint256 = next.fingerprint256;
+        // A renewed certificate may name the server anew: requests signed for those names are for us too.
+        for (const name of certificateNames(next.cert)) authorities.addCertificateName(name, running.port);
+        metrics?.certExpiry.set(certExpirySeconds(next.cert));
+        report.tls = { reloaded: true, fingerprint256: next.fingerprint256 };
+        log.info({ tlsCert: next.certPath, tlsFingerprint256: next.fingerprint256 }, 'TLS certificate reloaded');
+      } catch (e) {
+        report.tls.error = (e as Error).message;
+        log.error({ err: report.tls.error, tlsFingerprint256: daemon.fingerprint256 }, 'TLS reload refused; still serving the previous certificate');
+      }
+      if (audit) {
+        try {
+          await audit.reopen();
+          report.auditLog = { reopened: true };
+          log.info({ auditLog: o.auditLog }, 'audit log reopened');
+        } catch (e) {
+          // Still writing to the old file (moved or not): nothing goes unaudited.
+          report.auditLog = { reopened: false, error: (e as Error).message };
+          log.error({ err: (e as Error).message }, 'audit log reopen failed; still writing to the previous file');
+        }
+      }
+      return report;
+    },
     authorities,
     stop() {
       stopping ??= (async () => {
+        draining = true;
+        if (metricsServer) await new Promise<void>((r) => metricsServer.server.close(() => r()));
         await running.stop();
         await new Promise<void>((r) => admin.close(() => r()));
         await deliverer.stop();
         await verifier?.close();
         await storage.close();
+        await audit?.close();
         log.info('kmgrd stopped');
       })();
       return stopping;
     },
   };
+  return daemon;
 }

@@ -5,6 +5,7 @@ import type { Handler } from './context.js';
 import { enrol, whoami } from './handlers/persons.js';
 import { fetchKey, keyStatus, listKeys, registerKey } from './handlers/keys.js';
 import { health } from './handlers/health.js';
+import { livez, readyz } from './handlers/probes.js';
 import { patchKey, rotateKey } from './handlers/terms.js';
 import { ackNotices, history, notices } from './handlers/history.js';
 import { verify } from './handlers/verify.js';
@@ -23,6 +24,8 @@ const PARAM_PATTERNS: Record<string, RegExp> = { partnerId: PARTNER_ID, partnerN
 
 const ROUTES: Route[] = [
   { segments: ['v1', 'health'], methods: { GET: health } },
+  { segments: ['livez'], methods: { GET: livez } },
+  { segments: ['readyz'], methods: { GET: readyz } },
   { segments: ['v1', 'persons'], methods: { POST: enrol } },
   { segments: ['v1', 'persons', 'me'], methods: { GET: whoami } },
   { segments: ['v1', 'keys'], methods: { GET: listKeys } },
@@ -44,12 +47,16 @@ const ROUTES: Route[] = [
   { segments: ['v1', 'devices', 'exports'], methods: { POST: addDeviceExport } },
 ];
 
+/** Routes that are probes: not audited, as they carry no one's request. */
+export const PROBE_ROUTES = new Set(['/livez', '/readyz', '/v1/health']);
+
 /** Every route as "METHOD /path/{param}", for the test that holds openapi.yaml to the router. */
 export function routeList(): string[] {
   return ROUTES.flatMap((r) => Object.keys(r.methods).map((m) => `${m} /${r.segments.join('/')}`));
 }
 
-export function route(method: string, path: string): { handler: Handler; params: Record<string, string> } {
+/** `pattern` names the route with its parameters unfilled (for metrics and the audit log: no IDs). */
+export function route(method: string, path: string): { handler: Handler; params: Record<string, string>; pattern: string } {
   const parts = path.split('/').slice(1);
   for (const r of ROUTES) {
     if (r.segments.length !== parts.length) continue;
@@ -67,7 +74,7 @@ export function route(method: string, path: string): { handler: Handler; params:
     if (!ok) continue;
     const handler = r.methods[method];
     if (!handler) throw new KmgrError('method_not_allowed', `${method} is not allowed on ${path}`, { allow: Object.keys(r.methods) });
-    return { handler, params };
+    return { handler, params, pattern: '/' + r.segments.join('/') };
   }
   throw new KmgrError('not_found', `no such endpoint: ${path}`);
 }

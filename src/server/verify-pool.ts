@@ -8,6 +8,8 @@ import { packJobs, type VerifyJob } from './verify-jobs.js';
 export interface Verifier {
   verify(key: Uint8Array, payload: Uint8Array, signature: Uint8Array): Promise<boolean>;
   close(): Promise<void>;
+  /** Signatures queued or being verified now (kmgrd_verify_queue_depth). */
+  depth(): number;
 }
 
 interface Pending {
@@ -46,6 +48,7 @@ export function workerVerifier(threads: number): Verifier {
   let nextId = 1;
   let next = 0;
   let batch: Pending | undefined;
+  let queued = 0;
   const flush = (): void => {
     const b = batch!;
     batch = undefined;
@@ -59,15 +62,20 @@ export function workerVerifier(threads: number): Verifier {
     verify(key, payload, signature) {
       // Wrong sizes never verify; refusing them here keeps the packed layout fixed.
       if (key.length !== 32 || signature.length !== 64) return Promise.resolve(false);
-      return new Promise((resolve) => {
+      queued++;
+      return new Promise<boolean>((resolve) => {
         if (!batch) {
           batch = { jobs: [], resolvers: [] };
           setImmediate(flush);
         }
         batch.jobs.push({ key, payload, signature });
-        batch.resolvers.push(resolve);
+        batch.resolvers.push((ok) => {
+          queued--;
+          resolve(ok);
+        });
       });
     },
+    depth: () => queued,
     async close() {
       closing = true;
       await Promise.all(slots.map((s) => s.w.terminate()));

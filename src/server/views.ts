@@ -26,6 +26,7 @@ export function keyStatusView(r: KeyRecord, nowMs: number, tz: string): KeyStatu
     limits: { total: r.maxUses, day: r.maxPerDay, week: r.maxPerWeek, month: r.maxPerMonth },
     lastUsedAt: isoOrNull(r.lastUsedAt),
     publicKey: r.publicKey ?? null,
+    historySeq: r.historySeq,
     ssh: r.ssh ?? false,
     certificate: currentCertificates(r) ? certificateInfo(currentCertificates(r)!) : null,
   };

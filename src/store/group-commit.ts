@@ -39,7 +39,11 @@ export class GroupCommit {
   private writing = false;
   private failed: Error | undefined = undefined;
 
-  constructor(private readonly write: (ops: Op[]) => Promise<void>) {}
+  constructor(
+    private readonly write: (ops: Op[]) => Promise<void>,
+    /** Told how many commits each durable write carried (metrics). */
+    private readonly onBatch?: (callers: number) => void,
+  ) {}
 
   commit(ops: Op[]): Promise<void> {
     // Fail closed: after one failed durable write, nothing more is acknowledged.
@@ -63,6 +67,7 @@ export class GroupCommit {
       const ops = coalesce(group);
       try {
         await this.write(ops);
+        this.onBatch?.(group.length);
         for (const p of group) p.resolve();
       } catch (e) {
         this.failed = e instanceof Error ? e : new Error(String(e));

@@ -45,3 +45,14 @@ export const countersKey = (personId: string, partnerId: string): string => `ctr
 export const deviceKey = (personId: string, label: string): string => `dev!${personId}!${label}`;
 export const deviceRange = (personId: string): { gt: string; lt: string } => ({ gt: `dev!${personId}!`, lt: `dev!${personId}!~` });
 export const deviceExportKey = (personId: string, exportId: string): string => `devexp!${personId}!${exportId}`;
+/** Written by the readiness probe: proves a synced write goes through. */
+export const readyProbeKey = 'probe!ready';
+/**
+ * The expiry index: one empty value per key with an expiry, sorted by it, so
+ * check-terms reads the keys expiring before a time and nothing else.
+ */
+export const expiryKey = (expiresAt: number, personId: string, partnerId: string): string => `exp!${pad(expiresAt, 15)}!${personId}!${partnerId}`;
+/** Index entries of keys expiring at or before `t`. */
+export const expiryUntilRange = (t: number): { gt: string; lt: string } => ({ gt: 'exp!', lt: `exp!${pad(t + 1, 15)}` });
+/** Present once the expiry index covers every key (written by the one-time build at open). */
+export const expiryIndexMarker = 'meta!expiry-index-v1';

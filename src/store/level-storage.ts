@@ -5,10 +5,11 @@
 import { Level } from 'level';
 import { GroupCommit, type Op } from './group-commit.js';
 import * as K from './keys.js';
+import { BoundedCache, DEFAULT_CACHE_ENTRIES } from './lru.js';
 import { randomBytes } from 'node:crypto';
 import { judgeUse } from '../terms/judge.js';
 import { periodsAt } from '../terms/periods.js';
-import { noticesForTerm, noticesForUse, type NoticeDraft } from '../terms/notices.js';
+import { noticesForTerm, noticesForUse, termInstants, type NoticeDraft } from '../terms/notices.js';
 import { AuthError, KmgrError, NotFoundError, UnavailableError } from '../protocol/errors.js';
 import { markClosedCleanly, openLevel } from './level-open.js';
 import { checkedEncodings, type CheckedEncodings, type StorageDamagedError } from './record-codec.js';
@@ -17,7 +18,7 @@ import { checkLevelRecords } from './level-check.js';
 import type {
   DeviceRecord, RekeyChange,
   DeliveryLogEntry, FetchOutcome, HistoryRecord, KeyPatch, KeyRecord, NextKey, NonceClaim, Notice, NotifySettings, PartnerMeta, PartnerRecord,
-  IntegrityReport, PendingDelivery, PersonRecord, Storage, StorageState, TermsFinding, UseAttempt,
+  IntegrityReport, KeyPage, PendingDelivery, PersonRecord, Storage, StorageEvents, StorageState, TermsFinding, UseAttempt,
 } from './types.js';
 
 import { countersOp, recordOps, type Counters } from './level-records.js';
@@ -35,7 +36,13 @@ interface Cached {
   noticed: Set<string>;
   /** Verify questions recorded in the current minute. */
   verifies: { minute: number; count: number };
+  /** Operations holding this entry until their write is durable: it is not evicted meanwhile (see lru.ts). */
+  pins: number;
 }
+
+export const DEFAULT_CACHE_KEYS = DEFAULT_CACHE_ENTRIES;
+/** Queue entries one delivery pass reads at most. */
+export const DELIVERY_SCAN_MAX = 5000;
 
 export const VERIFY_RECORDS_PER_MINUTE = 60;
 const NONCE_HORIZON_KEY = 'meta!nonce-horizon';
@@ -46,21 +53,35 @@ export interface LevelStorageOptions {
   clock: () => number;
   /** False for operator tools: a mistyped --data must not create an empty database. */
   createIfMissing?: boolean;
+  /** Told of commits and notices, for metrics. */
+  events?: StorageEvents;
+  /** At most this many key records (and as many persons) in memory; least recently used are evicted. */
+  cacheKeys?: number;
   /** For kmgrd restore: recorded in the new database's marker. */
   restoredFrom?: DataMarker['restoredFrom'];
 }
 
 export class LevelStorage implements Storage {
-  private readonly keys = new Map<string, Cached | null>();
-  private readonly loadingKeys = new Map<string, Promise<void>>();
-  private readonly persons = new Map<string, PersonRecord>();
-  /** personId -> its current management key ID, for refusing changes signed by a key a rekey replaced. */
+  private readonly keys: BoundedCache<string, Cached>;
+  private readonly loadingKeys = new Map<string, Promise<boolean>>();
+  private readonly persons: BoundedCache<string, PersonRecord>;
+  /** Enrolments not yet durable, by management key ID: never evicted, so a second enrolment of the key sees them. */
+  private readonly enrolling = new Map<string, PersonRecord>();
+  /**
+   * personId -> its management key ID, set by a rekey: a change signed by the key it
+   * replaced, authenticated just before the switch, is refused. Only persons rekeyed
+   * since start-up are held (a restart reads the person record, which names the new key).
+   */
   private readonly currentKey = new Map<string, string>();
   /** Devices by person, loaded on first use (a handful per person). */
   private readonly devices = new Map<string, Map<string, DeviceRecord>>();
-  /** Persons whose rekey is being written: a second one at the same time is refused. */
+  /** Persons whose rekey is being written: a second one, or a registration, at the same time is refused. */
   private readonly rekeying = new Set<string>();
   private readonly nonces = new Map<string, number>();
+  /** Where the next dueDeliveries scan starts (undefined: at the beginning of the queue). */
+  private pendingCursor: string | undefined;
+  /** The latest expiry among nonces claimed before this start (0: none). */
+  private oldNoncesUntil = 0;
   private gc: GroupCommit;
   private pruneTimer: NodeJS.Timeout | undefined;
   /** Partner-list changes are rare: one at a time is simplest and enough. */
@@ -83,10 +104,18 @@ export class LevelStorage implements Storage {
     private readonly dir: string,
   ) {
     this.gc = this.newGroupCommit();
+    const cap = opts.cacheKeys ?? DEFAULT_CACHE_KEYS;
+    this.keys = new BoundedCache<string, Cached>(cap, (e) => e.pins > 0);
+    this.persons = new BoundedCache<string, PersonRecord>(cap);
+  }
+
+  /** How full each in-memory cache is (kmgrd_cache_entries). */
+  cacheSizes(): { keys: number; persons: number } {
+    return { keys: this.keys.size, persons: this.persons.size };
   }
 
   private newGroupCommit(): GroupCommit {
-    return new GroupCommit((ops) => this.db.batch(this.encodeOps(ops) as never, { sync: true }));
+    return new GroupCommit((ops) => this.db.batch(this.encodeOps(ops) as never, { sync: true }), (callers) => this.opts.events?.commitBatch?.(callers));
   }
 
   /**
@@ -100,6 +129,9 @@ export class LevelStorage implements Storage {
     this.writeFailure = 'storage writes are failing (the disk may be full); nothing was recorded, try again later';
     this.keys.clear();
     this.persons.clear();
+    // A failed rekey or device write may have changed these in memory only: disk is the truth again.
+    this.currentKey.clear();
+    this.devices.clear();
     this.recovering = (async () => {
       for (let delay = 100; !this.closed; delay = Math.min(delay * 2, 5_000)) {
         await new Promise((r) => setTimeout(r, delay).unref());
@@ -134,6 +166,7 @@ export class LevelStorage implements Storage {
     const { db, marker } = await openLevel(dir, { create: opts.createIfMissing ?? true, encodings: enc, ...(opts.restoredFrom ? { restoredFrom: opts.restoredFrom } : {}) });
     const s = (made.s = new LevelStorage(db, opts, enc, marker, dir));
     await s.loadNonces();
+    await s.buildExpiryIndex();
     s.pruneTimer = setInterval(() => void s.pruneNonces().catch(() => undefined), 30_000);
     s.pruneTimer.unref();
     return s;
@@ -190,10 +223,10 @@ export class LevelStorage implements Storage {
     this.forgottenBefore = stored === undefined ? 0 : Number(stored);
     this.latestSeen = this.opts.clock();
     await this.forgetNonces();
-    for await (const key of this.db.keys(K.nonceRange)) {
-      const [, exp, keyId, nonce] = key.split('!');
-      this.nonces.set(`${keyId}!${nonce}`, Number(exp));
-    }
+    // Nonces claimed before this start stay on disk and are not loaded (start-up must not grow
+    // with the request rate). Nonce keys sort by expiry, so one read finds the latest expiry among
+    // them: a claim expiring later cannot be one of them; claims up to it are also looked up on disk.
+    for await (const key of this.db.keys({ ...K.nonceRange, reverse: true, limit: 1 })) this.oldNoncesUntil = Number(key.split('!')[1]);
   }
 
   private async pruneNonces(): Promise<void> {
@@ -219,19 +252,33 @@ export class LevelStorage implements Storage {
     await this.db.clear(range);
   }
 
-  claimNonce(c: NonceClaim): void {
+  claimNonce(c: NonceClaim): void | Promise<void> {
     const now = this.opts.clock();
     if (now > this.latestSeen) this.latestSeen = now;
     if (c.expiresAt <= this.forgottenBefore) {
       throw new AuthError('auth_stale', "the request signature's time window ended before the latest time this server has seen (was its clock ahead?)");
     }
     const k = `${c.keyId}!${c.nonce}`;
-    if (this.nonces.has(k)) throw new AuthError('auth_replay', 'this request was already used (replayed nonce)');
+    const replay = (): AuthError => new AuthError('auth_replay', 'this request was already used (replayed nonce)');
+    // Claimed in memory first, in this tick: two copies of one request racing here cannot both pass.
+    if (this.nonces.has(k)) throw replay();
     this.nonces.set(k, c.expiresAt);
+    if (c.expiresAt > this.oldNoncesUntil) return;
+    // It may have been claimed before this process started (a replay across a restart).
+    return this.db.get(K.nonceKey(c.expiresAt, c.keyId, c.nonce)).then((v) => {
+      if (v !== undefined) throw replay();
+    });
   }
 
   private nonceOp(c: NonceClaim): Op {
     return { type: 'put', key: K.nonceKey(c.expiresAt, c.keyId, c.nonce), value: '' };
+  }
+
+  async ready(): Promise<void> {
+    const st = this.state();
+    if (!st.ok) throw new UnavailableError(st.message);
+    if (this.db.status !== 'open') throw new UnavailableError(`the database is ${this.db.status}`);
+    await this.commit([{ type: 'put', key: K.readyProbeKey, value: String(this.opts.clock()) }]);
   }
 
   persistNonce(c: NonceClaim): Promise<void> {
@@ -253,15 +300,14 @@ export class LevelStorage implements Storage {
   // ---- persons (Fig. 17) ----
 
   async personByKeyId(keyId: string): Promise<PersonRecord | undefined> {
-    const cached = this.persons.get(keyId);
+    const cached = this.persons.get(keyId) ?? this.enrolling.get(keyId);
     if (cached) return cached;
     const personId = await this.db.get(K.mgmtKey(keyId));
     const raw = personId === undefined ? undefined : await this.db.get(K.personKey(personId));
     if (raw === undefined) return undefined; // misses are not cached: random key IDs must not grow memory
     const rec = JSON.parse(raw) as PersonRecord;
     if (!this.persons.has(keyId)) this.persons.set(keyId, rec);
-    if (!this.currentKey.has(rec.personId)) this.currentKey.set(rec.personId, rec.keyId);
-    return this.persons.get(keyId) ?? undefined;
+    return rec;
   }
 
   async personByPersonId(personId: string): Promise<PersonRecord | undefined> {
@@ -271,14 +317,20 @@ export class LevelStorage implements Storage {
 
   async enrol(p: PersonRecord, nonce: NonceClaim): Promise<void> {
     // Checked again after the await: a concurrent enrolment of the same key may have won.
-    if ((await this.personByKeyId(p.keyId)) || this.persons.get(p.keyId)) throw new KmgrError('person_exists', 'this management key is already enrolled');
-    this.persons.set(p.keyId, p);
-    this.currentKey.set(p.personId, p.keyId);
-    await this.commit([
-      { type: 'put', key: K.personKey(p.personId), value: JSON.stringify(p) },
-      { type: 'put', key: K.mgmtKey(p.keyId), value: p.personId },
-      this.nonceOp(nonce),
-    ]);
+    if ((await this.personByKeyId(p.keyId)) || this.persons.get(p.keyId) || this.enrolling.has(p.keyId)) {
+      throw new KmgrError('person_exists', 'this management key is already enrolled');
+    }
+    this.enrolling.set(p.keyId, p);
+    try {
+      await this.commit([
+        { type: 'put', key: K.personKey(p.personId), value: JSON.stringify(p) },
+        { type: 'put', key: K.mgmtKey(p.keyId), value: p.personId },
+        this.nonceOp(nonce),
+      ]);
+      this.persons.set(p.keyId, p);
+    } finally {
+      this.enrolling.delete(p.keyId);
+    }
   }
 
   /**
@@ -293,8 +345,30 @@ export class LevelStorage implements Storage {
 
   // ---- keys (Fig. 15) ----
 
-  private async ensureKeyLoaded(k: string, personId: string, partnerId: string): Promise<void> {
-    if (this.keys.has(k)) return;
+  /**
+   * The cached entry of a key, pinned until release(): loaded from disk if need be.
+   * Pinned in the same tick it is found, so no eviction can come between.
+   */
+  private async acquire(k: string, personId: string, partnerId: string): Promise<Cached | undefined> {
+    for (;;) {
+      const hit = this.keys.get(k);
+      if (hit) {
+        hit.pins++;
+        return hit;
+      }
+      // Loaded, then perhaps evicted before we resume (other keys came in): look again.
+      if (!(await this.ensureKeyLoaded(k, personId, partnerId))) return undefined;
+    }
+  }
+
+  private release(e: Cached): void {
+    e.pins--;
+    if (e.pins === 0) this.keys.trim();
+  }
+
+  /** Whether the key exists; if so it is in the cache (unless evicted since). */
+  private async ensureKeyLoaded(k: string, personId: string, partnerId: string): Promise<boolean> {
+    if (this.keys.has(k)) return true;
     let loading = this.loadingKeys.get(k);
     if (!loading) {
       loading = (async () => {
@@ -307,14 +381,15 @@ export class LevelStorage implements Storage {
           const noticed = new Set<string>();
           const range = K.noticeDedupeRange(personId, partnerId);
           for await (const dk of this.db.keys(range)) noticed.add(dk.slice(range.gt.length));
-          entry = { record, blob, noticed, verifies: { minute: 0, count: 0 } };
+          entry = { record, blob, noticed, verifies: { minute: 0, count: 0 }, pins: 0 };
         }
         // Only keys that exist are cached: probes for random IDs must not grow memory.
         if (entry && !this.keys.has(k)) this.keys.set(k, entry);
+        return entry !== null;
       })().finally(() => this.loadingKeys.delete(k));
       this.loadingKeys.set(k, loading);
     }
-    await loading;
+    return loading;
   }
 
   /** A record read from disk, with its counters (which a fetch writes on their own). */
@@ -325,39 +400,61 @@ export class LevelStorage implements Storage {
 
   async registerKey(record: KeyRecord, blob: Uint8Array, nonce: NonceClaim): Promise<void> {
     const k = K.keyRecordKey(record.personId, record.partnerId);
-    await this.ensureKeyLoaded(k, record.personId, record.partnerId);
+    const existing = await this.acquire(k, record.personId, record.partnerId);
+    if (existing) {
+      this.release(existing);
+      throw new KmgrError('key_exists', `partner ${record.partnerId} already has a registered key`);
+    }
+    if (this.rekeying.has(record.personId)) throw new KmgrError('version_conflict', 'a rekey of this person is being written; register again when it is done');
     this.checkCurrentKey(record.personId, nonce);
     // Re-read after the await: a concurrent register may have won.
     if (this.keys.get(k)) throw new KmgrError('key_exists', `partner ${record.partnerId} already has a registered key`);
-    this.keys.set(k, { record, blob, noticed: new Set(), verifies: { minute: 0, count: 0 } });
-    await this.commit([
-      ...recordOps(k, record),
-      { type: 'put', key: K.blobKey(record.personId, record.partnerId, record.keyVersion), value: blob, valueEncoding: 'view' },
-      this.nonceOp(nonce),
-    ]);
+    const entry: Cached = { record, blob, noticed: new Set(), verifies: { minute: 0, count: 0 }, pins: 1 };
+    this.keys.set(k, entry);
+    try {
+      await this.commit([
+        ...recordOps(k, record),
+        ...this.expiryOps(record, []),
+        { type: 'put', key: K.blobKey(record.personId, record.partnerId, record.keyVersion), value: blob, valueEncoding: 'view' },
+        this.nonceOp(nonce),
+      ]);
+    } finally {
+      this.release(entry);
+    }
   }
 
   async getKey(personId: string, partnerId: string): Promise<KeyRecord | undefined> {
     const k = K.keyRecordKey(personId, partnerId);
-    await this.ensureKeyLoaded(k, personId, partnerId);
-    return this.keys.get(k)?.record;
+    const entry = await this.acquire(k, personId, partnerId);
+    if (!entry) return undefined;
+    this.release(entry);
+    return entry.record;
   }
 
-  async listKeys(personId: string): Promise<KeyRecord[]> {
+  async listKeys(personId: string, page?: KeyPage): Promise<KeyRecord[]> {
     const out: KeyRecord[] = [];
-    for await (const [k, raw] of this.db.iterator(K.keyRecordRange(personId))) {
-      out.push(this.keys.get(k)?.record ?? (await this.withCounters(JSON.parse(raw) as KeyRecord)));
+    const range = K.keyRecordRange(personId);
+    const from = page?.after !== undefined ? { gt: K.keyRecordKey(personId, page.after) } : {};
+    for await (const [k, raw] of this.db.iterator({ ...range, ...from, ...(page ? { limit: page.limit } : {}) })) {
+      out.push(this.keys.peek(k)?.record ?? (await this.withCounters(JSON.parse(raw) as KeyRecord)));
     }
     return out;
   }
 
   async fetchKey(personId: string, partnerId: string, attempt: UseAttempt): Promise<FetchOutcome> {
     const k = K.keyRecordKey(personId, partnerId);
-    await this.ensureKeyLoaded(k, personId, partnerId);
+    const entry = await this.acquire(k, personId, partnerId);
+    if (!entry) throw new NotFoundError('unknown_key', `no key is registered for partner ${partnerId}`);
+    try {
+      return await this.fetchPinned(entry, personId, partnerId, attempt);
+    } finally {
+      this.release(entry);
+    }
+  }
+
+  private async fetchPinned(entry: Cached, personId: string, partnerId: string, attempt: UseAttempt): Promise<FetchOutcome> {
     // From here to commit() nothing awaits: the check and the count are one step.
     this.checkCurrentKey(personId, attempt.nonce);
-    const entry = this.keys.get(k);
-    if (!entry) throw new NotFoundError('unknown_key', `no key is registered for partner ${partnerId}`);
     const rec = entry.record;
     const verdict = judgeUse(rec, rec.uses, attempt.at, this.opts.tz);
     rec.uses = verdict.uses;
@@ -392,6 +489,7 @@ export class LevelStorage implements Storage {
     for (const d of drafts) {
       if (entry.noticed.has(d.dedupe)) continue;
       entry.noticed.add(d.dedupe);
+      this.opts.events?.notice?.(d.kind);
       const notice: Notice = {
         id: K.noticeId(at, randomBytes(4).toString('hex')),
         at,
@@ -417,28 +515,50 @@ export class LevelStorage implements Storage {
     return { type: 'put', key: p.key, value: JSON.stringify(p) };
   }
 
-  private async entryOf(personId: string, partnerId: string): Promise<{ k: string; entry: Cached }> {
+  /** Runs fn with the key's entry pinned (not evicted) until fn's write is durable; unknown_key if there is none. */
+  private async withEntry<T>(personId: string, partnerId: string, fn: (k: string, entry: Cached) => Promise<T>): Promise<T> {
     const k = K.keyRecordKey(personId, partnerId);
-    await this.ensureKeyLoaded(k, personId, partnerId);
-    const entry = this.keys.get(k);
+    const entry = await this.acquire(k, personId, partnerId);
     if (!entry) throw new NotFoundError('unknown_key', `no key is registered for partner ${partnerId}`);
-    return { k, entry };
+    try {
+      return await fn(k, entry);
+    } finally {
+      this.release(entry);
+    }
   }
 
-  async updateKey(personId: string, partnerId: string, patch: KeyPatch, nonce: NonceClaim): Promise<KeyRecord> {
-    const { k, entry } = await this.entryOf(personId, partnerId);
-    this.checkCurrentKey(personId, nonce);
-    const rec = entry.record;
-    for (const [f, v] of Object.entries(patch)) if (v !== undefined) (rec as unknown as Record<string, unknown>)[f] = v;
-    const snapshot: KeyRecord = { ...rec, uses: { ...rec.uses } };
-    await this.commit([...recordOps(k, rec), this.nonceOp(nonce)]);
-    return snapshot;
+  /**
+   * Keeps the expiry index (check-terms reads only what expires) in step with a
+   * record's expiry and its certificate's renewal point (termInstants).
+   */
+  private expiryOps(rec: KeyRecord, old: number[]): Op[] {
+    const now = termInstants(rec.keyVersion, rec);
+    const ops: Op[] = [];
+    for (const at of old) if (!now.includes(at)) ops.push({ type: 'del', key: K.expiryKey(at, rec.personId, rec.partnerId) });
+    for (const at of now) if (!old.includes(at)) ops.push({ type: 'put', key: K.expiryKey(at, rec.personId, rec.partnerId), value: '' });
+    return ops;
   }
 
-  async rotateKey(personId: string, partnerId: string, next: NextKey, nonce: NonceClaim): Promise<KeyRecord> {
-    const { k, entry } = await this.entryOf(personId, partnerId);
+  updateKey(personId: string, partnerId: string, patch: KeyPatch, nonce: NonceClaim): Promise<KeyRecord> {
+    return this.withEntry(personId, partnerId, async (k, entry) => {
+      this.checkCurrentKey(personId, nonce);
+      const rec = entry.record;
+      const oldInstants = termInstants(rec.keyVersion, rec);
+      for (const [f, v] of Object.entries(patch)) if (v !== undefined) (rec as unknown as Record<string, unknown>)[f] = v;
+      const snapshot: KeyRecord = { ...rec, uses: { ...rec.uses } };
+      await this.commit([...recordOps(k, rec), ...this.expiryOps(rec, oldInstants), this.nonceOp(nonce)]);
+      return snapshot;
+    });
+  }
+
+  rotateKey(personId: string, partnerId: string, next: NextKey, nonce: NonceClaim): Promise<KeyRecord> {
+    return this.withEntry(personId, partnerId, (k, entry) => this.rotatePinned(k, entry, personId, partnerId, next, nonce));
+  }
+
+  private async rotatePinned(k: string, entry: Cached, personId: string, partnerId: string, next: NextKey, nonce: NonceClaim): Promise<KeyRecord> {
     this.checkCurrentKey(personId, nonce);
     const rec = entry.record;
+    const oldInstants = termInstants(rec.keyVersion, rec);
     if (next.keyVersion !== rec.keyVersion + 1) {
       throw new KmgrError('version_conflict', `the key of ${partnerId} is at version ${rec.keyVersion}; a rotation must register version ${rec.keyVersion + 1}`);
     }
@@ -460,6 +580,8 @@ export class LevelStorage implements Storage {
     const snapshot: KeyRecord = { ...rec, uses: { ...rec.uses } };
     await this.commit([
       ...recordOps(k, rec),
+      // A certificate of the old version is no longer noticed (noticesForCertificate): its index entry goes.
+      ...this.expiryOps(rec, oldInstants),
       { type: 'put', key: K.blobKey(personId, partnerId, next.keyVersion), value: next.blob, valueEncoding: 'view' },
       // The old sealed key is of no further use to anyone; keeping it would only invite a rollback.
       { type: 'del', key: K.blobKey(personId, partnerId, oldVersion) },
@@ -469,7 +591,7 @@ export class LevelStorage implements Storage {
   }
 
   async history(personId: string, partnerId: string, opts: { since?: number; before?: number; limit: number }): Promise<HistoryRecord[]> {
-    await this.entryOf(personId, partnerId);
+    await this.withEntry(personId, partnerId, async () => undefined);
     const out: HistoryRecord[] = [];
     const range = K.historyRange(personId, partnerId);
     const upper = opts.before !== undefined ? { lt: K.historyKey(personId, partnerId, opts.before) } : {};
@@ -482,11 +604,13 @@ export class LevelStorage implements Storage {
     return out;
   }
 
-  async listNotices(personId: string, opts: { unreadOnly: boolean }): Promise<Notice[]> {
+  async listNotices(personId: string, opts: { unreadOnly: boolean; before?: string; limit?: number }): Promise<Notice[]> {
     const out: Notice[] = [];
-    for await (const raw of this.db.values({ ...K.noticeRange(personId), reverse: true })) {
+    const upper = opts.before !== undefined ? { lt: K.noticeKey(personId, opts.before) } : {};
+    for await (const raw of this.db.values({ ...K.noticeRange(personId), ...upper, reverse: true })) {
       const n = JSON.parse(raw) as Notice;
       if (!opts.unreadOnly || !n.read) out.push(n);
+      if (opts.limit !== undefined && out.length >= opts.limit) break;
     }
     return out;
   }
@@ -515,42 +639,82 @@ export class LevelStorage implements Storage {
     return run;
   }
 
+  /**
+   * Reads the expiry index up to now + warnMs: the keys expired or expiring, and
+   * no others, so a run over a million keys with a handful expiring reads a
+   * handful. Each key is handled through its cached entry (pinned until the
+   * notices are durable), as fetches are: one copy of the notice markers.
+   */
   private async checkTermsNow(nowMs: number, warnMs: number): Promise<TermsFinding[]> {
     const findings: TermsFinding[] = [];
-    const recorded: Op[] = [];
-    for await (const [k, raw] of this.db.iterator(K.allKeyRecordsRange)) {
-      const rec = this.keys.get(k)?.record ?? (JSON.parse(raw) as KeyRecord);
-      for (const d of noticesForTerm(rec.partnerId, rec.keyVersion, rec, nowMs, warnMs)) {
-        const entry = this.keys.get(k);
-        const seen = entry ? entry.noticed.has(d.dedupe) : (await this.db.get(K.noticeDedupeKey(rec.personId, rec.partnerId, d.dedupe))) !== undefined;
-        findings.push({
-          personId: rec.personId,
-          partnerId: rec.partnerId,
-          keyVersion: rec.keyVersion,
-          kind: d.kind as TermsFinding['kind'],
-          expiresAt: d.expiresAt ?? rec.expiresAt!,
-          message: d.message,
-          isNew: !seen,
-        });
-        if (seen) continue;
-        if (entry) recorded.push(...this.noticeOps(entry, [d], nowMs));
-        else {
-          const id = K.noticeId(nowMs, randomBytes(4).toString('hex'));
-          const notice: Notice = { id, at: nowMs, personId: rec.personId, partnerId: rec.partnerId, keyVersion: rec.keyVersion, kind: d.kind, message: d.message, read: false };
-          recorded.push(
-            { type: 'put', key: K.noticeKey(rec.personId, id), value: JSON.stringify(notice) },
-            { type: 'put', key: K.noticeDedupeKey(rec.personId, rec.partnerId, d.dedupe), value: id },
-            this.pendingOp(notice),
-          );
-        }
+    let recorded: Op[] = [];
+    let held: Cached[] = [];
+    const flush = async (): Promise<void> => {
+      try {
+        if (recorded.length > 0) await this.commit(recorded);
+      } finally {
+        for (const e of held) this.release(e);
+        recorded = [];
+        held = [];
       }
+    };
+    try {
+      // A key may have two entries (its expiry, its certificate's renewal point): it is judged once a run.
+      const judged = new Set<string>();
+      for await (const ik of this.db.keys(K.expiryUntilRange(nowMs + warnMs))) {
+        const [, at, personId, partnerId] = ik.split('!') as [string, string, string, string];
+        const k = K.keyRecordKey(personId, partnerId);
+        if (judged.has(k)) continue;
+        const entry = await this.acquire(k, personId, partnerId);
+        if (!entry) continue;
+        held.push(entry);
+        const rec = entry.record;
+        // An entry left for an instant the key no longer has names nothing: the key has its own entries.
+        if (!termInstants(rec.keyVersion, rec).includes(Number(at))) continue;
+        judged.add(k);
+        for (const d of noticesForTerm(rec.partnerId, rec.keyVersion, rec, nowMs, warnMs)) {
+          const seen = entry.noticed.has(d.dedupe);
+          findings.push({
+            personId: rec.personId,
+            partnerId: rec.partnerId,
+            keyVersion: rec.keyVersion,
+            kind: d.kind as TermsFinding['kind'],
+            expiresAt: d.expiresAt ?? rec.expiresAt!,
+            message: d.message,
+            isNew: !seen,
+          });
+          if (!seen) recorded.push(...this.noticeOps(entry, [d], nowMs));
+        }
+        // In slices: a long run neither pins a large part of the cache nor holds one huge write.
+        if (held.length >= 256) await flush();
+      }
+    } finally {
+      await flush();
     }
-    if (recorded.length > 0) await this.commit(recorded);
     return findings;
   }
 
+  /** Builds the expiry index over keys registered before it existed: once, at the first open that lacks it. */
+  private async buildExpiryIndex(): Promise<void> {
+    if ((await this.db.get(K.expiryIndexMarker)) !== undefined) return;
+    let ops: Op[] = [];
+    for await (const raw of this.db.values(K.allKeyRecordsRange)) {
+      const rec = JSON.parse(raw) as KeyRecord;
+      for (const at of termInstants(rec.keyVersion, rec)) ops.push({ type: 'put', key: K.expiryKey(at, rec.personId, rec.partnerId), value: '' });
+      if (ops.length >= 10_000) {
+        await this.commit(ops);
+        ops = [];
+      }
+    }
+    ops.push({ type: 'put', key: K.expiryIndexMarker, value: String(this.opts.clock()) });
+    await this.commit(ops);
+  }
+
   async recordVerify(personId: string, partnerId: string, v: { at: number; result: string; requester: string; remoteAddress: string }): Promise<void> {
-    const { entry } = await this.entryOf(personId, partnerId);
+    return this.withEntry(personId, partnerId, (_k, entry) => this.recordVerifyPinned(entry, personId, partnerId, v));
+  }
+
+  private async recordVerifyPinned(entry: Cached, personId: string, partnerId: string, v: { at: number; result: string; requester: string; remoteAddress: string }): Promise<void> {
     // Anyone may ask: at most VERIFY_RECORDS_PER_MINUTE questions a minute are
     // recorded per key, so a flood cannot bury the owner's history or fill the disk.
     const minute = Math.floor(v.at / 60_000);
@@ -671,14 +835,25 @@ export class LevelStorage implements Storage {
     return this.commit([{ type: 'put', key: K.notifyKey(personId), value: JSON.stringify(s) }, this.nonceOp(nonce)]);
   }
 
+  /**
+   * Reads at most DELIVERY_SCAN_MAX queue entries a call, going on next call
+   * where this one stopped (wrapping at the end): a queue grown long with
+   * deliveries waiting out their backoff costs each pass the same.
+   */
   async dueDeliveries(now: number, limit: number): Promise<PendingDelivery[]> {
     const out: PendingDelivery[] = [];
-    for await (const raw of this.db.values(K.pendingRange)) {
+    let scanned = 0;
+    let last: string | undefined;
+    const from = this.pendingCursor !== undefined ? { gt: this.pendingCursor } : {};
+    for await (const [k, raw] of this.db.iterator({ ...K.pendingRange, ...from, limit: DELIVERY_SCAN_MAX })) {
+      scanned++;
+      last = k;
       const p = JSON.parse(raw) as PendingDelivery;
       const states = Object.values(p.channels);
       if (states.length === 0 || states.some((c) => !c.done && c.nextAt <= now)) out.push(p);
       if (out.length >= limit) break;
     }
+    this.pendingCursor = out.length < limit && scanned < DELIVERY_SCAN_MAX ? undefined : last;
     return out;
   }
 
@@ -696,19 +871,41 @@ export class LevelStorage implements Storage {
 
   // ---- management-key rotation (kmgr rekey) ----
 
-  /** Every key record of the person, loaded into the cache (the in-memory entries are the truth). */
-  private async loadAllKeys(personId: string): Promise<void> {
-    for await (const k of this.db.keys(K.keyRecordRange(personId))) {
-      await this.ensureKeyLoaded(k, personId, k.slice(K.keyRecordRange(personId).gt.length));
-    }
-  }
-
-  /** The cached entries of a person, registrations not yet on disk included. */
-  private entriesOf(personId: string): Map<string, { k: string; entry: Cached }> {
+  /**
+   * Every key entry of the person, pinned (each must be release()d): the records on
+   * disk, read through acquire() since the bounded cache holds only some of them,
+   * and registrations still in flight, which are only in the cache (pinned by their
+   * writer until durable). The caller must have marked the person as rekeying
+   * first, so no new registration starts while this runs.
+   */
+  private async pinAllKeys(personId: string): Promise<Map<string, { k: string; entry: Cached }>> {
     const prefix = K.keyRecordRange(personId).gt;
     const out = new Map<string, { k: string; entry: Cached }>();
-    for (const [k, entry] of this.keys) if (entry && k.startsWith(prefix)) out.set(entry.record.partnerId, { k, entry });
+    const pin = (k: string, entry: Cached): void => {
+      if (out.has(entry.record.partnerId)) return;
+      entry.pins++;
+      out.set(entry.record.partnerId, { k, entry });
+    };
+    try {
+      // In flight now: pinned at once, before an await lets their writes finish and the entries be evicted.
+      for (const [k, entry] of this.keys.entries()) if (k.startsWith(prefix) && entry.pins > 0) pin(k, entry);
+      for await (const k of this.db.keys(K.keyRecordRange(personId))) {
+        const partnerId = k.slice(prefix.length);
+        if (out.has(partnerId)) continue;
+        const entry = await this.acquire(k, personId, partnerId);
+        if (!entry) continue;
+        if (out.has(partnerId)) this.release(entry);
+        else out.set(partnerId, { k, entry });
+      }
+    } catch (e) {
+      this.releaseAll(out);
+      throw e;
+    }
     return out;
+  }
+
+  private releaseAll(held: Map<string, { k: string; entry: Cached }>): void {
+    for (const { entry } of held.values()) this.release(entry);
   }
 
   private rekeyHistoryOp(entry: Cached, at: number, code: string, remoteAddress: string, request: RekeyChange['request']): Op {
@@ -719,74 +916,90 @@ export class LevelStorage implements Storage {
   }
 
   async rekeyExport(personId: string, attempt: UseAttempt): Promise<Array<{ record: KeyRecord; blob: Uint8Array }>> {
-    await this.loadAllKeys(personId);
-    this.checkCurrentKey(personId, attempt.nonce);
-    const out: Array<{ record: KeyRecord; blob: Uint8Array }> = [];
-    const ops: Op[] = [this.nonceOp(attempt.nonce)];
-    // Handing out every blob is not a use (nothing is counted), but the owner sees it in each key's history.
-    for (const { entry } of this.entriesOf(personId).values()) {
-      ops.push(this.rekeyHistoryOp(entry, attempt.at, 'exported', attempt.remoteAddress, attempt.request), countersOp(entry.record));
-      out.push({ record: { ...entry.record, uses: { ...entry.record.uses } }, blob: entry.blob });
+    // Marked for the pinning below (no registration may slip past it); a rekey under way is refused.
+    if (this.rekeying.has(personId)) throw new KmgrError('version_conflict', 'a rekey of this person is being written; try again');
+    this.rekeying.add(personId);
+    try {
+      const held = await this.pinAllKeys(personId);
+      try {
+        this.checkCurrentKey(personId, attempt.nonce);
+        const out: Array<{ record: KeyRecord; blob: Uint8Array }> = [];
+        const ops: Op[] = [this.nonceOp(attempt.nonce)];
+        // Handing out every blob is not a use (nothing is counted), but the owner sees it in each key's history.
+        for (const { entry } of held.values()) {
+          ops.push(this.rekeyHistoryOp(entry, attempt.at, 'exported', attempt.remoteAddress, attempt.request), countersOp(entry.record));
+          out.push({ record: { ...entry.record, uses: { ...entry.record.uses } }, blob: entry.blob });
+        }
+        await this.commit(ops);
+        return out;
+      } finally {
+        this.releaseAll(held);
+      }
+    } finally {
+      this.rekeying.delete(personId);
     }
-    await this.commit(ops);
-    return out;
   }
 
   async rekey(personId: string, ch: RekeyChange, nonce: NonceClaim): Promise<void> {
     if (this.rekeying.has(personId)) throw new KmgrError('version_conflict', 'another rekey of this person is being written; try again');
     this.rekeying.add(personId);
     try {
-      await this.loadAllKeys(personId);
-      await this.loadDevices(personId);
-      // From here to the in-memory switch nothing awaits: the set check and the switch are one step.
-      const cur = this.currentKey.get(personId);
-      if (cur !== ch.oldKeyId) throw new AuthError('key_replaced', 'this management key was replaced by an earlier rekey');
-      const held = this.entriesOf(personId);
-      const given = new Map<string, (typeof ch.keys)[number]>();
-      for (const key of ch.keys) {
-        if (given.has(key.partnerId)) throw new KmgrError('rekey_mismatch', `the rekey names partner ${key.partnerId} twice`);
-        given.set(key.partnerId, key);
+      // Every entry the rekey changes stays pinned until the write is durable: an evicted
+      // entry reloaded from disk meanwhile would bring back the old blob.
+      const held = await this.pinAllKeys(personId);
+      try {
+        const devs = await this.loadDevices(personId);
+        const person = await this.personByPersonId(personId);
+        // From here to the in-memory switch nothing awaits: the check and the switch are one step.
+        const cur = this.currentKey.get(personId) ?? person?.keyId;
+        if (cur !== ch.oldKeyId) throw new AuthError('key_replaced', 'this management key was replaced by an earlier rekey');
+        const given = new Map<string, (typeof ch.keys)[number]>();
+        for (const key of ch.keys) {
+          if (given.has(key.partnerId)) throw new KmgrError('rekey_mismatch', `the rekey names partner ${key.partnerId} twice`);
+          given.set(key.partnerId, key);
+        }
+        const missing = [...held.keys()].filter((p) => !given.has(p));
+        const extra = [...given.keys()].filter((p) => !held.has(p));
+        if (missing.length > 0 || extra.length > 0) {
+          throw new KmgrError('rekey_mismatch', `the rekey does not re-wrap exactly the keys held here (${missing.length} missing, ${extra.length} not held); nothing was changed`, { missing, extra });
+        }
+        const stale = [...held.values()].filter(({ entry }) => given.get(entry.record.partnerId)!.keyVersion !== entry.record.keyVersion);
+        if (stale.length > 0) {
+          const p = stale[0]!.entry.record;
+          throw new KmgrError('version_conflict', `the key of ${p.partnerId} is at version ${p.keyVersion}, not ${given.get(p.partnerId)!.keyVersion}; nothing was changed`, {
+            partners: stale.map(({ entry }) => entry.record.partnerId),
+          });
+        }
+        const ops: Op[] = [
+          { type: 'put', key: K.personKey(personId), value: JSON.stringify(ch.person) },
+          { type: 'put', key: K.mgmtKey(ch.person.keyId), value: personId },
+          this.nonceOp(nonce),
+        ];
+        for (const { k, entry } of held.values()) {
+          const g = given.get(entry.record.partnerId)!;
+          entry.blob = g.blob;
+          entry.record.binding = g.binding;
+          ops.push(
+            this.rekeyHistoryOp(entry, ch.at, 'rewrapped', ch.remoteAddress, ch.request),
+            ...recordOps(k, entry.record),
+            // Same version, same key name: the new blob replaces the old in the same write.
+            { type: 'put', key: K.blobKey(personId, entry.record.partnerId, entry.record.keyVersion), value: g.blob, valueEncoding: 'view' },
+          );
+        }
+        for (const label of ch.revokeDevices) {
+          const d = devs.get(label);
+          if (!d || d.revokedAt !== null) continue;
+          d.revokedAt = ch.at;
+          ops.push({ type: 'put', key: K.deviceKey(personId, label), value: JSON.stringify(d) });
+        }
+        // The old key ID keeps pointing at the person, so its requests are told "replaced", not "unknown".
+        this.persons.set(ch.oldKeyId, ch.person);
+        this.persons.set(ch.person.keyId, ch.person);
+        this.currentKey.set(personId, ch.person.keyId);
+        await this.commit(ops);
+      } finally {
+        this.releaseAll(held);
       }
-      const missing = [...held.keys()].filter((p) => !given.has(p));
-      const extra = [...given.keys()].filter((p) => !held.has(p));
-      if (missing.length > 0 || extra.length > 0) {
-        throw new KmgrError('rekey_mismatch', `the rekey does not re-wrap exactly the keys held here (${missing.length} missing, ${extra.length} not held); nothing was changed`, { missing, extra });
-      }
-      const stale = [...held.values()].filter(({ entry }) => given.get(entry.record.partnerId)!.keyVersion !== entry.record.keyVersion);
-      if (stale.length > 0) {
-        const p = stale[0]!.entry.record;
-        throw new KmgrError('version_conflict', `the key of ${p.partnerId} is at version ${p.keyVersion}, not ${given.get(p.partnerId)!.keyVersion}; nothing was changed`, {
-          partners: stale.map(({ entry }) => entry.record.partnerId),
-        });
-      }
-      const devs = this.devices.get(personId)!;
-      const ops: Op[] = [
-        { type: 'put', key: K.personKey(personId), value: JSON.stringify(ch.person) },
-        { type: 'put', key: K.mgmtKey(ch.person.keyId), value: personId },
-        this.nonceOp(nonce),
-      ];
-      for (const { k, entry } of held.values()) {
-        const g = given.get(entry.record.partnerId)!;
-        entry.blob = g.blob;
-        entry.record.binding = g.binding;
-        ops.push(
-          this.rekeyHistoryOp(entry, ch.at, 'rewrapped', ch.remoteAddress, ch.request),
-          ...recordOps(k, entry.record),
-          // Same version, same key name: the new blob replaces the old in the same write.
-          { type: 'put', key: K.blobKey(personId, entry.record.partnerId, entry.record.keyVersion), value: g.blob, valueEncoding: 'view' },
-        );
-      }
-      for (const label of ch.revokeDevices) {
-        const d = devs.get(label);
-        if (!d || d.revokedAt !== null) continue;
-        d.revokedAt = ch.at;
-        ops.push({ type: 'put', key: K.deviceKey(personId, label), value: JSON.stringify(d) });
-      }
-      // The old key ID keeps pointing at the person, so its requests are told "replaced", not "unknown".
-      this.persons.set(ch.oldKeyId, ch.person);
-      this.persons.set(ch.person.keyId, ch.person);
-      this.currentKey.set(personId, ch.person.keyId);
-      await this.commit(ops);
     } finally {
       this.rekeying.delete(personId);
     }

@@ -218,6 +218,20 @@ export interface DeviceRecord {
   revokedAt: number | null;
 }
 
+/** One page of a person's keys (GET /v1/keys?after=...&limit=...). */
+export interface KeyPage {
+  after?: string;
+  limit: number;
+}
+
+/** What a backend reports as it works, for metrics (all optional, never IDs). */
+export interface StorageEvents {
+  /** One durable write made of `callers` coalesced commits. */
+  commitBatch?(callers: number): void;
+  /** A notice was recorded. */
+  notice?(kind: NoticeKind): void;
+}
+
 /** What a store knows of its own health: /v1/health reports it, and a damaged store serves nothing. */
 export type StorageState =
   | { ok: true }
@@ -245,8 +259,15 @@ export interface Storage {
   importRecords?(records: AsyncIterable<BackupRecord>): Promise<number>;
   /** kmgrd check-db: reads every record, reports each inconsistency (none: clean). */
   checkIntegrity?(): Promise<IntegrityReport>;
-  /** Throws auth_replay if the nonce was seen; otherwise holds it until it expires. */
-  claimNonce(claim: NonceClaim): void;
+  /**
+   * Throws (or rejects with) auth_replay if the nonce was seen; otherwise holds it until it expires.
+   * A backend may answer asynchronously (a look-up on disk for nonces claimed before it started).
+   */
+  claimNonce(claim: NonceClaim): void | Promise<void>;
+  /** Resolves if storage is open and takes a durable write now; throws UnavailableError saying why not (GET /readyz). */
+  ready(): Promise<void>;
+  /** Entries in each bounded in-memory cache, by name, for metrics (backends without caches omit it). */
+  cacheSizes?(): Record<string, number>;
   /** Makes a claimed nonce durable on its own (for requests that change nothing else). */
   persistNonce(claim: NonceClaim): Promise<void>;
   personByKeyId(keyId: string): Promise<PersonRecord | undefined>;
@@ -256,7 +277,8 @@ export interface Storage {
   /** Throws key_exists if the partner already has a key. */
   registerKey(record: KeyRecord, blob: Uint8Array, nonce: NonceClaim): Promise<void>;
   getKey(personId: string, partnerId: string): Promise<KeyRecord | undefined>;
-  listKeys(personId: string): Promise<KeyRecord[]>;
+  /** In partner ID order; with a page, at most `limit` records after the partner ID `after`. */
+  listKeys(personId: string, page?: KeyPage): Promise<KeyRecord[]>;
   /** Checks the terms, counts, records history and the nonce durably, then returns the blob; or refuses (recorded too). */
   fetchKey(personId: string, partnerId: string, attempt: UseAttempt): Promise<FetchOutcome>;
   /** Changes terms or the permit/inhibit flag (1508). */
@@ -265,7 +287,8 @@ export interface Storage {
   rotateKey(personId: string, partnerId: string, next: NextKey, nonce: NonceClaim): Promise<KeyRecord>;
   /** Newest first. */
   history(personId: string, partnerId: string, opts: { since?: number; before?: number; limit: number }): Promise<HistoryRecord[]>;
-  listNotices(personId: string, opts: { unreadOnly: boolean }): Promise<Notice[]>;
+  /** Newest first; with `before` (a notice ID) only older ones; at most `limit` when given. */
+  listNotices(personId: string, opts: { unreadOnly: boolean; before?: string; limit?: number }): Promise<Notice[]>;
   /** Marks the given notices read; returns how many changed. */
   ackNotices(personId: string, ids: string[], nonce: NonceClaim): Promise<number>;
   /** Scans every key for expired and soon-expiring terms, recording each finding once as a notice. */

@@ -41,6 +41,24 @@ export function noticesForCertificate(partner: string, keyVersion: number, c: Ce
   return [];
 }
 
+/**
+ * The instants by which a store's expiry index must hand a key to the terms
+ * check: the key's own expiry and, for a certificate meant for this version,
+ * its renewal point (two thirds of its lifetime, never after its notAfter).
+ * A check reading entries up to now + warning window then finds every notice
+ * noticesForTerm can give, and reads no key that has none coming.
+ */
+export function termInstants(keyVersion: number, t: { expiresAt: number | null; certificates?: CertificateTerm | null }): number[] {
+  const out: number[] = [];
+  if (t.expiresAt !== null) out.push(t.expiresAt);
+  const c = t.certificates;
+  if (c && c.keyVersion === keyVersion) {
+    const renewAt = Math.floor(c.leaf.notBefore + ((c.leaf.notAfter - c.leaf.notBefore) * 2) / 3);
+    if (!out.includes(renewAt)) out.push(renewAt);
+  }
+  return out;
+}
+
 const LIMIT_FIELD: Record<LimitName, keyof KeyTerms> = { total: 'maxUses', day: 'maxPerDay', week: 'maxPerWeek', month: 'maxPerMonth' };
 const LIMIT_WORDS: Record<LimitName, string> = { total: 'total', day: 'daily', week: 'weekly', month: 'monthly' };
 

@@ -23,6 +23,8 @@ export interface DelivererOptions {
   skipUnconfigured?: boolean;
   clock: () => number;
   log: Logger;
+  /** Told of each attempt's outcome (metrics). */
+  onAttempt?: (channel: Channel, ok: boolean) => void;
 }
 
 export class Deliverer {
@@ -102,5 +104,6 @@ export class Deliverer {
     // reached while none is set is finished (it stays in the notice list).
     const finished = wanted.every((c) => d.channels[c]!.done);
     await this.storage.saveDelivery(d, finished, log);
+    for (const e of log) this.opts.onAttempt?.(e.channel, e.ok);
   }
 }

@@ -1,15 +1,11 @@
 // The use history (paragraph 34) and the owner's notices.
 import { parseJson } from '../../protocol/schema.js';
-import { AckRequest, HISTORY_MAX_LIMIT } from '../../protocol/messages.js';
+import { AckRequest, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, NOTICES_DEFAULT_LIMIT, NOTICES_MAX_LIMIT } from '../../protocol/messages.js';
+import { pageLimit, queryParams } from '../query.js';
 import { UsageError } from '../../protocol/errors.js';
 import { historyView, noticeView } from '../views.js';
 import type { Handler } from '../context.js';
 
-function queryParams(query: string, allowed: string[]): URLSearchParams {
-  const q = new URLSearchParams(query);
-  for (const k of q.keys()) if (!allowed.includes(k)) throw new UsageError(`unknown query parameter ${k}`, 'bad_request');
-  return q;
-}
 
 /** GET /v1/keys/{partnerId}/history?since=ISO&limit=N&before=SEQ (newest first; before pages back) */
 export const history: Handler = async (ctx) => {
@@ -23,28 +19,30 @@ export const history: Handler = async (ctx) => {
   if (since !== undefined && (Number.isNaN(since) || !/^\d{4}-\d{2}-\d{2}T/.test(sinceText!) || new Date(since).toISOString().slice(0, 10) !== sinceText!.slice(0, 10))) {
     throw new UsageError('since must be an ISO 8601 timestamp naming a real date', 'bad_request');
   }
-  const limitText = q.get('limit') ?? String(HISTORY_MAX_LIMIT);
-  if (!/^\d{1,6}$/.test(limitText) || Number(limitText) < 1 || Number(limitText) > HISTORY_MAX_LIMIT) {
-    throw new UsageError(`limit must be a whole number from 1 to ${HISTORY_MAX_LIMIT}`, 'bad_request');
-  }
+  const limit = pageLimit(q, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT);
   await ctx.deps.storage.persistNonce(auth.claim);
   const records = await ctx.deps.storage.history(person.personId, ctx.params.partnerId!, {
     ...(since !== undefined ? { since } : {}),
     ...(beforeText !== null ? { before: Number(beforeText) } : {}),
-    limit: Number(limitText),
+    limit,
   });
   return { status: 200, body: { history: records.map(historyView) } };
 };
 
-/** GET /v1/notices?unread=true */
+/** GET /v1/notices?unread=true&limit=N&before=NOTICE_ID (newest first; `next` is the cursor for older ones) */
 export const notices: Handler = async (ctx) => {
   const { person, auth } = await ctx.person();
-  const q = queryParams(ctx.query, ['unread']);
+  const q = queryParams(ctx.query, ['unread', 'limit', 'before']);
   const unread = q.get('unread');
   if (unread !== null && unread !== 'true' && unread !== 'false') throw new UsageError('unread must be true or false', 'bad_request');
+  const limit = pageLimit(q, NOTICES_DEFAULT_LIMIT, NOTICES_MAX_LIMIT);
+  const before = q.get('before');
+  if (before !== null && !/^\d{15}-[0-9a-f]{8}$/.test(before)) throw new UsageError('before must be a notice ID', 'bad_request');
   await ctx.deps.storage.persistNonce(auth.claim);
-  const list = await ctx.deps.storage.listNotices(person.personId, { unreadOnly: unread === 'true' });
-  return { status: 200, body: { notices: list.map(noticeView) } };
+  const list = await ctx.deps.storage.listNotices(person.personId, { unreadOnly: unread === 'true', ...(before !== null ? { before } : {}), limit: limit + 1 });
+  const page = list.slice(0, limit);
+  const next = list.length > limit ? page[page.length - 1]!.id : null;
+  return { status: 200, body: { notices: page.map(noticeView), next } };
 };
 
 /** POST /v1/notices/ack */

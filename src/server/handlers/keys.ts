@@ -1,5 +1,6 @@
 import { parseJson } from '../../protocol/schema.js';
-import { FetchRequest, RegisterRequest, type FetchResponse } from '../../protocol/messages.js';
+import { FetchRequest, KEYS_DEFAULT_LIMIT, KEYS_MAX_LIMIT, PARTNER_ID, RegisterRequest, type FetchResponse } from '../../protocol/messages.js';
+import { pageLimit, queryParams } from '../query.js';
 import { KmgrError, NotFoundError, UsageError } from '../../protocol/errors.js';
 import { fromB64, toB64 } from '../../crypto/bytes.js';
 import { keyStatusView } from '../views.js';
@@ -51,12 +52,19 @@ export const registerKey: Handler = async (ctx) => {
   return { status: 201, body: keyStatusView(record, ctx.now, ctx.deps.tz) };
 };
 
-/** GET /v1/keys */
+/** GET /v1/keys?limit=N&after=PARTNER_ID: a page in partner ID order; `next` is the cursor for the following page. */
 export const listKeys: Handler = async (ctx) => {
   const { person, auth } = await ctx.person();
+  const q = queryParams(ctx.query, ['limit', 'after']);
+  const limit = pageLimit(q, KEYS_DEFAULT_LIMIT, KEYS_MAX_LIMIT);
+  const after = q.get('after');
+  if (after !== null && !PARTNER_ID.test(after)) throw new UsageError('after must be a partner ID', 'bad_request');
   await ctx.deps.storage.persistNonce(auth.claim);
-  const keys = await ctx.deps.storage.listKeys(person.personId);
-  return { status: 200, body: { keys: keys.map((k) => keyStatusView(k, ctx.now, ctx.deps.tz)) } };
+  // One more than asked tells whether there is a next page without a second read.
+  const keys = await ctx.deps.storage.listKeys(person.personId, { ...(after !== null ? { after } : {}), limit: limit + 1 });
+  const page = keys.slice(0, limit);
+  const next = keys.length > limit ? page[page.length - 1]!.partnerId : null;
+  return { status: 200, body: { keys: page.map((k) => keyStatusView(k, ctx.now, ctx.deps.tz)), next } };
 };
 
 /** GET /v1/keys/{partnerId} */
@@ -81,6 +89,8 @@ export const fetchKey: Handler = async (ctx) => {
     remoteAddress: ctx.remoteAddress,
     request: auth.signed,
   });
+  ctx.note.fetchResult = !out.served ? 'refused' : out.overLimit.length > 0 ? 'served_over_limit' : 'served';
+  if (!out.served) ctx.note.refusal = out.code;
   const status = keyStatusView(out.record, ctx.now, ctx.deps.tz);
   if (!out.served) {
     ctx.deps.log.info({ personId: person.personId, partnerId: out.record.partnerId, code: out.code }, 'fetch refused');
