@@ -11,6 +11,8 @@ import { BLOB_FORMAT_VERSION, blobAd, openBlob, sealBlob, type BlobContext } fro
 import { KEYSTORE_VERSION, openKeystore, sealKeystore, type KeystoreFile } from '../src/crypto/keystore.js';
 import { NONCE_LEN } from '../src/crypto/aead.js';
 import { openTransfer, sealTransfer, type TransferFile } from '../src/crypto/transfer.js';
+import { RECOVERY_VERSION, openRecoveryKit, parseRecoveryKit, sealRecoveryKit, type RecoveryKitFile, type RecoveryKitHeader } from '../src/crypto/recovery.js';
+import { successionBytes, verifySuccession, type SuccessionStatement } from '../src/crypto/succession.js';
 import { bindingBytes, signBinding, verifyBinding, type BindingStatement } from '../src/crypto/binding.js';
 import { fingerprint, managementKeyId, publicKeyObject, signerFromSeed, verifySignature, TAG_REQUEST } from '../src/crypto/sign.js';
 import { encodeFields, fromB64, fromUtf8, toB64, toB64url, utf8 } from '../src/crypto/bytes.js';
@@ -28,6 +30,8 @@ t.test('a vector exists for the version of each format the code declares', async
     `request-signature.${SIG_TAG.replace(/\//g, '-')}.json`,
     'binding.v1.json',
     'device-export.v1.json',
+    `recovery-kit.v${RECOVERY_VERSION}.json`,
+    'succession.v1.json',
   ]) {
     t.ok(existsSync(join(VECTORS, name)), `fixtures/vectors/${name} (a new format version needs new vectors)`);
   }
@@ -103,4 +107,24 @@ t.test('device export: opens with the code and re-seals byte for byte', async (t
   const rng = replay(unhex(v.inputs.salt), unhex(v.inputs.nonce));
   t.same(sealTransfer(v.inputs.code, utf8(v.inputs.payload), rng), v.file, 'the same inputs seal to the same file');
   t.ok(rng.done(), 'sealing used exactly the recorded salt and nonce');
+});
+
+t.test('recovery kit: opens with the code, binds its header, and re-seals byte for byte', async (t) => {
+  const v = readVector<{ inputs: { code: string; header: RecoveryKitHeader; payload: string; salt: string; nonce: string }; file: RecoveryKitFile }>(`recovery-kit.v${RECOVERY_VERSION}.json`);
+  const kit = parseRecoveryKit(v.file);
+  t.equal(fromUtf8(openRecoveryKit(v.inputs.code, kit)), v.inputs.payload, 'opens to the payload');
+  t.throws(() => openRecoveryKit(v.inputs.code, { ...kit, server: 'https://elsewhere.example' }), 'the server named in the clear is associated data');
+  const rng = replay(unhex(v.inputs.salt), unhex(v.inputs.nonce));
+  t.same(sealRecoveryKit(v.inputs.code, v.inputs.header, utf8(v.inputs.payload), rng), v.file, 'the same inputs seal to the same file');
+  t.ok(rng.done(), 'sealing used exactly the recorded salt and nonce');
+});
+
+t.test('succession statement: the recorded bytes, signed by both keys', async (t) => {
+  const v = readVector<{ inputs: { oldSigningSeed: string; newSigningSeed: string; statement: SuccessionStatement }; bytes: string; signature: string; newSignature: string }>('succession.v1.json');
+  t.equal(hex(successionBytes(v.inputs.statement)), v.bytes, 'the signed bytes');
+  t.ok(verifySuccession(v.inputs.statement, fromB64(v.signature)!, fromB64(v.newSignature)!), 'both signatures verify');
+  t.notOk(verifySuccession(v.inputs.statement, fromB64(v.newSignature)!, fromB64(v.signature)!), 'swapped, they do not');
+  t.notOk(verifySuccession({ ...v.inputs.statement, newKeyId: v.inputs.statement.oldKeyId }, fromB64(v.signature)!, fromB64(v.newSignature)!), 'a key ID not derived from its key is refused');
+  const old = signerFromSeed(unhex(v.inputs.oldSigningSeed));
+  t.equal(toB64url(old.publicKey), v.inputs.statement.oldPublicKey, 'the old key is the recorded seed\'s');
 });

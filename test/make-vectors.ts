@@ -12,6 +12,8 @@ import { KEYSTORE_VERSION, sealKeystore } from '../src/crypto/keystore.js';
 import { KDF_MIN_LOGN, SALT_LEN } from '../src/crypto/kdf.js';
 import { NONCE_LEN } from '../src/crypto/aead.js';
 import { TRANSFER_FORMAT, sealTransfer } from '../src/crypto/transfer.js';
+import { RECOVERY_FORMAT, RECOVERY_VERSION, sealRecoveryKit } from '../src/crypto/recovery.js';
+import { signSuccession, successionBytes, type SuccessionStatement } from '../src/crypto/succession.js';
 import { bindingBytes, signBinding, type BindingStatement } from '../src/crypto/binding.js';
 import { fingerprint, managementKeyId, signerFromSeed, TAG_REQUEST } from '../src/crypto/sign.js';
 import { encodeFields, toB64, toB64url, utf8 } from '../src/crypto/bytes.js';
@@ -119,8 +121,42 @@ function transfer(): void {
   });
 }
 
+function recoveryKit(): void {
+  const code = 'ZYXW-VTSR-QPNM-KJHG-FEDC-BA98-7654-3210';
+  const header = { personId, server: 'https://keys.example:8443', keyId, fingerprint: fingerprint(signer.publicKey), createdAt: '2027-01-02T03:04:05.000Z' };
+  const payload = JSON.stringify({ note: 'the kit carries the management secrets, config, CA and partner index; any bytes seal the same way' });
+  const salt = inputBytes('recovery salt', 16);
+  const nonce = inputBytes('recovery nonce', NONCE_LEN);
+  write(`recovery-kit.v${RECOVERY_VERSION}.json`, {
+    what: `a recovery kit (src/crypto/recovery.ts, ${RECOVERY_FORMAT}): HKDF-SHA256(code, salt) seals the payload; format, version, person, server, key and time are associated data`,
+    inputs: { code, header, payload, salt: hex(salt), nonce: hex(nonce) },
+    file: sealRecoveryKit(code, header, utf8(payload), replay(salt, nonce)),
+  });
+}
+
+function succession(): void {
+  const next = signerFromSeed(inputBytes('next signing seed', 32));
+  const statement: SuccessionStatement = {
+    personId,
+    oldKeyId: keyId,
+    oldPublicKey: toB64url(signer.publicKey),
+    newKeyId: managementKeyId(next.publicKey),
+    newPublicKey: toB64url(next.publicKey),
+    issuedAt: '2027-01-02T03:04:05Z',
+  };
+  write('succession.v1.json', {
+    what: 'a succession statement (src/crypto/succession.ts): the old and the new management key each sign encodeFields(fields) under kmgr/succession/v1',
+    inputs: { oldSigningSeed: hex(signingSeed), newSigningSeed: hex(inputBytes('next signing seed', 32)), statement },
+    bytes: hex(successionBytes(statement)),
+    signature: toB64(signSuccession(signer, statement)),
+    newSignature: toB64(signSuccession(next, statement)),
+  });
+}
+
 await keystore();
 blob();
 request();
 binding();
 transfer();
+recoveryKit();
+succession();

@@ -17,7 +17,7 @@ import type { HistoryEntry } from '../protocol/messages.js';
  * could not have come from this key, counts one signed request twice, or counts
  * a request it refused to this client.
  */
-export type AuditVerdict = 'ours' | 'unfinished' | 'undelivered' | 'not_ours' | 'forged';
+export type AuditVerdict = 'ours' | 'unfinished' | 'undelivered' | 'not_ours' | 'other_device' | 'forged';
 
 /** What this client's sent log says became of its requests that brought no key (see fetch-log.ts). */
 export interface OurRequests {
@@ -40,12 +40,17 @@ export interface AuditLine {
 }
 
 /** Whether a history record is a genuine fetch of this partner's key, signed by our key. */
-export function checkSignedUse(h: HistoryEntry, partnerId: string, keyId: string, publicKey: KeyObject): string | undefined {
+/** The management keys whose signatures count as the owner's: the current one, and those a rekey replaced. */
+export type OwnerKeys = Map<string, KeyObject>;
+
+export function checkSignedUse(h: HistoryEntry, partnerId: string, keyId: string | OwnerKeys, publicKey?: KeyObject): string | undefined {
+  const keys: OwnerKeys = typeof keyId === 'string' ? new Map([[keyId, publicKey!]]) : keyId;
   const r = h.request;
   if (!r) return 'it carries no signed request';
   const params = parseSignatureInput(`${SIG_LABEL}=${r.signatureInput}`);
   if (!params) return 'its signature parameters are malformed';
-  if (params.keyid !== keyId) return 'it was signed by another key';
+  const signer = keys.get(params.keyid);
+  if (!signer) return 'it was signed by another key';
   const q = r.path.indexOf('?');
   const path = q < 0 ? r.path : r.path.slice(0, q);
   const query = q < 0 ? '' : r.path.slice(q);
@@ -53,7 +58,7 @@ export function checkSignedUse(h: HistoryEntry, partnerId: string, keyId: string
   if (r.method !== 'POST' || path !== `/v1/keys/${partnerId}/fetch`) return 'the signed request is not a fetch of this key';
   const sig = fromB64(r.signature);
   const base = signatureBase({ method: r.method, authority: r.authority, path, query, contentDigest: r.contentDigest, device: r.device }, params);
-  if (!sig || !verifySignature(publicKey, TAG_REQUEST, utf8(base), sig)) return 'its signature does not verify';
+  if (!sig || !verifySignature(signer, TAG_REQUEST, utf8(base), sig)) return 'its signature does not verify';
   const at = Date.parse(h.at) / 1000;
   if (Math.abs(at - params.created) > 300) return 'it was recorded far from the time it was signed';
   return undefined;
@@ -62,13 +67,16 @@ export function checkSignedUse(h: HistoryEntry, partnerId: string, keyId: string
 export function auditHistory(
   history: HistoryEntry[],
   partnerId: string,
-  keyId: string,
-  publicKey: KeyObject,
+  keyId: string | OwnerKeys,
+  publicKey: KeyObject | undefined,
   ours: OurRequests,
+  /** The person's other devices (label -> revoked at, ms, or null): their uses are told apart from an unknown holder's. */
+  otherDevices?: Map<string, number | null>,
 ): AuditLine[] {
   const seen = new Set<string>();
-  // Verify entries record an application server's question, a retired entry the owner's retirement: not uses.
-  return history.filter((h) => h.result !== 'verify' && h.result !== 'retired').map((h) => {
+  // Verify entries record an application server's question, a retired entry the owner's retirement,
+  // rekey entries a re-wrapping: none is a use.
+  return history.filter((h) => h.result !== 'verify' && h.result !== 'retired' && h.result !== 'rekey').map((h) => {
     const base = { seq: h.seq, at: h.at, result: h.result, keyVersion: h.keyVersion, remoteAddress: h.remoteAddress, device: h.request?.device ?? '' };
     const why = checkSignedUse(h, partnerId, keyId, publicKey);
     if (why) return { ...base, verdict: 'forged' as const, why };
@@ -83,7 +91,10 @@ export function auditHistory(
       if (ours.rejected?.has(nonce)) return { ...base, verdict: 'undelivered' as const, why: 'this client rejected the reply (it failed its checks), yet the server counts it as a use' };
       if (ours.unanswered?.has(nonce)) return { ...base, verdict: 'undelivered' as const, why: 'this client got no answer (a timeout or a dropped connection), yet the server counts it as a use' };
     }
-    const verdict = ours.opened.has(nonce) ? 'ours' : ours.sent.has(nonce) ? 'unfinished' : 'not_ours';
+    let verdict: AuditVerdict = ours.opened.has(nonce) ? 'ours' : ours.sent.has(nonce) ? 'unfinished' : 'not_ours';
+    // Labels are self-declared: this tells the owner's devices apart, it does not prove who signed (see kmgr(1)).
+    const revokedAt = otherDevices?.get(base.device);
+    if (verdict === 'not_ours' && revokedAt !== undefined && (revokedAt === null || Date.parse(h.at) < revokedAt)) verdict = 'other_device';
     return { ...base, verdict: verdict as AuditVerdict };
   });
 }
@@ -104,7 +115,7 @@ export interface ServedUse {
 export function missingUses(history: HistoryEntry[], served: ServedUse[]): Array<ServedUse & { why: string }> {
   const inHistory = new Map<string, number>();
   for (const h of history) {
-    if (h.result === 'verify' || h.result === 'refused' || !h.request) continue;
+    if (h.result === 'verify' || h.result === 'rekey' || h.result === 'refused' || !h.request) continue;
     const p = parseSignatureInput(`${SIG_LABEL}=${h.request.signatureInput}`);
     if (p) inHistory.set(p.nonce, h.keyVersion);
   }

@@ -1,5 +1,5 @@
 // config.json: where the server is, how to trust it, and who we are there.
-import { obj, str, int, nullable, optional, oneOf, type Infer } from '../protocol/schema.js';
+import { array, obj, str, int, nullable, optional, oneOf, type Infer } from '../protocol/schema.js';
 import { DEVICE_LABEL } from '../protocol/sigbase.js';
 import { MGMT_KEY_ID, PERSON_ID } from '../protocol/messages.js';
 import { ConfigError } from '../protocol/errors.js';
@@ -20,6 +20,8 @@ export const ClientConfig = obj({
   device: optional(str({ max: 40, pattern: DEVICE_LABEL, name: 'device label' })),
   /** Where the partner index lives: this file (first embodiment) or the server (second). */
   partners: optional(oneOf(['local', 'server'] as const)),
+  /** Management keys this person used before a kmgr rekey, so the audit can check uses they signed. */
+  previousKeys: optional(array(obj({ keyId: str({ max: 25, pattern: MGMT_KEY_ID, name: 'management key ID' }), publicKey: str({ min: 43, max: 43, pattern: /^[A-Za-z0-9_-]{43}$/, name: 'Ed25519 public key' }) }), 1000)),
 });
 export type ClientConfig = Infer<typeof ClientConfig>;
 

@@ -6,6 +6,7 @@ import { fromB64, fromB64url } from '../crypto/bytes.js';
 import { fingerprint, publicKeyObject } from '../crypto/sign.js';
 import { samePublicKey, verifyBinding } from '../crypto/binding.js';
 import { IntegrityError } from '../protocol/errors.js';
+import { verifySuccession } from '../crypto/succession.js';
 import type { VerifyResponse } from '../protocol/messages.js';
 
 /** The newest statement a verifier has seen for a person and partner. */
@@ -21,6 +22,8 @@ export interface VerifyOutcome {
   keyVersion: number | null;
   /** The statement's issue time, when the answer carried a valid one. */
   issuedAt?: string;
+  /** Set when the pinned key was replaced (kmgr rekey) and its own signed statement led to the current one. */
+  followed?: { from: string; to: string; issuedAt: string };
 }
 
 /** Why "unknown": the server does not say which of these it is. */
@@ -42,7 +45,22 @@ export function checkVerifyAnswer(
   };
   if (!r.ownerPublicKey || !r.binding) return lying('it carries no signed binding statement');
   const owner = fromB64url(r.ownerPublicKey);
-  if (!owner || fingerprint(owner) !== ask.owner) return lying(`the owner's key is not the pinned ${ask.owner}`);
+  if (!owner) return lying('the owner\'s key is malformed');
+  let followed: VerifyOutcome['followed'];
+  if (fingerprint(owner) !== ask.owner) {
+    // After a rekey: follow one statement signed by the pinned key naming the current one, and no more
+    // (a key two rekeys old must be re-pinned, so an old stolen key cannot lead down a long chain).
+    const su = r.succession;
+    const st = su?.statement;
+    const oldRaw = st ? fromB64url(st.oldPublicKey) : undefined;
+    const oldSig = su ? fromB64(su.signature) : undefined;
+    const newSig = su ? fromB64(su.newSignature) : undefined;
+    const follows =
+      st !== undefined && oldRaw !== undefined && oldSig !== undefined && newSig !== undefined &&
+      fingerprint(oldRaw) === ask.owner && st.newPublicKey === r.ownerPublicKey && st.personId === ask.personId && verifySuccession(st, oldSig, newSig);
+    if (!follows) return lying(`the owner's key is not the pinned ${ask.owner}, and no statement signed by it names the new one`);
+    followed = { from: ask.owner, to: fingerprint(owner), issuedAt: st.issuedAt };
+  }
   const s = r.binding.statement;
   const sig = fromB64(r.binding.signature);
   if (!sig || !verifyBinding(publicKeyObject(owner), s, sig)) return lying('the binding statement is not signed by the owner');
@@ -60,7 +78,7 @@ export function checkVerifyAnswer(
     if (!same) return lying('it says "match" for a public key the owner did not sign');
     if (s.locked === true) return lying('it says "match" for a key the owner\'s statement says is locked');
     if (!inTerm) return lying(`it says "match" for a key whose term ended at ${s.expiresAt}`);
-    return { verified: true, keyVersion: s.keyVersion, issuedAt: s.issuedAt };
+    return { verified: true, keyVersion: s.keyVersion, issuedAt: s.issuedAt, ...(followed ? { followed } : {}) };
   }
   if (same && (r.result === 'mismatch' || r.result === 'rotated')) {
     // An honest server cannot send the statement naming this very key and call it another.
@@ -73,5 +91,5 @@ export function checkVerifyAnswer(
     expired: 'the key is past its valid term',
     locked: 'the owner has locked the key',
   };
-  return { verified: false, reason: reasons[r.result] ?? r.result, keyVersion: s.keyVersion, issuedAt: s.issuedAt };
+  return { verified: false, reason: reasons[r.result] ?? r.result, keyVersion: s.keyVersion, issuedAt: s.issuedAt, ...(followed ? { followed } : {}) };
 }

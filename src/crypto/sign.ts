@@ -4,9 +4,9 @@
 import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { concat, encodeFields, fromB64url, toB64url } from './bytes.js';
 import { sha256 } from './hash.js';
-import { TAG_BINDING, TAG_REQUEST, type SignatureTag } from './tags.js';
+import { TAG_BINDING, TAG_REQUEST, TAG_SUCCESSION, type SignatureTag } from './tags.js';
 
-export { TAG_BINDING, TAG_REQUEST, type SignatureTag };
+export { TAG_BINDING, TAG_REQUEST, TAG_SUCCESSION, type SignatureTag };
 
 const PKCS8_ED25519_PREFIX = Uint8Array.from([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]);
 const SPKI_ED25519_PREFIX = Uint8Array.from([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00]);

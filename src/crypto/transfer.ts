@@ -34,9 +34,10 @@ export function newTransferCode(): string {
   return out.match(/.{4}/g)!.join('-');
 }
 
-function codeBytes(code: string): Uint8Array {
+/** A typed code, normalised (case, dashes, look-alike letters); `what` names it in the error. */
+export function codeBytes(code: string, what = 'the one-time code must be 32 characters (groups of four, as printed by kmgr device export)'): Uint8Array {
   const clean = code.toUpperCase().replace(/[\s-]/g, '').replace(/O/g, '0').replace(/[IL]/g, '1');
-  if (!/^[0-9A-HJKMNP-TV-Z]{32}$/.test(clean)) throw new UsageError('the one-time code must be 32 characters (groups of four, as printed by kmgr device export)');
+  if (!/^[0-9A-HJKMNP-TV-Z]{32}$/.test(clean)) throw new UsageError(what);
   return new TextEncoder().encode(clean);
 }
 

@@ -35,6 +35,9 @@ export const ERROR_CODES = {
   auth_stale: 'auth',
   auth_replay: 'auth',
   auth_forbidden: 'auth',
+  // The management key was replaced by `kmgr rekey`; the old one signs nothing any more.
+  key_replaced: 'auth',
+  device_revoked: 'auth',
   auth_wrong_server: 'auth',
   key_exists: 'conflict',
   person_exists: 'conflict',
@@ -42,6 +45,12 @@ export const ERROR_CODES = {
   version_conflict: 'conflict',
   target_not_empty: 'conflict',
   agent_running: 'conflict',
+  // A rekey's set of re-wrapped keys is not exactly the set the server holds.
+  rekey_mismatch: 'conflict',
+  device_exists: 'conflict',
+  export_used: 'refused',
+  export_expired: 'refused',
+  unknown_export: 'not_found',
   terms_inhibited: 'refused',
   terms_expired: 'refused',
   terms_max_uses: 'refused',

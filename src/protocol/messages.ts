@@ -1,6 +1,7 @@
 // Wire messages of the /v1 API, one schema each. See openapi.yaml.
 import { array, bool, int, nullable, obj, oneOf, optional, str, SchemaError, type Infer, type Schema } from './schema.js';
 import { PARTNER_NAME } from './names.js';
+import { DEVICE_LABEL } from './sigbase.js';
 
 /** Largest request body the server reads (threat 14). */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -176,7 +177,7 @@ export const HistoryEntry = obj({
   seq: int({ min: 1, max: Number.MAX_SAFE_INTEGER }),
   at: isoTime,
   keyVersion: int({ min: 1, max: MAX_COUNT }),
-  result: oneOf(['served', 'served_over_limit', 'refused', 'verify', 'retired'] as const),
+  result: oneOf(['served', 'served_over_limit', 'refused', 'verify', 'retired', 'rekey'] as const),
   code: nullable(str({ max: 64 })),
   overLimit: nullable(array(str({ max: 16 }), 4)),
   remoteAddress: str({ max: 64 }),
@@ -248,6 +249,8 @@ export const VerifyResponse = obj({
   /** The owner's management public key (raw Ed25519, base64url), for checking against a pinned fingerprint. */
   ownerPublicKey: nullable(str({ max: 43, min: 43, pattern: B64URL_32, name: 'Ed25519 public key' })),
   binding: nullable(SignedBinding),
+  /** The statement by which the owner's previous management key named the current one (after kmgr rekey). Lazy: defined below. */
+  succession: optional(nullable((v: unknown, p: string) => SignedSuccession(v, p))),
 });
 export type VerifyResponse = Infer<typeof VerifyResponse>;
 
@@ -304,6 +307,71 @@ export const NotifyView = obj({
   deliveries: array(DeliveryView, 100),
 });
 export type NotifyView = Infer<typeof NotifyView>;
+
+// ---- management-key rotation (kmgr rekey) and devices ----
+
+const mgmtKeyIdField = str({ max: 25, pattern: MGMT_KEY_ID, name: 'management key ID' });
+const rawEd25519 = str({ max: 43, min: 43, pattern: B64URL_32, name: 'Ed25519 public key (base64url)' });
+const sig64 = str({ min: 88, max: 88, pattern: B64, name: 'base64 Ed25519 signature' });
+const deviceLabel = str({ max: 40, pattern: DEVICE_LABEL, name: 'device label' });
+
+export const SuccessionSchema = obj({
+  personId: str({ max: 24, pattern: PERSON_ID, name: 'person ID' }),
+  oldKeyId: mgmtKeyIdField,
+  oldPublicKey: rawEd25519,
+  newKeyId: mgmtKeyIdField,
+  newPublicKey: rawEd25519,
+  issuedAt: isoTime,
+});
+/** Signed by the old management key (signature) and by the new one (newSignature). */
+export const SignedSuccession = obj({ statement: SuccessionSchema, signature: sig64, newSignature: sig64 });
+export type SignedSuccession = Infer<typeof SignedSuccession>;
+
+/** One key as POST /v1/rekey/prepare hands it out: the sealed blob and what the owner needs to re-seal it. */
+export const RekeyKeyView = obj({
+  partnerId: str({ max: 64, pattern: PARTNER_ID, name: 'partner ID' }),
+  keyId: keyIdField,
+  alg: oneOf(KEY_TYPES),
+  keyVersion: keyVersionField,
+  blob: blobField,
+  binding: nullable(SignedBinding),
+  /** Whether the key is locked now: the re-signed binding statement must say so (kmgr lock issues statements with `locked`). */
+  locked: bool,
+});
+export type RekeyKeyView = Infer<typeof RekeyKeyView>;
+export const RekeyPrepareRequest = obj({});
+/** Every key the person holds, locked and expired ones included. */
+export const RekeyExport = obj({ personId: str({ max: 24, pattern: PERSON_ID, name: 'person ID' }), keyId: mgmtKeyIdField, keys: array(RekeyKeyView, 100_000) });
+export type RekeyExport = Infer<typeof RekeyExport>;
+
+/** POST /v1/rekey: the whole switch, accepted only if `keys` is exactly the set the server holds, each at its current version. */
+export const RekeyRequest = obj({
+  succession: SignedSuccession,
+  keys: array(obj({ partnerId: str({ max: 64, pattern: PARTNER_ID, name: 'partner ID' }), keyVersion: keyVersionField, blob: blobField, binding: nullable(SignedBinding) }), 100_000),
+  /** Device labels cut off in the same step (kmgr device revoke). */
+  revokeDevices: array(deviceLabel, 100),
+});
+export type RekeyRequest = Infer<typeof RekeyRequest>;
+/** A rekey request may be larger than other requests: one blob and binding per key. */
+export const REKEY_MAX_BODY_BYTES = 8 * 1024 * 1024;
+
+export const DeviceView = obj({
+  label: deviceLabel,
+  addedAt: isoTime,
+  lastUsedAt: nullable(isoTime),
+  /** How the device came: kmgr init, device import (an export consumed), or recover. */
+  via: oneOf(['init', 'import', 'recovery'] as const),
+  /** Whether its last request was signed by the current management key (false: it needs a fresh export). */
+  current: bool,
+  revokedAt: nullable(isoTime),
+});
+export type DeviceView = Infer<typeof DeviceView>;
+export const DeviceList = obj({ devices: array(DeviceView, 10_000) });
+/** POST /v1/devices/exports: announce a device export, which the server then accepts for one import until it expires. */
+export const DeviceExportRequest = obj({ exportId: str({ min: 22, max: 22, pattern: /^[A-Za-z0-9_-]{22}$/, name: 'export ID' }) });
+export const DeviceExportView = obj({ exportId: str({ max: 22 }), expiresAt: isoTime });
+/** POST /v1/devices: a new device of this person; exportId null only for kmgr recover. */
+export const AddDeviceRequest = obj({ label: deviceLabel, exportId: nullable(str({ min: 22, max: 22, pattern: /^[A-Za-z0-9_-]{22}$/, name: 'export ID' })) });
 
 // ---------- certificates beside a key (public data: never in the sealed blob) ----------
 const PEM_CERTIFICATE = /^-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----\r?\n?$/;

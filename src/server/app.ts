@@ -8,6 +8,7 @@ import { fromB64url } from '../crypto/bytes.js';
 import { authenticate, type VerifyKey } from './auth.js';
 import type { Verifier } from './verify-pool.js';
 import { readBody } from './body.js';
+import { REKEY_MAX_BODY_BYTES } from '../protocol/messages.js';
 import { httpStatus } from './http-status.js';
 import { PROBE_ROUTES, route } from './router.js';
 import { RateLimiter } from './rate-limit.js';
@@ -16,6 +17,9 @@ import type { RequestContext, ServerDeps } from './context.js';
 import { BoundedCache, DEFAULT_CACHE_ENTRIES } from '../store/lru.js';
 import type { Authorities } from './authorities.js';
 import { addressKey, DEFAULT_CONNECTIONS_PER_ADDRESS, DEFAULT_FIRST_REQUEST_MS, guardConnections, type ConnectionLimits } from './connections.js';
+
+const KEY_REPLACED =
+  'this management key was replaced by kmgr rekey and is no longer accepted (if a rekey was interrupted on this device, run kmgr rekey again to finish it; on another device, import a fresh kmgr device export)';
 
 export interface AppOptions extends ServerDeps {
   cert: string;
@@ -63,6 +67,8 @@ export function createApp(opts: AppOptions): Server {
     const hit = keyCache.get(keyId);
     if (hit) return hit;
     const person = await storage.personByKeyId(keyId);
+    // A key that kmgr rekey replaced still names its person: say so rather than "unknown" (and never verify with the new key).
+    if (person && person.keyId !== keyId) throw new AuthError('key_replaced', KEY_REPLACED);
     const raw = person ? fromB64url(person.publicKey) : undefined;
     if (!raw) return undefined;
     const key = { raw, obj: publicKeyObject(raw) };
@@ -140,7 +146,7 @@ export function createApp(opts: AppOptions): Server {
       if (params.partnerId !== undefined) note.partnerId = params.partnerId;
       if (req.method === 'POST' && path === '/v1/verify' && !byVerify.take(addressKey(remoteAddress))) throw limited(byVerify, addressKey(remoteAddress), 'this address (verify questions)');
       if (req.method === 'POST' && path === '/v1/persons' && !byEnrol.take(addressKey(remoteAddress))) throw limited(byEnrol, addressKey(remoteAddress), 'this address (enrolments)');
-      const body = await readBody(req);
+      const body = await readBody(req, path === '/v1/rekey' ? REKEY_MAX_BODY_BYTES : undefined);
       if (body.length > 0 && !/^application\/json(\s*;|$)/i.test(req.headers['content-type'] ?? '')) {
         throw new KmgrError('unsupported_media_type', 'request bodies must be application/json');
       }
@@ -161,6 +167,11 @@ export function createApp(opts: AppOptions): Server {
           const person = await storage.personByKeyId(auth.params.keyid);
           if (!person) throw new AuthError('unknown_person', 'the signing key is not enrolled at this server');
           note.personId = person.personId;
+          if (person.keyId !== auth.params.keyid) throw new AuthError('key_replaced', KEY_REPLACED);
+          if (auth.signed.device !== '') {
+            const dev = await storage.touchDevice(person.personId, auth.signed.device, auth.params.keyid, now);
+            if (dev?.revokedAt != null) throw new AuthError('device_revoked', `the device ${dev.label} was revoked; its requests are refused`);
+          }
           await storage.claimNonce(auth.claim);
           return { person, auth };
         },

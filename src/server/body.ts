@@ -3,10 +3,10 @@ import { KmgrError } from '../protocol/errors.js';
 import { MAX_BODY_BYTES } from '../protocol/messages.js';
 
 /** Reads the request body, refusing (413) anything over the cap without buffering it (threat 14). */
-export function readBody(req: IncomingMessage): Promise<Uint8Array> {
+export function readBody(req: IncomingMessage, max: number = MAX_BODY_BYTES): Promise<Uint8Array> {
   const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > MAX_BODY_BYTES) {
-    return Promise.reject(new KmgrError('body_too_large', `the request body is over ${MAX_BODY_BYTES} bytes`));
+  if (declared !== undefined && Number(declared) > max) {
+    return Promise.reject(new KmgrError('body_too_large', `the request body is over ${max} bytes`));
   }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -15,9 +15,9 @@ export function readBody(req: IncomingMessage): Promise<Uint8Array> {
     req.on('data', (c: Buffer) => {
       if (done) return;
       size += c.length;
-      if (size > MAX_BODY_BYTES) {
+      if (size > max) {
         done = true;
-        reject(new KmgrError('body_too_large', `the request body is over ${MAX_BODY_BYTES} bytes`));
+        reject(new KmgrError('body_too_large', `the request body is over ${max} bytes`));
         return;
       }
       chunks.push(c);

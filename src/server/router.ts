@@ -11,6 +11,8 @@ import { ackNotices, history, notices } from './handlers/history.js';
 import { verify } from './handlers/verify.js';
 import { getCertificates, putCertificates } from './handlers/certificates.js';
 import { getNotify, putNotify } from './handlers/notify.js';
+import { rekey, rekeyPrepare } from './handlers/rekey.js';
+import { addDevice, addDeviceExport, listDevices } from './handlers/devices.js';
 import { addPartner, directory, listPartners, removePartner } from './handlers/partners.js';
 
 interface Route {
@@ -39,6 +41,10 @@ const ROUTES: Route[] = [
   { segments: ['v1', 'partners'], methods: { GET: listPartners, POST: addPartner } },
   { segments: ['v1', 'partners', '{partnerName}'], methods: { DELETE: removePartner } },
   { segments: ['v1', 'directory', '{partnerName}'], methods: { GET: directory } },
+  { segments: ['v1', 'rekey', 'prepare'], methods: { POST: rekeyPrepare } },
+  { segments: ['v1', 'rekey'], methods: { POST: rekey } },
+  { segments: ['v1', 'devices'], methods: { GET: listDevices, POST: addDevice } },
+  { segments: ['v1', 'devices', 'exports'], methods: { POST: addDeviceExport } },
 ];
 
 /** Routes that are probes: not audited, as they carry no one's request. */

@@ -41,6 +41,10 @@ export const deliveryLogKey = (personId: string, at: number, suffix: string): st
 export const deliveryLogRange = (personId: string): { gt: string; lt: string } => ({ gt: `dlog!${personId}!`, lt: `dlog!${personId}!~` });
 /** A key's counters and history sequence: the only part of its record a fetch rewrites. */
 export const countersKey = (personId: string, partnerId: string): string => `ctr!${personId}!${partnerId}`;
+/** A person's devices by label, and the device exports waiting for their one import. */
+export const deviceKey = (personId: string, label: string): string => `dev!${personId}!${label}`;
+export const deviceRange = (personId: string): { gt: string; lt: string } => ({ gt: `dev!${personId}!`, lt: `dev!${personId}!~` });
+export const deviceExportKey = (personId: string, exportId: string): string => `devexp!${personId}!${exportId}`;
 /** Written by the readiness probe: proves a synced write goes through. */
 export const readyProbeKey = 'probe!ready';
 /**

@@ -90,6 +90,8 @@ export function importOps(r: BackupRecord): Op[] {
       return [
         { type: 'put', key: K.personKey(r.person.personId), value: JSON.stringify(r.person) },
         { type: 'put', key: K.mgmtKey(r.person.keyId), value: r.person.personId },
+        // The key a rekey replaced keeps naming the person, so its requests are told "replaced" after a restore too.
+        ...(r.person.succession ? [{ type: 'put' as const, key: K.mgmtKey(r.person.succession.statement.oldKeyId), value: r.person.personId }] : []),
       ];
     case 'key':
       return recordOps(K.keyRecordKey(r.key.personId, r.key.partnerId), r.key);

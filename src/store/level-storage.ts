@@ -16,6 +16,7 @@ import { checkedEncodings, type CheckedEncodings, type StorageDamagedError } fro
 import type { DataMarker } from './marker.js';
 import { checkLevelRecords } from './level-check.js';
 import type {
+  DeviceRecord, RekeyChange,
   DeliveryLogEntry, FetchOutcome, HistoryRecord, KeyPatch, KeyRecord, NextKey, NonceClaim, Notice, NotifySettings, PartnerMeta, PartnerRecord,
   IntegrityReport, KeyPage, PendingDelivery, PersonRecord, Storage, StorageEvents, StorageState, TermsFinding, UseAttempt,
 } from './types.js';
@@ -73,6 +74,16 @@ export class LevelStorage implements Storage {
   private readonly persons: BoundedCache<string, PersonRecord>;
   /** Enrolments not yet durable, by management key ID: never evicted, so a second enrolment of the key sees them. */
   private readonly enrolling = new Map<string, PersonRecord>();
+  /**
+   * personId -> its management key ID, set by a rekey: a change signed by the key it
+   * replaced, authenticated just before the switch, is refused. Only persons rekeyed
+   * since start-up are held (a restart reads the person record, which names the new key).
+   */
+  private readonly currentKey = new Map<string, string>();
+  /** Devices by person, loaded on first use (a handful per person). */
+  private readonly devices = new Map<string, Map<string, DeviceRecord>>();
+  /** Persons whose rekey is being written: a second one, or a registration, at the same time is refused. */
+  private readonly rekeying = new Set<string>();
   private readonly nonces = new Map<string, number>();
   /** Where the next dueDeliveries scan starts (undefined: at the beginning of the queue). */
   private pendingCursor: string | undefined;
@@ -125,6 +136,9 @@ export class LevelStorage implements Storage {
     this.writeFailure = 'storage writes are failing (the disk may be full); nothing was recorded, try again later';
     this.keys.clear();
     this.persons.clear();
+    // A failed rekey or device write may have changed these in memory only: disk is the truth again.
+    this.currentKey.clear();
+    this.devices.clear();
     this.recovering = (async () => {
       for (let delay = 100; !this.closed; delay = Math.min(delay * 2, 5_000)) {
         await new Promise((r) => setTimeout(r, delay).unref());
@@ -326,6 +340,16 @@ export class LevelStorage implements Storage {
     }
   }
 
+  /**
+   * A request authenticated just before a rekey was written must not change
+   * anything after it: a blob registered under the old wrapping key would open
+   * for a revoked device, and a fetch would count a use of a key it can't open.
+   */
+  private checkCurrentKey(personId: string, nonce: NonceClaim): void {
+    const cur = this.currentKey.get(personId);
+    if (cur !== undefined && cur !== nonce.keyId) throw new AuthError('key_replaced', 'this management key was replaced by kmgr rekey; it is no longer accepted');
+  }
+
   // ---- keys (Fig. 15) ----
 
   /**
@@ -392,6 +416,8 @@ export class LevelStorage implements Storage {
         this.release(existing);
       }
     }
+    if (this.rekeying.has(record.personId)) throw new KmgrError('version_conflict', 'a rekey of this person is being written; register again when it is done');
+    this.checkCurrentKey(record.personId, nonce);
     // Re-read after the await: a concurrent register may have won.
     if (this.keys.get(k)) throw new KmgrError('key_exists', `partner ${record.partnerId} already has a registered key`);
     const entry: Cached = { record, blob, noticed: new Set(), verifies: { minute: 0, count: 0 }, pins: 1 };
@@ -471,6 +497,7 @@ export class LevelStorage implements Storage {
 
   private async fetchPinned(entry: Cached, personId: string, partnerId: string, attempt: UseAttempt): Promise<FetchOutcome> {
     // From here to commit() nothing awaits: the check and the count are one step.
+    this.checkCurrentKey(personId, attempt.nonce);
     const rec = entry.record;
     const verdict = judgeUse(rec, rec.uses, attempt.at, this.opts.tz);
     rec.uses = verdict.uses;
@@ -583,6 +610,7 @@ export class LevelStorage implements Storage {
 
   updateKey(personId: string, partnerId: string, patch: KeyPatch, nonce: NonceClaim): Promise<KeyRecord> {
     return this.withEntry(personId, partnerId, async (k, entry) => {
+      this.checkCurrentKey(personId, nonce);
       const rec = entry.record;
       const oldInstants = termInstants(rec.keyVersion, rec);
       for (const [f, v] of Object.entries(patch)) if (v !== undefined) (rec as unknown as Record<string, unknown>)[f] = v;
@@ -597,6 +625,7 @@ export class LevelStorage implements Storage {
   }
 
   private async rotatePinned(k: string, entry: Cached, personId: string, partnerId: string, next: NextKey, nonce: NonceClaim): Promise<KeyRecord> {
+    this.checkCurrentKey(personId, nonce);
     const rec = entry.record;
     const oldInstants = termInstants(rec.keyVersion, rec);
     if (next.keyVersion !== rec.keyVersion + 1) {
@@ -912,5 +941,204 @@ export class LevelStorage implements Storage {
     const out: DeliveryLogEntry[] = [];
     for await (const raw of this.db.values({ ...K.deliveryLogRange(personId), reverse: true, limit })) out.push(JSON.parse(raw) as DeliveryLogEntry);
     return out;
+  }
+
+  // ---- management-key rotation (kmgr rekey) ----
+
+  /**
+   * Every key entry of the person, pinned (each must be release()d): the records on
+   * disk, read through acquire() since the bounded cache holds only some of them,
+   * and registrations still in flight, which are only in the cache (pinned by their
+   * writer until durable). The caller must have marked the person as rekeying
+   * first, so no new registration starts while this runs.
+   */
+  private async pinAllKeys(personId: string): Promise<Map<string, { k: string; entry: Cached }>> {
+    const prefix = K.keyRecordRange(personId).gt;
+    const out = new Map<string, { k: string; entry: Cached }>();
+    const pin = (k: string, entry: Cached): void => {
+      if (out.has(entry.record.partnerId)) return;
+      entry.pins++;
+      out.set(entry.record.partnerId, { k, entry });
+    };
+    try {
+      // In flight now: pinned at once, before an await lets their writes finish and the entries be evicted.
+      for (const [k, entry] of this.keys.entries()) if (k.startsWith(prefix) && entry.pins > 0) pin(k, entry);
+      for await (const k of this.db.keys(K.keyRecordRange(personId))) {
+        const partnerId = k.slice(prefix.length);
+        if (out.has(partnerId)) continue;
+        const entry = await this.acquire(k, personId, partnerId);
+        if (!entry) continue;
+        if (out.has(partnerId)) this.release(entry);
+        else out.set(partnerId, { k, entry });
+      }
+    } catch (e) {
+      this.releaseAll(out);
+      throw e;
+    }
+    return out;
+  }
+
+  private releaseAll(held: Map<string, { k: string; entry: Cached }>): void {
+    for (const { entry } of held.values()) this.release(entry);
+  }
+
+  private rekeyHistoryOp(entry: Cached, at: number, code: string, remoteAddress: string, request: RekeyChange['request']): Op {
+    const rec = entry.record;
+    rec.historySeq += 1;
+    const hist: HistoryRecord = { seq: rec.historySeq, at, keyVersion: rec.keyVersion, result: 'rekey', code, remoteAddress, request };
+    return { type: 'put', key: K.historyKey(rec.personId, rec.partnerId, hist.seq), value: JSON.stringify(hist) };
+  }
+
+  async rekeyExport(personId: string, attempt: UseAttempt): Promise<Array<{ record: KeyRecord; blob: Uint8Array }>> {
+    // Marked for the pinning below (no registration may slip past it); a rekey under way is refused.
+    if (this.rekeying.has(personId)) throw new KmgrError('version_conflict', 'a rekey of this person is being written; try again');
+    this.rekeying.add(personId);
+    try {
+      const held = await this.pinAllKeys(personId);
+      try {
+        this.checkCurrentKey(personId, attempt.nonce);
+        const out: Array<{ record: KeyRecord; blob: Uint8Array }> = [];
+        const ops: Op[] = [this.nonceOp(attempt.nonce)];
+        // Handing out every blob is not a use (nothing is counted), but the owner sees it in each key's history.
+        for (const { entry } of held.values()) {
+          ops.push(this.rekeyHistoryOp(entry, attempt.at, 'exported', attempt.remoteAddress, attempt.request), countersOp(entry.record));
+          out.push({ record: { ...entry.record, uses: { ...entry.record.uses } }, blob: entry.blob });
+        }
+        await this.commit(ops);
+        return out;
+      } finally {
+        this.releaseAll(held);
+      }
+    } finally {
+      this.rekeying.delete(personId);
+    }
+  }
+
+  async rekey(personId: string, ch: RekeyChange, nonce: NonceClaim): Promise<void> {
+    if (this.rekeying.has(personId)) throw new KmgrError('version_conflict', 'another rekey of this person is being written; try again');
+    this.rekeying.add(personId);
+    try {
+      // Every entry the rekey changes stays pinned until the write is durable: an evicted
+      // entry reloaded from disk meanwhile would bring back the old blob.
+      const held = await this.pinAllKeys(personId);
+      try {
+        const devs = await this.loadDevices(personId);
+        const person = await this.personByPersonId(personId);
+        // From here to the in-memory switch nothing awaits: the check and the switch are one step.
+        const cur = this.currentKey.get(personId) ?? person?.keyId;
+        if (cur !== ch.oldKeyId) throw new AuthError('key_replaced', 'this management key was replaced by an earlier rekey');
+        const given = new Map<string, (typeof ch.keys)[number]>();
+        for (const key of ch.keys) {
+          if (given.has(key.partnerId)) throw new KmgrError('rekey_mismatch', `the rekey names partner ${key.partnerId} twice`);
+          given.set(key.partnerId, key);
+        }
+        const missing = [...held.keys()].filter((p) => !given.has(p));
+        const extra = [...given.keys()].filter((p) => !held.has(p));
+        if (missing.length > 0 || extra.length > 0) {
+          throw new KmgrError('rekey_mismatch', `the rekey does not re-wrap exactly the keys held here (${missing.length} missing, ${extra.length} not held); nothing was changed`, { missing, extra });
+        }
+        const stale = [...held.values()].filter(({ entry }) => given.get(entry.record.partnerId)!.keyVersion !== entry.record.keyVersion);
+        if (stale.length > 0) {
+          const p = stale[0]!.entry.record;
+          throw new KmgrError('version_conflict', `the key of ${p.partnerId} is at version ${p.keyVersion}, not ${given.get(p.partnerId)!.keyVersion}; nothing was changed`, {
+            partners: stale.map(({ entry }) => entry.record.partnerId),
+          });
+        }
+        const ops: Op[] = [
+          { type: 'put', key: K.personKey(personId), value: JSON.stringify(ch.person) },
+          { type: 'put', key: K.mgmtKey(ch.person.keyId), value: personId },
+          this.nonceOp(nonce),
+        ];
+        for (const { k, entry } of held.values()) {
+          const g = given.get(entry.record.partnerId)!;
+          entry.blob = g.blob;
+          entry.record.binding = g.binding;
+          ops.push(
+            this.rekeyHistoryOp(entry, ch.at, 'rewrapped', ch.remoteAddress, ch.request),
+            ...recordOps(k, entry.record),
+            // Same version, same key name: the new blob replaces the old in the same write.
+            { type: 'put', key: K.blobKey(personId, entry.record.partnerId, entry.record.keyVersion), value: g.blob, valueEncoding: 'view' },
+          );
+        }
+        for (const label of ch.revokeDevices) {
+          const d = devs.get(label);
+          if (!d || d.revokedAt !== null) continue;
+          d.revokedAt = ch.at;
+          ops.push({ type: 'put', key: K.deviceKey(personId, label), value: JSON.stringify(d) });
+        }
+        // The old key ID keeps pointing at the person, so its requests are told "replaced", not "unknown".
+        this.persons.set(ch.oldKeyId, ch.person);
+        this.persons.set(ch.person.keyId, ch.person);
+        this.currentKey.set(personId, ch.person.keyId);
+        await this.commit(ops);
+      } finally {
+        this.releaseAll(held);
+      }
+    } finally {
+      this.rekeying.delete(personId);
+    }
+  }
+
+  // ---- devices ----
+
+  private async loadDevices(personId: string): Promise<Map<string, DeviceRecord>> {
+    let m = this.devices.get(personId);
+    if (m) return m;
+    const loaded = new Map<string, DeviceRecord>();
+    for await (const raw of this.db.values(K.deviceRange(personId))) {
+      const d = JSON.parse(raw) as DeviceRecord;
+      loaded.set(d.label, d);
+    }
+    m = this.devices.get(personId);
+    if (m) return m;
+    this.devices.set(personId, loaded);
+    return loaded;
+  }
+
+  async addDeviceExport(personId: string, exportId: string, expiresAt: number, nonce: NonceClaim): Promise<void> {
+    this.checkCurrentKey(personId, nonce);
+    await this.commit([{ type: 'put', key: K.deviceExportKey(personId, exportId), value: JSON.stringify({ expiresAt, usedAt: null }) }, this.nonceOp(nonce)]);
+  }
+
+  async addDevice(personId: string, device: DeviceRecord, exportId: string | null, at: number, nonce: NonceClaim | null): Promise<DeviceRecord> {
+    const devs = await this.loadDevices(personId);
+    const exp = exportId === null ? undefined : await this.db.get(K.deviceExportKey(personId, exportId));
+    // No await from here to the in-memory change: two imports of one export cannot both pass.
+    if (nonce) this.checkCurrentKey(personId, nonce);
+    const existing = devs.get(device.label);
+    if (existing && existing.revokedAt === null) throw new KmgrError('device_exists', `this person already has a device labelled ${device.label}; choose another --label`);
+    if (existing) throw new KmgrError('device_exists', `the label ${device.label} belonged to a revoked device; choose another --label`);
+    const ops: Op[] = [];
+    if (exportId !== null) {
+      if (exp === undefined) throw new NotFoundError('unknown_export', 'the server knows no such device export (made by an older kmgr, or for another person)');
+      const e = JSON.parse(exp) as { expiresAt: number; usedAt: number | null };
+      if (e.usedAt !== null) throw new KmgrError('export_used', 'this device export was already imported once; make a new one with kmgr device export');
+      if (at >= e.expiresAt) throw new KmgrError('export_expired', 'this device export has expired; make a new one with kmgr device export');
+      e.usedAt = at;
+      // Kept (used) rather than deleted, so a second import is told "already imported", not "unknown".
+      ops.push({ type: 'put', key: K.deviceExportKey(personId, exportId), value: JSON.stringify(e) });
+    }
+    devs.set(device.label, device);
+    ops.push({ type: 'put', key: K.deviceKey(personId, device.label), value: JSON.stringify(device) });
+    if (nonce) ops.push(this.nonceOp(nonce));
+    await this.commit(ops);
+    return { ...device };
+  }
+
+  async listDevices(personId: string): Promise<DeviceRecord[]> {
+    return [...(await this.loadDevices(personId)).values()].map((d) => ({ ...d })).sort((a, b) => a.addedAt - b.addedAt);
+  }
+
+  async touchDevice(personId: string, label: string, keyId: string, at: number): Promise<DeviceRecord | undefined> {
+    const d = (await this.loadDevices(personId)).get(label);
+    if (!d) return undefined;
+    // Last use at minute precision: a write per request would cost a sync per request.
+    const stale = d.lastUsedAt === null || at - d.lastUsedAt >= 60_000 || d.lastKeyId !== keyId;
+    if (stale && d.revokedAt === null) {
+      d.lastUsedAt = at;
+      d.lastKeyId = keyId;
+      void this.commit([{ type: 'put', key: K.deviceKey(personId, label), value: JSON.stringify(d) }]).catch(() => undefined);
+    }
+    return { ...d };
   }
 }

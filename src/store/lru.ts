@@ -36,6 +36,11 @@ export class BoundedCache<K, V> {
     return this.map.get(k);
   }
 
+  /** Every entry, without counting as a use (a rekey looks for a person's registrations in flight). */
+  entries(): IterableIterator<[K, V]> {
+    return this.map.entries();
+  }
+
   has(k: K): boolean {
     return this.map.has(k);
   }

@@ -3,7 +3,7 @@
 // backend can be written without touching the handlers. Times are epoch ms.
 import type { KeyTerms, LimitName, RefusalCode, Uses } from '../terms/judge.js';
 import type { NoticeKind } from '../terms/notices.js';
-import type { SignedBinding } from '../protocol/messages.js';
+import type { SignedBinding, SignedSuccession } from '../protocol/messages.js';
 
 /** Fig. 17: the management key index. */
 export interface PersonRecord {
@@ -12,6 +12,8 @@ export interface PersonRecord {
   alg: 'ed25519';
   publicKey: string; // base64url raw Ed25519 (1703)
   createdAt: number;
+  /** After kmgr rekey: the statement by which the previous key named this one. */
+  succession?: SignedSuccession | null;
 }
 
 /** Fig. 15, plus algorithm and key version. */
@@ -61,7 +63,7 @@ export interface HistoryRecord {
   seq: number;
   at: number;
   keyVersion: number;
-  result: 'served' | 'served_over_limit' | 'refused' | 'verify' | 'retired';
+  result: 'served' | 'served_over_limit' | 'refused' | 'verify' | 'retired' | 'rekey';
   /** A refusal code, or for verify entries the answer given. */
   code?: string;
   overLimit?: LimitName[];
@@ -187,6 +189,37 @@ export interface PartnerMeta {
   business?: string | null;
 }
 
+/** One re-wrapped key in a rekey: same version, same associated data, sealed under the new wrapping key. */
+export interface RekeyedKey {
+  partnerId: string;
+  keyVersion: number;
+  blob: Uint8Array;
+  binding: SignedBinding | null;
+}
+
+/** The whole switch to a new management key, applied in one write or not at all. */
+export interface RekeyChange {
+  /** The key that signed the request; the switch is refused unless it is still the person's key. */
+  oldKeyId: string;
+  /** The person record under the new key (same personId, new keyId, publicKey and succession). */
+  person: PersonRecord;
+  keys: RekeyedKey[];
+  revokeDevices: string[];
+  at: number;
+  remoteAddress: string;
+  request: SignedRequestRecord;
+}
+
+export interface DeviceRecord {
+  label: string;
+  addedAt: number;
+  lastUsedAt: number | null;
+  /** The management key ID of the device's last request. */
+  lastKeyId: string | null;
+  via: 'init' | 'import' | 'recovery';
+  revokedAt: number | null;
+}
+
 /** One page of a person's keys (GET /v1/keys?after=...&limit=...). */
 export interface KeyPage {
   after?: string;
@@ -293,6 +326,22 @@ export interface Storage {
   /** Saves a delivery's progress (or removes it when finished) and logs the attempt. */
   saveDelivery(d: PendingDelivery, finished: boolean, log: DeliveryLogEntry[]): Promise<void>;
   deliveryLog(personId: string, limit: number): Promise<DeliveryLogEntry[]>;
+
+  /** Every key of the person with its blob, for re-wrapping; records a 'rekey' entry (not a use) in each key's history. */
+  rekeyExport(personId: string, attempt: UseAttempt): Promise<Array<{ record: KeyRecord; blob: Uint8Array }>>;
+  /**
+   * Switches the person to a new management key and replaces every blob and binding in one write.
+   * Throws key_replaced if oldKeyId is no longer current, rekey_mismatch if the set of keys differs
+   * from the stored one, version_conflict if a version does; nothing is changed then.
+   */
+  rekey(personId: string, change: RekeyChange, nonce: NonceClaim): Promise<void>;
+  /** Announces a device export, accepted for one import until expiresAt. */
+  addDeviceExport(personId: string, exportId: string, expiresAt: number, nonce: NonceClaim): Promise<void>;
+  /** Adds a device; consumes exportId (export_used, export_expired, unknown_export otherwise). Throws device_exists for a label in use. */
+  addDevice(personId: string, device: DeviceRecord, exportId: string | null, at: number, nonce: NonceClaim | null): Promise<DeviceRecord>;
+  listDevices(personId: string): Promise<DeviceRecord[]>;
+  /** Notes a request from a device (kept at minute precision) and returns its record, if the device is known. */
+  touchDevice(personId: string, label: string, keyId: string, at: number): Promise<DeviceRecord | undefined>;
 }
 
 // ---- backups (src/store/backup-format.ts): the store-independent records ----

@@ -7,7 +7,8 @@ import type { Session } from '../../client/session.js';
 import { openForPartner, openSession } from '../session.js';
 import { loadPartners, type PartnerEntry } from '../../client/partners.js';
 import { api } from '../../client/api.js';
-import { auditHistory, missingUses, type AuditLine, type ServedUse } from '../../client/audit.js';
+import { auditHistory, missingUses, type AuditLine, type OwnerKeys, type ServedUse } from '../../client/audit.js';
+import { fromB64url } from '../../crypto/bytes.js';
 import { publicKeyObject } from '../../crypto/sign.js';
 import { KmgrError } from '../../protocol/errors.js';
 import { printJson, printLine } from '../output.js';
@@ -50,6 +51,13 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
     partners = session.config.partners === 'server' ? await allServerPartners(session) : (await loadPartners(paths)).partners.filter((p) => p.key);
   }
   const pub = publicKeyObject(session.publicKey);
+  // Uses signed before a rekey carry the key it replaced.
+  const ownerKeys: OwnerKeys = new Map([[session.config.keyId, pub]]);
+  for (const k of session.config.previousKeys ?? []) {
+    const raw = fromB64url(k.publicKey);
+    if (raw) ownerKeys.set(k.keyId, publicKeyObject(raw));
+  }
+  const devices = await otherDevices(session);
   const fetchLog = await readLog(paths.fetchLog);
   const sentLog = await readLog(paths.sentLog);
   const outcome = (o: SentLogEntry['outcome']): Set<string> => nonceSet(sentLog.filter((l) => l.outcome === o));
@@ -66,7 +74,7 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
       .filter((l) => l.partnerId === partnerId && typeof l.keyVersion === 'number' && (l.server === undefined || l.server === session.config.server))
       .map((l) => ({ nonce: l.nonce!, keyVersion: l.keyVersion!, at: String(l.at ?? '') }));
   const report: Array<{
-    partner: string; uses: number; ours: number; unfinished: number; counted: number; findings: AuditLine[]; countMismatch: boolean;
+    partner: string; uses: number; ours: number; otherDevices: number; fromOtherDevices: AuditLine[]; unfinished: number; counted: number; findings: AuditLine[]; countMismatch: boolean;
     missing: Array<ServedUse & { why: string }>;
   }> = [];
   for (const p of partners) {
@@ -78,13 +86,13 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
       if (name === undefined && e instanceof KmgrError && e.code === 'unknown_key') continue;
       throw e;
     }
-    let lines = auditHistory(history, p.id, session.config.keyId, pub, ours);
+    let lines = auditHistory(history, p.id, ownerKeys, undefined, ours, devices);
     // The counter of the current version must match the history's served uses of it.
     // A use between the two reads would look like a mismatch: read both again before saying so.
     let status = await api.status(session, p.id);
     const servedAt = (ls: AuditLine[], version: number): number => ls.filter((l) => l.result !== 'refused' && l.keyVersion === version).length;
     if (status.uses.total !== servedAt(lines, status.keyVersion)) {
-      lines = auditHistory(await api.history(session, p.id, {}), p.id, session.config.keyId, pub, ours);
+      lines = auditHistory(await api.history(session, p.id, {}), p.id, ownerKeys, undefined, ours, devices);
       status = await api.status(session, p.id);
     }
     const uses = lines.filter((l) => l.result !== 'refused');
@@ -94,6 +102,8 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
       partner: p.name,
       uses: uses.length,
       ours: uses.filter((l) => l.verdict === 'ours').length,
+      otherDevices: uses.filter((l) => l.verdict === 'other_device').length,
+      fromOtherDevices: uses.filter((l) => l.verdict === 'other_device'),
       unfinished: uses.filter((l) => l.verdict === 'unfinished').length,
       counted,
       countMismatch: counted !== servedNow,
@@ -105,13 +115,14 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
   if (g.json) printJson({ clean: total === 0, partners: report });
   else {
     for (const r of report) {
-      const extra = r.unfinished > 0 ? `, ${r.unfinished} sent by it whose reply never arrived` : '';
+      const extra = (r.otherDevices > 0 ? `, ${r.otherDevices} by your other devices` : '') + (r.unfinished > 0 ? `, ${r.unfinished} sent by it whose reply never arrived` : '');
       printLine(`${r.partner}: ${plural(r.uses, 'use')} on the server, ${r.ours} made by this client${extra}`);
       if (r.countMismatch) printLine(`  COUNT   the server counts ${plural(r.counted, 'use')} of the current version, but its history shows a different number`);
       if (r.missing.length > 0) {
         printLine(`  MISSING the server's history lacks ${r.missing.length} of this client's uses (a damaged or restored server, or a hidden use)`);
         for (const m of r.missing) printLine(`          ${m.at} v${m.keyVersion} nonce ${m.nonce}: ${m.why}`);
       }
+      for (const f of r.fromOtherDevices) printLine(`  DEVICE  ${f.at} v${f.keyVersion} #${f.seq} from ${f.remoteAddress}: made by your device ${f.device}`);
       for (const f of r.findings) {
         printLine(
           f.verdict === 'forged'
@@ -130,6 +141,19 @@ export async function run(g: GlobalOptions, name: string | undefined, o: Passphr
     );
   }
   return total === 0 ? EXIT.OK : EXIT.FINDINGS;
+}
+
+/** The person's devices other than this one, from the server (empty from a server without the device list). */
+async function otherDevices(session: Session): Promise<Map<string, number | null>> {
+  try {
+    const { DeviceList } = await import('../../protocol/messages.js');
+    const { signedRequest } = await import('../../client/http.js');
+    const list = (await signedRequest(session.endpoint, session.identity, 'GET', '/v1/devices', undefined, DeviceList)).body.devices;
+    return new Map(list.filter((d) => d.label !== (session.config.device ?? '')).map((d) => [d.label, d.revokedAt === null ? null : Date.parse(d.revokedAt)]));
+  } catch (e) {
+    if (e instanceof KmgrError && e.code === 'not_found') return new Map();
+    throw e;
+  }
 }
 
 async function allServerPartners(session: Session): Promise<PartnerEntry[]> {

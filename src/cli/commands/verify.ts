@@ -89,6 +89,7 @@ export async function run(g: GlobalOptions, o: VerifyOptions): Promise<number> {
 
   let verified: boolean;
   let reason: string | undefined;
+  let followed: { from: string; to: string; issuedAt: string } | undefined;
   if (o.owner !== undefined) {
     // The newest version this verifier has seen for the pair: a replayed older statement is refused (threat 5).
     const paths = homePaths(g.home);
@@ -102,6 +103,8 @@ export async function run(g: GlobalOptions, o: VerifyOptions): Promise<number> {
     const out = checkVerifyAnswer(answer, { personId: o.person, partnerId, publicKey: pem, owner: o.owner, newestSeen, now: Date.now() });
     verified = out.verified;
     reason = out.reason;
+    followed = out.followed;
+    if (followed) warn(`the owner replaced the management key ${followed.from} with ${followed.to} (a statement signed by the pinned key, ${followed.issuedAt}); pin the new fingerprint: --owner ${followed.to}`);
     if (out.keyVersion !== null && out.issuedAt !== undefined) {
       const newer = out.keyVersion > newestSeen.version || (out.keyVersion === newestSeen.version && out.issuedAt > (newestSeen.issuedAt ?? ''));
       if (newer) {
@@ -126,7 +129,7 @@ export async function run(g: GlobalOptions, o: VerifyOptions): Promise<number> {
     };
     reason = verified ? undefined : (why[answer.result] ?? answer.result);
   }
-  if (g.json) printJson({ verified, result: answer.result, reason: reason ?? null, keyVersion: answer.keyVersion, ownerChecked: o.owner !== undefined, partnerId });
+  if (g.json) printJson({ verified, result: answer.result, reason: reason ?? null, keyVersion: answer.keyVersion, ownerChecked: o.owner !== undefined, partnerId, ownerReplacedBy: followed?.to ?? null });
   else printLine(verified ? `verified: the key is ${o.person}'s current key for ${o.partner ?? o.partnerId} (v${answer.keyVersion})` : `not verified: ${reason}`);
   return verified ? EXIT.OK : EXIT.FINDINGS;
 }

@@ -29,6 +29,10 @@ export const enrol: Handler = async (ctx) => {
     createdAt: ctx.now,
   };
   await ctx.deps.storage.enrol(person, auth.claim);
+  // The enrolling device is the person's first device (kmgr device list).
+  if (auth.signed.device !== '') {
+    await ctx.deps.storage.addDevice(person.personId, { label: auth.signed.device, addedAt: ctx.now, lastUsedAt: ctx.now, lastKeyId: keyId, via: 'init', revokedAt: null }, null, ctx.now, null);
+  }
   ctx.deps.log.info({ personId: person.personId, keyId }, 'person enrolled');
   return { status: 201, body: personView(person) };
 };

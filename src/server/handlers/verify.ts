@@ -44,6 +44,7 @@ export const verify: Handler = async (ctx) => {
     keyVersion: rec.keyVersion,
     ownerPublicKey: person?.publicKey ?? null,
     binding: rec.binding,
+    succession: person?.succession ?? null,
   };
   return { status: 200, body: reply };
 };
