@@ -35,6 +35,11 @@ export const KMGR_EXAMPLES: Record<string, string[]> = {
   device: ['kmgr device export --out laptop.kmgr', 'kmgr device import laptop.kmgr --label phone'],
   'device export': ['kmgr device export --out laptop.kmgr'],
   'device import': ['kmgr device import laptop.kmgr --label phone'],
+  'device list': ['kmgr device list', 'kmgr --json device list'],
+  'device revoke': ['kmgr device revoke old-laptop', 'kmgr device export --out phone.kmgr   # then import it, with --force, on each remaining device'],
+  rekey: ['kmgr rekey && kmgr recovery-kit --out ~/kmgr-recovery.json'],
+  'recovery-kit': ['kmgr recovery-kit --out /media/usb/kmgr-kit.json   # then write the code on paper'],
+  recover: ['kmgr recover /media/usb/kmgr-kit.json --label new-laptop'],
   verify: [
     'kmgr verify --server https://keys.example:8443 --person p_... --partner bank-a --public-key client.pub --owner SHA256:...',
   ],

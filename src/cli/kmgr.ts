@@ -250,23 +250,20 @@ export async function main(argv: string[]): Promise<number> {
   withPassphrase(
     device
       .command('revoke <label>')
-      .description('cut off one device: a rekey it never sees, with its label refused in the same step (run it from another device)')
-      .addHelpText('after', '\nExample:\n  kmgr device revoke old-laptop\n  kmgr device export --out phone.kmgr   # then import it, with --force, on each remaining device'),
+      .description('cut off one device: a rekey it never sees, with its label refused in the same step (run it from another device)'),
   ).action(run(() => import('./commands/device.js').then((m) => ({ run: m.revokeDevice }))));
 
   withPassphrase(
     program
       .command('rekey')
-      .description('replace the management key and re-wrap every transaction key under it in one switch at the server (resumable)')
-      .addHelpText('after', '\nRun it again after an interruption: it finishes the switch.\nExample:\n  kmgr rekey && kmgr recovery-kit --out ~/kmgr-recovery.json'),
+      .description('replace the management key and re-wrap every transaction key under it in one switch at the server (resumable: run it again after an interruption and it finishes the switch)'),
   ).action(run(() => import('./commands/rekey.js')));
   withPassphrase(
     program
       .command('recovery-kit')
       .description('write the management key sealed under a fresh recovery code, shown once; keep the file and the code apart')
       .requiredOption('--out <file>', 'write the kit to this file (mode 0600)')
-      .option('--code-out <file>', 'write the recovery code to this file (0600) instead of showing it on the terminal')
-      .addHelpText('after', '\nExample:\n  kmgr recovery-kit --out /media/usb/kmgr-kit.json    # then write the code on paper'),
+      .option('--code-out <file>', 'write the recovery code to this file (0600) instead of showing it on the terminal'),
   ).action(run(() => import('./commands/recovery.js').then((m) => ({ run: m.makeKit }))));
   withPassphrase(
     program
@@ -275,8 +272,7 @@ export async function main(argv: string[]): Promise<number> {
       .option('--code-file <file>', 'read the recovery code from a file instead of a no-echo prompt')
       .option('--label <name>', "this device's label (default: the host name; it must differ from the person's other devices)")
       .option('--force', 'replace an existing keystore (the old files are kept beside it as *.old-TIME)')
-      .addOption(new Option('--kdf-cost <logN>', 'scrypt cost as log2(N), 15-22').default(17).argParser(parseKdfCost))
-      .addHelpText('after', '\nExample:\n  kmgr recover /media/usb/kmgr-kit.json --label new-laptop'),
+      .addOption(new Option('--kdf-cost <logN>', 'scrypt cost as log2(N), 15-20').default(17).argParser(parseKdfCost)),
   ).action(run(() => import('./commands/recovery.js').then((m) => ({ run: m.recover }))));
 
   program
