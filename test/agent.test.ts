@@ -2,14 +2,14 @@
 // initialised against a real kmgrd. Every subtest kills whatever it started.
 
 import t, { type Test } from 'tap';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash, generateKeyPairSync, verify } from 'node:crypto';
 import { readFile, readdir, stat, writeFile, mkdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join, dirname } from 'node:path';
 import { startServer, initClient, tempDir, KMGR, PASSPHRASE } from './helpers.js';
-import { agent, isAlive, reap, runNode, startAgent } from './agent-util.js';
+import { HAVE_PY_PTY, PTY_RELAY, agent, isAlive, reap, runNode, startAgent } from './agent-util.js';
 import { homePaths } from '../src/client/home.js';
 import { loadConfig } from '../src/client/config.js';
 import { unlockKeystore } from '../src/client/keystore-file.js';
@@ -25,7 +25,6 @@ import { parseTtl } from '../src/cli/commands/agent.js';
 const CTX: BlobContext = { personId: 'p_test', partnerId: 'pt_test', keyId: 'k_test', alg: 'ed25519', keyVersion: 3 };
 
 t.jobs = 3;
-const HAVE_PY_PTY = process.platform === 'linux' && spawnSync('python3', ['-c', 'import os, pty; os.waitstatus_to_exitcode'], { stdio: 'ignore' }).status === 0;
 
 // ---------------------------------------------------------------- helpers
 
@@ -364,36 +363,9 @@ t.test('--confirm asks on the starting terminal (python3 pty)', { skip: HAVE_PY_
   const c = await setup(t);
   t.equal((await c.run(['register', 'bank'])).code, 0, 'a key to fetch (registered with the passphrase)');
   const script = KMGR;
-  const relay = [
-    'import os, pty, sys, select',
-    'pid, fd = pty.fork()',
-    'if pid == 0:',
-    '    os.execv(sys.argv[1], sys.argv[1:])',
-    'done = False',
-    'while True:',
-    '    if not done:',
-    '        w, st = os.waitpid(pid, os.WNOHANG)',
-    '        if w:',
-    '            done = True',
-    '            os.write(1, ("\\n__EXIT__ %d\\n" % os.waitstatus_to_exitcode(st)).encode())',
-    '    r, _, _ = select.select([fd, 0], [], [], 0.1)',
-    '    if fd in r:',
-    '        try:',
-    '            data = os.read(fd, 4096)',
-    '        except OSError:',
-    '            break',
-    '        if not data:',
-    '            break',
-    '        os.write(1, data)',
-    '    if 0 in r:',
-    '        data = os.read(0, 4096)',
-    '        if not data:',
-    '            break',
-    '        os.write(fd, data)',
-  ].join('\n');
   const env: Record<string, string> = { KMGR_HOME: c.home };
   for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
-  const p = spawn('python3', ['-c', relay, process.execPath, script, 'agent', 'start', '--confirm', '--ttl', '5m', '--passphrase-file', c.pp], {
+  const p = spawn('python3', ['-c', PTY_RELAY, process.execPath, script, 'agent', 'start', '--confirm', '--ttl', '5m', '--passphrase-file', c.pp], {
     env,
     stdio: ['pipe', 'pipe', 'inherit'],
   });
