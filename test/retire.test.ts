@@ -71,6 +71,21 @@ t.test('after retire, register makes a new key one version up with the same part
   t.same(hist.history.map((h) => [h.result, h.keyVersion]), [['served', 2], ['retired', 1]], 'one history across both keys');
 });
 
+t.test('a rekey leaves a retired key out (it has no blob to re-wrap) and re-wraps the rest', async (t) => {
+  const server = await startServer(t);
+  const c = await initClient(t, server);
+  t.equal((await c.run(['register', 'kept'])).code, 0);
+  t.equal((await c.run(['register', 'gone'])).code, 0);
+  t.equal((await c.run(['retire', 'gone', '--yes'])).code, 0);
+  const before = (await c.run(['fetch', 'kept'])).stdout;
+  const rekey = await c.run(['rekey', '--passphrase-file', c.pp]);
+  t.equal(rekey.code, 0, `rekey with a retired key present (${rekey.stderr.trim().split('\n')[0] ?? ''})`);
+  t.equal((await c.run(['fetch', 'kept'])).stdout, before, 'the kept key opens under the new management key, unchanged');
+  t.equal((await c.run(['fetch', 'gone'])).code, 66, 'the retired one is still retired');
+  t.equal((await c.run(['register', 'gone'])).code, 0, 'and its name registers again under the new key');
+  t.equal((await c.run(['fetch', 'gone'])).code, 0);
+});
+
 t.test('two concurrent registers of one name: one wins, the other is refused, and every server key is reachable', async (t) => {
   const server = await startServer(t);
   const c = await initClient(t, server);

@@ -962,13 +962,14 @@ export class LevelStorage implements Storage {
     };
     try {
       // In flight now: pinned at once, before an await lets their writes finish and the entries be evicted.
-      for (const [k, entry] of this.keys.entries()) if (k.startsWith(prefix) && entry.pins > 0) pin(k, entry);
+      // A retired key has no sealed blob left to re-wrap: a rekey neither hands it out nor expects it.
+      for (const [k, entry] of this.keys.entries()) if (k.startsWith(prefix) && entry.pins > 0 && !entry.record.retiredAt) pin(k, entry);
       for await (const k of this.db.keys(K.keyRecordRange(personId))) {
         const partnerId = k.slice(prefix.length);
         if (out.has(partnerId)) continue;
         const entry = await this.acquire(k, personId, partnerId);
         if (!entry) continue;
-        if (out.has(partnerId)) this.release(entry);
+        if (out.has(partnerId) || entry.record.retiredAt) this.release(entry);
         else out.set(partnerId, { k, entry });
       }
     } catch (e) {
