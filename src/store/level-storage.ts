@@ -423,15 +423,20 @@ export class LevelStorage implements Storage {
     const entry: Cached = { record, blob, noticed: new Set(), verifies: { minute: 0, count: 0 }, pins: 1 };
     this.keys.set(k, entry);
     try {
-      await this.commit([
-        ...recordOps(k, record),
-        ...this.expiryOps(record, []),
-        { type: 'put', key: K.blobKey(record.personId, record.partnerId, record.keyVersion), value: blob, valueEncoding: 'view' },
-        this.nonceOp(nonce),
-      ]);
+      await this.commit(this.newKeyOps(k, record, blob, nonce));
     } finally {
       this.release(entry);
     }
+  }
+
+  /** The one write that makes a newly registered key durable: record, counters, expiry index, blob and nonce. */
+  private newKeyOps(k: string, record: KeyRecord, blob: Uint8Array, nonce: NonceClaim): Op[] {
+    return [
+      ...recordOps(k, record),
+      ...this.expiryOps(record, []),
+      { type: 'put', key: K.blobKey(record.personId, record.partnerId, record.keyVersion), value: blob, valueEncoding: 'view' },
+      this.nonceOp(nonce),
+    ];
   }
 
   /**
@@ -450,12 +455,7 @@ export class LevelStorage implements Storage {
     entry.record = record;
     entry.blob = blob;
     try {
-      await this.commit([
-        ...recordOps(k, record),
-        ...this.expiryOps(record, []),
-        { type: 'put', key: K.blobKey(record.personId, record.partnerId, record.keyVersion), value: blob, valueEncoding: 'view' },
-        this.nonceOp(nonce),
-      ]);
+      await this.commit(this.newKeyOps(k, record, blob, nonce));
     } catch (e) {
       // Not durable: the cache must keep saying what the disk says (retired).
       entry.record = old;

@@ -1,7 +1,6 @@
 // kmgr device export|import: set up a second device with the same management
 // key (paragraphs 6 and 8: one key, any device). The export is sealed under a
 // one-time code printed once; the new device sets its own passphrase.
-import { readFile } from 'node:fs/promises';
 import { sealTransfer, openTransfer, newTransferCode } from '../../crypto/transfer.js';
 import { fromB64, toB64, toB64url, utf8, fromUtf8 } from '../../crypto/bytes.js';
 import { fingerprint, signerFromSeed } from '../../crypto/sign.js';
@@ -10,7 +9,7 @@ import { DEVICE_LABEL } from '../../protocol/sigbase.js';
 import { homePaths } from '../../client/home.js';
 import { refuseIfRekeyPending } from '../../client/rekey.js';
 import { ClientConfig, loadConfig, saveConfig } from '../../client/config.js';
-import { exists, keepOldIdentity, readIfExists } from '../../client/files.js';
+import { keepOldIdentity, readIfExists } from '../../client/files.js';
 import { endpointFor, sessionWithKeys } from '../../client/session.js';
 import { signedRequest } from '../../client/http.js';
 import { randomBytes } from '../../crypto/random.js';
@@ -25,8 +24,8 @@ import { ownHome } from './init.js';
 import { info, print, printJson, printLine } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import { writeStdout } from '../stdout.js';
-import { defaultDeviceLabel } from './init.js';
 import type { GlobalOptions } from '../options.js';
+import { readForNewHome } from '../new-home.js';
 
 interface Payload {
   /** 2: with an exportId the server accepts for one import. */
@@ -80,17 +79,7 @@ interface ImportOptions extends PassphraseSource {
 
 export async function importDevice(g: GlobalOptions, file: string, o: ImportOptions): Promise<number> {
   const paths = homePaths(g.home);
-  const label = o.label ?? defaultDeviceLabel();
-  if (!DEVICE_LABEL.test(label)) throw new UsageError('--label takes 1-40 letters, digits, ".", "_", "@" or "-", starting with a letter or digit');
-  if (!o.force && (await exists(paths.keystore))) {
-    throw new KmgrError('keystore_exists', `a keystore already exists at ${paths.keystore}; use --force to replace it (the old one is kept)`);
-  }
-  let doc: unknown;
-  try {
-    doc = JSON.parse(await readFile(file, 'utf8'));
-  } catch (e) {
-    throw (e as NodeJS.ErrnoException).code ? new ConfigError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code}`) : new IntegrityError(`${file} is not a kmgr device export`);
-  }
+  const { label, doc } = await readForNewHome(paths, o, file, 'kmgr device export');
   const code = o.codeFile !== undefined ? ((await readIfExists(o.codeFile)) ?? '').trim() : await promptTty('One-time code: ', 'one-time code entry');
   if (o.codeFile !== undefined && code === '') throw new ConfigError(`cannot read the one-time code from ${o.codeFile}`);
   const payload = JSON.parse(fromUtf8(openTransfer(code, doc))) as Payload;

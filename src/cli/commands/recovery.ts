@@ -3,19 +3,17 @@
 // under a recovery code printed once; keep the two apart. The server never
 // holds anything that could recover the key. A rekey makes older kits useless:
 // the key they hold is refused from then on.
-import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { newTransferCode } from '../../crypto/transfer.js';
 import { openRecoveryKit, parseRecoveryKit, sealRecoveryKit } from '../../crypto/recovery.js';
 import { fromB64, fromUtf8, toB64, utf8 } from '../../crypto/bytes.js';
 import { fingerprint, managementKeyId, signerFromSeed } from '../../crypto/sign.js';
 import { ConfigError, IntegrityError, KmgrError, UsageError } from '../../protocol/errors.js';
-import { DEVICE_LABEL } from '../../protocol/sigbase.js';
 import { DeviceView, PersonInfo } from '../../protocol/messages.js';
 import { homePaths } from '../../client/home.js';
 import { refuseIfRekeyPending } from '../../client/rekey.js';
 import { ClientConfig, loadConfig, saveConfig } from '../../client/config.js';
-import { exists, keepOldIdentity, readIfExists } from '../../client/files.js';
+import { keepOldIdentity, readIfExists } from '../../client/files.js';
 import { endpointFor } from '../../client/session.js';
 import { signedRequest } from '../../client/http.js';
 import { loadPartners, savePartners, type PartnerIndex } from '../../client/partners.js';
@@ -24,8 +22,8 @@ import { unlockKeystore, writeKeystore } from '../../client/keystore-file.js';
 import { ensurePrivateDir, writeFileAtomic } from '../../io/atomic-file.js';
 import { info, print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
-import { defaultDeviceLabel } from './init.js';
 import type { GlobalOptions } from '../options.js';
+import { readForNewHome } from '../new-home.js';
 
 interface KitPayload {
   v: 1;
@@ -74,17 +72,7 @@ interface RecoverOptions extends PassphraseSource {
 
 export async function recover(g: GlobalOptions, file: string, o: RecoverOptions): Promise<number> {
   const paths = homePaths(g.home);
-  const label = o.label ?? defaultDeviceLabel();
-  if (!DEVICE_LABEL.test(label)) throw new UsageError('--label takes 1-40 letters, digits, ".", "_", "@" or "-", starting with a letter or digit');
-  if (!o.force && (await exists(paths.keystore))) {
-    throw new KmgrError('keystore_exists', `a keystore already exists at ${paths.keystore}; use --force to replace it (the old one is kept)`);
-  }
-  let doc: unknown;
-  try {
-    doc = JSON.parse(await readFile(file, 'utf8'));
-  } catch (e) {
-    throw (e as NodeJS.ErrnoException).code ? new ConfigError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code}`) : new IntegrityError(`${file} is not a kmgr recovery kit`);
-  }
+  const { label, doc } = await readForNewHome(paths, o, file, 'kmgr recovery kit');
   const kit = parseRecoveryKit(doc);
   const code = o.codeFile !== undefined ? ((await readIfExists(o.codeFile)) ?? '').trim() : await promptTty('Recovery code: ');
   if (o.codeFile !== undefined && code === '') throw new ConfigError(`cannot read the recovery code from ${o.codeFile}`);
