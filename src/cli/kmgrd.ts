@@ -29,7 +29,10 @@ export async function main(argv: string[]): Promise<number> {
   const serveCmd = program
     .command('serve')
     .description('serve the HTTPS API until SIGTERM or SIGINT')
-    .option('--data <dir>', 'data directory (LevelDB, TLS material)', DEFAULT_DATA)
+    .option('--data <dir>', 'data directory (LevelDB, TLS material, admin socket)', DEFAULT_DATA)
+    .addOption(databaseUrlOption())
+    .option('--db-pool-size <n>', 'PostgreSQL connections this node keeps at most', parseRate('--db-pool-size', 'a number of connections, 1 to 1000'), 10)
+    .option('--db-statement-timeout <duration>', 'longest one PostgreSQL statement may run: 5s, 500ms', '5s')
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8443')
     .option('--tls-cert <file>', 'PEM certificate (default: self-signed, made in DIR/tls on first start)')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
@@ -47,12 +50,13 @@ export async function main(argv: string[]): Promise<number> {
     .command('check-terms')
     .description('record notices for expired and soon-expiring keys; print one line per new finding (for cron)')
     .option('--data <dir>', 'data directory', DEFAULT_DATA)
+    .addOption(databaseUrlOption())
     .option('--warn-before <duration>', 'warn this long before a key expires: 14d, 48h, 2w', '14d')
     .option('--at <time>', 'judge the terms as of this date-time (with a zone) instead of now')
     .option('--all', 'print every current finding, not only those new since the last run')
     .option('--tz <zone>', 'time zone, when no daemon runs', 'UTC')
     .option('--json', 'print the findings as JSON')
-    .action((o: { data: string; warnBefore: string; at?: string; all?: boolean; tz: string; json?: boolean; smtp?: string; sendmail?: string; mailFrom: string; webhooks: 'https' | 'any' }) => {
+    .action((o: { data: string; databaseUrl?: string; warnBefore: string; at?: string; all?: boolean; tz: string; json?: boolean; smtp?: string; sendmail?: string; mailFrom: string; webhooks: 'https' | 'any' }) => {
       json = Boolean(o.json);
       const warnBefore = parseDuration('--warn-before', o.warnBefore);
       const at = o.at === undefined ? undefined : parseTime('--at', o.at);
@@ -60,6 +64,7 @@ export async function main(argv: string[]): Promise<number> {
       result = import('./kmgrd/check-terms.js').then((m) =>
         m.run({
           data: o.data,
+          ...(o.databaseUrl ? { databaseUrl: o.databaseUrl } : {}),
           warnBefore,
           tz: o.tz,
           webhooks: o.webhooks,
@@ -78,19 +83,21 @@ export async function main(argv: string[]): Promise<number> {
     .command('add <name>')
     .description('add a shared partner; kmgrd assigns its ID')
     .option('--data <dir>', 'data directory', DEFAULT_DATA)
+    .addOption(databaseUrlOption())
     .option('--name <text>', 'display name, e.g. "Bank A"')
     .option('--app-server <name>', 'application server name')
     .option('--business <text>', 'business contents')
     .option('--json', 'print the record as JSON')
-    .action((name: string, o: { data: string; name?: string; appServer?: string; business?: string; json?: boolean }) => {
+    .action((name: string, o: { data: string; databaseUrl?: string; name?: string; appServer?: string; business?: string; json?: boolean }) => {
       result = import('./kmgrd/partner.js').then((m) => m.add({ ...o, tz: 'UTC' }, name));
     });
   partner
     .command('list')
     .description('list the shared partners')
     .option('--data <dir>', 'data directory', DEFAULT_DATA)
+    .addOption(databaseUrlOption())
     .option('--json', 'print JSON')
-    .action((o: { data: string; json?: boolean }) => {
+    .action((o: { data: string; databaseUrl?: string; json?: boolean }) => {
       result = import('./kmgrd/partner.js').then((m) => m.list({ ...o, tz: 'UTC' }));
     });
 
@@ -108,6 +115,9 @@ export async function main(argv: string[]): Promise<number> {
 
 interface ServeOptions {
   data: string;
+  databaseUrl?: string;
+  dbPoolSize: number;
+  dbStatementTimeout: string;
   listen: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -139,6 +149,19 @@ function withDeliveryOptions(c: Command, when: string): void {
     .addOption(new Option('--webhooks <which>', `${when}which webhook URLs to call: https to public addresses only, or any http(s) URL`).choices(['https', 'any']).default('https'));
 }
 
+/** One spelling for every command that opens the database. The URL may carry a password: prefer the environment to argv. */
+function databaseUrlOption(): Option {
+  return new Option('--database-url <url>', 'store everything in PostgreSQL (postgres://USER@HOST:PORT/DB) instead of LevelDB in --data').env('KMGRD_DATABASE_URL');
+}
+
+/** 500ms, 5s, 2m: a timeout, which cron-style durations (14d) are too coarse for. */
+function parseShortDuration(flag: string, v: string): number {
+  const m = /^(\d{1,7})(ms|s|m)$/.exec(v);
+  const ms = m ? Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 's' ? 1000 : 60_000) : 0;
+  if (!m || ms < 1 || ms > 3_600_000) throw new UsageError(`${flag} takes a duration like 500ms, 5s or 1m (at most 60m), not ${JSON.stringify(v)}`);
+  return ms;
+}
+
 function parseRate(flag: string, what = 'a whole number of requests per second (0 for unlimited)'): (v: string) => number {
   return (v) => {
     if (!/^\d{1,7}$/.test(v)) throw new UsageError(`${flag} takes ${what}, not ${JSON.stringify(v)}`);
@@ -149,9 +172,12 @@ function parseRate(flag: string, what = 'a whole number of requests per second (
 async function serve(o: ServeOptions): Promise<number> {
   const { host, port } = parseListen(o.listen);
   const mail = mailConfig(o);
+  const statementTimeout = parseShortDuration('--db-statement-timeout', o.dbStatementTimeout);
+  if (o.dbPoolSize < 1 || o.dbPoolSize > 1000) throw new UsageError('--db-pool-size takes a number of connections, 1 to 1000');
   const { startDaemon } = await import('../server/daemon.js');
   const daemon = await startDaemon({
     dataDir: resolve(o.data),
+    ...(o.databaseUrl ? { databaseUrl: o.databaseUrl, dbPoolSize: o.dbPoolSize, dbStatementTimeoutMs: statementTimeout } : {}),
     host,
     port,
     ...(o.tlsCert ? { tlsCert: o.tlsCert } : {}),

@@ -1,8 +1,8 @@
 // Starts kmgrd: data directory, TLS, storage, HTTPS. Used by `kmgrd serve` and by tests.
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { DestinationStream } from 'pino';
 import { ensurePrivateDir } from '../io/atomic-file.js';
-import { LevelStorage } from '../store/level-storage.js';
+import { openStorage } from '../store/open.js';
 import { checkTimeZone } from '../terms/periods.js';
 import { ConfigError } from '../protocol/errors.js';
 import { createApp, listen } from './app.js';
@@ -38,6 +38,12 @@ export interface DaemonOptions {
   webhooks?: 'https' | 'any';
   /** How often queued notices are delivered (ms). Default 1000. */
   deliverEveryMs?: number;
+  /** postgres://... : keep everything in PostgreSQL (several nodes may share it); dataDir then holds only TLS files and the admin socket. */
+  databaseUrl?: string;
+  /** PostgreSQL connections this node keeps at most. Default 10. */
+  dbPoolSize?: number;
+  /** Longest one PostgreSQL statement may run (ms). Default 5000. */
+  dbStatementTimeoutMs?: number;
 }
 
 export interface Daemon {
@@ -62,7 +68,17 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   await ensurePrivateDir(dataDir);
   const tls = await loadTls(dataDir, o.tlsCert, o.tlsKey);
   const clock = o.clock ?? Date.now;
-  const storage = await LevelStorage.open(join(dataDir, 'db'), { tz: o.tz, clock });
+  const storage = await openStorage({
+    dataDir,
+    databaseUrl: o.databaseUrl,
+    tz: o.tz,
+    clock,
+    poolSize: o.dbPoolSize,
+    statementTimeoutMs: o.dbStatementTimeoutMs,
+    pinTimeZone: true,
+    // A connection dropped while idle (a database restart) costs no request; the pool reconnects.
+    onPoolError: (e) => log.warn({ err: e.message }, 'database connection lost'),
+  });
   const threads = o.verifyThreads ?? 1;
   const verifier = threads > 0 ? workerVerifier(threads) : undefined;
   const app = createApp({
@@ -90,7 +106,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   deliverer.start(o.deliverEveryMs ?? 1000);
   const hostPart = o.host.includes(':') ? `[${o.host}]` : o.host;
   const url = `https://${hostPart}:${running.port}`;
-  log.info({ url, port: running.port, tlsCert: tls.certPath, tlsFingerprint256: tls.fingerprint256, generatedCert: tls.generated, tz: o.tz }, 'kmgrd listening');
+  log.info({ url, port: running.port, storage: o.databaseUrl ? 'postgresql' : 'leveldb', tlsCert: tls.certPath, tlsFingerprint256: tls.fingerprint256, generatedCert: tls.generated, tz: o.tz }, 'kmgrd listening');
   let stopping: Promise<void> | undefined;
   return {
     url,

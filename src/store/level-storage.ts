@@ -7,9 +7,9 @@ import { GroupCommit, type Op } from './group-commit.js';
 import * as K from './keys.js';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { judgeUse } from '../terms/judge.js';
+import { applyUse, newNotice, snapshotOf, useOutcome, VERIFY_RECORDS_PER_MINUTE } from './apply-use.js';
 import { periodsAt } from '../terms/periods.js';
-import { noticesForTerm, noticesForUse, type NoticeDraft } from '../terms/notices.js';
+import { noticesForTerm, type NoticeDraft } from '../terms/notices.js';
 import { AuthError, ConfigError, KmgrError, NotFoundError, UnavailableError } from '../protocol/errors.js';
 import type {
   DeliveryLogEntry, FetchOutcome, HistoryRecord, KeyPatch, KeyRecord, NextKey, NonceClaim, Notice, NotifySettings, PartnerMeta, PartnerRecord,
@@ -39,7 +39,7 @@ interface Cached {
   verifies: { minute: number; count: number };
 }
 
-export const VERIFY_RECORDS_PER_MINUTE = 60;
+export { VERIFY_RECORDS_PER_MINUTE };
 
 export interface LevelStorageOptions {
   /** Time zone for per-day/week/month counters. */
@@ -225,30 +225,17 @@ export class LevelStorage implements Storage {
     const entry = this.keys.get(k);
     if (!entry) throw new NotFoundError('unknown_key', `no key is registered for partner ${partnerId}`);
     const rec = entry.record;
-    const verdict = judgeUse(rec, rec.uses, attempt.at, this.opts.tz);
-    rec.uses = verdict.uses;
-    rec.historySeq += 1;
-    if (verdict.serve) rec.lastUsedAt = attempt.at;
-    const hist: HistoryRecord = {
-      seq: rec.historySeq,
-      at: attempt.at,
-      keyVersion: rec.keyVersion,
-      result: !verdict.serve ? 'refused' : verdict.overLimit.length > 0 ? 'served_over_limit' : 'served',
-      ...(verdict.serve ? (verdict.overLimit.length > 0 ? { overLimit: verdict.overLimit } : {}) : { code: verdict.code }),
-      remoteAddress: attempt.remoteAddress,
-      request: attempt.request,
-    };
+    const { verdict, hist, drafts } = applyUse(rec, attempt, this.opts.tz);
     // Snapshot what this use answers with: a rotation may replace the entry while we wait for the disk.
     const blob = entry.blob;
-    const snapshot: KeyRecord = { ...rec, uses: { ...rec.uses } };
+    const snapshot = snapshotOf(rec);
     await this.commit([
       countersOp(rec),
       { type: 'put', key: K.historyKey(personId, partnerId, hist.seq), value: JSON.stringify(hist) },
       this.nonceOp(attempt.nonce),
-      ...this.noticeOps(entry, noticesForUse(partnerId, rec.keyVersion, rec, verdict), attempt.at),
+      ...this.noticeOps(entry, drafts, attempt.at),
     ]);
-    if (!verdict.serve) return { served: false, record: snapshot, code: verdict.code, message: verdict.message };
-    return { served: true, record: snapshot, blob, overLimit: verdict.overLimit };
+    return useOutcome(verdict, snapshot, blob);
   }
 
   /** Ops recording the drafts not yet recorded for this key; marks them recorded at once (no await between). */
@@ -258,16 +245,7 @@ export class LevelStorage implements Storage {
     for (const d of drafts) {
       if (entry.noticed.has(d.dedupe)) continue;
       entry.noticed.add(d.dedupe);
-      const notice: Notice = {
-        id: K.noticeId(at, randomBytes(4).toString('hex')),
-        at,
-        personId,
-        partnerId,
-        keyVersion,
-        kind: d.kind,
-        message: d.message,
-        read: false,
-      };
+      const notice = newNotice({ personId, partnerId, keyVersion }, d, at);
       ops.push(
         { type: 'put', key: K.noticeKey(personId, notice.id), value: JSON.stringify(notice) },
         { type: 'put', key: K.noticeDedupeKey(personId, partnerId, d.dedupe), value: notice.id },
@@ -399,11 +377,10 @@ export class LevelStorage implements Storage {
         if (seen) continue;
         if (entry) recorded.push(...this.noticeOps(entry, [d], nowMs));
         else {
-          const id = K.noticeId(nowMs, randomBytes(4).toString('hex'));
-          const notice: Notice = { id, at: nowMs, personId: rec.personId, partnerId: rec.partnerId, keyVersion: rec.keyVersion, kind: d.kind, message: d.message, read: false };
+          const notice = newNotice(rec, d, nowMs);
           recorded.push(
-            { type: 'put', key: K.noticeKey(rec.personId, id), value: JSON.stringify(notice) },
-            { type: 'put', key: K.noticeDedupeKey(rec.personId, rec.partnerId, d.dedupe), value: id },
+            { type: 'put', key: K.noticeKey(rec.personId, notice.id), value: JSON.stringify(notice) },
+            { type: 'put', key: K.noticeDedupeKey(rec.personId, rec.partnerId, d.dedupe), value: notice.id },
             this.pendingOp(notice),
           );
         }

@@ -1,0 +1,46 @@
+// Picks the storage backend: PostgreSQL when a database URL is given, else
+// LevelDB in the data directory (the embedded default). Each backend is loaded
+// only when chosen, so a LevelDB deployment never loads pg and vice versa.
+import { join } from 'node:path';
+import { UsageError } from '../protocol/errors.js';
+import type { Storage } from './types.js';
+
+export interface StorageChoice {
+  /** The data directory; LevelDB lives in DIR/db when no database URL is given. */
+  dataDir: string;
+  /** postgres://... : store everything in PostgreSQL instead. */
+  databaseUrl?: string | undefined;
+  tz: string;
+  clock: () => number;
+  /** False for operator tools: a mistyped --data must not create an empty database. */
+  createIfMissing?: boolean;
+  /** PostgreSQL: connections this process keeps at most (default 10). */
+  poolSize?: number | undefined;
+  /** PostgreSQL: longest one statement may run (ms, default 5000). */
+  statementTimeoutMs?: number | undefined;
+  /** PostgreSQL, for `kmgrd serve`: refuse a node whose --tz differs from the database's. */
+  pinTimeZone?: boolean;
+  onPoolError?: (e: Error) => void;
+}
+
+export function isDatabaseUrl(s: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(s);
+}
+
+export async function openStorage(o: StorageChoice): Promise<Storage> {
+  if (o.databaseUrl !== undefined && o.databaseUrl !== '') {
+    if (!isDatabaseUrl(o.databaseUrl)) throw new UsageError('--database-url must be a postgres:// or postgresql:// URL');
+    const { PgStorage } = await import('./pg/pg-storage.js');
+    return PgStorage.open({
+      url: o.databaseUrl,
+      tz: o.tz,
+      clock: o.clock,
+      ...(o.poolSize !== undefined ? { poolSize: o.poolSize } : {}),
+      ...(o.statementTimeoutMs !== undefined ? { statementTimeoutMs: o.statementTimeoutMs } : {}),
+      ...(o.pinTimeZone ? { pinTimeZone: true } : {}),
+      ...(o.onPoolError ? { onPoolError: o.onPoolError } : {}),
+    });
+  }
+  const { LevelStorage } = await import('./level-storage.js');
+  return LevelStorage.open(join(o.dataDir, 'db'), { tz: o.tz, clock: o.clock, ...(o.createIfMissing !== undefined ? { createIfMissing: o.createIfMissing } : {}) });
+}

@@ -1,0 +1,117 @@
+// The PostgreSQL schema, created and migrated by kmgrd itself. Each migration
+// runs in one transaction with the version bump, under an advisory lock, so
+// two nodes starting together cannot both apply it, and a crash mid-migration
+// leaves the previous version whole. A database whose version is newer than
+// this kmgrd knows is refused: an older binary would not keep rules it has
+// never heard of (for example a new limit), and counting wrongly is worse
+// than not serving.
+import type { PoolClient } from 'pg';
+import { ConfigError } from '../../protocol/errors.js';
+
+/** Append only: a released migration is never edited, a change is a new entry. */
+export const MIGRATIONS: ReadonlyArray<{ version: number; why: string; sql: string[] }> = [
+  {
+    version: 1,
+    why: 'persons, keys, history, nonces, notices, partners, deliveries',
+    sql: [
+      `CREATE TABLE kmgr_meta (name text PRIMARY KEY, value text NOT NULL)`,
+      `CREATE TABLE persons (
+         person_id text PRIMARY KEY,
+         key_id text NOT NULL UNIQUE,
+         rec jsonb NOT NULL)`,
+      // The record's terms and binding are rec; what every use changes has its own columns,
+      // so a fetch rewrites a few numbers, not the binding statement.
+      `CREATE TABLE keys (
+         person_id text NOT NULL,
+         partner_id text NOT NULL,
+         rec jsonb NOT NULL,
+         uses jsonb NOT NULL,
+         last_used_at bigint,
+         history_seq bigint NOT NULL,
+         blob bytea NOT NULL,
+         verify_minute bigint NOT NULL DEFAULT 0,
+         verify_count integer NOT NULL DEFAULT 0,
+         PRIMARY KEY (person_id, partner_id))`,
+      `CREATE TABLE history (
+         person_id text NOT NULL,
+         partner_id text NOT NULL,
+         seq bigint NOT NULL,
+         at bigint NOT NULL,
+         rec jsonb NOT NULL,
+         PRIMARY KEY (person_id, partner_id, seq))`,
+      // The primary key is what refuses a replay on every node (threat 8).
+      `CREATE TABLE nonces (
+         key_id text NOT NULL,
+         nonce text NOT NULL,
+         expires_at bigint NOT NULL,
+         PRIMARY KEY (key_id, nonce))`,
+      `CREATE INDEX nonces_expiry ON nonces (expires_at)`,
+      `CREATE TABLE notices (
+         person_id text NOT NULL,
+         id text NOT NULL,
+         rec jsonb NOT NULL,
+         read boolean NOT NULL DEFAULT false,
+         PRIMARY KEY (person_id, id))`,
+      // One row per fact: the same expiry or limit is recorded once, whichever node sees it first.
+      `CREATE TABLE notice_dedupe (
+         person_id text NOT NULL,
+         partner_id text NOT NULL,
+         dedupe text NOT NULL,
+         notice_id text NOT NULL,
+         PRIMARY KEY (person_id, partner_id, dedupe))`,
+      `CREATE TABLE partners (partner_id text PRIMARY KEY, rec jsonb NOT NULL)`,
+      `CREATE TABLE shared_names (name text PRIMARY KEY, partner_id text NOT NULL)`,
+      `CREATE TABLE person_partners (
+         person_id text NOT NULL,
+         name text NOT NULL,
+         partner_id text NOT NULL,
+         PRIMARY KEY (person_id, name))`,
+      `CREATE TABLE notify (person_id text PRIMARY KEY, settings jsonb NOT NULL)`,
+      // lease_until: a node delivering a notice holds it this long, so two nodes never send it together.
+      `CREATE TABLE pending (
+         key text PRIMARY KEY,
+         person_id text NOT NULL,
+         due_at bigint NOT NULL,
+         lease_until bigint NOT NULL DEFAULT 0,
+         rec jsonb NOT NULL)`,
+      `CREATE INDEX pending_due ON pending (due_at)`,
+      `CREATE TABLE delivery_log (
+         person_id text NOT NULL,
+         at bigint NOT NULL,
+         id bigserial NOT NULL,
+         entry jsonb NOT NULL,
+         PRIMARY KEY (person_id, at, id))`,
+    ],
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+/** Any constant: kmgrd's nodes agree on it, nothing else on the server uses it. */
+const MIGRATION_LOCK = 0x6b6d6772; // "kmgr"
+
+/** Brings the schema to SCHEMA_VERSION; returns the version found before. */
+export async function migrate(c: PoolClient): Promise<number> {
+  await c.query('BEGIN');
+  try {
+    await c.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    await c.query('CREATE TABLE IF NOT EXISTS kmgr_schema (version integer NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())');
+    const r = await c.query<{ v: number | null }>('SELECT max(version) AS v FROM kmgr_schema');
+    const found = r.rows[0]?.v ?? 0;
+    if (found > SCHEMA_VERSION) {
+      throw new ConfigError(
+        `the database has kmgr schema version ${found}, newer than this kmgrd knows (${SCHEMA_VERSION}); upgrade kmgrd on this node before it serves`,
+      );
+    }
+    for (const m of MIGRATIONS) {
+      if (m.version <= found) continue;
+      for (const sql of m.sql) await c.query(sql);
+      await c.query('INSERT INTO kmgr_schema (version) VALUES ($1)', [m.version]);
+    }
+    await c.query('COMMIT');
+    return found;
+  } catch (e) {
+    await c.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  }
+}
