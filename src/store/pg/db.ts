@@ -79,6 +79,10 @@ export async function transaction<T>(pool: pg.Pool, fn: (c: Tx) => Promise<T>): 
       throw storageError(e);
     }
     let broken: Error | undefined;
+    // The connection may die between two statements of ours (a database restart); pg then
+    // emits 'error' on the client, which without a listener would end the process.
+    const onError = (e: Error): void => void (broken = e);
+    c.on('error', onError);
     try {
       await c.query('BEGIN');
       const out = await fn(c);
@@ -96,6 +100,7 @@ export async function transaction<T>(pool: pg.Pool, fn: (c: Tx) => Promise<T>): 
       }
       throw storageError(e);
     } finally {
+      c.off('error', onError);
       c.release(broken);
     }
   }
