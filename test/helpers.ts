@@ -54,6 +54,7 @@ export async function startServer(
   opts: Partial<DaemonOptions> & { dataDir?: string } = {},
 ): Promise<TestServer> {
   const dataDir = opts.dataDir ?? (await tempDir(t, 'kmgrd-data-'));
+  const databaseUrl = opts.databaseUrl ?? (process.env.KMGR_TEST_STORE === 'postgres' ? await databaseFor(t, dataDir) : undefined);
   const logs = new LogSink();
   const clock: { now: number | undefined } = { now: undefined };
   const daemon = await startDaemon({
@@ -67,6 +68,7 @@ export async function startServer(
     clock: () => clock.now ?? Date.now(),
     logDest: logs,
     ...opts,
+    ...(databaseUrl ? { databaseUrl } : {}),
     dataDir,
   });
   let stopped = false;
@@ -78,6 +80,21 @@ export async function startServer(
   };
   t.teardown(stop);
   return { daemon, dataDir, url: daemon.url, ca: daemon.certPath, logs, clock, stop };
+}
+
+/**
+ * KMGR_TEST_STORE=postgres runs every in-process server on PostgreSQL: one database
+ * per data directory (a restart on the same directory finds its data again).
+ */
+const databases = new Map<string, string>();
+async function databaseFor(t: { teardown(fn: () => unknown): void }, dataDir: string): Promise<string> {
+  let url = databases.get(dataDir);
+  if (!url) {
+    const { testDatabase } = await import('./pg-util.js');
+    url = await testDatabase(t);
+    databases.set(dataDir, url);
+  }
+  return url;
 }
 
 export interface RunResult {

@@ -101,6 +101,18 @@ export async function main(argv: string[]): Promise<number> {
       result = import('./kmgrd/partner.js').then((m) => m.list({ ...o, tz: 'UTC' }));
     });
 
+  program
+    .command('migrate')
+    .description('copy a stopped LevelDB deployment (--data) into an empty PostgreSQL database and check the counts')
+    .option('--data <dir>', 'data directory of the LevelDB deployment', DEFAULT_DATA)
+    .addOption(databaseUrlOption())
+    .option('--json', 'print what was copied as JSON')
+    .addHelpText('after', '\nExample:\n  systemctl stop kmgrd\n  KMGRD_DATABASE_URL=postgres://kmgr@db.internal/kmgr kmgrd migrate --data /var/lib/kmgrd\n')
+    .action((o: { data: string; databaseUrl?: string; json?: boolean }) => {
+      json = Boolean(o.json);
+      result = import('./kmgrd/migrate.js').then((m) => m.run(o));
+    });
+
   if (argv.length === 0) {
     process.stderr.write(program.helpInformation());
     return EXIT.USAGE;
