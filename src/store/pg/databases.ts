@@ -49,3 +49,17 @@ export async function dropDatabase(dbUrl: string, adminUrl: string): Promise<voi
     await c.end();
   }
 }
+
+/** Process IDs of the server's backends connected to database `db` (for the benchmark's CPU accounting). */
+export async function backendPids(adminUrl: string, db: string): Promise<number[]> {
+  const c = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 5000 });
+  await c.connect();
+  try {
+    const r = await c.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [db]);
+    return r.rows.map((x) => x.pid);
+  } finally {
+    await c.end();
+  }
+}
+
+export const databaseName = (url: string): string => decodeURIComponent(new URL(url).pathname.slice(1));
