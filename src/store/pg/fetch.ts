@@ -8,9 +8,9 @@
 import type pg from 'pg';
 import { AuthError, KmgrError, NotFoundError } from '../../protocol/errors.js';
 import { applyUse, newNotice, snapshotOf, useOutcome } from '../apply-use.js';
-import type { FetchOutcome, HistoryRecord, UseAttempt } from '../types.js';
+import type { FetchOutcome, HistoryRecord, KeyRecord, UseAttempt } from '../types.js';
 import { storageError, transaction, type Tx } from './db.js';
-import { recordNotices, type NoticeToRecord } from './notices.js';
+import { noticesJson, RECORD_NOTICES, type NoticeToRecord } from './notices.js';
 import { keyFromRow, toBytes, type KeyRow } from './rows.js';
 
 /** A batch is bounded so that one transaction's statements stay small and quick. */
@@ -22,15 +22,40 @@ interface Waiting {
   reject: (e: unknown) => void;
 }
 
-const LOCK_KEY = `SELECT rec, uses, last_used_at, history_seq, blob FROM keys WHERE person_id = $1 AND partner_id = $2 FOR UPDATE`;
-const CLAIM_NONCES = `INSERT INTO nonces (key_id, nonce, expires_at)
-  SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING RETURNING key_id, nonce`;
-const WRITE_USES = `
-WITH u AS (
-  UPDATE keys SET uses = $3::jsonb, last_used_at = $4, history_seq = $5 WHERE person_id = $1 AND partner_id = $2
-)
-INSERT INTO history (person_id, partner_id, seq, at, rec)
-SELECT $1, $2, (h->>'seq')::bigint, (h->>'at')::bigint, h FROM jsonb_array_elements($6::jsonb) AS h`;
+/*
+ * A batch is two round trips: BEGIN, lock the row and claim the nonces in one
+ * simple query; then write the counters, the history and any notices, and
+ * COMMIT, in another. The simple-query protocol takes no parameters, so values
+ * are quoted with the driver's escapeLiteral (IDs are also validated to
+ * [A-Za-z0-9_-] at the boundary, and numbers are checked to be integers).
+ */
+const int = (n: number): string => {
+  if (!Number.isSafeInteger(n)) throw new Error(`not an integer: ${n}`);
+  return String(n);
+};
+
+function lockAndClaim(c: Tx, personId: string, partnerId: string, batch: Waiting[]): string {
+  const q = (v: string): string => c.escapeLiteral(v);
+  const nonces = batch.map((w) => `(${q(w.attempt.nonce.keyId)}, ${q(w.attempt.nonce.nonce)}, ${int(w.attempt.nonce.expiresAt)})`).join(', ');
+  return (
+    `BEGIN; SELECT rec, uses, last_used_at, history_seq, blob FROM keys WHERE person_id = ${q(personId)} AND partner_id = ${q(partnerId)} FOR UPDATE; ` +
+    `INSERT INTO nonces (key_id, nonce, expires_at) VALUES ${nonces} ON CONFLICT DO NOTHING RETURNING key_id, nonce`
+  );
+}
+
+function writeAndCommit(c: Tx, rec: KeyRecord, hist: HistoryRecord[], notices: NoticeToRecord[]): string {
+  const q = (v: string): string => c.escapeLiteral(v);
+  const where = `person_id = ${q(rec.personId)} AND partner_id = ${q(rec.partnerId)}`;
+  const parts = [
+    `WITH u AS (UPDATE keys SET uses = ${q(JSON.stringify(rec.uses))}::jsonb, last_used_at = ${rec.lastUsedAt === null ? 'NULL' : int(rec.lastUsedAt)}, ` +
+      `history_seq = ${int(rec.historySeq)} WHERE ${where}) ` +
+      `INSERT INTO history (person_id, partner_id, seq, at, rec) ` +
+      `SELECT ${q(rec.personId)}, ${q(rec.partnerId)}, (h->>'seq')::bigint, (h->>'at')::bigint, h FROM jsonb_array_elements(${q(JSON.stringify(hist))}::jsonb) AS h`,
+  ];
+  if (notices.length > 0) parts.push(RECORD_NOTICES.replace('$1::jsonb', `${q(noticesJson(notices))}::jsonb`));
+  parts.push('COMMIT');
+  return parts.join('; ');
+}
 
 export class FetchBatcher {
   private readonly queues = new Map<string, Waiting[]>();
@@ -60,7 +85,7 @@ export class FetchBatcher {
       }
       const batch = q.splice(0, MAX_BATCH);
       try {
-        const results = await transaction(this.pool, (c) => runBatch(c, personId, partnerId, batch, this.tz));
+        const results = await transaction(this.pool, (c) => runBatch(c, personId, partnerId, batch, this.tz), { inline: true });
         results.forEach((r, i) => (r instanceof KmgrError ? batch[i]!.reject(r) : batch[i]!.resolve(r)));
       } catch (e) {
         const err = storageError(e);
@@ -71,16 +96,18 @@ export class FetchBatcher {
 }
 
 async function runBatch(c: Tx, personId: string, partnerId: string, batch: Waiting[], tz: string): Promise<Array<FetchOutcome | KmgrError>> {
-  const locked = await c.query<KeyRow & { blob: Buffer }>({ name: 'kmgr_fetch_lock', text: LOCK_KEY, values: [personId, partnerId] });
-  const row = locked.rows[0];
-  if (!row) return batch.map(() => new NotFoundError('unknown_key', `no key is registered for partner ${partnerId}`));
   // Nonces are claimed in the transaction that counts the use: a nonce another node holds,
   // committed or not, makes this insert wait and then do nothing (threat 8 across nodes).
-  const claimed = await c.query<{ key_id: string; nonce: string }>({
-    name: 'kmgr_fetch_nonces',
-    text: CLAIM_NONCES,
-    values: [batch.map((w) => w.attempt.nonce.keyId), batch.map((w) => w.attempt.nonce.nonce), batch.map((w) => w.attempt.nonce.expiresAt)],
-  });
+  const [, locked, claimed] = (await c.query(lockAndClaim(c, personId, partnerId, batch))) as unknown as [
+    pg.QueryResult,
+    pg.QueryResult<KeyRow & { blob: Buffer }>,
+    pg.QueryResult<{ key_id: string; nonce: string }>,
+  ];
+  const row = locked.rows[0];
+  if (!row) {
+    await c.query('ROLLBACK');
+    return batch.map(() => new NotFoundError('unknown_key', `no key is registered for partner ${partnerId}`));
+  }
   const fresh = new Set(claimed.rows.map((r) => `${r.key_id}!${r.nonce}`));
   const rec = keyFromRow(row);
   const blob = toBytes(row.blob);
@@ -98,12 +125,6 @@ async function runBatch(c: Tx, personId: string, partnerId: string, batch: Waiti
     for (const d of used.drafts) notices.push({ dedupe: d.dedupe, notice: newNotice(rec, d, w.attempt.at) });
     out.push(useOutcome(used.verdict, snapshotOf(rec), blob));
   }
-  if (hist.length === 0) return out;
-  await c.query({
-    name: 'kmgr_fetch_write',
-    text: WRITE_USES,
-    values: [personId, partnerId, JSON.stringify(rec.uses), rec.lastUsedAt, rec.historySeq, JSON.stringify(hist)],
-  });
-  await recordNotices(c, notices);
+  await c.query(hist.length === 0 ? 'COMMIT' : writeAndCommit(c, rec, hist, notices));
   return out;
 }

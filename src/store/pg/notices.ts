@@ -11,7 +11,7 @@ export interface NoticeToRecord {
   notice: Notice;
 }
 
-const RECORD_NOTICES = `
+export const RECORD_NOTICES = `
 WITH e AS (
   SELECT x->>'dedupe' AS dedupe, x->'notice' AS notice, x->>'pendingKey' AS pkey
   FROM jsonb_array_elements($1::jsonb) AS x
@@ -31,9 +31,8 @@ WITH e AS (
 )
 SELECT notice_id FROM d`;
 
-/** Records the notices whose facts are not yet recorded; returns the IDs of those it recorded. */
-export async function recordNotices(c: Tx, list: NoticeToRecord[]): Promise<Set<string>> {
-  if (list.length === 0) return new Set();
+/** The statement's one parameter: the notices as a JSON array, each fact once. */
+export function noticesJson(list: NoticeToRecord[]): string {
   const seen = new Set<string>();
   const items = [];
   for (const x of list) {
@@ -42,6 +41,12 @@ export async function recordNotices(c: Tx, list: NoticeToRecord[]): Promise<Set<
     seen.add(k);
     items.push({ dedupe: x.dedupe, notice: x.notice, pendingKey: pendingKey(x.notice.id, x.notice.personId) });
   }
-  const r = await c.query<{ notice_id: string }>({ name: 'kmgr_record_notices', text: RECORD_NOTICES, values: [JSON.stringify(items)] });
+  return JSON.stringify(items);
+}
+
+/** Records the notices whose facts are not yet recorded; returns the IDs of those it recorded. */
+export async function recordNotices(c: Tx, list: NoticeToRecord[]): Promise<Set<string>> {
+  if (list.length === 0) return new Set();
+  const r = await c.query<{ notice_id: string }>({ name: 'kmgr_record_notices', text: RECORD_NOTICES, values: [noticesJson(list)] });
   return new Set(r.rows.map((x) => x.notice_id));
 }
