@@ -63,3 +63,14 @@ export async function backendPids(adminUrl: string, db: string): Promise<number[
 }
 
 export const databaseName = (url: string): string => decodeURIComponent(new URL(url).pathname.slice(1));
+
+/** One statement on its own connection (tests and tools that inspect a database). */
+export async function runSql<R extends pg.QueryResultRow = Record<string, unknown>>(url: string, text: string, values: unknown[] = []): Promise<R[]> {
+  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+  await c.connect();
+  try {
+    return (await c.query<R>(text, values)).rows;
+  } finally {
+    await c.end();
+  }
+}
