@@ -177,9 +177,13 @@ t.test('PostgreSQL restarted under load: 503 while it is down, served again with
   const okBeforeCrash = l.seen.ok;
   await cluster.stop('immediate'); // a crash: the restart replays the WAL
   await until('requests answered 503 while the database is down', () => l.seen.unavailable > 5);
+  const readyDown = await send(target, { method: 'GET', path: '/v1/ready', headers: { host: new URL(target.url).host }, body: new Uint8Array(0) });
+  t.equal(readyDown.status, 503, '/v1/ready says not ready while the database is down');
   const okWhileDown = l.seen.ok;
   await cluster.start();
   await until('served again after the restart', () => l.seen.ok > okWhileDown + 30, 600);
+  const readyUp = await send(target, { method: 'GET', path: '/v1/ready', headers: { host: new URL(target.url).host }, body: new Uint8Array(0) });
+  t.equal(readyUp.status, 200, '/v1/ready says ready again');
   await l.stop();
   t.ok(okBeforeCrash > 0);
   const total = (await keyStatus(target, id, partner)).json.uses.total as number;

@@ -4,7 +4,7 @@ import { PARTNER_ID, PARTNER_NAME } from '../protocol/messages.js';
 import type { Handler } from './context.js';
 import { enrol, whoami } from './handlers/persons.js';
 import { fetchKey, keyStatus, listKeys, registerKey } from './handlers/keys.js';
-import { health } from './handlers/health.js';
+import { health, ready } from './handlers/health.js';
 import { patchKey, rotateKey } from './handlers/terms.js';
 import { ackNotices, history, notices } from './handlers/history.js';
 import { verify } from './handlers/verify.js';
@@ -20,6 +20,7 @@ const PARAM_PATTERNS: Record<string, RegExp> = { partnerId: PARTNER_ID, partnerN
 
 const ROUTES: Route[] = [
   { segments: ['v1', 'health'], methods: { GET: health } },
+  { segments: ['v1', 'ready'], methods: { GET: ready } },
   { segments: ['v1', 'persons'], methods: { POST: enrol } },
   { segments: ['v1', 'persons', 'me'], methods: { GET: whoami } },
   { segments: ['v1', 'keys'], methods: { GET: listKeys } },

@@ -174,6 +174,8 @@ export interface PartnerMeta {
 
 export interface Storage {
   close(): Promise<void>;
+  /** Whether the store answers now (a database server may be down); absent: always, as an embedded store. */
+  ping?(): Promise<boolean>;
   /** Throws auth_replay if the nonce was seen; otherwise holds it until it expires. */
   claimNonce(claim: NonceClaim): void;
   /** Makes a claimed nonce durable on its own (for requests that change nothing else). */

@@ -1,6 +1,17 @@
+import { UnavailableError } from '../../protocol/errors.js';
 import type { Handler } from '../context.js';
 
 export const VERSION = '0.1.0';
 
 /** GET /v1/health: unauthenticated liveness, for load balancers and scripts. */
 export const health: Handler = async () => ({ status: 200, body: { ok: true, version: VERSION } });
+
+/**
+ * GET /v1/ready: unauthenticated readiness, for load balancers in front of several
+ * nodes: 503 while this node cannot reach its database, so traffic goes elsewhere.
+ */
+export const ready: Handler = async (ctx) => {
+  const ok = ctx.deps.storage.ping ? await ctx.deps.storage.ping() : true;
+  if (!ok) throw new UnavailableError('the database is unavailable');
+  return { status: 200, body: { ready: true, version: VERSION } };
+};
