@@ -194,3 +194,30 @@ t.test('PostgreSQL restarted under load: 503 while it is down, served again with
   t.equal(h.filter((x) => x.result === 'served').length, total, 'one history record per counted use');
   t.equal(node.child.exitCode, null, 'kmgrd kept running throughout');
 });
+
+t.test('failover to a synchronous standby under load: no acknowledged use is missing after the promotion', { skip: noCluster ?? false }, async (t) => {
+  // Every commit waits for the standby, so what a client was served is on both machines.
+  const primary = await makeCluster(t, { conf: ['wal_level = replica', 'max_wal_senders = 5', "synchronous_standby_names = 'kmgrstandby'", 'synchronous_commit = on'] });
+  const standby = await makeCluster(t, { standbyOf: primary, name: 'kmgrstandby', conf: ["synchronous_standby_names = ''"] });
+  await until('the standby is synchronous', async () => (await primary.psql("SELECT sync_state FROM pg_stat_replication")).trim() === 'sync', 400);
+  const dir = await tempDir(t, 'kmgr-failover-');
+  const first = await spawnServe(t, join(dir, 'node'), ['--database-url', primary.url]);
+  const target: Target = { url: first.url, ca: first.ca };
+  const { id, partner } = await keyWith(target, {});
+  const l = load(t, [target], id, partner, 8);
+  await until('some fetches served', () => l.seen.ok > 40);
+  await primary.stop('immediate'); // the primary's machine is lost
+  await l.stop();
+  const acknowledged = l.seen.ok;
+  await standby.promote();
+  await first.stop();
+  // kmgrd pointed at the new primary: a restart with its URL (the same --data, so the same certificate).
+  const second = await spawnServe(t, join(dir, 'node'), ['--database-url', standby.url]);
+  const t2: Target = { url: second.url, ca: second.ca };
+  const total = (await keyStatus(t2, id, partner)).json.uses.total as number;
+  t.ok(total >= acknowledged, `the promoted standby holds ${total} uses >= ${acknowledged} acknowledged`);
+  t.ok(total <= acknowledged + 8, `and at most ${acknowledged} + 8 in flight at the loss`);
+  const h = await history(t2, id, partner);
+  t.equal(h.filter((x) => x.result === 'served').length, total, 'the history is whole');
+  t.equal((await fetchVia(t2, id, partner)).status, 200, 'the new primary serves');
+});

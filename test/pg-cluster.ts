@@ -47,9 +47,12 @@ export interface Cluster {
   stop(mode?: 'fast' | 'immediate'): Promise<void>;
   /** Runs SQL as the superuser through psql. */
   psql(sql: string): Promise<string>;
+  /** Makes a standby the primary. */
+  promote(): Promise<void>;
 }
 
-export async function makeCluster(t: { teardown(fn: () => unknown): void }, opts: { conf?: string[]; fromBackupOf?: Cluster; standbyOf?: Cluster } = {}): Promise<Cluster> {
+/** A new cluster, or with standbyOf a streaming standby of one (named `name` for synchronous_standby_names). */
+export async function makeCluster(t: { teardown(fn: () => unknown): void }, opts: { conf?: string[]; standbyOf?: Cluster; name?: string } = {}): Promise<Cluster> {
   const base = await mkdtemp(join(tmpdir(), 'kmgr-pg-'));
   const dir = join(base, 'data');
   if (process.getuid?.() === 0) await run('chown', ['postgres:postgres', base]);
@@ -60,6 +63,7 @@ export async function makeCluster(t: { teardown(fn: () => unknown): void }, opts
     await asOwner(join(PG_BIN, 'initdb'), ['-D', dir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
   }
   const conf = [`port = ${port}`, `listen_addresses = '127.0.0.1'`, `unix_socket_directories = '${base}'`, 'fsync = on', 'max_connections = 100', ...(opts.conf ?? [])];
+  if (opts.standbyOf) conf.push(`primary_conninfo = 'host=127.0.0.1 port=${opts.standbyOf.port} user=postgres application_name=${opts.name ?? 'standby'}'`);
   if (opts.standbyOf) await appendFile(join(dir, 'postgresql.auto.conf'), conf.join('\n') + '\n');
   else await appendFile(join(dir, 'postgresql.conf'), conf.join('\n') + '\n');
   if (!opts.standbyOf) await writeFile(join(dir, 'pg_hba.conf'), 'local all all trust\nhost all all 127.0.0.1/32 trust\nhost replication all 127.0.0.1/32 trust\n');
@@ -77,6 +81,9 @@ export async function makeCluster(t: { teardown(fn: () => unknown): void }, opts
     async stop(mode = 'fast') {
       await asOwner(join(PG_BIN, 'pg_ctl'), ['-D', dir, '-m', mode, '-w', '-t', '60', 'stop']);
       running = false;
+    },
+    async promote() {
+      await asOwner(join(PG_BIN, 'pg_ctl'), ['-D', dir, '-w', '-t', '60', 'promote']);
     },
     psql: (sql) => asOwner('/usr/bin/psql', ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-At', '-c', sql]),
   };
