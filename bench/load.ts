@@ -223,7 +223,7 @@ async function prepareRaw(spec: LoadSpec): Promise<PreparedLoad> {
           issue();
         }
       });
-      socket.on('error', (e) => lost(`error ${(e as NodeJS.ErrnoException).code ?? e.message}`));
+      socket.on('error', (e: NodeJS.ErrnoException) => lost(`error ${e.code ?? e.message}`));
       socket.on('close', () => lost('closed by server'));
       return issue;
     };

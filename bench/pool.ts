@@ -57,7 +57,7 @@ export function signPool(
   const pathOnly = q < 0 ? path : path.slice(0, q);
   const query = q < 0 ? '' : path.slice(q);
   const nonces = randomBytes(16 * count);
-  const requests: PooledRequest[] = new Array(count);
+  const requests = new Array<PooledRequest>(count);
   const firstCreated = Math.floor(Date.now() / 1000);
   let created = firstCreated;
   for (let i = 0; i < count; i++) {

@@ -129,7 +129,7 @@ function parseArgs(argv: string[]): Options {
         o.rateLimits = v;
         break;
       }
-      case '-h': case '--help': usage();
+      case '-h': case '--help': return usage();
       default: usage(`unknown option ${a}`);
     }
   }
@@ -444,7 +444,7 @@ async function main(): Promise<number> {
   let cliError: string | undefined;
   const procs: Partial<Record<Kind, ServerProc[]>> = {};
   let profiles: Partial<Record<Kind, ProfileSummary>> = {};
-  let partnerId = '';
+  let partnerId: string;
   let pgPartnerId = '';
   /** Successes and failures seen by the client per store, for the count checks. */
   const seen = { level: { ok: 0, errors: 0 }, pg: { ok: 0, errors: 0 } };
@@ -680,11 +680,11 @@ async function main(): Promise<number> {
           }, {}),
           poolExhausted: rs.some((r) => r.poolExhausted),
         };
-        summary[c]![k] = s;
+        summary[c][k] = s;
         rows.push([
           String(c), k, fmt(s.rps), fmt(s.p50Ms, 2), fmt(s.p99Ms, 2), fmt(s.serverCpuUsPerReq), fmt(s.serverMainThreadCpuUsPerReq), fmt(s.postgresCpuUsPerReq), fmt(s.clientCpuUsPerReq), String(s.errors),
-          k === 'kmgrd' ? fmt(ratios[c]!.kmgrdOverBare, 3) : k === 'bare' ? '1' : fmt(s.rps / (summary[c]!.bare as { rps: number }).rps, 3),
-          k === 'kmgrd' ? fmt(ratios[c]!.kmgrdOverVerify, 3) : k === 'verify-only' ? '1' : '',
+          k === 'kmgrd' ? fmt(ratios[c].kmgrdOverBare, 3) : k === 'bare' ? '1' : fmt(s.rps / (summary[c].bare as { rps: number }).rps, 3),
+          k === 'kmgrd' ? fmt(ratios[c].kmgrdOverVerify, 3) : k === 'verify-only' ? '1' : '',
         ]);
       }
     }
@@ -798,7 +798,7 @@ async function main(): Promise<number> {
 
   const logs: Record<string, LogStats> = {};
   const logKinds = kinds.filter((k) => k !== 'kmgrd-spread' && k !== 'kmgrd-pg-spread' && k !== 'kmgrd-pg');
-  for (const k of logKinds) if (procs[k]) logs[k] = mergeLogs(procs[k]!.map((p) => p.log));
+  for (const k of logKinds) if (procs[k]) logs[k] = mergeLogs(procs[k].map((p) => p.log));
   const logProblems = logKinds.filter((k) => (logs[k]?.problems ?? 0) > 0);
   if (logProblems.length > 0) {
     out.push('', 'server log lines at warn or above:');

@@ -92,7 +92,7 @@ const cleanups: Array<() => Promise<void>> = [];
  * for the next one, which covers them all (as kmgrd's LevelDB group commit does).
  */
 class Journal {
-  private waiting: Array<{ line: string; done: (e?: unknown) => void }> = [];
+  private waiting: Array<{ line: string; done: (e?: Error) => void }> = [];
   private busy = false;
   private constructor(private readonly fh: FileHandle, readonly dir: string) {}
 
@@ -118,7 +118,7 @@ class Journal {
         await this.fh.datasync();
         for (const g of group) g.done();
       } catch (e) {
-        for (const g of group) g.done(e);
+        for (const g of group) g.done(e as Error);
       }
     }
     this.busy = false;
@@ -147,7 +147,7 @@ async function main(): Promise<void> {
       const raw = fromB64url(process.argv[4] ?? '');
       if (!raw) throw new Error('verify: public key missing');
       const key = { raw, obj: publicKeyObject(raw) }; // cached KeyObject: created once
-      const keyFor = async (id: string) => (id === keyId ? key : undefined);
+      const keyFor = (id: string) => Promise.resolve(id === keyId ? key : undefined);
       const journal = role === 'durable' ? await Journal.open() : undefined;
       if (journal) cleanups.push(() => journal.close());
       handler = (req, res) => {

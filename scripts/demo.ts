@@ -36,7 +36,7 @@ async function startServer(): Promise<ChildProcess> {
   const child = spawn(process.execPath, [join(root, 'bin', 'kmgrd.js'), 'serve', '--data', data, '--listen', listen], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const lines = createInterface({ input: child.stdout! });
+  const lines = createInterface({ input: child.stdout });
   await new Promise<void>((ok, fail) => {
     child.once('exit', (code) => fail(new Error(`kmgrd exited with code ${code} (is ${listen} already in use? set KMGR_DEMO_LISTEN)`)));
     lines.on('line', (line) => {

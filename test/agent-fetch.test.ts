@@ -94,7 +94,7 @@ t.test('through the agent, errors are those of a fetch without it, and cost noth
 t.test('through the agent, a server that swaps or alters the blob is caught: 65, nothing printed', async (t) => {
   const server = await startServer(t);
   const proxy = await startLyingProxy(t, server);
-  const c = await setup(t, { ...server, url: proxy.url, ca: proxy.ca } as TestServer);
+  const c = await setup(t, { ...server, url: proxy.url, ca: proxy.ca });
   await startAgent(t, c.home, c.pp);
   const idx = JSON.parse(await readFile(join(c.home, 'partners.json'), 'utf8')) as { partners: { id: string; name: string }[] };
   const bank = idx.partners.find((p) => p.name === 'bank')!.id;

@@ -208,9 +208,10 @@ t.test('start, status, private socket, sign and open/seal through the agent, ref
   t.match(stop.stderr, /stopped/);
   t.notOk(isAlive(pid), 'the agent process is gone when stop returns');
   t.notOk(existsSync(socket), 'its socket is removed');
-  const t0 = Date.now();
-  await t.rejects(h!.signAsync(TAG_REQUEST, payload), AgentError, 'a handle to a stopped agent rejects with an AgentError');
-  t.ok(Date.now() - t0 < 2_000, 'at once');
+  const gone = await h!.signAsync(TAG_REQUEST, payload).then(() => undefined, (e: unknown) => e);
+  t.type(gone, AgentError, 'a handle to a stopped agent rejects with an AgentError');
+  // At once: the reason says the agent is gone, not that a timeout ran out.
+  t.not((gone as AgentError).reason, 'timeout', 'at once (not after a timeout)');
   t.equal(await agentSession(c.paths, c.config, { env: {} }), undefined, 'agentSession: undefined when no agent runs');
   const after = await agent(['status'], { home: c.home });
   t.equal(after.code, 69, 'status exits 69 when no agent runs');
@@ -239,7 +240,6 @@ t.test('a stale socket (agent SIGKILLed) is a clear error at once, and start rep
   t.ok(await eventually(() => !isAlive(pid), 10_000), 'killed');
   t.ok(existsSync(socket), 'the socket file is left behind');
 
-  const t0 = Date.now();
   const err = await AgentConnection.open(socket).then(
     () => undefined,
     (e: unknown) => e,
@@ -247,21 +247,16 @@ t.test('a stale socket (agent SIGKILLed) is a clear error at once, and start rep
   t.type(err, AgentError, 'connecting gives an AgentError');
   t.equal((err as AgentError).reason, 'stale', 'reason: stale');
   t.match((err as AgentError).message, /stale socket/);
-  t.ok(Date.now() - t0 < 2_000, 'quickly');
   t.equal(await agentSession(c.paths, c.config, { env: {} }), undefined, 'agentSession falls back (undefined) on a stale socket');
-  const t2 = Date.now();
   const herr = await h0.signAsync(TAG_REQUEST, utf8('x')).then(() => undefined, (e: unknown) => e);
   t.type(herr, AgentError, 'a handle whose agent died rejects with an AgentError');
-  t.equal((herr as AgentError).reason, 'stale');
-  t.ok(Date.now() - t2 < 2_000, 'quickly');
+  t.equal((herr as AgentError).reason, 'stale', 'at once: stale, not a timeout');
 
-  const t1 = Date.now();
   const st = await agent(['status'], { home: c.home });
   t.equal(st.code, 69, 'status: exit 69');
   t.match(st.stderr, /stale socket/, 'saying the socket is stale');
   const stj = await agent(['status', '--json'], { home: c.home });
   t.match(JSON.parse(stj.stderr) as unknown, { error: { code: 'unavailable', details: { agent: 'stale' } } }, '--json names the reason');
-  t.ok(Date.now() - t1 < 15_000, 'without hanging');
 
   const next = await startAgent(t, c.home, c.pp);
   t.not(next.pid, pid, 'start replaced the stale socket with a new agent');
@@ -289,12 +284,10 @@ t.test('a stopped (hung) agent: a timeout error, never a hang', async (t) => {
     }
   });
   const conn = await AgentConnection.open(socket); // the kernel still accepts
-  const t0 = Date.now();
   const terr = await conn.request('status', {}, undefined, 1_000).then(() => undefined, (e: unknown) => e);
   t.type(terr, AgentError, 'a request to a stopped agent fails with an AgentError');
   t.equal((terr as AgentError).reason, 'timeout', 'reason: timeout');
   t.match((terr as AgentError).message, /did not answer/);
-  t.ok(Date.now() - t0 < 5_000, 'after its timeout');
   const st = await agent(['status'], { home: c.home });
   t.equal(st.code, 69, 'status exits 69');
   t.match(st.stderr, /did not answer/);

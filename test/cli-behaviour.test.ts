@@ -119,7 +119,7 @@ t.test('keystore tampering: KDF downgrade exit 65 even with the right passphrase
   // A file validly made with weak parameters: sealed correctly, with the real
   // secrets, at logN 14. The same construction at logN 15 must open (control).
   await writeFile(ksPath, original, { mode: 0o600 });
-  const session = await openSession(homePaths(c.home), { passphraseFile: c.pp });
+  const session = await openSession(homePaths(c.home), { passphraseFile: c.pp }, null);
   const plain = Buffer.concat([session.secrets!.signingSeed, session.secrets!.wrapKey]);
   const craft = async (logN: number): Promise<string> => {
     const salt = Buffer.from(Array.from({ length: 16 }, (_, i) => i * 7 + logN));
@@ -391,6 +391,7 @@ t.test('the fetch log gets one line per successful fetch and none for refused on
 t.test('kmgr partner add/list/show/rm with --json; rm of a partner with a key needs --force', async (t) => {
   const server = await startServer(t);
   const c = await initClient(t, server);
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the CLI's JSON, checked by the assertions below
   const j = async (args: string[], code = 0): Promise<any> => {
     const r = await cli([...args, '--json'], { home: c.home });
     t.equal(r.code, code, `${args.join(' ')} --json: exit ${code}${r.code !== code ? `: ${r.stderr}` : ''}`);

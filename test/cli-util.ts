@@ -98,7 +98,7 @@ export async function partnerId(c: Client, name: string): Promise<string> {
 
 /** A signing HTTP client with the client's own management key, recording every signature it makes. */
 export async function directClient(c: Client, server?: TestServer): Promise<{ ep: Endpoint; id: Identity; signatures: string[] }> {
-  const session = await openSession(homePaths(c.home), { passphraseFile: c.pp });
+  const session = await openSession(homePaths(c.home), { passphraseFile: c.pp }, null);
   const inner: Signer = signerFromSeed(session.secrets!.signingSeed);
   const signatures: string[] = [];
   const signer: Signer = {
@@ -114,7 +114,7 @@ export async function directClient(c: Client, server?: TestServer): Promise<{ ep
 }
 
 export function errCode(e: unknown): string | undefined {
-  return typeof e === 'object' && e !== null && 'code' in e ? String((e as { code: unknown }).code) : undefined;
+  return typeof e === 'object' && e !== null && 'code' in e ? String((e).code) : undefined;
 }
 
 export const MSG = Buffer.from('transfer 100 to bank-a');

@@ -18,7 +18,7 @@ t.test('init, register, fetch: the key printed by fetch signs for the public key
   t.ok(verify(null, msg, pub, sign(null, msg, priv)), 'signature verifies against the registered public key');
 });
 
-// The issue's "done" check, with the openssl command line a user would use.
+// The whole loop checked with the openssl command line a user would use: the fetched key and the registered public key are one pair.
 const haveOpenssl = spawnSync('openssl', ['version'], { stdio: 'ignore' }).status === 0;
 t.test('kmgr fetch --format pem | openssl pkey works, and an openssl signature verifies against the registered key', { skip: haveOpenssl ? false : 'openssl is not installed' }, async (t) => {
   const server = await startServer(t);

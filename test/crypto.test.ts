@@ -91,7 +91,7 @@ function describe(o: Outcome): string {
 }
 /** True when the outcome is a thrown KmgrError of the given class with the given code. */
 function isError(o: Outcome, cls: abstract new (...a: never[]) => KmgrError, code: string): boolean {
-  return o.kind === 'threw' && o.error instanceof cls && (o.error as KmgrError).code === code;
+  return o.kind === 'threw' && o.error instanceof cls && (o.error).code === code;
 }
 
 /**

@@ -1,4 +1,4 @@
-// Notice delivery (issue 3): a real HTTP receiver and a real SMTP sink on
+// Notice delivery by webhook and e-mail (Fig. 8, paragraph 32): a real HTTP receiver and a real SMTP sink on
 // 127.0.0.1; the daemon's deliverer is driven pass by pass with an injected clock.
 import t from 'tap';
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
@@ -61,9 +61,16 @@ async function smtpSink(t: { teardown(fn: () => unknown): void }) {
         }
         const cmd = line.slice(0, 4).toUpperCase();
         if (cmd === 'EHLO' || cmd === 'HELO') sock.write('250 sink\r\n');
-        else if (cmd === 'MAIL') (from = line), sock.write('250 ok\r\n');
-        else if (cmd === 'RCPT') (to = line), sock.write('250 ok\r\n');
-        else if (cmd === 'DATA') (inData = true), sock.write('354 go on\r\n');
+        else if (cmd === 'MAIL') {
+          from = line;
+          sock.write('250 ok\r\n');
+        } else if (cmd === 'RCPT') {
+          to = line;
+          sock.write('250 ok\r\n');
+        } else if (cmd === 'DATA') {
+          inData = true;
+          sock.write('354 go on\r\n');
+        }
         else if (cmd === 'QUIT') sock.end('221 bye\r\n');
         else sock.write('502 no\r\n');
       }

@@ -1,4 +1,4 @@
-// Issue 4, a second device: `kmgr device export`/`import` between two
+// A second device: `kmgr device export`/`import` between two
 // temporary homes against a real kmgrd, fetching from the new device with
 // nothing but the export (partners on the server), both devices in the
 // history and in the audit; and `kmgr partner push` from a local index.

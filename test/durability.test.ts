@@ -66,7 +66,7 @@ async function startKmgrd(dataDir: string): Promise<Proc> {
   });
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const port = await new Promise<number>((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout! });
+    const lines = createInterface({ input: child.stdout });
     const timer = setTimeout(() => reject(new Error('kmgrd did not start')), 30_000);
     lines.on('line', (l) => {
       const m = /"port":(\d+)/.exec(l);
@@ -111,7 +111,7 @@ function load(target: Target, id: Identity, partner: string, concurrency: number
 t.test('SIGKILL at random moments under load: no acknowledged use is lost, none invented, the database always opens', async (t) => {
   const dataDir = join(await tempDir(t, 'kmgrd-crash-'), 'data');
   const cycles = LONG ? 30 : 4;
-  let first = await startKmgrd(dataDir);
+  const first = await startKmgrd(dataDir);
   const id = newIdentity();
   t.equal((await enrol(first.target, id)).status, 201);
   const partner = newPartnerId();
@@ -143,7 +143,6 @@ t.test('SIGKILL at random moments under load: no acknowledged use is lost, none 
   }
   proc.child.kill('SIGTERM');
   t.equal(await proc.exited, 0);
-  first = proc;
 });
 
 t.test('SIGTERM under load: in-flight requests finish, every acknowledged use is stored, exit 0', async (t) => {

@@ -1,4 +1,4 @@
-// Helpers for the issue 3 and 4 integration tests (terms-cli, terms-cli-renewal, verify, devices):
+// Helpers for the terms, renewal, verification and device integration tests (terms-cli, terms-cli-renewal, verify, devices):
 // client homes with options initClient does not take, the kmgrd operator
 // commands as subprocesses, a signing identity from a home's own keystore.
 import type { Test } from 'tap';
@@ -98,7 +98,7 @@ export async function newHome(
 
 /** A raw-client identity that signs with a home's own management key. */
 export async function rawIdentity(h: { home: string; pp: string }): Promise<Identity> {
-  const session = await openSession(homePaths(h.home), { passphraseFile: h.pp });
+  const session = await openSession(homePaths(h.home), { passphraseFile: h.pp }, null);
   const signer = signerFromSeed(session.secrets!.signingSeed);
   return { signer, keyId: session.config.keyId, publicKey: toB64url(signer.publicKey), personId: session.config.personId };
 }
@@ -115,13 +115,14 @@ export function keyPairMatches(privatePem: string, publicPem: string): boolean {
 }
 
 /**
- * Per-day, week and month counters roll over at UTC midnight (the test server's zone). A test that
- * counts uses across several requests (a few seconds of CLI runs) waits out the last 40 seconds of a
- * UTC day, so that it does not straddle one; the wait stays well inside tap's per-file timeout.
+ * A time zone in which it is now between noon and 1 pm, for a test server that counts uses
+ * across several requests: per-day, week and month counters roll over at local midnight, so in
+ * this zone the next rollover is at least eleven hours away and the test cannot straddle one,
+ * whatever the time of day it runs (no waiting out the end of a UTC day). Etc/GMT-K is UTC+K.
  */
-export async function awayFromMidnight(): Promise<void> {
-  const left = 86_400_000 - (Date.now() % 86_400_000);
-  if (left < 40_000) await new Promise((r) => setTimeout(r, left + 1_000));
+export function zoneAtNoon(now: number = Date.now()): string {
+  const k = 12 - new Date(now).getUTCHours(); // 12 .. -11
+  return k === 0 ? 'Etc/GMT' : k > 0 ? `Etc/GMT-${k}` : `Etc/GMT+${-k}`;
 }
 
 export async function readJson(path: string): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -134,7 +135,7 @@ export async function readJson(path: string): Promise<any> { // eslint-disable-l
  * test spends its time on the commands under test rather than on process starts.
  */
 export async function ownerView(h: { home: string; pp: string }) {
-  const session = await openSession(homePaths(h.home), { passphraseFile: h.pp });
+  const session = await openSession(homePaths(h.home), { passphraseFile: h.pp }, null);
   return {
     session,
     status: (partnerId: string) => api.status(session, partnerId),

@@ -128,8 +128,8 @@ export function kmgr(args: string[], opts: KmgrRunOptions): Promise<RunResult> {
     const child = spawn(process.execPath, [KMGR, ...args], { env, stdio, detached: opts.detached ?? false });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
-    child.stdout!.on('data', (c: Buffer) => out.push(c));
-    child.stderr!.on('data', (c: Buffer) => err.push(c));
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => err.push(c));
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
     child.on('error', reject);
     child.on('close', (code) => {
@@ -142,7 +142,7 @@ export function kmgr(args: string[], opts: KmgrRunOptions): Promise<RunResult> {
       fd3.on('error', () => undefined);
       fd3.end(opts.fd3);
     }
-    child.stdin!.end(opts.input ?? '');
+    child.stdin.end(opts.input ?? '');
   });
 }
 
@@ -186,9 +186,9 @@ export async function spawnServe(t: { teardown(fn: () => unknown): void }, dataD
   });
   const output: string[] = [];
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  child.stderr!.on('data', (c: Buffer) => output.push(c.toString('utf8')));
+  child.stderr.on('data', (c: Buffer) => output.push(c.toString('utf8')));
   const port = await new Promise<number>((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout! });
+    const lines = createInterface({ input: child.stdout });
     const timer = setTimeout(() => reject(new Error(`kmgrd did not start: ${output.join('')}`)), 30_000);
     lines.on('line', (l) => {
       output.push(l);

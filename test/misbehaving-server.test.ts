@@ -36,7 +36,7 @@ function refused(t: T, r: RunResult, what: string, stderrPattern?: RegExp): void
 
 /** The PEM printed by fetch is the private key of the public key register printed. */
 function keyMatches(t: T, pem: string, publicPem: string, what: string): void {
-  let ok = false;
+  let ok: boolean;
   try {
     const msg = Buffer.from('kmgr misbehaving-server test');
     ok = verify(null, msg, createPublicKey(publicPem), sign(null, msg, createPrivateKey(pem)));
@@ -79,11 +79,11 @@ t.test('a lying server is detected: exit 65, nothing on stdout', async (t) => {
   const okA = await c1.run(['fetch', 'bank-a']);
   t.equal(okA.code, 0, `honest fetch through the double: ${okA.stderr}`);
   keyMatches(t, okA.stdout, regA.stdout, 'honest bank-a');
-  const replyA = JSON.parse(double.captured.get(fetchPath(idA))!.text) as Json;
+  const replyA = JSON.parse(double.captured.get(fetchPath(idA))!.text);
   const okB = await c1.run(['fetch', 'bank-b']);
   t.equal(okB.code, 0, `honest fetch of bank-b: ${okB.stderr}`);
-  const replyB = JSON.parse(double.captured.get(fetchPath(idB))!.text) as Json;
-  const reply2 = JSON.parse(double.captured.get(fetchPath(id2))!.text) as Json;
+  const replyB = JSON.parse(double.captured.get(fetchPath(idB))!.text);
+  const reply2 = JSON.parse(double.captured.get(fetchPath(id2))!.text);
 
   const partnersFile = join(c1.home, 'partners.json');
   const partnersBefore = await readFile(partnersFile, 'utf8');
@@ -165,7 +165,7 @@ t.test('(f) rollback: an older key version is refused', async (t) => {
     const id = await partnerId(c, 'bank-x');
     const ok = await c.run(['fetch', 'bank-x']);
     t.equal(ok.code, 0, `v1 fetches before: ${ok.stderr}`);
-    const idx = JSON.parse(await readFile(partnersFile, 'utf8')) as Json;
+    const idx = JSON.parse(await readFile(partnersFile, 'utf8'));
     const entry = idx.partners.find((p: Json) => p.name === 'bank-x');
     entry.highWater = 2;
     entry.key.version = 2;
@@ -184,7 +184,7 @@ t.test('(f) rollback: an older key version is refused', async (t) => {
     const v1 = await c.run(['fetch', 'bank-y']);
     t.equal(v1.code, 0, `v1 fetch: ${v1.stderr}`);
     keyMatches(t, v1.stdout, reg.stdout, 'v1');
-    const replyV1 = JSON.parse(double.captured.get(fetchPath(id))!.text) as Json;
+    const replyV1 = JSON.parse(double.captured.get(fetchPath(id))!.text);
     t.equal(replyV1.keyVersion, 1);
     const rot = await c.run(['rotate', 'bank-y']);
     if (rot.code !== 0) {
@@ -194,7 +194,7 @@ t.test('(f) rollback: an older key version is refused', async (t) => {
     const v2 = await c.run(['fetch', 'bank-y']);
     t.equal(v2.code, 0, `v2 fetch: ${v2.stderr}`);
     keyMatches(t, v2.stdout, rot.stdout, 'v2');
-    const replyV2 = JSON.parse(double.captured.get(fetchPath(id))!.text) as Json;
+    const replyV2 = JSON.parse(double.captured.get(fetchPath(id))!.text);
     t.equal(replyV2.keyVersion, 2, 'the server now serves v2');
     const before = await readFile(partnersFile, 'utf8');
     const serve = async (t: T, what: string, fn: (reply: Json) => Json, pattern?: RegExp): Promise<void> => {

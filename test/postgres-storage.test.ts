@@ -52,26 +52,26 @@ t.test('PostgreSQL backend', { skip: noPg ?? false }, async (t) => {
   t.test('two processes checking terms at once record each finding once', async (t) => {
     const url = await testDatabase(t);
     const [a, b] = await Promise.all([open(url), open(url)]);
-    t.teardown(() => Promise.all([a!.close(), b!.close()]));
-    const people = await Promise.all(Array.from({ length: 5 }, () => keyExpiringSoon(a!)));
-    const [ra, rb] = await Promise.all([a!.checkTerms(T0, 14 * DAY), b!.checkTerms(T0, 14 * DAY)]);
-    const isNew = [...ra!, ...rb!].filter((f) => f.isNew).length;
+    t.teardown(() => Promise.all([a.close(), b.close()]));
+    const people = await Promise.all(Array.from({ length: 5 }, () => keyExpiringSoon(a)));
+    const [ra, rb] = await Promise.all([a.checkTerms(T0, 14 * DAY), b.checkTerms(T0, 14 * DAY)]);
+    const isNew = [...ra, ...rb].filter((f) => f.isNew).length;
     t.equal(isNew, 5, 'each finding is new in exactly one of the two runs');
-    for (const p of people) t.equal((await a!.listNotices(p.personId, { unreadOnly: false })).length, 1);
+    for (const p of people) t.equal((await a.listNotices(p.personId, { unreadOnly: false })).length, 1);
   });
 
   t.test('two deliverers never take the same notice; a lease that ran out is taken over', async (t) => {
     const url = await testDatabase(t);
     const [a, b] = await Promise.all([open(url), open(url)]);
-    t.teardown(() => Promise.all([a!.close(), b!.close()]));
-    for (let i = 0; i < 6; i++) await keyExpiringSoon(a!);
-    await a!.checkTerms(T0, 14 * DAY);
-    const [da, db] = await Promise.all([a!.dueDeliveries(T0, 100), b!.dueDeliveries(T0, 100)]);
-    const keys = [...da!, ...db!].map((d) => d.key);
+    t.teardown(() => Promise.all([a.close(), b.close()]));
+    for (let i = 0; i < 6; i++) await keyExpiringSoon(a);
+    await a.checkTerms(T0, 14 * DAY);
+    const [da, db] = await Promise.all([a.dueDeliveries(T0, 100), b.dueDeliveries(T0, 100)]);
+    const keys = [...da, ...db].map((d) => d.key);
     t.equal(keys.length, 6, 'every due notice went to one deliverer');
     t.equal(new Set(keys).size, 6, 'none to both');
-    t.same(await b!.dueDeliveries(T0 + 1000, 100), [], 'leased notices are not handed out again');
-    const later = await b!.dueDeliveries(T0 + 11 * 60_000, 100);
+    t.same(await b.dueDeliveries(T0 + 1000, 100), [], 'leased notices are not handed out again');
+    const later = await b.dueDeliveries(T0 + 11 * 60_000, 100);
     t.equal(later.length, 6, 'after the lease runs out (a deliverer died) another takes them over');
   });
 

@@ -1,5 +1,5 @@
-// Malformed and hostile input (threat 14 and the issue's "nothing a client sends
-// can produce a 500 or stop the daemon"): every answer is a 4xx with a JSON
+// Malformed and hostile input (threat 14: nothing a client sends
+// can produce a 500 or stop the daemon): every answer is a 4xx with a JSON
 // error, and the daemon keeps serving.
 import t, { type Test as TapTest } from 'tap';
 import { connect, type TLSSocket } from 'node:tls';

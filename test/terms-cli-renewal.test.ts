@@ -1,4 +1,4 @@
-// Issue 3 through the real CLI against a real kmgrd, second part (renewal and
+// Use terms through the real CLI against a real kmgrd, second part (renewal and
 // questioning, paragraphs 31 and 35): audit against a copied keystore, rotate,
 // passwd and its crash safety (SIGKILL at seeded random moments). The first
 // part, terms-cli.test.ts, covers status, terms, lock, history, notices and

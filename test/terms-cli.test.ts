@@ -1,4 +1,4 @@
-// Issue 3 through the real CLI against a real kmgrd: status, terms (deny
+// Use terms through the real CLI against a real kmgrd: status, terms (deny
 // versus notify), lock/unlock, history, notices, and `kmgrd check-terms` with
 // and without a running daemon. Audit, rotate and passwd (with its crash
 // safety) are in terms-cli-renewal.test.ts.
@@ -7,15 +7,14 @@ import { connect } from 'node:net';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startServer } from './helpers.js';
-import { awayFromMidnight, kmgrd, newHome, ownerView, rawIdentity, ok, refused77 } from './escrow-util.js';
+import { zoneAtNoon, kmgrd, newHome, ownerView, rawIdentity, ok, refused77 } from './escrow-util.js';
 import { send, signed, type Target } from './raw-client.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
 
 t.test('status --json, terms (a limit of none removes it), deny versus notify', async (t) => {
-  await awayFromMidnight();
-  const server = await startServer(t);
+  const server = await startServer(t, { tz: zoneAtNoon() });
   const a = await newHome(t, server);
   const reg = await a.json(['register', 'bank-a', '--max-uses', '2']);
   const id = reg.partnerId as string;
@@ -66,8 +65,7 @@ t.test('status --json, terms (a limit of none removes it), deny versus notify', 
 });
 
 t.test('lock, unlock, history --since/--limit, notices --ack/--all', async (t) => {
-  await awayFromMidnight();
-  const server = await startServer(t);
+  const server = await startServer(t, { tz: zoneAtNoon() });
   const a = await newHome(t, server);
   const id = (await a.json(['register', 'shop'])).partnerId as string;
   const view = await ownerView(a);

@@ -1,4 +1,4 @@
-// Issue 4, third embodiment: partners on the server and `kmgr verify` for
+// The third embodiment: partners on the server and `kmgr verify` for
 // application servers, against a real kmgrd. Two people and the operator's
 // shared partners on one server; then a tampered server, first by editing its
 // LevelDB record directly, then through an HTTPS test double that rewrites

@@ -11,11 +11,11 @@ import type { HomePaths } from '../client/home.js';
 import type { ClientConfig } from '../client/config.js';
 import type { BlobContext } from '../crypto/blob.js';
 import { PublicKeyReply, StopReply, type AgentOp, type AgentStatus, type RequestExtra } from './protocol.js';
-import {
-  AgentConnection, AgentError, CONFIRM_OP_TIMEOUT_MS, OP_TIMEOUT_MS, agentSocketPath, openHomeAgent, requestStatus, sameDirectory,
-} from './connection.js';
+import { AgentConnection, openHomeAgent, requestStatus } from './connection.js';
+import { AgentError, CONFIRM_OP_TIMEOUT_MS, OP_TIMEOUT_MS, agentSocketPath, sameDirectory } from './socket.js';
 
 export * from './connection.js';
+export * from './socket.js';
 
 /** A Signer whose answers arrive asynchronously (src/crypto/sign.ts Signer is synchronous). */
 export interface AsyncSigner {

@@ -7,136 +7,13 @@
 // Kept apart from client.ts (sessions bound to an identity) so that `kmgr fetch`
 // through the agent loads only this, the frame protocol and node:net.
 import { createConnection, type Socket } from 'node:net';
-import { existsSync, lstatSync, realpathSync, statSync } from 'node:fs';
-import { dirname, isAbsolute, join } from 'node:path';
-import { ConfigError, KmgrError, type ErrorCode } from '../protocol/errors.js';
+import { existsSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { KmgrError } from '../protocol/errors.js';
 import type { HomePaths } from '../client/home.js';
+import { AgentError, CONNECT_TIMEOUT_MS, OP_TIMEOUT_MS, CONFIRM_OP_TIMEOUT_MS, agentSocketPath, checkNoOtherWriters, checkSocketPathLength } from './socket.js';
 import type { OutputFormat } from '../crypto/formats.js';
 import { AgentStatus, FetchReply, FrameDecoder, encodeRequest, parseReply, type AgentOp, type AgentReply, type RequestExtra } from './protocol.js';
-
-export const CONNECT_TIMEOUT_MS = 1_000;
-/** An operation the agent answers at once. */
-export const OP_TIMEOUT_MS = 10_000;
-/** An operation that may wait for a person to answer a --confirm prompt (the agent gives up after 60 s). */
-export const CONFIRM_OP_TIMEOUT_MS = 90_000;
-/** Linux's sun_path holds 108 bytes including the final NUL. */
-export const MAX_SOCKET_PATH = 107;
-
-export type AgentErrorReason =
-  | 'not_running' // no socket file
-  | 'stale' // a socket file nobody listens on: the agent died
-  | 'timeout' // the agent did not answer in time (stopped, overloaded)
-  | 'lost' // the connection closed before the answer came (agent stopped or expired)
-  | 'protocol' // the other end does not speak the agent protocol
-  | 'running' // `agent start`: an agent already serves this home
-  | 'unsafe'; // the socket or its directory is not private to this user
-
-const CODE: Record<AgentErrorReason, ErrorCode> = {
-  not_running: 'unavailable',
-  stale: 'unavailable',
-  timeout: 'unavailable',
-  lost: 'unavailable',
-  protocol: 'unavailable',
-  running: 'agent_running',
-  unsafe: 'unsafe_permissions',
-};
-
-/** Why the agent could not be used. `reason` is machine-readable; the message is one clear sentence. */
-export class AgentError extends KmgrError {
-  readonly reason: AgentErrorReason;
-  readonly socket: string;
-  constructor(reason: AgentErrorReason, socket: string, message: string) {
-    super(CODE[reason], message, { agent: reason, socket });
-    this.name = 'AgentError';
-    this.reason = reason;
-    this.socket = socket;
-  }
-}
-
-/**
- * Where the agent for this home listens: $XDG_RUNTIME_DIR/kmgr/agent-<device>-<inode>.sock,
- * named by the home directory's device and inode numbers, when XDG_RUNTIME_DIR
- * is set (a per-user tmpfs on systemd machines), else agent.sock in the home's
- * real directory. The directory's identity rather than a hash of its path,
- * because hashing would load node:crypto: ~4 ms of a ~50 ms `kmgr fetch`
- * through the agent. A home that does not exist has no agent (the path
- * returned then does not exist).
- */
-export function agentSocketPath(paths: HomePaths, env: NodeJS.ProcessEnv = process.env): string {
-  const xdg = env.XDG_RUNTIME_DIR;
-  if (xdg && isAbsolute(xdg)) {
-    let st;
-    try {
-      st = statSync(paths.dir, { bigint: true });
-    } catch {
-      return join(paths.dir, 'agent.sock');
-    }
-    return join(xdg, 'kmgr', `agent-${st.dev}-${st.ino}.sock`);
-  }
-  // The real directory, not a symbolic link to it: the socket's directory is checked with
-  // lstat (a link in a directory others can write could be swapped after the check).
-  let dir = paths.dir;
-  try {
-    dir = realpathSync(paths.dir);
-  } catch {
-    // No home: no agent either; the path returned does not exist.
-  }
-  return join(dir, 'agent.sock');
-}
-
-/**
- * Whether two spellings of a home are the same directory, by device and inode
- * as the socket is named (a symlink or bind mount finds the same agent, and it
- * must then count as this home's); a path that no longer exists is the same
- * only as itself.
- */
-export function sameDirectory(a: string, b: string): boolean {
-  if (a === b) return true;
-  try {
-    const x = statSync(a, { bigint: true });
-    const y = statSync(b, { bigint: true });
-    return x.dev === y.dev && x.ino === y.ino;
-  } catch {
-    return false;
-  }
-}
-
-export function checkSocketPathLength(socket: string): void {
-  if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
-    throw new ConfigError(
-      `the agent socket path ${socket} is too long for a Unix socket (${Buffer.byteLength(socket)} > ${MAX_SOCKET_PATH} bytes); set XDG_RUNTIME_DIR or use a shorter --home`,
-    );
-  }
-}
-
-/** Refuses a socket directory that is not a directory, not ours, or open to group/others. */
-export function checkSocketDir(dir: string): void {
-  let st;
-  try {
-    st = lstatSync(dir);
-  } catch (e) {
-    throw new ConfigError(`the agent's socket directory ${dir} is missing (${(e as NodeJS.ErrnoException).code ?? ''})`);
-  }
-  if (!st.isDirectory()) throw new ConfigError(`the agent's socket directory ${dir} is not a directory`);
-  if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
-    throw new ConfigError(`the agent's socket directory ${dir} belongs to another user`, 'unsafe_permissions');
-  }
-  if ((st.mode & 0o077) !== 0) {
-    throw new ConfigError(`the agent's socket directory ${dir} is accessible by others (mode ${(st.mode & 0o777).toString(8)}); run chmod 700 on it`, 'unsafe_permissions');
-  }
-}
-
-/**
- * What a client needs of the socket's directory before trusting a socket in it:
- * ours, and writable by nobody else (who could otherwise plant a socket). A
- * home that others may read is fine: the socket itself is 0600.
- */
-export function checkNoOtherWriters(dir: string): void {
-  const st = lstatSync(dir);
-  if (!st.isDirectory() || (typeof process.getuid === 'function' && st.uid !== process.getuid()) || (st.mode & 0o022) !== 0) {
-    throw new ConfigError(`the agent's socket directory ${dir} is not a directory of yours that only you can write; refusing to use an agent there`, 'unsafe_permissions');
-  }
-}
 
 interface Pending {
   resolve: (r: { result: unknown; data: Uint8Array }) => void;
@@ -156,7 +33,7 @@ export class AgentConnection {
     readonly socketPath: string,
   ) {
     sock.on('data', (chunk: Buffer) => this.onData(chunk));
-    sock.on('error', (e: NodeJS.ErrnoException) => this.fail(new AgentError('lost', socketPath, `lost the connection to the kmgr agent at ${socketPath} (${e.code ?? e.message})`)));
+    sock.on('error', (e: NodeJS.ErrnoException) => this.fail(new AgentError('lost', socketPath, `lost the connection to the kmgr agent at ${socketPath} (${e.code ?? e.message})`).because(e)));
     sock.on('close', () =>
       this.fail(new AgentError('lost', socketPath, `the kmgr agent at ${socketPath} closed the connection (it was stopped, or its time to live ran out)`)),
     );
@@ -221,7 +98,7 @@ export class AgentConnection {
     try {
       replies = this.decoder.push(chunk).map(parseReply);
     } catch (e) {
-      this.fail(new AgentError('protocol', this.socketPath, `${this.socketPath} does not speak the kmgr agent protocol (${(e as Error).message})`));
+      this.fail(new AgentError('protocol', this.socketPath, `${this.socketPath} does not speak the kmgr agent protocol (${(e as Error).message})`).because(e));
       return;
     }
     for (const r of replies) {
@@ -262,7 +139,7 @@ function connectError(socketPath: string, e: NodeJS.ErrnoException): AgentError 
     case 'ENOTSOCK':
       return new AgentError('protocol', socketPath, `${socketPath} is not a socket`);
     default:
-      return new AgentError('stale', socketPath, `cannot connect to the kmgr agent at ${socketPath} (${e.code ?? e.message})`);
+      return new AgentError('stale', socketPath, `cannot connect to the kmgr agent at ${socketPath} (${e.code ?? e.message})`).because(e);
   }
 }
 
@@ -290,7 +167,7 @@ export async function requestStatus(conn: AgentConnection, timeoutMs = OP_TIMEOU
   try {
     return AgentStatus(r.result, 'status');
   } catch (e) {
-    throw new AgentError('protocol', conn.socketPath, `the kmgr agent at ${conn.socketPath} sent a malformed status (${(e as Error).message})`);
+    throw new AgentError('protocol', conn.socketPath, `the kmgr agent at ${conn.socketPath} sent a malformed status (${(e as Error).message})`).because(e);
   }
 }
 

@@ -1,6 +1,6 @@
 // The agent's fetch operation: a whole `kmgr fetch` made inside the agent with
 // the keys it holds, so that the CLI process loads no TLS, crypto or client
-// code and a fetch in a pipeline starts about as fast as Node can (issue 5).
+// code and a fetch in a pipeline starts about as fast as Node can.
 // It is the same code the CLI runs (src/client/fetch.ts) with the same checks,
 // files and logs; only the session is made from the agent's keys.
 import { homePaths, type HomePaths } from '../client/home.js';
@@ -9,7 +9,7 @@ import { endpointFor, sessionWithKeys, withPartner, type Session } from '../clie
 import { preconnect, type Endpoint } from '../client/http.js';
 import { FRESH_MS, type Preconnect } from '../client/tls-connect.js';
 import { fetchChecks, fetchWith, type FetchResult } from '../client/fetch.js';
-import { sameDirectory } from './connection.js';
+import { sameDirectory } from './socket.js';
 import type { Signer } from '../crypto/sign.js';
 import type { OutputFormat } from '../crypto/formats.js';
 import { IntegrityError } from '../protocol/errors.js';

@@ -230,10 +230,9 @@ export const PublicKeyReply = obj({ publicKey: str({ max: 64 }), fingerprint: st
 export const StopReply = obj({ stopping: bool });
 /** fetch: the key itself travels as the frame's binary part. */
 export const FetchReply = obj({ warnings: array(str({ max: 1024 }), 16) });
-export const EmptyReply = obj({});
 
 const ReplyError = obj({ code: str({ max: 64 }), message: str({ max: 2048 }), details: optional(plainObject) });
-const Reply = obj({ id: ID, ok: bool, result: optional(nullable((v) => v as unknown)), error: optional(ReplyError) });
+const Reply = obj({ id: ID, ok: bool, result: optional(nullable((v) => v)), error: optional(ReplyError) });
 
 /** An error's details: a JSON object (the frame's size cap bounds it). */
 function plainObject(v: unknown, path: string): Record<string, unknown> {

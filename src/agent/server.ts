@@ -33,7 +33,7 @@ import {
   AgentBoot, BOOT_SECRET_BYTES, FrameDecoder, encodeErr, encodeFrame, encodeOk, parseRequest, requestId,
   type AgentRequest, type AgentStatus, type Frame,
 } from './protocol.js';
-import { AgentError, checkSocketDir } from './client.js';
+import { AgentError, checkSocketDir } from './socket.js';
 import { fetchInAgent } from './fetch-op.js';
 
 const BOOT_TIMEOUT_MS = 10_000;
@@ -64,7 +64,7 @@ export async function runAgent(bootFd = 3): Promise<void> {
   } catch (e) {
     wipe(frame.bin);
     agent?.wipeKeys();
-    const err = e instanceof KmgrError ? e : new InternalError(`the agent could not start: ${(e as Error).message}`);
+    const err = e instanceof KmgrError ? e : new InternalError(`the agent could not start: ${(e as Error).message}`).because(e);
     await writeAndClose(channel, encodeFrame({ ok: false, code: err.code, message: err.message }));
     process.exit(1);
   }
@@ -286,7 +286,7 @@ class Agent {
       if (r.data) wipe(r.data);
       after = r.after;
     } catch (e) {
-      const err = e instanceof KmgrError ? e : new InternalError(`the agent failed to serve the request: ${(e as Error).message ?? String(e)}`);
+      const err = e instanceof KmgrError ? e : new InternalError(`the agent failed to serve the request: ${(e as Error).message ?? String(e)}`).because(e);
       try {
         reply = encodeErr(requestId(f.json), err);
       } catch {

@@ -3,7 +3,7 @@
 // definitions (~25 ms of a ~140 ms run here). Anything this parser does not
 // recognise exactly, including --help and every malformed value, is handed to
 // the full command line, which gives the usual errors.
-import type { GlobalOptions } from './kmgr.js';
+import type { GlobalOptions } from './options.js';
 
 const FORMATS = new Set(['pem', 'jwk', 'raw', 'hex', 'base64']);
 const WITH_VALUE = new Set(['--format', '--passphrase-file', '--passphrase-fd', '--home']);

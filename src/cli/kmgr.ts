@@ -7,11 +7,9 @@ import { parseCount, parseLimit } from './parse.js';
 import { KEY_TYPES } from '../protocol/messages.js';
 import { OUTPUT_FORMATS } from '../crypto/txkey.js';
 import { UsageError } from '../protocol/errors.js';
+import type { GlobalOptions } from './options.js';
+import { version } from '../io/version.js';
 
-export interface GlobalOptions {
-  home?: string;
-  json?: boolean;
-}
 
 const PASSPHRASE_HELP = 'passphrase sources, in order: --passphrase-file, --passphrase-fd, KMGR_PASSPHRASE (least safe), a no-echo prompt';
 
@@ -25,7 +23,7 @@ export async function main(argv: string[]): Promise<number> {
   let result: Promise<number> = Promise.resolve(EXIT.OK);
   const program = new Command('kmgr')
     .description('keep one management key; let a key server keep, count and limit every other key')
-    .version('0.1.0')
+    .version(version())
     .option('--home <dir>', 'state directory (default $KMGR_HOME, else $XDG_CONFIG_HOME/kmgr, else ~/.config/kmgr)')
     .option('--json', 'print results, and errors, as JSON')
     .exitOverride()
@@ -34,11 +32,12 @@ export async function main(argv: string[]): Promise<number> {
 
   // Each action only records which module to run; main awaits it below.
   const run =
-    (load: () => Promise<{ run: (g: GlobalOptions, ...a: any[]) => Promise<number> }>) =>
-    (...args: any[]): void => {
+    (load: () => Promise<{ run: (g: GlobalOptions, ...a: never[]) => Promise<number> }>) =>
+    (...args: unknown[]): void => {
       const cmd = args[args.length - 1] as Command;
-      const g = cmd.optsWithGlobals() as GlobalOptions;
-      result = load().then((m) => m.run(g, ...args.slice(0, -1)));
+      const g = cmd.optsWithGlobals<GlobalOptions>();
+      // commander passes the arguments and options each command declared, in order.
+      result = load().then((m) => m.run(g, ...(args.slice(0, -1) as never[])));
     };
 
   withPassphrase(

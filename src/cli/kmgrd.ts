@@ -7,6 +7,8 @@ import { UsageError } from '../protocol/errors.js';
 import { reportError } from './errors.js';
 import { EXIT } from './exit-codes.js';
 import { parseDuration, parseTime } from './parse.js';
+import { version } from '../io/version.js';
+import { DEFAULT_RATE_PER_ADDRESS, DEFAULT_RATE_PER_KEY } from '../server/defaults.js';
 
 export const DEFAULT_DATA = process.env.KMGRD_DATA ?? './kmgr-data';
 
@@ -21,7 +23,7 @@ export async function main(argv: string[]): Promise<number> {
   let json = argv.includes('--json');
   const program = new Command('kmgrd')
     .description('kmgr key server: stores sealed keys, counts and limits every use')
-    .version('0.1.0')
+    .version(version())
     .exitOverride()
     .configureOutput({ outputError: () => undefined });
   let result: Promise<number> = Promise.resolve(EXIT.OK);
@@ -37,8 +39,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--tls-cert <file>', 'PEM certificate (default: self-signed, made in DIR/tls on first start)')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
     .option('--tz <zone>', 'time zone for per-day/week/month limits', 'UTC')
-    .option('--rate-per-address <n>', 'requests per second allowed per client address, bursts of twice that (0: unlimited)', parseRate('--rate-per-address'), 1000)
-    .option('--rate-per-key <n>', 'requests per second allowed per management key (0: unlimited)', parseRate('--rate-per-key'), 100)
+    .option('--rate-per-address <n>', 'requests per second allowed per client address, bursts of twice that (0: unlimited)', parseRate('--rate-per-address'), DEFAULT_RATE_PER_ADDRESS)
+    .option('--rate-per-key <n>', 'requests per second allowed per management key (0: unlimited)', parseRate('--rate-per-key'), DEFAULT_RATE_PER_KEY)
     .option('--verify-threads <n>', 'worker threads verifying request signatures (0: on the main thread)', parseRate('--verify-threads', 'a number of threads, 0 to 16'), 1)
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug']).default('info'))
     .action((o: ServeOptions) => {

@@ -30,7 +30,7 @@ export const api = {
       if (q.since !== undefined) qs.set('since', q.since);
       qs.set('limit', String(want));
       if (before !== undefined) qs.set('before', String(before));
-      const page = (await signedRequest(s.endpoint, s.identity, 'GET', `${k(partnerId)}/history?${qs}`, undefined, HistoryList)).body.history;
+      const page = (await signedRequest(s.endpoint, s.identity, 'GET', `${k(partnerId)}/history?${qs.toString()}`, undefined, HistoryList)).body.history;
       // Each page must go strictly backwards: a server ignoring `before` must not keep us paging forever.
       const last = page[page.length - 1]?.seq;
       if (before !== undefined && page.some((h) => h.seq >= before!)) throw new IntegrityError('the server sent a history page that does not go back in time');

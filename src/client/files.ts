@@ -10,7 +10,7 @@ export async function readIfExists(path: string): Promise<string | undefined> {
     return await readFile(path, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new ConfigError(`cannot read ${path}: ${(e as Error).message}`);
+    throw new ConfigError(`cannot read ${path}: ${(e as Error).message}`).because(e);
   }
 }
 
@@ -53,7 +53,7 @@ export async function loadJsonFile<T>(path: string, schema: Schema<T>, what: str
   try {
     return schema(parseJsonFile(text, path), what);
   } catch (e) {
-    if (e instanceof KmgrError && e.code === 'bad_request') throw new ConfigError(`${path} is invalid: ${e.message}`);
+    if (e instanceof KmgrError && e.code === 'bad_request') throw new ConfigError(`${path} is invalid: ${e.message}`).because(e);
     throw e;
   }
 }

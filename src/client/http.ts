@@ -41,7 +41,7 @@ function friendlyNetworkError(e: NodeJS.ErrnoException, server: string): KmgrErr
   if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS_CERT_ALTNAME/.test(code)) {
     return new UnavailableError(`cannot verify the TLS certificate of ${server} (${code}); pass the server's certificate with --ca`);
   }
-  return new UnavailableError(`cannot reach the key server at ${server} (${code || e.message})`);
+  return new UnavailableError(`cannot reach the key server at ${server} (${code || e.message})`).because(e);
 }
 
 /** Starts the TLS handshake with the server now, for the first request to use (see Preconnect). */
@@ -148,7 +148,7 @@ function parseReply<T>(status: number, text: string, schema: Schema<T>, server: 
     try {
       return schema(json, 'reply');
     } catch (e) {
-      throw new IntegrityError(`the key server sent a malformed reply: ${(e as Error).message}`);
+      throw new IntegrityError(`the key server sent a malformed reply: ${(e as Error).message}`).because(e);
     }
   }
   let err;

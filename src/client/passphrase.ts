@@ -29,7 +29,7 @@ export async function readPassphrase(src: PassphraseSource, prompt: string, conf
     try {
       text = await readFile(src.passphraseFile, 'utf8');
     } catch (e) {
-      throw new ConfigError(`cannot read the passphrase file ${src.passphraseFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new ConfigError(`cannot read the passphrase file ${src.passphraseFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`).because(e);
     }
     return utf8(checkNonEmpty(firstLine(text), src.passphraseFile));
   }
@@ -40,7 +40,7 @@ export async function readPassphrase(src: PassphraseSource, prompt: string, conf
     try {
       text = readFileSync(fd, 'utf8');
     } catch (e) {
-      throw new ConfigError(`cannot read the passphrase from file descriptor ${fd}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new ConfigError(`cannot read the passphrase from file descriptor ${fd}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`).because(e);
     }
     return utf8(checkNonEmpty(firstLine(text), `file descriptor ${fd}`));
   }

@@ -5,7 +5,15 @@ import { NotFoundError } from '../protocol/errors.js';
 import { PartnerList, PartnerView, type AddPartnerRequest } from '../protocol/messages.js';
 import { signedRequest } from './http.js';
 import { findPartner, savePartnerEntry, type PartnerEntry, type PartnerIndex } from './partners.js';
-import type { Session } from './session.js';
+import type { Endpoint, Identity } from './http.js';
+import type { HomePaths } from './home.js';
+
+/** What these calls need of a session: a structural type, so that this module does not import the session that imports it. */
+interface Session {
+  endpoint: Endpoint;
+  identity: Identity;
+  paths: HomePaths;
+}
 
 export async function listServerPartners(s: Session): Promise<PartnerView[]> {
   return (await signedRequest(s.endpoint, s.identity, 'GET', '/v1/partners', undefined, PartnerList)).body.partners;

@@ -9,7 +9,6 @@ import type { PassphraseSource } from './passphrase.js';
 import type { Endpoint, Identity } from './http.js';
 import type { HomePaths } from './home.js';
 import type { BlobContext } from '../crypto/blob.js';
-import type { AgentHandle } from '../agent/client.js';
 import type { PartnerEntry } from './partners.js';
 
 /** The wrap key's two operations, done locally or by the agent (which never hands out the key). */
@@ -18,6 +17,21 @@ export interface SessionKeys {
   openBlob(ctx: BlobContext, blob: Uint8Array, label?: string): Promise<Uint8Array>;
   sealBlob(ctx: BlobContext, secret: Uint8Array, label?: string): Promise<Uint8Array>;
 }
+
+/**
+ * The management key held by another process (the agent), as a session uses
+ * it. The client does not import the agent: the command line passes an opener
+ * in (src/cli/session.ts), so the dependency points one way.
+ */
+export interface HeldKeys extends SessionKeys {
+  /** Raw Ed25519 public key; the opener has checked it against config.fingerprint. */
+  publicKey: Uint8Array;
+  signer: Identity['signer'];
+  signAsync(tag: SignatureTag, payload: Uint8Array, label?: string): Promise<Uint8Array>;
+}
+
+/** Finds a key holder for this home, or undefined when none runs (then the passphrase is asked). */
+export type HeldKeysOpener = (paths: HomePaths, config: ClientConfig) => Promise<HeldKeys | undefined>;
 
 export interface Session {
   paths: HomePaths;
@@ -28,8 +42,6 @@ export interface Session {
   secrets: ManagementSecrets | undefined;
   /** Open and seal blobs with the wrap key, wherever it is. */
   keys: SessionKeys;
-  /** Set when the agent serves this session. */
-  agent?: AgentHandle;
   /** The management public key (Ed25519, raw). */
   publicKey: Uint8Array;
   /** Signs with the management key under a purpose tag (locally, or by the agent). */
@@ -42,7 +54,7 @@ export async function endpointFor(paths: HomePaths, config: ClientConfig): Promi
   try {
     return { server: config.server, ca: await readFile(caPath, 'utf8') };
   } catch (e) {
-    throw new ConfigError(`cannot read the server's CA file ${caPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new ConfigError(`cannot read the server's CA file ${caPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`).because(e);
   }
 }
 
@@ -80,30 +92,26 @@ export async function sessionWithKeys(
   };
 }
 
-/** `loaded`: config.json as the caller already read it, so that both describe the same file. */
-export async function openSession(paths: HomePaths, src: PassphraseSource, loaded?: ClientConfig): Promise<Session> {
+/**
+ * `held`: where else the keys may be (the agent), asked first; null to always
+ * unlock the keystore. `loaded`: config.json as the caller already read it, so
+ * that both describe the same file.
+ */
+export async function openSession(paths: HomePaths, src: PassphraseSource, held: HeldKeysOpener | null, loaded?: ClientConfig): Promise<Session> {
   const config = loaded ?? (await loadConfig(paths));
   const endpoint = await endpointFor(paths, config);
-  // A running agent for this home spares the passphrase (and the KDF). It is
-  // bound to config.fingerprint (an IntegrityError otherwise); no socket or a
-  // dead agent's stale socket means no agent; a hung one is an AgentError (69)
-  // within seconds, never a hang. KMGR_NO_AGENT=1 skips it.
-  if (!process.env.KMGR_NO_AGENT) {
-    const { agentSession } = await import('../agent/client.js');
-    const agent = await agentSession(paths, config);
-    if (agent) {
-      return {
-        paths,
-        config,
-        endpoint,
-        identity: identityFor(config, agent.signer),
-        secrets: undefined,
-        keys: agent,
-        agent,
-        publicKey: agent.publicKey,
-        sign: (tag, payload) => agent.signAsync(tag, payload),
-      };
-    }
+  const agent = held ? await held(paths, config) : undefined;
+  if (agent) {
+    return {
+      paths,
+      config,
+      endpoint,
+      identity: identityFor(config, agent.signer),
+      secrets: undefined,
+      keys: agent,
+      publicKey: agent.publicKey,
+      sign: (tag, payload) => agent.signAsync(tag, payload),
+    };
   }
   // Loaded only without an agent: the agent path should start as little as it can.
   const [{ readPassphrase }, { unlockKeystore }] = await Promise.all([import('./passphrase.js'), import('./keystore-file.js')]);
@@ -126,8 +134,8 @@ export async function openSession(paths: HomePaths, src: PassphraseSource, loade
  * With the partner index on the server (second embodiment), a partner this
  * device has not seen yet is looked up there and remembered.
  */
-export function openForPartner(paths: HomePaths, name: string, src: PassphraseSource, check?: PartnerCheck) {
-  return withPartner(paths, name, (config) => openSession(paths, src, config), check);
+export function openForPartner(paths: HomePaths, name: string, src: PassphraseSource, held: HeldKeysOpener | null, check?: PartnerCheck) {
+  return withPartner(paths, name, (config) => openSession(paths, src, held, config), check);
 }
 
 export type PartnerCheck = (partner: PartnerEntry, config: ClientConfig) => void;

@@ -1,7 +1,7 @@
 // The one AEAD kmgr uses: XChaCha20-Poly1305 with a random 24-byte nonce.
 // There is no algorithm negotiation (threat 2): a sealed box is nonce || ciphertext+tag.
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
-import { randomBytes } from './random.js';
+import { randomBytes, type RandomSource } from './random.js';
 import { concat } from './bytes.js';
 import { IntegrityError } from '../protocol/errors.js';
 
@@ -9,9 +9,9 @@ export const KEY_LEN = 32;
 export const NONCE_LEN = 24;
 export const TAG_LEN = 16;
 
-export function seal(key: Uint8Array, plaintext: Uint8Array, ad: Uint8Array): Uint8Array {
+export function seal(key: Uint8Array, plaintext: Uint8Array, ad: Uint8Array, rng: RandomSource = randomBytes): Uint8Array {
   if (key.length !== KEY_LEN) throw new TypeError('AEAD key must be 32 bytes');
-  const nonce = randomBytes(NONCE_LEN);
+  const nonce = rng(NONCE_LEN);
   return concat(nonce, xchacha20poly1305(key, nonce, ad).encrypt(plaintext));
 }
 

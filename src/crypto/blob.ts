@@ -4,6 +4,7 @@
 import { seal, open } from './aead.js';
 import { concat, encodeFields } from './bytes.js';
 import { IntegrityError } from '../protocol/errors.js';
+import type { RandomSource } from './random.js';
 
 export const BLOB_FORMAT_VERSION = 1;
 const BLOB_TAG = 'kmgr/blob';
@@ -30,8 +31,8 @@ export function blobAd(c: BlobContext): Uint8Array {
   return encodeFields(fields);
 }
 
-export function sealBlob(wrapKey: Uint8Array, ctx: BlobContext, secret: Uint8Array): Uint8Array {
-  return concat(Uint8Array.of(BLOB_FORMAT_VERSION), seal(wrapKey, secret, blobAd(ctx)));
+export function sealBlob(wrapKey: Uint8Array, ctx: BlobContext, secret: Uint8Array, rng?: RandomSource): Uint8Array {
+  return concat(Uint8Array.of(BLOB_FORMAT_VERSION), seal(wrapKey, secret, blobAd(ctx), rng));
 }
 
 export function openBlob(wrapKey: Uint8Array, ctx: BlobContext, blob: Uint8Array): Uint8Array {

@@ -3,7 +3,7 @@
 import { seal, open } from './aead.js';
 import { deriveKey, checkKdfParams, KDF_DEFAULT_LOGN, SALT_LEN, type ScryptParams } from './kdf.js';
 import { encodeFields, fromB64, toB64, concat, wipe } from './bytes.js';
-import { randomBytes } from './random.js';
+import { randomBytes, type RandomSource } from './random.js';
 import { IntegrityError, RefusedError } from '../protocol/errors.js';
 
 export const KEYSTORE_FORMAT = 'kmgr-keystore';
@@ -38,12 +38,13 @@ export async function sealKeystore(
   passphrase: Uint8Array,
   secrets: ManagementSecrets,
   logN: number = KDF_DEFAULT_LOGN,
+  rng: RandomSource = randomBytes,
 ): Promise<KeystoreFile> {
-  const params: ScryptParams = { alg: 'scrypt', logN, r: 8, p: 1, salt: randomBytes(SALT_LEN) };
+  const params: ScryptParams = { alg: 'scrypt', logN, r: 8, p: 1, salt: rng(SALT_LEN) };
   const key = await deriveKey(passphrase, params);
   const plain = concat(secrets.signingSeed, secrets.wrapKey);
   try {
-    const box = seal(key, plain, keystoreAd(params));
+    const box = seal(key, plain, keystoreAd(params), rng);
     return {
       format: KEYSTORE_FORMAT,
       v: KEYSTORE_VERSION,

@@ -1,10 +1,10 @@
-// Moving the management key to a second device (issue 4): the export is sealed
+// Moving the management key to a second device: the export is sealed
 // under a fresh one-time code of 160 random bits, typed on the other device.
 // The code's entropy makes a slow KDF unnecessary: HKDF-SHA256 derives the key.
 import { hkdfSync } from 'node:crypto';
 import { seal, open } from './aead.js';
 import { encodeFields, fromB64, toB64 } from './bytes.js';
-import { randomBytes } from './random.js';
+import { randomBytes, type RandomSource } from './random.js';
 import { IntegrityError, RefusedError, UsageError } from '../protocol/errors.js';
 
 export const TRANSFER_FORMAT = 'kmgr-device-transfer';
@@ -43,9 +43,9 @@ function codeBytes(code: string): Uint8Array {
 const ad = (salt: Uint8Array): Uint8Array => encodeFields([TRANSFER_FORMAT, 1, salt]);
 const keyFor = (code: string, salt: Uint8Array): Uint8Array => new Uint8Array(hkdfSync('sha256', codeBytes(code), salt, TRANSFER_FORMAT, 32));
 
-export function sealTransfer(code: string, payload: Uint8Array): TransferFile {
-  const salt = randomBytes(16);
-  return { format: TRANSFER_FORMAT, v: 1, salt: toB64(salt), box: toB64(seal(keyFor(code, salt), payload, ad(salt))) };
+export function sealTransfer(code: string, payload: Uint8Array, rng: RandomSource = randomBytes): TransferFile {
+  const salt = rng(16);
+  return { format: TRANSFER_FORMAT, v: 1, salt: toB64(salt), box: toB64(seal(keyFor(code, salt), payload, ad(salt), rng)) };
 }
 
 export function openTransfer(code: string, doc: unknown): Uint8Array {

@@ -10,7 +10,6 @@ export type KeyType = (typeof KEY_TYPES)[number];
 import { OUTPUT_FORMATS, type OutputFormat } from './formats.js';
 export { OUTPUT_FORMATS, type OutputFormat };
 
-export const isKeyType = (s: unknown): s is KeyType => typeof s === 'string' && (KEY_TYPES as readonly string[]).includes(s);
 
 export interface TransactionKey {
   type: KeyType;
@@ -91,7 +90,7 @@ function fromKeyObject(make: () => KeyObject): TransactionKey {
   try {
     obj = make();
   } catch (e) {
-    throw new UsageError(`the key could not be read: ${(e as Error).message}`);
+    throw new UsageError(`the key could not be read: ${(e as Error).message}`).because(e);
   }
   const type = typeOf(obj);
   if (!type) throw new UsageError('unsupported key type (kmgr handles ed25519, p256, secp256k1, x25519 and aes256)');

@@ -75,6 +75,15 @@ export class KmgrError extends Error {
   get kind(): ErrorKind {
     return ERROR_CODES[this.code];
   }
+  /**
+   * Keeps the lower-level error this one explains (a file-system or socket
+   * error, a parse failure) as `cause`, for logs and debugging; the one-line
+   * message stays ours. Never sent over the wire (toWire takes code, message, details).
+   */
+  because(cause: unknown): this {
+    Object.defineProperty(this, 'cause', { value: cause, enumerable: false, writable: true, configurable: true });
+    return this;
+  }
 }
 
 export class UsageError extends KmgrError {

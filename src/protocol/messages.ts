@@ -2,7 +2,6 @@
 import { array, bool, int, nullable, obj, oneOf, optional, str, SchemaError, type Infer, type Schema } from './schema.js';
 import { PARTNER_NAME } from './names.js';
 
-export const API_PREFIX = '/v1';
 /** Largest request body the server reads (threat 14). */
 export const MAX_BODY_BYTES = 64 * 1024;
 export const KEY_TYPES = ['ed25519', 'p256', 'secp256k1', 'x25519', 'aes256'] as const;
@@ -15,6 +14,10 @@ export const MGMT_KEY_ID = /^mk_[A-Za-z0-9_-]{22}$/;
 export const KEY_ID = /^k_[A-Za-z0-9_-]{22}$/;
 /** Partner IDs are chosen by the client; the server only needs them to be path-safe. */
 export const PARTNER_ID = /^[A-Za-z0-9_-]{1,64}$/;
+/** The partner-ID field, as every message that names a partner carries it. */
+const partnerIdField = str({ max: 64, pattern: PARTNER_ID, name: 'partner ID' });
+/** A plain e-mail address (no display name, comments or quoting): what notice delivery sends to. */
+export const MAIL_ADDRESS = /^[^\s@<>()",;:\\[\]]+@[A-Za-z0-9.-]+$/;
 const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?Z$/;
 
@@ -78,7 +81,7 @@ const limits = obj({ total: limit, day: limit, week: limit, month: limit });
 
 /** The Fig. 15 key index record as the owner sees it. */
 export const KeyStatus = obj({
-  partnerId: str({ max: 64, pattern: PARTNER_ID, name: 'partner ID' }),
+  partnerId: partnerIdField,
   keyId: str({ max: 24, pattern: KEY_ID, name: 'key ID' }),
   alg: oneOf(KEY_TYPES),
   keyVersion: int({ min: 1, max: MAX_COUNT }),
@@ -175,7 +178,7 @@ export const HISTORY_MAX_LIMIT = 100_000;
 export const NoticeView = obj({
   id: str({ max: 40 }),
   at: isoTime,
-  partnerId: str({ max: 64, pattern: PARTNER_ID, name: 'partner ID' }),
+  partnerId: partnerIdField,
   keyVersion: int({ min: 1, max: MAX_COUNT }),
   kind: oneOf(['expired', 'expiring', 'limit_reached', 'limit_passed', 'refused_attempt'] as const),
   message: str({ max: 1000 }),
@@ -191,7 +194,7 @@ export const AckResponse = obj({ acknowledged: int({ min: 0, max: 10_000 }) });
 
 export const BindingStatementSchema = obj({
   personId: str({ max: 24, pattern: PERSON_ID, name: 'person ID' }),
-  partnerId: str({ max: 64, pattern: PARTNER_ID, name: 'partner ID' }),
+  partnerId: partnerIdField,
   keyId: str({ max: 24, pattern: KEY_ID, name: 'key ID' }),
   alg: oneOf(KEY_TYPES),
   publicKey: publicKeyPem,
@@ -211,7 +214,7 @@ export type VerifyResult = (typeof VERIFY_RESULTS)[number];
 /** POST /v1/verify (Fig. 11): is this public key person X's current key for partner Y? */
 export const VerifyRequest = obj({
   personId: str({ max: 24, pattern: PERSON_ID, name: 'person ID' }),
-  partnerId: str({ max: 64, pattern: PARTNER_ID, name: 'partner ID' }),
+  partnerId: partnerIdField,
   publicKey: publicKeyPem,
   // Printable ASCII only: it is shown on the owner's terminal, and anyone may send it.
   requester: str({ min: 1, max: 200, pattern: /^[\x20-\x7e]+$/, name: 'requesting server name (printable ASCII)' }),
@@ -232,7 +235,7 @@ const text200 = nullable(str({ max: 200 }));
 
 /** A partner as the server keeps it (Fig. 16), in a person's list or the operator's directory. */
 export const PartnerView = obj({
-  partnerId: str({ max: 64, pattern: PARTNER_ID, name: 'partner ID' }),
+  partnerId: partnerIdField,
   name: str({ max: 64, pattern: PARTNER_NAME, name: 'partner name' }),
   displayName: text200,
   appServer: text200,
@@ -249,7 +252,7 @@ export const AddPartnerRequest = obj({
   appServer: optional(text200),
   business: optional(text200),
   /** Only for `kmgr partner push`: keep the ID a local index already used. */
-  partnerId: optional(str({ max: 64, pattern: PARTNER_ID, name: 'partner ID' })),
+  partnerId: optional(partnerIdField),
 });
 export type AddPartnerRequest = Infer<typeof AddPartnerRequest>;
 
@@ -261,7 +264,7 @@ export const NotifySettingsRequest = obj({
       secret: str({ min: 44, max: 44, pattern: B64, name: 'base64 32-byte secret' }),
     }),
   )),
-  email: optional(nullable(str({ max: 254, pattern: /^[^\s@<>()",;:\\[\]]+@[A-Za-z0-9.-]+$/, name: 'e-mail address' }))),
+  email: optional(nullable(str({ max: 254, pattern: MAIL_ADDRESS, name: 'e-mail address' }))),
 });
 export type NotifySettingsRequest = Infer<typeof NotifySettingsRequest>;
 

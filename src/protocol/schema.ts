@@ -37,7 +37,7 @@ export const bool: Schema<boolean> = (v, path) => {
 export function oneOf<const T extends readonly string[]>(values: T): Schema<T[number]> {
   return (v, path) => {
     if (typeof v !== 'string' || !values.includes(v)) throw new SchemaError(path, `must be one of ${values.join(', ')}`);
-    return v as T[number];
+    return v;
   };
 }
 
@@ -45,8 +45,25 @@ export function nullable<T>(s: Schema<T>): Schema<T | null> {
   return (v, path) => (v === null ? null : s(v, path));
 }
 
+// What a schema accepts, kept beside it so that a test can compare the
+// schemas with openapi.yaml (the document and the code must not drift).
+const SHAPES = new WeakMap<Schema<unknown>, Shape>();
+const OPTIONAL = new WeakSet<Schema<unknown>>();
+
+/** The fields of an obj() schema, or undefined for any other schema. */
+export function shapeOf(s: Schema<unknown>): Readonly<Record<string, Schema<unknown>>> | undefined {
+  return SHAPES.get(s);
+}
+
+/** Whether a field schema was made by optional(). */
+export function isOptional(s: Schema<unknown>): boolean {
+  return OPTIONAL.has(s);
+}
+
 export function optional<T>(s: Schema<T>): Schema<T | undefined> {
-  return (v, path) => (v === undefined ? undefined : s(v, path));
+  const o: Schema<T | undefined> = (v, path) => (v === undefined ? undefined : s(v, path));
+  OPTIONAL.add(o);
+  return o;
 }
 
 export function array<T>(s: Schema<T>, max: number): Schema<T[]> {
@@ -64,7 +81,7 @@ type FromShape<S extends Shape> = { [K in keyof S as undefined extends Infer<S[K
 
 /** A JSON object with exactly these fields: unknown fields are refused, not ignored. */
 export function obj<S extends Shape>(shape: S): Schema<FromShape<S>> {
-  return (v, path) => {
+  const schema: Schema<FromShape<S>> = (v, path) => {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new SchemaError(path, 'must be a JSON object');
     const out: Record<string, unknown> = {};
     for (const k of Object.keys(v)) {
@@ -76,6 +93,8 @@ export function obj<S extends Shape>(shape: S): Schema<FromShape<S>> {
     }
     return out as FromShape<S>;
   };
+  SHAPES.set(schema, shape);
+  return schema;
 }
 
 /** Parses JSON text then validates it; a parse failure is a bad_request too. */

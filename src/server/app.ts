@@ -116,7 +116,7 @@ export function createApp(opts: AppOptions): Server {
       if (e instanceof KmgrError) {
         if (e.kind === 'unavailable' || e.kind === 'internal') log.error({ code: e.code, err: e.message }, 'request failed');
         if (e.code === 'method_not_allowed') res.setHeader('allow', (e.details?.allow as string[]).join(', '));
-        if (e.code === 'rate_limited') res.setHeader('retry-after', String(e.details?.retryAfter ?? 1));
+        if (e.code === 'rate_limited') res.setHeader('retry-after', String(Number(e.details?.retryAfter ?? 1)));
         send(res, httpStatus(e), toWire(e));
       } else {
         // A bug, never the client's doing: log it, answer without detail.

@@ -31,7 +31,7 @@ export function readBody(req: IncomingMessage): Promise<Uint8Array> {
     req.on('error', (e) => {
       if (!done) {
         done = true;
-        reject(new KmgrError('bad_request', `the request body could not be read: ${e.message}`));
+        reject(new KmgrError('bad_request', `the request body could not be read: ${e.message}`).because(e));
       }
     });
   });

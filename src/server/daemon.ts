@@ -5,6 +5,7 @@ import { ensurePrivateDir } from '../io/atomic-file.js';
 import { openStorage } from '../store/open.js';
 import { checkTimeZone } from '../terms/periods.js';
 import { ConfigError } from '../protocol/errors.js';
+import { DEFAULT_RATE_PER_ADDRESS, DEFAULT_RATE_PER_KEY } from './defaults.js';
 import { createApp, listen } from './app.js';
 import { makeLogger, type Logger } from './logger.js';
 import { loadTls } from './tls/files.js';
@@ -13,8 +14,6 @@ import { workerVerifier } from './verify-pool.js';
 import { Deliverer } from './delivery/deliverer.js';
 import type { MailConfig } from './delivery/mail.js';
 
-export const DEFAULT_RATE_PER_ADDRESS = 1000;
-export const DEFAULT_RATE_PER_KEY = 100;
 
 export interface DaemonOptions {
   dataDir: string;
@@ -100,7 +99,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   } catch (e) {
     admin?.close();
     await storage.close();
-    throw new ConfigError(`cannot listen on ${o.host}:${o.port}: ${(e as Error).message}`);
+    throw new ConfigError(`cannot listen on ${o.host}:${o.port}: ${(e as Error).message}`).because(e);
   }
   const deliverer = new Deliverer(storage, { ...(o.mail ? { mail: o.mail } : {}), webhooks: o.webhooks ?? 'https', clock, log });
   deliverer.start(o.deliverEveryMs ?? 1000);

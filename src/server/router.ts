@@ -37,6 +37,11 @@ const ROUTES: Route[] = [
   { segments: ['v1', 'directory', '{partnerName}'], methods: { GET: directory } },
 ];
 
+/** Every route as "METHOD /path/{param}", for the test that holds openapi.yaml to the router. */
+export function routeList(): string[] {
+  return ROUTES.flatMap((r) => Object.keys(r.methods).map((m) => `${m} /${r.segments.join('/')}`));
+}
+
 export function route(method: string, path: string): { handler: Handler; params: Record<string, string> } {
   const parts = path.split('/').slice(1);
   for (const r of ROUTES) {

@@ -37,7 +37,7 @@ export function coalesce(group: { ops: Op[] }[]): Op[] {
 export class GroupCommit {
   private queue: Pending[] = [];
   private writing = false;
-  private failed: unknown = undefined;
+  private failed: Error | undefined = undefined;
 
   constructor(private readonly write: (ops: Op[]) => Promise<void>) {}
 
@@ -65,7 +65,7 @@ export class GroupCommit {
         await this.write(ops);
         for (const p of group) p.resolve();
       } catch (e) {
-        this.failed = e;
+        this.failed = e instanceof Error ? e : new Error(String(e));
         for (const p of group) p.reject(e);
         for (const p of this.queue) p.reject(e);
         this.queue = [];

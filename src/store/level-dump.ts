@@ -54,7 +54,7 @@ export async function dumpLevel(dir: string): Promise<StoreDump> {
       const kind = k.slice(0, k.indexOf('!'));
       if (kind === 'person') out.persons.push(JSON.parse(v) as PersonRecord);
       else if (kind === 'key') keys.set(k.slice(4), { record: JSON.parse(v) as KeyRecord, blob: new Uint8Array(0), history: [], dedupe: [] });
-      else if (kind === 'ctr') counters.set(k.slice(4), JSON.parse(v));
+      else if (kind === 'ctr') counters.set(k.slice(4), JSON.parse(v) as Pick<KeyRecord, 'uses' | 'lastUsedAt' | 'historySeq'>);
       else if (kind === 'hist') {
         const [, p, partner] = split(k, 3);
         push(hist, `${p}!${partner}`, JSON.parse(v) as HistoryRecord);

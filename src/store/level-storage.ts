@@ -76,7 +76,7 @@ export class LevelStorage implements Storage {
       const cause = (e as { cause?: { code?: string } }).cause;
       if (cause?.code === 'LEVEL_LOCKED') throw new UnavailableError(`the database at ${dir} is in use by another process (is kmgrd already running?)`);
 
-      throw new UnavailableError(`cannot open the database at ${dir}: ${(e as Error).message}`);
+      throw new UnavailableError(`cannot open the database at ${dir}: ${(e as Error).message}`).because(e);
     }
     const s = new LevelStorage(db, opts);
     await s.loadNonces();
@@ -126,7 +126,7 @@ export class LevelStorage implements Storage {
     try {
       await this.gc.commit(ops);
     } catch (e) {
-      throw new UnavailableError(`storage write failed: ${(e as Error).message}`);
+      throw new UnavailableError(`storage write failed: ${(e as Error).message}`).because(e);
     }
   }
 

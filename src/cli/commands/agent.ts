@@ -20,7 +20,7 @@ import { AgentError, agentSocketPath, checkSocketDir, checkSocketPathLength, pro
 import { AGENT_PROTOCOL_VERSION, BootReply, FrameDecoder, MAX_TTL_MS, encodeFrame, type AgentBoot, type AgentStatus } from '../../agent/protocol.js';
 import { info, print, printJson, warn } from '../output.js';
 import { EXIT } from '../exit-codes.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 
 export const DEFAULT_TTL = '15m';
 const START_TIMEOUT_MS = 10_000;
@@ -144,7 +144,7 @@ async function spawnAgent(boot: AgentBoot, secrets: Uint8Array, ttyFd: number | 
         else resolve(v);
       };
       const timer = setTimeout(() => settle(new AgentError('timeout', boot.socket, `the kmgr agent did not start within ${START_TIMEOUT_MS / 1000} s`)), START_TIMEOUT_MS);
-      child.once('error', (e) => settle(new UnavailableError(`cannot start the kmgr agent: ${e.message}`)));
+      child.once('error', (e) => settle(new UnavailableError(`cannot start the kmgr agent: ${e.message}`).because(e)));
       chan.on('error', () => undefined);
       chan.on('data', (chunk: Buffer) => {
         try {

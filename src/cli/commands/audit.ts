@@ -2,7 +2,8 @@
 // history record the server could not have got from us. Exit 1 if any.
 import { readFile } from 'node:fs/promises';
 import { homePaths } from '../../client/home.js';
-import { openForPartner, openSession, type Session } from '../../client/session.js';
+import type { Session } from '../../client/session.js';
+import { openForPartner, openSession } from '../session.js';
 import { loadPartners, type PartnerEntry } from '../../client/partners.js';
 import { api } from '../../client/api.js';
 import { auditHistory, type AuditLine } from '../../client/audit.js';
@@ -10,13 +11,13 @@ import { publicKeyObject } from '../../crypto/sign.js';
 import { KmgrError } from '../../protocol/errors.js';
 import { print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
 import type { FetchLogEntry } from '../../client/fetch-log.js';
 
 /** The nonces in a log; with `outcome`, only the lines that record it. */
 async function nonces(path: string, outcome?: string): Promise<Set<string>> {
-  let text = '';
+  let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch {

@@ -18,7 +18,7 @@ import { ensurePrivateDir, writeFileAtomic } from '../../io/atomic-file.js';
 import { info, print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import { defaultDeviceLabel } from './init.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 
 interface Payload {
   v: 1;

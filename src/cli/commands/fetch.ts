@@ -1,14 +1,14 @@
 // kmgr fetch: prints a partner's transaction key (the transaction judgement
 // unit, Fig. 7; the work is in src/client/fetch.ts). A running agent for this
 // home makes the whole fetch itself, so this process then loads no TLS, crypto
-// or client code (issue 5: fetch runs in pipelines and should start fast).
+// or client code (fetch runs in pipelines and should start fast).
 // Nothing reaches stdout unless every check passed.
 import { KmgrError } from '../../protocol/errors.js';
 import type { OutputFormat } from '../../crypto/formats.js';
 import { homePaths } from '../../client/home.js';
 import { flushStdout, warn } from '../output.js';
 import { EXIT } from '../exit-codes.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 
 interface FetchOptions {
   format?: OutputFormat;
@@ -25,7 +25,7 @@ export async function run(g: GlobalOptions, name: string, o: FetchOptions): Prom
   }
   let result = process.env.KMGR_NO_AGENT ? undefined : await (await import('../../agent/connection.js')).agentFetch(paths, name, o.format);
   if (!result) {
-    const [{ openForPartner }, { fetchChecks, fetchWith }] = await Promise.all([import('../../client/session.js'), import('../../client/fetch.js')]);
+    const [{ openForPartner }, { fetchChecks, fetchWith }] = await Promise.all([import('../session.js'), import('../../client/fetch.js')]);
     const { session, partner } = await openForPartner(paths, name, o, fetchChecks(name, o.format));
     result = await fetchWith(paths, session, partner, name, o.format);
   }

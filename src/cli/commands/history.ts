@@ -1,11 +1,11 @@
 // kmgr history NAME: every use and refused attempt, newest first.
 import { homePaths } from '../../client/home.js';
-import { openForPartner } from '../../client/session.js';
+import { openForPartner } from '../session.js';
 import { api } from '../../client/api.js';
 import { print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import { parseTime } from '../parse.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
 
 interface HistoryOptions extends PassphraseSource {

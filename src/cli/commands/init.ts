@@ -18,7 +18,7 @@ import { print, printJson } from '../output.js';
 import { DEVICE_LABEL } from '../../protocol/sigbase.js';
 import { hostname } from 'node:os';
 import { EXIT } from '../exit-codes.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 
 interface InitOptions {
   server: string;

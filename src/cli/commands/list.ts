@@ -4,7 +4,7 @@ import { loadPartners } from '../../client/partners.js';
 import { print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import { partnerView } from './partner.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 
 export async function run(g: GlobalOptions): Promise<number> {
   const idx = await loadPartners(homePaths(g.home));

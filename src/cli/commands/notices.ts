@@ -1,12 +1,12 @@
 // kmgr notices: what the server has to tell the owner (expired and expiring
 // keys, limits reached or passed, refused attempts).
 import { homePaths } from '../../client/home.js';
-import { openSession } from '../../client/session.js';
+import { openSession } from '../session.js';
 import { loadPartners } from '../../client/partners.js';
 import { api } from '../../client/api.js';
 import { print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
 
 interface NoticesOptions extends PassphraseSource {

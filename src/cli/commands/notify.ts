@@ -6,12 +6,12 @@ import { toB64 } from '../../crypto/bytes.js';
 import { UsageError } from '../../protocol/errors.js';
 import { NotifyView, type NotifySettingsRequest } from '../../protocol/messages.js';
 import { homePaths } from '../../client/home.js';
-import { openSession } from '../../client/session.js';
+import { openSession } from '../session.js';
 import { signedRequest } from '../../client/http.js';
 import { writeFileAtomic } from '../../io/atomic-file.js';
 import { info, print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
 
 interface NotifyOptions extends PassphraseSource {

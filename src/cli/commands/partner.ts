@@ -5,13 +5,13 @@ import { KmgrError, UsageError } from '../../protocol/errors.js';
 import { homePaths, type HomePaths } from '../../client/home.js';
 import { loadConfig, saveConfig } from '../../client/config.js';
 import { exists } from '../../client/files.js';
-import { openSession } from '../../client/session.js';
+import { openSession } from '../session.js';
 import { addServerPartner, entryFromView, listServerPartners, removeServerPartner } from '../../client/server-partners.js';
 import { checkPartnerName, findPartner, loadPartners, newPartner, requirePartner, savePartnerEntry, updatePartners, type PartnerEntry, type PartnerIndex } from '../../client/partners.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
 import { print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 
 interface AddOptions extends PassphraseSource {
   name?: string;

@@ -8,7 +8,7 @@ import { parseKeystore } from '../../crypto/keystore.js';
 import { readFile } from 'node:fs/promises';
 import { print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 
 interface PasswdOptions extends PassphraseSource {
   newPassphraseFile?: string;

@@ -8,14 +8,14 @@ import { ConfigError, KmgrError, UsageError } from '../../protocol/errors.js';
 import type { Terms } from '../../protocol/messages.js';
 import { homePaths } from '../../client/home.js';
 import { findPartner, loadPartners, newPartner, savePartnerEntry, checkPartnerName } from '../../client/partners.js';
-import { openSession } from '../../client/session.js';
+import { openSession } from '../session.js';
 import { api } from '../../client/api.js';
 import { ensureServerPartner } from '../../client/server-partners.js';
 import { signedBinding } from '../../client/binding.js';
 import { parseDuration, parseExpiry } from '../parse.js';
 import { info, print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 
 interface RegisterOptions {
   type?: KeyType;
@@ -58,7 +58,7 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
     try {
       importText = await readFile(o.import, 'utf8');
     } catch (e) {
-      throw new ConfigError(`cannot read ${o.import}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new ConfigError(`cannot read ${o.import}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`).because(e);
     }
   }
   const idx = await loadPartners(paths);

@@ -5,13 +5,13 @@ import { generateTransactionKey, publicKeyPem, type KeyType } from '../../crypto
 import { randomBytes } from '../../crypto/random.js';
 import { toB64, toB64url, wipe } from '../../crypto/bytes.js';
 import { homePaths } from '../../client/home.js';
-import { openForPartner } from '../../client/session.js';
+import { openForPartner } from '../session.js';
 import { savePartnerEntry } from '../../client/partners.js';
 import { api } from '../../client/api.js';
 import { signedBinding } from '../../client/binding.js';
 import { info, print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
 
 interface RotateOptions extends PassphraseSource {

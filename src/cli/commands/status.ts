@@ -1,11 +1,11 @@
 // kmgr status NAME: the key's index record (Fig. 15) as the server keeps it.
 import { homePaths } from '../../client/home.js';
-import { openForPartner } from '../../client/session.js';
+import { openForPartner } from '../session.js';
 import { api } from '../../client/api.js';
 import type { KeyStatus } from '../../protocol/messages.js';
 import { print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
 
 export function statusJson(name: string, s: KeyStatus): Record<string, unknown> {

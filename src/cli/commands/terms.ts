@@ -1,6 +1,6 @@
 // kmgr terms NAME ..., kmgr lock NAME, kmgr unlock NAME: change a key's use terms and its permit/inhibit flag (1508).
 import { homePaths } from '../../client/home.js';
-import { openForPartner } from '../../client/session.js';
+import { openForPartner } from '../session.js';
 import { api } from '../../client/api.js';
 import { UsageError } from '../../protocol/errors.js';
 import type { KeyPatchRequest } from '../../protocol/messages.js';
@@ -9,7 +9,7 @@ import { signedBinding } from '../../client/binding.js';
 import { EXIT } from '../exit-codes.js';
 import { parseDuration, parseExpiry } from '../parse.js';
 import { printStatus, statusJson } from './status.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
 
 interface TermsOptions extends PassphraseSource {

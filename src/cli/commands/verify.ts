@@ -14,7 +14,7 @@ import { checkVerifyAnswer, type Seen } from '../../client/verify.js';
 import { ensurePrivateDir, writeFileAtomic } from '../../io/atomic-file.js';
 import { print, printJson, warn } from '../output.js';
 import { EXIT } from '../exit-codes.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 
 interface VerifyOptions {
   server: string;

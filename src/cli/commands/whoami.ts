@@ -3,7 +3,7 @@ import { homePaths } from '../../client/home.js';
 import { loadConfig } from '../../client/config.js';
 import { print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
-import type { GlobalOptions } from '../kmgr.js';
+import type { GlobalOptions } from '../options.js';
 
 export async function run(g: GlobalOptions): Promise<number> {
   const paths = homePaths(g.home);

@@ -30,7 +30,7 @@ function askDaemon(socket: string, req: AdminRequest): Promise<{ reply: unknown 
     sock.on('error', (e: NodeJS.ErrnoException) => {
       // No daemon listening: the caller opens the database itself.
       if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') done(undefined);
-      else fail(new UnavailableError(`cannot use the admin socket ${socket}: ${e.message}`));
+      else fail(new UnavailableError(`cannot use the admin socket ${socket}: ${e.message}`).because(e));
     });
   });
 }

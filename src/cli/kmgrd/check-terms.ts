@@ -27,7 +27,7 @@ export async function run(o: CheckTermsOptions): Promise<number> {
     async (storage) => {
       const { Deliverer } = await import('../../server/delivery/deliverer.js');
       const { makeLogger } = await import('../../server/logger.js');
-      const log = makeLogger('error', process.stderr as never);
+      const log = makeLogger('error', process.stderr);
       try {
         await new Deliverer(storage, { ...(o.mail ? { mail: o.mail } : {}), webhooks: o.webhooks, clock: Date.now, log, skipUnconfigured: true }).runOnce();
       } catch (e) {

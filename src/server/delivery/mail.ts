@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Notice } from '../../store/types.js';
+import { MAIL_ADDRESS } from '../../protocol/messages.js';
 
 export interface MailConfig {
   from: string;
@@ -14,8 +15,7 @@ export interface MailConfig {
 }
 
 /** Header values are ours, but the address is the owner's: refuse anything that could inject headers. */
-const ADDRESS = /^[^\s@<>()",;:\\[\]]+@[A-Za-z0-9.-]+$/;
-export const isMailAddress = (a: string): boolean => a.length <= 254 && ADDRESS.test(a);
+export const isMailAddress = (a: string): boolean => a.length <= 254 && MAIL_ADDRESS.test(a);
 
 export function composeMail(from: string, to: string, n: Notice, nowMs: number): string {
   const subject = `kmgr: ${n.kind.replace(/_/g, ' ')} (${n.partnerId})`;

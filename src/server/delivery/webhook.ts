@@ -55,7 +55,7 @@ export function isPublicAddress(ip: string): boolean {
 function publicLookup(hostname: string, options: LookupOptions, cb: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void): void {
   lookup(hostname, { ...options, all: true }, (err, addresses) => {
     if (err) return cb(err, '');
-    const ok = (addresses as LookupAddress[]).filter((a) => isPublicAddress(a.address));
+    const ok = addresses.filter((a) => isPublicAddress(a.address));
     if (ok.length === 0) return cb(Object.assign(new Error(`${hostname} resolves only to non-public addresses`), { code: 'EADDRNOTPUBLIC' }), '');
     if (options.all) cb(null, ok);
     else cb(null, ok[0]!.address, ok[0]!.family);

@@ -39,8 +39,8 @@ export function reportOf(d: StoreDump): ImportReport {
 
 export async function importDump(pool: pg.Pool, d: StoreDump): Promise<ImportReport> {
   return transaction(pool, async (c) => {
-    const used = await c.query(`SELECT (SELECT count(*) FROM persons) + (SELECT count(*) FROM keys) + (SELECT count(*) FROM partners) AS n`);
-    if (Number(used.rows[0].n) > 0) throw new ConfigError('the PostgreSQL database already holds kmgr data; migrate into an empty database');
+    const used = await c.query<{ n: string }>(`SELECT (SELECT count(*) FROM persons) + (SELECT count(*) FROM keys) + (SELECT count(*) FROM partners) AS n`);
+    if (Number(used.rows[0]?.n ?? 0) > 0) throw new ConfigError('the PostgreSQL database already holds kmgr data; migrate into an empty database');
     await insertJson(c, `INSERT INTO persons (person_id, key_id, rec) SELECT e->>'personId', e->>'keyId', e FROM jsonb_array_elements($1::jsonb) e`, d.persons);
     for (const k of d.keys) {
       const r = k.record;

@@ -14,7 +14,7 @@ export interface KeyRow {
 export const KEY_COLUMNS = 'rec, uses, last_used_at, history_seq';
 
 export function keyFromRow(r: KeyRow): KeyRecord {
-  return { ...r.rec, uses: r.uses, lastUsedAt: r.last_used_at, historySeq: r.history_seq } as KeyRecord;
+  return { ...r.rec, uses: r.uses, lastUsedAt: r.last_used_at, historySeq: r.history_seq };
 }
 
 /** The jsonb part of a key record: everything but the counters. */
@@ -43,6 +43,7 @@ export function dueAt(d: PendingDelivery): number {
 }
 
 /** bigint (int8) columns as numbers: every value kmgr stores is an epoch ms or a count, far below 2^53. */
-export const pgTypes = (types: typeof pg.types): pg.CustomTypesConfig => ({
-  getTypeParser: ((oid: number, format?: string) => (oid === 20 ? (v: string) => Number(v) : types.getTypeParser(oid, format as never))) as never,
-});
+export function pgTypes(types: typeof pg.types): pg.CustomTypesConfig {
+  const base = types.getTypeParser.bind(types) as (oid: number, format?: string) => unknown;
+  return { getTypeParser: ((oid: number, format?: string): unknown => (oid === 20 ? (v: string) => Number(v) : base(oid, format))) as pg.CustomTypesConfig['getTypeParser'] };
+}
