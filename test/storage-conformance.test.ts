@@ -348,6 +348,18 @@ function conformance(t: Tap, b: Backend): void {
     t.equal((await s.addPersonPartner(other.personId, 'shop2', {}, T0, mine.partnerId)).partnerId, mine.partnerId);
   });
 
+  t.test('listings come in the same (bytewise) order on every backend', async (t) => {
+    const { storage: s } = await b.make(t);
+    t.teardown(() => s.close());
+    const p = await person(s);
+    const names = ['bank', 'Bank', 'b-2', 'b_1', 'B.3', 'a'];
+    for (const n of names) await s.addPersonPartner(p.personId, n, {}, T0);
+    t.same((await s.listPersonPartners(p.personId)).map((x) => x.name), [...names].sort());
+    const ids = ['zz', 'ZZ', 'z_z', 'z-z', '0z'];
+    for (const id of ids) await s.registerKey(keyRecord(p.personId, id), new Uint8Array(4), claimed(s, p.keyId));
+    t.same((await s.listKeys(p.personId)).map((k) => k.partnerId), [...ids].sort());
+  });
+
   t.test('delivery: settings, due notices, progress saved, finished removed, attempts logged', async (t) => {
     const { storage: s } = await b.make(t);
     t.teardown(() => s.close());

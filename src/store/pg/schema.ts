@@ -14,16 +14,18 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; why: string; sql: stri
     version: 1,
     why: 'persons, keys, history, nonces, notices, partners, deliveries',
     sql: [
-      `CREATE TABLE kmgr_meta (name text PRIMARY KEY, value text NOT NULL)`,
+      `CREATE TABLE kmgr_meta (name text COLLATE "C" PRIMARY KEY, value text COLLATE "C" NOT NULL)`,
       `CREATE TABLE persons (
-         person_id text PRIMARY KEY,
-         key_id text NOT NULL UNIQUE,
+         person_id text COLLATE "C" PRIMARY KEY,
+         key_id text COLLATE "C" NOT NULL UNIQUE,
          rec jsonb NOT NULL)`,
+      // Text columns sort bytewise (COLLATE "C"), as LevelDB's keys do, whatever the
+      // database's locale: listings come out in the same order on both backends.
       // The record's terms and binding are rec; what every use changes has its own columns,
       // so a fetch rewrites a few numbers, not the binding statement.
       `CREATE TABLE keys (
-         person_id text NOT NULL,
-         partner_id text NOT NULL,
+         person_id text COLLATE "C" NOT NULL,
+         partner_id text COLLATE "C" NOT NULL,
          rec jsonb NOT NULL,
          uses jsonb NOT NULL,
          last_used_at bigint,
@@ -33,50 +35,50 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; why: string; sql: stri
          verify_count integer NOT NULL DEFAULT 0,
          PRIMARY KEY (person_id, partner_id))`,
       `CREATE TABLE history (
-         person_id text NOT NULL,
-         partner_id text NOT NULL,
+         person_id text COLLATE "C" NOT NULL,
+         partner_id text COLLATE "C" NOT NULL,
          seq bigint NOT NULL,
          at bigint NOT NULL,
          rec jsonb NOT NULL,
          PRIMARY KEY (person_id, partner_id, seq))`,
       // The primary key is what refuses a replay on every node (threat 8).
       `CREATE TABLE nonces (
-         key_id text NOT NULL,
-         nonce text NOT NULL,
+         key_id text COLLATE "C" NOT NULL,
+         nonce text COLLATE "C" NOT NULL,
          expires_at bigint NOT NULL,
          PRIMARY KEY (key_id, nonce))`,
       `CREATE INDEX nonces_expiry ON nonces (expires_at)`,
       `CREATE TABLE notices (
-         person_id text NOT NULL,
-         id text NOT NULL,
+         person_id text COLLATE "C" NOT NULL,
+         id text COLLATE "C" NOT NULL,
          rec jsonb NOT NULL,
          read boolean NOT NULL DEFAULT false,
          PRIMARY KEY (person_id, id))`,
       // One row per fact: the same expiry or limit is recorded once, whichever node sees it first.
       `CREATE TABLE notice_dedupe (
-         person_id text NOT NULL,
-         partner_id text NOT NULL,
-         dedupe text NOT NULL,
-         notice_id text NOT NULL,
+         person_id text COLLATE "C" NOT NULL,
+         partner_id text COLLATE "C" NOT NULL,
+         dedupe text COLLATE "C" NOT NULL,
+         notice_id text COLLATE "C" NOT NULL,
          PRIMARY KEY (person_id, partner_id, dedupe))`,
-      `CREATE TABLE partners (partner_id text PRIMARY KEY, rec jsonb NOT NULL)`,
-      `CREATE TABLE shared_names (name text PRIMARY KEY, partner_id text NOT NULL)`,
+      `CREATE TABLE partners (partner_id text COLLATE "C" PRIMARY KEY, rec jsonb NOT NULL)`,
+      `CREATE TABLE shared_names (name text COLLATE "C" PRIMARY KEY, partner_id text COLLATE "C" NOT NULL)`,
       `CREATE TABLE person_partners (
-         person_id text NOT NULL,
-         name text NOT NULL,
-         partner_id text NOT NULL,
+         person_id text COLLATE "C" NOT NULL,
+         name text COLLATE "C" NOT NULL,
+         partner_id text COLLATE "C" NOT NULL,
          PRIMARY KEY (person_id, name))`,
-      `CREATE TABLE notify (person_id text PRIMARY KEY, settings jsonb NOT NULL)`,
+      `CREATE TABLE notify (person_id text COLLATE "C" PRIMARY KEY, settings jsonb NOT NULL)`,
       // lease_until: a node delivering a notice holds it this long, so two nodes never send it together.
       `CREATE TABLE pending (
-         key text PRIMARY KEY,
-         person_id text NOT NULL,
+         key text COLLATE "C" PRIMARY KEY,
+         person_id text COLLATE "C" NOT NULL,
          due_at bigint NOT NULL,
          lease_until bigint NOT NULL DEFAULT 0,
          rec jsonb NOT NULL)`,
       `CREATE INDEX pending_due ON pending (due_at)`,
       `CREATE TABLE delivery_log (
-         person_id text NOT NULL,
+         person_id text COLLATE "C" NOT NULL,
          at bigint NOT NULL,
          id bigserial NOT NULL,
          entry jsonb NOT NULL,
