@@ -87,6 +87,8 @@ export async function startServer(
  * per data directory (a restart on the same directory finds its data again).
  */
 const databases = new Map<string, string>();
+/** The database an in-process server on this data directory used, so `kmgrd` subprocesses on it can be pointed there. */
+export const testDatabaseOf = (dataDir: string): string | undefined => databases.get(dataDir);
 async function databaseFor(t: { teardown(fn: () => unknown): void }, dataDir: string): Promise<string> {
   let url = databases.get(dataDir);
   if (!url) {
