@@ -5,7 +5,7 @@
 // the verify reply. `kmgr verify --owner` must catch every lie (exit 65).
 import t, { type Test } from 'tap';
 import { generateKeyPairSync } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { startLyingProxy } from './lying-proxy.js';
@@ -16,6 +16,7 @@ import { newIdentity, send, signed, type Target } from './raw-client.js';
 import { signedBinding } from '../src/client/binding.js';
 import { signBinding, type BindingStatement } from '../src/crypto/binding.js';
 import { toB64 } from '../src/crypto/bytes.js';
+import { checkText, encodeText } from '../src/store/record-codec.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
@@ -177,7 +178,12 @@ t.test('two people, shared and private partners on one kmgrd; verify match, mism
   t.same(noPerson, noKey, 'the same answer as for a person who does not exist');
 });
 
-/** Edits a key record in a stopped server's LevelDB. */
+/**
+ * Edits a key record in a stopped server's LevelDB, as a tampering operator
+ * would: the record's checksum is rewritten to match (it guards against
+ * damage, not against whoever holds the server), and kmgrd's note of a clean
+ * stop is removed, since opening db/ outside kmgrd rewrote its log.
+ */
 async function editRecord(dataDir: string, personId: string, partnerId: string, edit: (rec: Json) => void): Promise<void> {
   const db = new Level<string, string>(join(dataDir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'utf8' });
   await db.open();
@@ -185,12 +191,13 @@ async function editRecord(dataDir: string, personId: string, partnerId: string, 
     const k = `key!${personId}!${partnerId}`;
     const raw = await db.get(k);
     if (raw === undefined) throw new Error(`no record ${k}`);
-    const rec = JSON.parse(raw);
+    const rec = JSON.parse(checkText(raw) ?? raw);
     edit(rec);
-    await db.put(k, JSON.stringify(rec), { sync: true });
+    await db.put(k, encodeText(JSON.stringify(rec)), { sync: true });
   } finally {
     await db.close();
   }
+  await rm(join(dataDir, 'kmgrd-db-state.json'), { force: true });
 }
 
 t.test('a tampered server, by its LevelDB record: a swapped public key is caught with --owner; a stripped binding answers unknown', async (t) => {

@@ -20,6 +20,8 @@ export function reportError(e: unknown, prog: string, json: boolean, stderr: Nod
     // commander's own printing is silenced: its message is reported like any other usage error.
     e = new UsageError(`${e.message.replace(/^error: /, '')} (see ${prog} --help)`);
   }
+  // A library may wrap our error (level wraps what a value encoding throws): report ours.
+  for (let i = 0, c = e; i < 4 && c instanceof Error && !(c instanceof KmgrError); i++) if ((c = (c as { cause?: unknown }).cause) instanceof KmgrError) e = c;
   const err = e instanceof KmgrError ? e : new KmgrError('internal', `internal error: ${e instanceof Error ? e.message : String(e)}`);
   if (json) stderr.write(JSON.stringify(toWire(err)) + '\n');
   else stderr.write(`${prog}: ${clean(err.message)}\n`);

@@ -115,6 +115,38 @@ export async function main(argv: string[]): Promise<number> {
       result = import('./kmgrd/migrate.js').then((m) => m.run(o));
     });
 
+  program
+    .command('check-db')
+    .description('read the whole database and report every inconsistency; exit 0 only when clean, 1 with findings')
+    .option('--data <dir>', 'data directory', DEFAULT_DATA)
+    .option('--json', 'print the report as JSON')
+    .addHelpText('after', '\nExample:\n  kmgrd check-db --data /var/lib/kmgrd || echo "restore a backup: see kmgrd(8)"')
+    .action((o: { data: string; json?: boolean }) => {
+      result = import('./kmgrd/check-db.js').then((m) => m.run(o));
+    });
+
+  program
+    .command('backup')
+    .description('write a consistent, checksummed snapshot of the database to FILE (mode 0600), while kmgrd serve runs or not')
+    .option('--data <dir>', 'data directory', DEFAULT_DATA)
+    .requiredOption('--out <file>', 'the backup file to write (replaced atomically)')
+    .option('--json', 'print the summary as JSON')
+    .addHelpText('after', '\nExample (cron, nightly):\n  15 3 * * * kmgrd backup --data /var/lib/kmgrd --out /var/backups/kmgrd/kmgrd-$(date +\\%a).kmgrbak')
+    .action((o: { data: string; out: string; json?: boolean }) => {
+      json = Boolean(o.json);
+      result = import('./kmgrd/backup.js').then((m) => m.backup(o));
+    });
+  program
+    .command('restore <file>')
+    .description('verify a backup and restore it into a new, empty data directory; every key owner gets a notice')
+    .requiredOption('--data <dir>', 'the new data directory (must not exist or be empty)')
+    .option('--json', 'print the summary as JSON')
+    .addHelpText('after', '\nExample:\n  kmgrd restore /var/backups/kmgrd/kmgrd-Mon.kmgrbak --data /var/lib/kmgrd.restored')
+    .action((file: string, o: { data: string; json?: boolean }) => {
+      json = Boolean(o.json);
+      result = import('./kmgrd/backup.js').then((m) => m.restore(file, o));
+    });
+
   if (argv.length === 0) {
     process.stderr.write(program.helpInformation());
     return EXIT.USAGE;

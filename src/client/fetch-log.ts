@@ -1,7 +1,6 @@
 // This client's own record of its fetches (paragraph 35): what `kmgr audit`
 // compares with the server's history. One JSON line per use.
-import { appendFile } from 'node:fs/promises';
-import { appendLineDurable } from '../io/atomic-file.js';
+import { appendLine, appendLineDurable } from '../io/atomic-file.js';
 import type { HomePaths } from './home.js';
 
 export interface FetchLogEntry {
@@ -21,7 +20,7 @@ export interface FetchLogEntry {
  * fsync fewer on every fetch.
  */
 export function appendFetchLog(paths: HomePaths, e: FetchLogEntry): Promise<void> {
-  return appendFile(paths.fetchLog, JSON.stringify(e) + '\n', { mode: 0o600 });
+  return appendLine(paths.fetchLog, JSON.stringify(e));
 }
 
 /**

@@ -81,10 +81,13 @@ export async function fetchWith(paths: HomePaths, session: Session, partner: Par
   const key: TransactionKey = { type: ctx.alg as TransactionKey['type'], secret };
   checkKeyShape(key);
 
+  // From here the server has served and counted this use, and the key passed every check: a local
+  // failure (a full disk for the fetch log, a stale partners.json lock) must not withhold it.
+  const local: string[] = [];
   if (reply.keyVersion > partner.highWater) {
     partner.highWater = reply.keyVersion;
     partner.key = { keyId: reply.keyId, alg: reply.alg, version: reply.keyVersion, publicKey: null, registeredAt: reply.status.registeredAt };
-    await savePartnerEntry(paths, partner);
+    await savePartnerEntry(paths, partner).catch((e: unknown) => local.push(`the new key version ${reply.keyVersion} could not be saved to partners.json (${(e as Error).message})`));
   }
   await appendFetchLog(paths, {
     at: new Date().toISOString(),
@@ -94,10 +97,11 @@ export async function fetchWith(paths: HomePaths, session: Session, partner: Par
     keyVersion: ctx.keyVersion,
     nonce: params.nonce,
     server: session.config.server,
-  });
+  }).catch((e: unknown) => local.push(`the fetch log could not be written (${(e as Error).message}); its nonce is in the sent log`));
+  const localWarnings = local.map((w) => `${name}: the server counted this use and the key is delivered, but ${w}`);
   try {
     const bytes = format === 'raw' ? rawTransactionKey(key) : utf8(formatTransactionKey(key, format));
-    return { bytes, warnings: termWarnings(name, reply) };
+    return { bytes, warnings: [...localWarnings, ...termWarnings(name, reply)] };
   } finally {
     wipe(secret);
   }

@@ -1,13 +1,45 @@
 // Crash-safe file replacement (threat 12): write a temp file in the same
 // directory, fsync it, rename it over the target, fsync the directory. A crash
 // at any point leaves either the old file or the new one, never a torn one.
-import { open, rename, unlink, mkdir, stat, chmod } from 'node:fs/promises';
+import { open, rename, unlink, mkdir, stat, chmod, readdir } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, basename, join } from 'node:path';
 
+/** Whether a process of this id runs (EPERM: it runs, as someone else). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the temporary files a killed writer left beside `path`: each names
+ * its writer's process id, and one whose writer is gone is never renamed.
+ * A live writer's file is left alone, so concurrent writers are safe.
+ */
+export async function removeStaleTemps(path: string): Promise<void> {
+  const dir = dirname(path);
+  const prefix = `.${basename(path)}.`;
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    if (!n.startsWith(prefix) || !n.endsWith('.tmp')) continue;
+    const m = /^(\d+)\.[0-9a-f]+\.tmp$/.exec(n.slice(prefix.length));
+    if (m && Number(m[1]) !== process.pid && !alive(Number(m[1]))) await unlink(join(dir, n)).catch(() => undefined);
+  }
+}
+
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
   const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  await removeStaleTemps(path);
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   const fh = await open(tmp, 'wx', mode);
   try {
     await fh.writeFile(data);
@@ -43,23 +75,43 @@ export async function ensurePrivateDir(dir: string): Promise<void> {
   if ((st.mode & 0o077) !== 0) await chmod(dir, 0o700);
 }
 
-/** Appends one line and fsyncs it, for logs that must survive a crash. */
-export async function appendLineDurable(path: string, line: string, mode = 0o600): Promise<void> {
+/**
+ * Appends one whole line: O_APPEND and a single write, so concurrent writers
+ * never interleave within a line. If an earlier write was cut short (a full
+ * disk) and left the file without its final newline, the newline comes first:
+ * a torn line never swallows the next one.
+ */
+export async function appendLine(path: string, line: string, o: { mode?: number; sync?: boolean } = {}): Promise<void> {
   let created = false;
   let fh;
   try {
-    fh = await open(path, 'ax', mode);
+    fh = await open(path, 'ax+', o.mode ?? 0o600);
     created = true;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    fh = await open(path, 'a', mode);
+    // a+: O_APPEND for the write, and readable for the check of the last byte.
+    fh = await open(path, 'a+', o.mode ?? 0o600);
   }
   try {
-    await fh.appendFile(line.endsWith('\n') ? line : line + '\n');
-    await fh.sync();
+    let text = line.endsWith('\n') ? line : line + '\n';
+    const { size } = await fh.stat();
+    if (size > 0) {
+      const last = Buffer.alloc(1);
+      await fh.read(last, 0, 1, size - 1);
+      if (last[0] !== 0x0a) text = '\n' + text;
+    }
+    const buf = Buffer.from(text, 'utf8');
+    const { bytesWritten } = await fh.write(buf);
+    if (bytesWritten !== buf.length) throw Object.assign(new Error(`short write to ${path} (${bytesWritten} of ${buf.length} bytes; is the disk full?)`), { code: 'ENOSPC' });
+    if (o.sync) await fh.sync();
   } finally {
     await fh.close();
   }
   // A new file's name is only durable once its directory is.
-  if (created) await fsyncDir(dirname(path));
+  if (created && o.sync) await fsyncDir(dirname(path));
+}
+
+/** Appends one line and fsyncs it, for logs that must survive a crash. */
+export async function appendLineDurable(path: string, line: string, mode = 0o600): Promise<void> {
+  return appendLine(path, line, { mode, sync: true });
 }

@@ -37,6 +37,7 @@ export const ERROR_CODES = {
   person_exists: 'conflict',
   keystore_exists: 'conflict',
   version_conflict: 'conflict',
+  target_not_empty: 'conflict',
   agent_running: 'conflict',
   terms_inhibited: 'refused',
   terms_expired: 'refused',
@@ -48,6 +49,8 @@ export const ERROR_CODES = {
   terminal_refused: 'usage',
   integrity: 'integrity',
   rollback: 'integrity',
+  /** kmgrd's own database failed a check: refused, never served (exit 65, HTTP 503). */
+  storage_damaged: 'integrity',
   kdf_too_weak: 'integrity',
   config: 'config',
   unsafe_permissions: 'config',

@@ -180,7 +180,7 @@ export const NoticeView = obj({
   at: isoTime,
   partnerId: partnerIdField,
   keyVersion: int({ min: 1, max: MAX_COUNT }),
-  kind: oneOf(['expired', 'expiring', 'limit_reached', 'limit_passed', 'refused_attempt'] as const),
+  kind: oneOf(['expired', 'expiring', 'limit_reached', 'limit_passed', 'refused_attempt', 'restored'] as const),
   message: str({ max: 1000 }),
   read: bool,
 });

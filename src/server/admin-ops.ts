@@ -3,8 +3,9 @@
 import { int, obj, oneOf, optional, nullable, str, type Infer } from '../protocol/schema.js';
 import { PARTNER_NAME } from '../protocol/messages.js';
 import { UsageError } from '../protocol/errors.js';
-import type { PartnerRecord, Storage } from '../store/types.js';
+import type { IntegrityReport, PartnerRecord, Storage } from '../store/types.js';
 import { checkTerms, type CheckReport } from './check-terms.js';
+import { writeBackup, type BackupSummary } from '../store/backup-format.js';
 
 const CheckTermsRequest = obj({
   op: oneOf(['check-terms'] as const),
@@ -20,10 +21,12 @@ const PartnerAddRequest = obj({
   business: text,
 });
 const PartnerListRequest = obj({ op: oneOf(['partner-list'] as const) });
+const CheckDbRequest = obj({ op: oneOf(['check-db'] as const) });
+const BackupRequest = obj({ op: oneOf(['backup'] as const), out: str({ max: 4096, pattern: /^\//, name: 'absolute backup path' }) });
 
-export type AdminRequest = Infer<typeof CheckTermsRequest> | Infer<typeof PartnerAddRequest> | Infer<typeof PartnerListRequest>;
+export type AdminRequest = Infer<typeof CheckTermsRequest> | Infer<typeof PartnerAddRequest> | Infer<typeof PartnerListRequest> | Infer<typeof CheckDbRequest> | Infer<typeof BackupRequest>;
 
-export async function runAdmin(storage: Storage, raw: unknown, now: number): Promise<CheckReport | PartnerRecord | PartnerRecord[]> {
+export async function runAdmin(storage: Storage, raw: unknown, now: number): Promise<CheckReport | PartnerRecord | PartnerRecord[] | IntegrityReport | BackupSummary> {
   const op = (raw as { op?: unknown } | null)?.op;
   if (op === 'check-terms') {
     const r = CheckTermsRequest(raw, 'admin');
@@ -36,6 +39,16 @@ export async function runAdmin(storage: Storage, raw: unknown, now: number): Pro
   if (op === 'partner-list') {
     PartnerListRequest(raw, 'admin');
     return storage.listSharedPartners();
+  }
+  if (op === 'backup') {
+    const r = BackupRequest(raw, 'admin');
+    if (!storage.exportRecords || !storage.identity) throw new UsageError('this storage backend cannot make backups');
+    return writeBackup({ identity: () => storage.identity!(), exportRecords: () => storage.exportRecords!() }, r.out, now);
+  }
+  if (op === 'check-db') {
+    CheckDbRequest(raw, 'admin');
+    if (!storage.checkIntegrity) throw new UsageError('this storage backend has no check-db');
+    return storage.checkIntegrity();
   }
   throw new UsageError('unknown admin operation');
 }

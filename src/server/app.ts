@@ -11,6 +11,7 @@ import { readBody } from './body.js';
 import { httpStatus } from './http-status.js';
 import { route } from './router.js';
 import { RateLimiter } from './rate-limit.js';
+import { unwrapStoreError } from '../store/record-codec.js';
 import type { RequestContext, ServerDeps } from './context.js';
 
 export interface AppOptions extends ServerDeps {
@@ -49,9 +50,10 @@ export function createApp(opts: AppOptions): Server {
   };
   const verifier = opts.verifier;
 
-  // Buckets allow bursts of twice the rate.
-  const byAddress = new RateLimiter(opts.ratePerAddress, opts.ratePerAddress * 2, clock);
-  const byKey = new RateLimiter(opts.ratePerKey, opts.ratePerKey * 2, clock);
+  // Buckets allow bursts of twice the rate. They refill on the monotonic clock,
+  // not the wall clock: a wall clock stepped back must not empty every bucket.
+  const byAddress = new RateLimiter(opts.ratePerAddress, opts.ratePerAddress * 2);
+  const byKey = new RateLimiter(opts.ratePerKey, opts.ratePerKey * 2);
   const limited = (lim: RateLimiter, key: string, who: string): KmgrError => {
     return new KmgrError('rate_limited', `too many requests from ${who}; slow down`, { retryAfter: lim.retryAfter(key) });
   };
@@ -82,6 +84,9 @@ export function createApp(opts: AppOptions): Server {
       if (!byAddress.take(remoteAddress)) throw limited(byAddress, remoteAddress, 'this address');
       // RFC 9112 section 3.2: an HTTP/1.1 request without Host is answered 400.
       if (req.headers.host === undefined && req.httpVersion === '1.1') throw new UsageError('the request has no Host header', 'bad_request');
+      // A damaged store serves nothing but its health: a count it cannot trust must not decide a use.
+      const state = storage.state?.();
+      if (state && !state.ok && state.problem === 'damaged' && path !== '/v1/health') throw new KmgrError('storage_damaged', 'the server\'s database is damaged; the operator must restore it (nothing was served)');
       const { handler, params } = route(req.method ?? '', path);
       const body = await readBody(req);
       if (body.length > 0 && !/^application\/json(\s*;|$)/i.test(req.headers['content-type'] ?? '')) {
@@ -112,9 +117,11 @@ export function createApp(opts: AppOptions): Server {
       };
       const reply = await handler(ctx);
       send(res, reply.status, reply.body);
-    } catch (e) {
+    } catch (caught) {
+      // level wraps what a store's value encoding throws (a failed checksum): answer with that.
+      const e = unwrapStoreError(caught);
       if (e instanceof KmgrError) {
-        if (e.kind === 'unavailable' || e.kind === 'internal') log.error({ code: e.code, err: e.message }, 'request failed');
+        if (e.kind === 'unavailable' || e.kind === 'internal') log.error({ code: e.code, err: e.message, cause: (e.cause as Error | undefined)?.message }, 'request failed');
         if (e.code === 'method_not_allowed') res.setHeader('allow', (e.details?.allow as string[]).join(', '));
         if (e.code === 'rate_limited') res.setHeader('retry-after', String(Number(e.details?.retryAfter ?? 1)));
         send(res, httpStatus(e), toWire(e));

@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import type { DestinationStream } from 'pino';
 import { ensurePrivateDir } from '../io/atomic-file.js';
 import { openStorage } from '../store/open.js';
+import { checkNewDataDir, type DataMarker } from '../store/marker.js';
 import { checkTimeZone } from '../terms/periods.js';
 import { ConfigError } from '../protocol/errors.js';
 import { DEFAULT_RATE_PER_ADDRESS, DEFAULT_RATE_PER_KEY } from './defaults.js';
@@ -64,6 +65,8 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   }
   const log = makeLogger(o.logLevel, o.logDest);
   const dataDir = resolve(o.dataDir);
+  // Before anything is written there (tls/): a foreign directory is left as it was.
+  checkNewDataDir(dataDir);
   await ensurePrivateDir(dataDir);
   const tls = await loadTls(dataDir, o.tlsCert, o.tlsKey);
   const clock = o.clock ?? Date.now;
@@ -106,6 +109,9 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   const hostPart = o.host.includes(':') ? `[${o.host}]` : o.host;
   const url = `https://${hostPart}:${running.port}`;
   log.info({ url, port: running.port, storage: o.databaseUrl ? 'postgresql' : 'leveldb', tlsCert: tls.certPath, tlsFingerprint256: tls.fingerprint256, generatedCert: tls.generated, tz: o.tz }, 'kmgrd listening');
+  // A restored database serves counts as of its snapshot: say so at every start.
+  const restoredFrom = (storage as { marker?: DataMarker }).marker?.restoredFrom;
+  if (restoredFrom) log.warn({ restoredFrom }, `database restored from a snapshot taken at ${restoredFrom.takenAt}`);
   let stopping: Promise<void> | undefined;
   return {
     url,

@@ -19,6 +19,8 @@ const BY_CODE: Partial<Record<KmgrError['code'], number>> = {
   method_not_allowed: 405,
   unsupported_media_type: 415,
   auth_forbidden: 403,
+  // The server's database is damaged: not the client's fault, and nothing to retry at once.
+  storage_damaged: 503,
 };
 
 export function httpStatus(e: KmgrError): number {

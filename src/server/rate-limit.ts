@@ -9,7 +9,8 @@ export class RateLimiter {
   constructor(
     private readonly rate: number,
     private readonly burst: number,
-    private readonly clock: () => number = Date.now,
+    /** Monotonic milliseconds (performance.now), never the wall clock. */
+    private readonly clock: () => number = () => performance.now(),
     private readonly maxEntries = 100_000,
   ) {
     if (rate > 0) {
@@ -34,8 +35,9 @@ export class RateLimiter {
       b = { tokens: this.burst, at: now };
       this.buckets.set(key, b);
     } else {
-      b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.rate);
-      b.at = now;
+      // Never less than nothing: whatever clock is given, time going back refills nothing and takes nothing.
+      b.tokens = Math.min(this.burst, b.tokens + (Math.max(0, now - b.at) / 1000) * this.rate);
+      b.at = Math.max(b.at, now);
     }
     if (b.tokens < 1) return false;
     b.tokens -= 1;
@@ -52,7 +54,7 @@ export class RateLimiter {
   private sweep(): void {
     const now = this.clock();
     for (const [k, b] of this.buckets) {
-      if (b.tokens + ((now - b.at) / 1000) * this.rate >= this.burst) this.buckets.delete(k);
+      if (b.tokens + (Math.max(0, now - b.at) / 1000) * this.rate >= this.burst) this.buckets.delete(k);
     }
   }
 

@@ -6,25 +6,22 @@ import { Level } from 'level';
 import { GroupCommit, type Op } from './group-commit.js';
 import * as K from './keys.js';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { applyUse, newNotice, snapshotOf, useOutcome, VERIFY_RECORDS_PER_MINUTE } from './apply-use.js';
 import { periodsAt } from '../terms/periods.js';
 import { noticesForTerm, type NoticeDraft } from '../terms/notices.js';
-import { AuthError, ConfigError, KmgrError, NotFoundError, UnavailableError } from '../protocol/errors.js';
+import { AuthError, KmgrError, NotFoundError, UnavailableError } from '../protocol/errors.js';
+import { markClosedCleanly, openLevel } from './level-open.js';
+import { checkedEncodings, type CheckedEncodings, type StorageDamagedError } from './record-codec.js';
+import type { DataMarker } from './marker.js';
+import { checkLevelRecords } from './level-check.js';
 import type {
   DeliveryLogEntry, FetchOutcome, HistoryRecord, KeyPatch, KeyRecord, NextKey, NonceClaim, Notice, NotifySettings, PartnerMeta, PartnerRecord,
-  PendingDelivery, PersonRecord, Storage, TermsFinding, UseAttempt,
+  IntegrityReport, PendingDelivery, PersonRecord, Storage, StorageState, TermsFinding, UseAttempt,
 } from './types.js';
 
-/**
- * The part of a key record that every use changes, stored under its own key so
- * that a fetch writes ~150 bytes rather than the whole record with its binding
- * statement (the benchmark showed JSON and batch encoding on every fetch).
- */
-type Counters = Pick<KeyRecord, 'uses' | 'lastUsedAt' | 'historySeq'>;
-const countersJson = (r: KeyRecord): string => JSON.stringify({ uses: r.uses, lastUsedAt: r.lastUsedAt, historySeq: r.historySeq });
-const countersOp = (r: KeyRecord): Op => ({ type: 'put', key: K.countersKey(r.personId, r.partnerId), value: countersJson(r) });
-const recordOps = (k: string, r: KeyRecord): Op[] => [{ type: 'put', key: k, value: JSON.stringify(r) }, countersOp(r)];
+import { countersOp, recordOps, type Counters } from './level-records.js';
+import { exportLevel, importLevel } from './level-backup.js';
+import type { BackupRecord } from './backup-format.js';
 
 function partnerRecord(partnerId: string, name: string, meta: PartnerMeta, owner: string | null, at: number): PartnerRecord {
   return { partnerId, name, displayName: meta.displayName ?? null, appServer: meta.appServer ?? null, business: meta.business ?? null, owner, createdAt: at };
@@ -40,6 +37,7 @@ interface Cached {
 }
 
 export { VERIFY_RECORDS_PER_MINUTE };
+const NONCE_HORIZON_KEY = 'meta!nonce-horizon';
 
 export interface LevelStorageOptions {
   /** Time zone for per-day/week/month counters. */
@@ -47,6 +45,8 @@ export interface LevelStorageOptions {
   clock: () => number;
   /** False for operator tools: a mistyped --data must not create an empty database. */
   createIfMissing?: boolean;
+  /** For kmgrd restore: recorded in the new database's marker. */
+  restoredFrom?: DataMarker['restoredFrom'];
 }
 
 export class LevelStorage implements Storage {
@@ -54,48 +54,135 @@ export class LevelStorage implements Storage {
   private readonly loadingKeys = new Map<string, Promise<void>>();
   private readonly persons = new Map<string, PersonRecord>();
   private readonly nonces = new Map<string, number>();
-  private readonly gc: GroupCommit;
+  private gc: GroupCommit;
   private pruneTimer: NodeJS.Timeout | undefined;
   /** Partner-list changes are rare: one at a time is simplest and enough. */
   private partnerQueue: Promise<unknown> = Promise.resolve();
   private checkQueue: Promise<unknown> = Promise.resolve();
 
+  /** The first failed checksum: from then on nothing is served (see state()). */
+  private damage: StorageDamagedError | undefined;
+
+  /** Set while writes fail (disk full): answered 503 at once, until recover() has reopened the database. */
+  private writeFailure: string | undefined;
+  private recovering: Promise<void> | undefined;
+  private closed = false;
+
   private constructor(
-    private readonly db: Level<string, string>,
+    private db: Level<string, string>,
     private readonly opts: LevelStorageOptions,
+    private readonly enc: CheckedEncodings,
+    readonly marker: DataMarker,
+    private readonly dir: string,
   ) {
-    this.gc = new GroupCommit((ops) => db.batch(ops as never, { sync: true }));
+    this.gc = this.newGroupCommit();
+  }
+
+  private newGroupCommit(): GroupCommit {
+    return new GroupCommit((ops) => this.db.batch(this.encodeOps(ops) as never, { sync: true }));
+  }
+
+  /**
+   * After a failed write LevelDB refuses every later one until reopened (the
+   * log's tail is then unknown), so the store reopens itself, with backoff,
+   * until a synced probe write succeeds: no restart needed once space returns.
+   * What was cached is dropped: in memory, failed uses were already counted.
+   */
+  private onWriteFailure(): void {
+    if (this.writeFailure || this.closed) return;
+    this.writeFailure = 'storage writes are failing (the disk may be full); nothing was recorded, try again later';
+    this.keys.clear();
+    this.persons.clear();
+    this.recovering = (async () => {
+      for (let delay = 100; !this.closed; delay = Math.min(delay * 2, 5_000)) {
+        await new Promise((r) => setTimeout(r, delay).unref());
+        if (this.closed) return;
+        try {
+          await this.db.close().catch(() => undefined);
+          const { db } = await openLevel(this.dir, { create: false, encodings: this.enc, afterFailedWrite: true });
+          this.db = db;
+          await db.put('meta!probe', String(this.opts.clock()), { sync: true });
+          this.keys.clear();
+          this.persons.clear();
+          this.gc = this.newGroupCommit();
+          this.writeFailure = undefined;
+          return;
+        } catch {
+          // Still failing: try again later. The cause is what the health endpoint already reports.
+        }
+      }
+    })();
+  }
+
+  /** Sealed blobs go through the checked byte encoding; text values use the database's default (checked text). */
+  private encodeOps(ops: Op[]): unknown[] {
+    return ops.map((o) => ('valueEncoding' in o ? { ...o, valueEncoding: this.enc.bytes } : o));
   }
 
   static async open(dir: string, opts: LevelStorageOptions): Promise<LevelStorage> {
-    if (opts.createIfMissing === false && !existsSync(dir)) throw new ConfigError(`there is no kmgrd database at ${dir} (check --data)`);
-    const db = new Level<string, string>(dir, { keyEncoding: 'utf8', valueEncoding: 'utf8', createIfMissing: opts.createIfMissing ?? true });
-    try {
-      await db.open();
-    } catch (e) {
-      const cause = (e as { cause?: { code?: string } }).cause;
-      if (cause?.code === 'LEVEL_LOCKED') throw new UnavailableError(`the database at ${dir} is in use by another process (is kmgrd already running?)`);
-
-      throw new UnavailableError(`cannot open the database at ${dir}: ${(e as Error).message}`).because(e);
-    }
-    const s = new LevelStorage(db, opts);
+    const made: { s?: LevelStorage } = {};
+    const enc = checkedEncodings((e) => {
+      if (made.s && !made.s.damage) made.s.damage = e;
+    });
+    const { db, marker } = await openLevel(dir, { create: opts.createIfMissing ?? true, encodings: enc, ...(opts.restoredFrom ? { restoredFrom: opts.restoredFrom } : {}) });
+    const s = (made.s = new LevelStorage(db, opts, enc, marker, dir));
     await s.loadNonces();
     s.pruneTimer = setInterval(() => void s.pruneNonces().catch(() => undefined), 30_000);
     s.pruneTimer.unref();
     return s;
   }
 
+  state(): StorageState {
+    if (this.damage) return { ok: false, problem: 'damaged', message: this.damage.message };
+    if (this.writeFailure) return { ok: false, problem: 'write_failing', message: this.writeFailure };
+    return { ok: true };
+  }
+
+  identity(): { id: string; store: string } {
+    return { id: this.marker.id, store: 'leveldb' };
+  }
+
+  /** Every record, from one snapshot (kmgrd backup). */
+  exportRecords(): AsyncIterable<BackupRecord> {
+    return exportLevel(this.db, this.enc);
+  }
+
+  /** Records of a backup into this (new, empty) database (kmgrd restore). */
+  importRecords(records: AsyncIterable<BackupRecord>): Promise<number> {
+    return importLevel(records, (ops) => this.commit(ops));
+  }
+
+  checkIntegrity(): Promise<IntegrityReport> {
+    return checkLevelRecords(this.db);
+  }
+
   async close(): Promise<void> {
+    this.closed = true;
+    await this.recovering;
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     await this.gc.idle();
     await this.db.close();
+    if (!this.writeFailure && !this.damage) await markClosedCleanly(this.dir).catch(() => undefined);
   }
 
   // ---- nonces (threat 8) ----
 
+  /**
+   * Nonces are forgotten only once the latest time this server has seen is
+   * past their expiry; the latest expiry ever forgotten is kept across
+   * restarts (meta!nonce-horizon). Threat: a clock that jumps forward, prunes,
+   * and steps back would otherwise make a captured, still-valid signed request
+   * new again: one whose window ends at or before that horizon is refused as
+   * stale, since its nonce may be among those forgotten.
+   */
+  private latestSeen = 0;
+  private forgottenBefore = 0;
+
   private async loadNonces(): Promise<void> {
-    const now = this.opts.clock();
-    await this.db.clear(K.nonceExpiredRange(now));
+    const stored = await this.db.get(NONCE_HORIZON_KEY);
+    this.forgottenBefore = stored === undefined ? 0 : Number(stored);
+    this.latestSeen = this.opts.clock();
+    await this.forgetNonces();
     for await (const key of this.db.keys(K.nonceRange)) {
       const [, exp, keyId, nonce] = key.split('!');
       this.nonces.set(`${keyId}!${nonce}`, Number(exp));
@@ -103,12 +190,34 @@ export class LevelStorage implements Storage {
   }
 
   private async pruneNonces(): Promise<void> {
-    const now = this.opts.clock();
-    for (const [k, exp] of this.nonces) if (exp < now) this.nonces.delete(k);
-    await this.db.clear(K.nonceExpiredRange(now));
+    this.latestSeen = Math.max(this.latestSeen, this.opts.clock());
+    await this.forgetNonces();
+  }
+
+  /** The horizon is durable before any nonce below it is deleted. */
+  private async forgetNonces(): Promise<void> {
+    const range = K.nonceExpiredRange(this.latestSeen);
+    let latestGone = 0;
+    for await (const key of this.db.keys({ ...range, reverse: true, limit: 1 })) latestGone = Number(key.split('!')[1]);
+    for (const [k, exp] of this.nonces) {
+      if (exp < this.latestSeen) {
+        this.nonces.delete(k);
+        if (exp > latestGone) latestGone = exp;
+      }
+    }
+    if (latestGone > this.forgottenBefore) {
+      await this.commit([{ type: 'put', key: NONCE_HORIZON_KEY, value: String(latestGone) }]);
+      this.forgottenBefore = latestGone;
+    }
+    await this.db.clear(range);
   }
 
   claimNonce(c: NonceClaim): void {
+    const now = this.opts.clock();
+    if (now > this.latestSeen) this.latestSeen = now;
+    if (c.expiresAt <= this.forgottenBefore) {
+      throw new AuthError('auth_stale', "the request signature's time window ended before the latest time this server has seen (was its clock ahead?)");
+    }
     const k = `${c.keyId}!${c.nonce}`;
     if (this.nonces.has(k)) throw new AuthError('auth_replay', 'this request was already used (replayed nonce)');
     this.nonces.set(k, c.expiresAt);
@@ -123,10 +232,14 @@ export class LevelStorage implements Storage {
   }
 
   private async commit(ops: Op[]): Promise<void> {
+    if (this.damage) throw this.damage;
+    // The message names no path (LevelDB's does): it goes to clients. The cause is logged.
+    if (this.writeFailure) throw new UnavailableError(this.writeFailure);
     try {
       await this.gc.commit(ops);
     } catch (e) {
-      throw new UnavailableError(`storage write failed: ${(e as Error).message}`).because(e);
+      this.onWriteFailure();
+      throw new UnavailableError(this.writeFailure ?? 'storage write failed').because(e);
     }
   }
 
@@ -170,7 +283,7 @@ export class LevelStorage implements Storage {
         let entry: Cached | null = null;
         if (raw !== undefined) {
           const record = await this.withCounters(JSON.parse(raw) as KeyRecord);
-          const blob = await this.db.get<string, Uint8Array>(K.blobKey(personId, partnerId, record.keyVersion), { valueEncoding: 'view' });
+          const blob = await this.db.get<string, Uint8Array>(K.blobKey(personId, partnerId, record.keyVersion), { valueEncoding: this.enc.bytes as never });
           if (blob === undefined) throw new UnavailableError(`storage is inconsistent: the blob of ${partnerId} is missing`);
           const noticed = new Set<string>();
           const range = K.noticeDedupeRange(personId, partnerId);

@@ -172,10 +172,35 @@ export interface PartnerMeta {
   business?: string | null;
 }
 
+/** What a store knows of its own health: /v1/health reports it, and a damaged store serves nothing. */
+export type StorageState =
+  | { ok: true }
+  | { ok: false; problem: 'damaged' | 'write_failing'; message: string };
+
+export interface IntegrityFinding {
+  where: string;
+  problem: string;
+  personId?: string;
+}
+
+export interface IntegrityReport {
+  findings: IntegrityFinding[];
+  records: number;
+}
+
 export interface Storage {
   close(): Promise<void>;
   /** Whether the store answers now (a database server may be down); absent: always, as an embedded store. */
   ping?(): Promise<boolean>;
+  /** Optional so that a backend without self-checks still type-checks; absent means ok. */
+  state?(): StorageState;
+  /** kmgrd backup: the database's identity, and every record from one consistent snapshot (src/store/backup-format.ts). */
+  identity?(): { id: string; store: string };
+  exportRecords?(): AsyncIterable<BackupRecord>;
+  /** kmgrd restore: a backup's records into a new, empty database; returns how many. */
+  importRecords?(records: AsyncIterable<BackupRecord>): Promise<number>;
+  /** kmgrd check-db: reads every record, reports each inconsistency (none: clean). */
+  checkIntegrity?(): Promise<IntegrityReport>;
   /** Throws auth_replay if the nonce was seen; otherwise holds it until it expires. */
   claimNonce(claim: NonceClaim): void;
   /** Makes a claimed nonce durable on its own (for requests that change nothing else). */
@@ -222,3 +247,34 @@ export interface Storage {
   saveDelivery(d: PendingDelivery, finished: boolean, log: DeliveryLogEntry[]): Promise<void>;
   deliveryLog(personId: string, limit: number): Promise<DeliveryLogEntry[]>;
 }
+
+// ---- backups (src/store/backup-format.ts): the store-independent records ----
+
+/** A restore this database went through, carried from backup to backup. */
+export interface RestoreRecord {
+  snapshotId: string;
+  takenAt: string;
+  restoredAt: string;
+  sourceId: string;
+}
+
+export type BackupRecord =
+  | { t: 'person'; person: PersonRecord }
+  /** With its current counters. */
+  | { t: 'key'; key: KeyRecord }
+  | { t: 'blob'; personId: string; partnerId: string; keyVersion: number; blob: string /* base64 */ }
+  | { t: 'history'; personId: string; partnerId: string; entry: HistoryRecord }
+  | { t: 'notice'; notice: Notice }
+  /** A fact already recorded as a notice (so it is not noticed twice). */
+  | { t: 'notice-mark'; personId: string; partnerId: string; dedupe: string; noticeId: string }
+  | { t: 'partner'; partner: PartnerRecord }
+  | { t: 'shared-name'; name: string; partnerId: string }
+  | { t: 'person-partner'; personId: string; name: string; partnerId: string }
+  | { t: 'notify'; personId: string; settings: NotifySettings }
+  | { t: 'pending'; delivery: PendingDelivery }
+  | { t: 'delivery-log'; personId: string; entry: DeliveryLogEntry }
+  /** Unexpired nonces: a request signed before the snapshot must not be replayable after the restore. */
+  | { t: 'nonce'; claim: NonceClaim }
+  | { t: 'restored'; restore: RestoreRecord }
+  /** A record this format version has no type for, kept verbatim so nothing is silently left out. */
+  | { t: 'extra'; key: string; value: string };

@@ -29,16 +29,20 @@ export type Verdict =
   | { serve: true; overLimit: LimitName[]; uses: Uses }
   | { serve: false; code: RefusalCode; message: string; uses: Uses };
 
-/** Counters as they stand at `atMs`: a counter whose period has passed reads zero. */
+/**
+ * Counters as they stand at `atMs`: a counter whose period has passed reads
+ * zero. Periods only move forward (threat: a clock stepped back across
+ * midnight must not restart today's count): a time that falls in an earlier
+ * period than the counter's is counted in the counter's own period. Period
+ * names sort in time order (2026-11-27, 2026-W48, 2026-11), so comparing them
+ * as strings is comparing them in time.
+ */
 export function usesAt(u: Uses, atMs: number, tz: string): Uses {
   const p = periodsAt(atMs, tz);
-  return {
-    total: u.total,
-    day: p.day === u.periods.day ? u.day : 0,
-    week: p.week === u.periods.week ? u.week : 0,
-    month: p.month === u.periods.month ? u.month : 0,
-    periods: p,
-  };
+  const day = p.day > u.periods.day ? { n: 0, at: p.day } : { n: u.day, at: u.periods.day };
+  const week = p.week > u.periods.week ? { n: 0, at: p.week } : { n: u.week, at: u.periods.week };
+  const month = p.month > u.periods.month ? { n: 0, at: p.month } : { n: u.month, at: u.periods.month };
+  return { total: u.total, day: day.n, week: week.n, month: month.n, periods: { day: day.at, week: week.at, month: month.at } };
 }
 
 const LIMITS: ReadonlyArray<[LimitName, keyof KeyTerms, RefusalCode, string]> = [

@@ -3,7 +3,8 @@
 // check runs or the key is asked for.
 import type { KeyTerms, LimitName, Uses, Verdict } from './judge.js';
 
-export type NoticeKind = 'expired' | 'expiring' | 'limit_reached' | 'limit_passed' | 'refused_attempt';
+/** restored: the server's database was restored from a backup, so later uses are missing (kmgrd restore). */
+export type NoticeKind = 'expired' | 'expiring' | 'limit_reached' | 'limit_passed' | 'refused_attempt' | 'restored';
 
 export interface NoticeDraft {
   kind: NoticeKind;

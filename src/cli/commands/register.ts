@@ -6,9 +6,10 @@ import { randomBytes } from '../../crypto/random.js';
 import { toB64, toB64url, wipe } from '../../crypto/bytes.js';
 import { ConfigError, KmgrError, UsageError } from '../../protocol/errors.js';
 import type { Terms } from '../../protocol/messages.js';
-import { homePaths } from '../../client/home.js';
-import { findPartner, loadPartners, newPartner, savePartnerEntry, checkPartnerName } from '../../client/partners.js';
+import { homePaths, type HomePaths } from '../../client/home.js';
+import { findPartner, loadPartners, newPartner, savePartnerEntry, checkPartnerName, type PartnerEntry } from '../../client/partners.js';
 import { openSession } from '../session.js';
+import type { Session } from '../../client/session.js';
 import { api } from '../../client/api.js';
 import { ensureServerPartner } from '../../client/server-partners.js';
 import { signedBinding } from '../../client/binding.js';
@@ -88,7 +89,16 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
   const binding = publicKey
     ? await signedBinding(session, { partnerId: partner.id, keyId, alg: key.type, publicKey, keyVersion, expiresAt: terms.expiresAt })
     : null;
-  const status = await api.register(session, partner.id, { keyId, alg: key.type, keyVersion, blob: toB64(blob), terms, binding });
+  // Intent first: the partner and its ID are in partners.json before the server holds a key for it,
+  // so a failure after the server accepted the key cannot strand it under an ID no command knows.
+  if (!findPartner(await loadPartners(paths), name)) await savePartnerEntry(paths, partner);
+  let status;
+  try {
+    status = await api.register(session, partner.id, { keyId, alg: key.type, keyVersion, blob: toB64(blob), terms, binding });
+  } catch (e) {
+    if (e instanceof KmgrError && e.code === 'key_exists' && !partner.key) return adopt(paths, session, partner, name);
+    throw e;
+  }
   // Saved only once the server holds the key: a failure above leaves the index as it was.
   partner.key = { keyId, alg: key.type, version: keyVersion, publicKey, registeredAt: status.registeredAt };
   partner.highWater = keyVersion;
@@ -110,4 +120,21 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
     info(`Registered ${key.type} key ${keyId} for ${name}; symmetric keys have no public key.`);
   }
   return EXIT.OK;
+}
+
+/**
+ * The server holds a key for a partner this device knows without one: an
+ * earlier register whose local save failed (or was killed) after the server
+ * accepted. It is adopted rather than stranded. Safe against a lying server:
+ * fetch opens the blob only if our management key sealed it for this context.
+ */
+async function adopt(paths: HomePaths, session: Session, partner: PartnerEntry, name: string): Promise<number> {
+  const held = await api.status(session, partner.id);
+  partner.key = { keyId: held.keyId, alg: held.alg, version: held.keyVersion, publicKey: held.publicKey, registeredAt: held.registeredAt };
+  partner.highWater = Math.max(partner.highWater, held.keyVersion);
+  await savePartnerEntry(paths, partner);
+  throw new KmgrError(
+    'key_exists',
+    `the server already holds key ${held.keyId} (v${held.keyVersion}) for ${name}, registered at ${held.registeredAt} by an earlier kmgr register whose local record was lost; it is adopted now (kmgr fetch ${name} uses it, kmgr rotate ${name} replaces it)`,
+  );
 }

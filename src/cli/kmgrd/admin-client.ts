@@ -6,15 +6,16 @@ import { adminSocketPath } from '../../server/admin.js';
 import { runAdmin, type AdminRequest } from '../../server/admin-ops.js';
 import { openStorage } from '../../store/open.js';
 import { ensurePrivateDir } from '../../io/atomic-file.js';
+import { checkNewDataDir } from '../../store/marker.js';
 import type { Storage } from '../../store/types.js';
 import { KmgrError, UnavailableError, isErrorCode } from '../../protocol/errors.js';
 
-function askDaemon(socket: string, req: AdminRequest): Promise<{ reply: unknown } | undefined> {
+export function askDaemon(socket: string, req: AdminRequest, timeoutMs = 120_000): Promise<{ reply: unknown } | undefined> {
   return new Promise((done, fail) => {
     const sock = connect(socket);
     let buf = '';
     sock.setEncoding('utf8');
-    sock.setTimeout(120_000, () => sock.destroy(new Error('the daemon did not answer on its admin socket')));
+    sock.setTimeout(timeoutMs, () => sock.destroy(new Error('the daemon did not answer on its admin socket')));
     sock.on('connect', () => sock.write(JSON.stringify(req) + '\n'));
     sock.on('data', (c: string) => (buf += c));
     sock.on('end', () => {
@@ -53,7 +54,10 @@ export async function admin<T>(
   // pre-registers them); reading or checking a database that does not exist is a mistyped --data.
   // On PostgreSQL the database is shared by every node: no daemon is needed to reach it.
   const creates = req.op === 'partner-add';
-  if (creates && !databaseUrl) await ensurePrivateDir(dir);
+  if (creates && !databaseUrl) {
+    checkNewDataDir(dir);
+    await ensurePrivateDir(dir);
+  }
   const storage = await openStorage({ dataDir: dir, databaseUrl, tz, clock: Date.now, createIfMissing: creates });
   try {
     const result = (await runAdmin(storage, req, Date.now())) as T;
