@@ -4,6 +4,7 @@
 import { Level } from 'level';
 import { existsSync } from 'node:fs';
 import { ConfigError, UnavailableError } from '../protocol/errors.js';
+import { checkBytes, checkText, StorageDamagedError } from './record-codec.js';
 import type { DeliveryLogEntry, HistoryRecord, KeyRecord, Notice, NotifySettings, PartnerRecord, PendingDelivery, PersonRecord } from './types.js';
 
 export interface KeyDump {
@@ -50,8 +51,14 @@ export async function dumpLevel(dir: string): Promise<StoreDump> {
     const hist = new Map<string, HistoryRecord[]>();
     const dedupe = new Map<string, KeyDump['dedupe']>();
     const push = <T>(m: Map<string, T[]>, k: string, v: T): void => void (m.get(k) ?? m.set(k, []).get(k)!).push(v);
-    for await (const [k, v] of db.iterator()) {
+    // Every value carries its checksum (record-codec.ts): a damaged record stops the move.
+    const damaged = (k: string): never => {
+      throw new StorageDamagedError(`the record ${k.slice(0, k.indexOf('!'))} at ${dir} failed its checksum; run kmgrd check-db, nothing was copied`);
+    };
+    for await (const [k, raw] of db.iterator()) {
       const kind = k.slice(0, k.indexOf('!'));
+      if (kind === 'blob' || kind === 'meta') continue;
+      const v = checkText(raw) ?? damaged(k);
       if (kind === 'person') out.persons.push(JSON.parse(v) as PersonRecord);
       else if (kind === 'key') keys.set(k.slice(4), { record: JSON.parse(v) as KeyRecord, blob: new Uint8Array(0), history: [], dedupe: [] });
       else if (kind === 'ctr') counters.set(k.slice(4), JSON.parse(v) as Pick<KeyRecord, 'uses' | 'lastUsedAt' | 'historySeq'>);
@@ -74,9 +81,9 @@ export async function dumpLevel(dir: string): Promise<StoreDump> {
       else if (kind === 'pending') out.pending.push(JSON.parse(v) as PendingDelivery);
       else if (kind === 'dlog') out.deliveryLog.push({ personId: split(k, 2)[1]!, entry: JSON.parse(v) as DeliveryLogEntry });
     }
-    for await (const [k, v] of db.iterator<string, Uint8Array>({ gt: 'blob!', lt: 'blob!~', valueEncoding: 'view' })) {
+    for await (const [k, raw] of db.iterator<string, Uint8Array>({ gt: 'blob!', lt: 'blob!~', valueEncoding: 'view' })) {
       const [, p, partner, ver] = split(k, 3);
-      blobs.set(`${p}!${partner}!${Number(ver)}`, v);
+      blobs.set(`${p}!${partner}!${Number(ver)}`, checkBytes(raw) ?? damaged(k));
     }
     for (const [pk, d] of keys) {
       Object.assign(d.record, counters.get(pk) ?? {});
