@@ -3,7 +3,7 @@
 
 import t, { type Test } from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
-import { verify } from 'node:crypto';
+import { createHash, generateKeyPairSync, verify } from 'node:crypto';
 import { readFile, readdir, stat, writeFile, mkdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
@@ -413,25 +413,42 @@ t.test('--confirm asks on the starting terminal (python3 pty)', { skip: HAVE_PY_
   const h = (await agentSession(c.paths, c.config, { env: {} }))!;
   t.teardown(() => h.close());
   out = '';
-  const payload = utf8('"@method": POST\n"@path": /v1/keys/pt_1/fetch\n');
-  const signing = h.signAsync(TAG_REQUEST, payload);
-  t.ok(await seen(/allow sign request POST \/v1\/keys\/pt_1\/fetch\? \[y\/N\]/), 'the agent asks on the terminal, naming the request');
+  const bankId = (JSON.parse(await readFile(join(c.home, 'partners.json'), 'utf8')) as { partners: Array<{ id: string; name: string }> }).partners.find((p) => p.name === 'bank')!.id;
+  const payload = utf8(`"@method": POST\n"@authority": kmgr.example:8443\n"@path": /v1/keys/${bankId}/fetch\n`);
+  const signing = h.signAsync(TAG_REQUEST, payload, 'the label a caller chose');
+  t.ok(
+    await seen(new RegExp(`allow sign a request to https://kmgr\\.example:8443: POST /v1/keys/${bankId}/fetch, partner bank \\(${bankId}\\) \\[caller says: the label a caller chose\\]\\? \\[y/N\\]`)),
+    'the agent asks on the terminal, naming the server, the method, the path and the partner by name',
+  );
   p.stdin.write('y\n');
   const sig = await signing;
   t.ok(verifySignature(publicKeyObject(c.publicKey), TAG_REQUEST, payload, sig), 'answered y: signed');
 
+  out = '';
+  // A binding statement: the partner by name and the fingerprint of the public key being bound.
+  const spki = new Uint8Array(generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'der' }));
+  const statement = encodeFields(['p_test', bankId, 'k_test', 'ed25519', spki, 2, '2027-01-01T00:00:00.000Z', '', 'usable']);
+  const binding = h.signAsync(TAG_BINDING, statement);
+  const fp = 'SHA256:' + Buffer.from(createHash('sha256').update(spki).digest()).toString('base64url');
+  t.ok(await seen(new RegExp(`allow sign a key binding statement for partner bank \\(${bankId}\\): ed25519 public key ${fp.replace(/[-]/g, '\\-')} v2\\? \\[y/N\\]`)), 'a binding statement names the partner and the key fingerprint');
+  p.stdin.write('y\n');
+  await binding;
+  out = '';
+  // Typed before the next question opens: for nobody (the shell, had it been reading), never an answer.
+  p.stdin.write('y\n');
+  t.ok(await seen(/y/), 'the typed-ahead line reached the terminal');
   out = '';
   const opening = h.openBlob(CTX, sealBlob(c.secrets.wrapKey, CTX, randomBytes(32)), 'bank-a');
   t.ok(await seen(/allow decrypt key bank-a \(partner pt_test, key k_test v3, ed25519\)\? \[y\/N\]/), 'it asks before decrypting, naming the key');
   p.stdin.write('n\n');
   await t.rejects(opening, { code: 'auth_forbidden' }, 'answered n: refused');
   const after = await probeAgent(join(c.home, 'agent.sock'));
-  t.match(after, { state: 'running', status: { served: 1, refused: 1 } }, 'the agent counts one served, one refused');
+  t.match(after, { state: 'running', status: { served: 2, refused: 1 } }, 'the agent counts two served, one refused: the typed-ahead "y" answered nothing');
 
   // A fetch through the agent asks before its request is sent: refusing costs no use.
   out = '';
   const fetching = runNode(['fetch', 'bank'], { home: c.home });
-  t.ok(await seen(/allow fetch and decrypt the key for partner bank\? \[y\/N\]/), 'it asks before fetching, naming the partner');
+  t.ok(await seen(/allow fetch and decrypt the key for partner bank from https:\/\/127\.0\.0\.1:\d+\? \[y\/N\]/), 'it asks before fetching, naming the partner and the server');
   p.stdin.write('n\n');
   const refusedFetch = await fetching;
   t.equal(refusedFetch.code, 77, `answered n: refused (77): ${refusedFetch.stderr.trim()}`);

@@ -217,8 +217,6 @@ t.test('keystore', async (t) => {
     otherSalt[0] = otherSalt[0]! ^ 0x80;
     const edits: Array<[string, (k: KeystoreFile['kdf']) => void]> = [
       ['logN 15 -> 16', (k) => (k.logN = 16)],
-      ['r 8 -> 9', (k) => (k.r = 9)],
-      ['p 1 -> 2', (k) => (k.p = 2)],
       ['salt one bit changed', (k) => (k.salt = toB64(otherSalt))],
       ['salt extended to 17 bytes', (k) => (k.salt = toB64(Uint8Array.from([...salt, 0])))],
     ];
@@ -266,7 +264,12 @@ t.test('keystore', async (t) => {
       ['p 0', (k) => (k.p = 0)],
       ['salt 15 bytes', (k) => (k.salt = toB64(new Uint8Array(15)))],
       ['salt empty', (k) => (k.salt = '')],
-      ['logN 23 (above ceiling)', (k) => (k.logN = KDF_MAX_LOGN + 1)],
+      ['logN 21 (above ceiling)', (k) => (k.logN = KDF_MAX_LOGN + 1)],
+      ['logN 22 (the old ceiling: 4 GiB of scrypt)', (k) => (k.logN = 22)],
+      ['r 9 (kmgr writes r 8)', (k) => (k.r = 9)],
+      ['r 32 (the old ceiling)', (k) => (k.r = 32)],
+      ['p 2 (kmgr writes p 1)', (k) => (k.p = 2)],
+      ['p 16 (the old ceiling)', (k) => (k.p = 16)],
       ['logN 40 (absurd)', (k) => (k.logN = 40)],
       ['logN 1e6', (k) => (k.logN = 1e6)],
       ['r 33', (k) => (k.r = 33)],
@@ -288,7 +291,7 @@ t.test('keystore', async (t) => {
   t.test('checkKdfParams and deriveKey enforce the floor themselves', async (t) => {
     const salt = new Uint8Array(16);
     t.doesNotThrow(() => checkKdfParams({ alg: 'scrypt', logN: 15, r: 8, p: 1, salt }));
-    t.doesNotThrow(() => checkKdfParams({ alg: 'scrypt', logN: 22, r: 32, p: 16, salt }));
+    t.doesNotThrow(() => checkKdfParams({ alg: 'scrypt', logN: 20, r: 8, p: 1, salt }));
     for (const [what, k] of [
       ['logN 14', { alg: 'scrypt', logN: 14, r: 8, p: 1, salt }],
       ['logN 15.5', { alg: 'scrypt', logN: 15.5, r: 8, p: 1, salt }],

@@ -65,6 +65,8 @@ export async function startServer(
     // Rate limits off unless a test asks for them: tests fire bursts on purpose.
     ratePerAddress: 0,
     ratePerKey: 0,
+    verifyPerAddress: 0,
+    enrolPerAddressPerMinute: 0,
     clock: () => clock.now ?? Date.now(),
     logDest: logs,
     ...opts,
@@ -125,7 +127,9 @@ export function kmgr(args: string[], opts: KmgrRunOptions): Promise<RunResult> {
     const env: Record<string, string> = {};
     const inherit = ['PATH', 'HOME', 'TMPDIR', 'LANG', ...(opts.extraCa === false ? [] : ['NODE_EXTRA_CA_CERTS'])];
     for (const k of inherit) if (process.env[k] !== undefined) env[k] = process.env[k]!;
-    Object.assign(env, { KMGR_HOME: opts.home }, opts.env ?? {});
+    // A generous request deadline (and so idle limit): on a loaded machine the in-process test
+    // server can pause longer than the 10 s default idle limit; deadline tests set their own.
+    Object.assign(env, { KMGR_HOME: opts.home, KMGR_TIMEOUT: '50' }, opts.env ?? {});
     const stdio: Array<'pipe'> = opts.fd3 !== undefined ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'];
     const child = spawn(process.execPath, [KMGR, ...args], { env, stdio, detached: opts.detached ?? false });
     const out: Buffer[] = [];

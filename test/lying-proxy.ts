@@ -17,6 +17,10 @@ export interface LyingProxy {
   rewrite: Map<string, (reply: Json) => Json>;
   /** The last reply the real server gave, by request path. */
   captured: Map<string, { status: number; text: string }>;
+  /** A status to answer instead of the real one (with the body the rewrite gives), by request path. */
+  status: Map<string, number>;
+  /** Request paths whose reply is never delivered: the connection is cut once the real server has answered. */
+  drop: Set<string>;
 }
 
 /** An HTTPS server with kmgrd's own certificate that forwards to kmgrd and may lie about the reply. */
@@ -25,6 +29,8 @@ export async function startLyingProxy(t: { teardown(fn: () => unknown): void }, 
   const [cert, key, ca] = await Promise.all([readFile(join(tlsDir, 'cert.pem'), 'utf8'), readFile(join(tlsDir, 'key.pem'), 'utf8'), readFile(server.ca, 'utf8')]);
   const rewrite = new Map<string, (reply: Json) => Json>();
   const captured = new Map<string, { status: number; text: string }>();
+  const statusFor = new Map<string, number>();
+  const drop = new Set<string>();
   const upstreamPort = server.daemon.port;
   const srv: Server = createServer({ cert, key, minVersion: 'TLSv1.3' }, (req, res) => {
     const chunks: Buffer[] = [];
@@ -37,10 +43,15 @@ export async function startLyingProxy(t: { teardown(fn: () => unknown): void }, 
           const out: Buffer[] = [];
           ures.on('data', (c: Buffer) => out.push(c));
           ures.on('end', () => {
-            const status = ures.statusCode ?? 502;
+            let status = ures.statusCode ?? 502;
             let text = Buffer.concat(out).toString('utf8');
             const path = req.url ?? '';
             captured.set(path, { status, text });
+            if (drop.has(path)) {
+              res.socket?.destroy();
+              return;
+            }
+            status = statusFor.get(path) ?? status;
             const fn = rewrite.get(path);
             if (fn) text = JSON.stringify(fn(JSON.parse(text)));
             res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
@@ -64,6 +75,10 @@ export async function startLyingProxy(t: { teardown(fn: () => unknown): void }, 
       }),
   );
   const port = (srv.address() as AddressInfo).port;
-  return { url: `https://127.0.0.1:${port}`, ca: server.ca, rewrite, captured };
+  // The double stands where the real server's name leads (a man in the middle
+  // on the path): kmgrd is told it is reached by that URL, as `--public-url`
+  // tells it the name a proxy serves.
+  server.daemon.authorities.addUrl(`https://127.0.0.1:${port}`);
+  return { url: `https://127.0.0.1:${port}`, ca: server.ca, rewrite, captured, status: statusFor, drop };
 }
 

@@ -224,7 +224,8 @@ t.test('a tampered server, by its LevelDB record: a swapped public key is caught
   t.equal(caught.stdout, '', 'nothing on stdout');
   t.match(caught.stderr, /not signed by the owner/, 'the statement no longer verifies');
   const orig = await ask(reg.publicKey);
-  t.equal(orig.code, 65, 'the real key with --owner: also 65 (the server lies about the statement)');
+  // The real key is no longer the record's: the server tells the asker nothing more than "unknown".
+  t.equal(orig.code, 1, 'the real key with --owner: not verified (exit 1)');
   const believed = await ask(forged, false);
   t.equal(believed.code, 0, 'without --owner the tampered answer is believed: exit 0 (documented)');
   t.match(believed.stderr, /trusting the server/, 'and stderr warns that the answer rests on trusting the server');
@@ -294,10 +295,12 @@ t.test('a tampered server, by a test double rewriting the verify reply: every li
   await lie('signature stripped (binding null)', (r) => ({ ...r, binding: null }), reg.publicKey, /no signed binding statement/);
   await lie('signature field removed', (r) => ({ ...r, binding: { statement: r.binding.statement } }), reg.publicKey, /malformed/);
   await lie('signature replaced', (r) => ({ ...r, binding: { ...r.binding, signature: toB64(new Uint8Array(64)) } }), reg.publicKey, /not signed by the owner/);
-  await lie('"match" for a wrong key', (r) => ({ ...r, result: 'match' }), wrong, /did not sign/);
+  // For a wrong key the server answers "unknown" with no statement: the lies below dress it up with the captured v1 one.
+  const v1 = (): Json => JSON.parse(v1Reply);
+  await lie('"match" for a wrong key', () => ({ ...v1(), result: 'match' }), wrong, /did not sign/);
   await lie(
     'the public key swapped in the statement',
-    (r) => ({ ...r, result: 'match', binding: { ...r.binding, statement: { ...r.binding.statement, publicKey: wrong } } }),
+    () => ({ ...v1(), result: 'match', binding: { ...v1().binding, statement: { ...v1().binding.statement, publicKey: wrong } } }),
     wrong,
     /not signed by the owner/,
   );
@@ -305,9 +308,9 @@ t.test('a tampered server, by a test double rewriting the verify reply: every li
   const mallory = newIdentity();
   await lie(
     "a statement signed by another key, offered as the owner's",
-    (r) => {
-      const statement: BindingStatement = { ...r.binding.statement, publicKey: wrong };
-      return { ...r, result: 'match', ownerPublicKey: mallory.publicKey, binding: { statement, signature: toB64(signBinding(mallory.signer, statement)) } };
+    () => {
+      const statement: BindingStatement = { ...v1().binding.statement, publicKey: wrong };
+      return { ...v1(), result: 'match', ownerPublicKey: mallory.publicKey, binding: { statement, signature: toB64(signBinding(mallory.signer, statement)) } };
     },
     wrong,
     /not the pinned/,
@@ -338,4 +341,52 @@ t.test('a tampered server, by a test double rewriting the verify reply: every li
   const fooled = await ask(double, reg.publicKey, { home: fresh });
   double.rewrite = undefined;
   t.equal(fooled.code, 0, 'documented limit: a verifier that has never seen v2 accepts the replayed v1 statement');
+});
+
+t.test('lock, unlock and a new term issue a new owner statement: a replay of the older one cannot say "match"', async (t) => {
+  const server = await startServer(t);
+  const a = await newHome(t, server, { partners: 'server' });
+  const reg = await a.json(['register', 'bank-l', '--valid-for', '30d']);
+  const P = reg.partnerId as string;
+  const double = await startDouble(t, server);
+  const v = await verifier(t);
+  const ask = (via: { url: string; ca: string }, home = v) => home.run(via, { person: a.personId, partner: P, publicKey: reg.publicKey, owner: a.fingerprint, json: true });
+
+  ok(t, await ask(double), 'through the honest double: verified');
+  const usable = double.last!;
+  t.equal(JSON.parse(usable).binding.statement.locked, false, 'the statement says the key is usable');
+
+  ok(t, await a.run(['lock', 'bank-l']), 'the owner locks the key');
+  const locked = await ask(double);
+  t.equal(locked.code, 1, 'the honest server: locked, not verified');
+  t.match(verifyJson(locked), { verified: false, result: 'locked' });
+  const lockedReply = JSON.parse(double.last!);
+  t.equal(lockedReply.binding.statement.locked, true, 'the lock came with a new statement saying so');
+  t.ok(lockedReply.binding.statement.issuedAt > JSON.parse(usable).binding.statement.issuedAt, 'issued later');
+
+  double.rewrite = () => JSON.parse(usable);
+  const replay = await ask(double);
+  t.equal(replay.code, 65, `the older "usable" statement replayed as "match": caught (${replay.stderr.trim()})`);
+  t.match(replay.stderr, /replay/, 'as a replay');
+  double.rewrite = (r) => ({ ...r, result: 'match' });
+  const claim = await ask(double);
+  t.equal(claim.code, 65, '"match" with the statement that says locked: caught');
+  t.match(claim.stderr, /says is locked/, 'because the statement says locked');
+  double.rewrite = undefined;
+
+  ok(t, await a.run(['unlock', 'bank-l']), 'the owner unlocks');
+  ok(t, await ask(server), 'verified again, with the newest statement');
+  ok(t, await a.run(['terms', 'bank-l', '--valid-for', '10d']), 'the owner shortens the term');
+  const termReply = await ask(double);
+  ok(t, termReply, 'verified under the new term');
+  t.equal(JSON.parse(double.last!).binding.statement.locked, false, 'the new term came with a new statement, still usable');
+  double.rewrite = () => JSON.parse(usable);
+  const oldTerm = await ask(double);
+  t.equal(oldTerm.code, 65, 'the statement with the old term replayed: caught');
+
+  // What a verifier that has seen nothing can know: only that the owner once made the statement.
+  const fresh = await verifier(t, 'fresh-verifier');
+  const fooled = await ask(double, fresh);
+  double.rewrite = undefined;
+  t.equal(fooled.code, 0, 'documented limit: a verifier that has seen nothing accepts an older, validly signed statement');
 });

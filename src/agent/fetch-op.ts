@@ -45,7 +45,7 @@ function warmUp(ep: Endpoint): void {
   }, FRESH_MS).unref();
 }
 
-async function sessionFromAgent(paths: HomePaths, config: ClientConfig, k: AgentKeys): Promise<Session> {
+export async function sessionFromAgent(paths: HomePaths, config: ClientConfig, k: AgentKeys): Promise<Session> {
   // The home must still name the identity this agent holds: a swapped config
   // would otherwise send our signatures to its server under its name.
   if (config.fingerprint !== k.fingerprint) {

@@ -223,6 +223,8 @@ export const AgentStatus = obj({
   /** Key operations served (sign, openBlob, sealBlob) and refused. */
   served: int({ min: 0, max: 2 ** 53 - 1 }),
   refused: int({ min: 0, max: 2 ** 53 - 1 }),
+  /** The OpenSSH agent socket (SSH_AUTH_SOCK), when started with --ssh. */
+  sshSocket: optional(nullable(str({ max: 4096 }))),
 });
 export type AgentStatus = Infer<typeof AgentStatus>;
 
@@ -279,6 +281,8 @@ export const AgentBoot = obj({
   confirm: bool,
   /** The inherited file descriptor of the terminal to ask on, when confirm is set. */
   ttyFd: nullable(int({ min: 3, max: 1024 })),
+  /** kmgr agent start --ssh: also serve the OpenSSH agent protocol here. */
+  sshSocket: optional(nullable(str({ min: 1, max: 107 }))),
 });
 export type AgentBoot = Infer<typeof AgentBoot>;
 

@@ -27,14 +27,20 @@ import { dirname } from 'node:path';
 import { ReadStream, WriteStream } from 'node:tty';
 import { signerFromSeed, fingerprint, TAG_BINDING, TAG_REQUEST, type Signer } from '../crypto/sign.js';
 import { openBlob, sealBlob, type BlobContext } from '../crypto/blob.js';
-import { toB64url, wipe } from '../crypto/bytes.js';
+import { decodeFields, toB64url, wipe } from '../crypto/bytes.js';
+import { sha256 } from '../crypto/hash.js';
+import { homePaths } from '../client/home.js';
+import { loadConfig } from '../client/config.js';
+import { loadPartners } from '../client/partners.js';
+import { cleanLine } from '../protocol/text.js';
 import { ConfigError, InternalError, IntegrityError, KmgrError, UnavailableError } from '../protocol/errors.js';
 import {
   AgentBoot, BOOT_SECRET_BYTES, FrameDecoder, encodeErr, encodeFrame, encodeOk, parseRequest, requestId,
   type AgentRequest, type AgentStatus, type Frame,
 } from './protocol.js';
 import { AgentError, checkSocketDir } from './socket.js';
-import { fetchInAgent } from './fetch-op.js';
+import { fetchInAgent, type AgentKeys } from './fetch-op.js';
+import { SshAgentServer } from './ssh-server.js';
 
 const BOOT_TIMEOUT_MS = 10_000;
 const IDLE_TIMEOUT_MS = 120_000; // longer than a --confirm prompt waits
@@ -131,6 +137,7 @@ class Agent {
   private served = 0;
   private refused = 0;
   private stopping = false;
+  private ssh: SshAgentServer | undefined;
 
   constructor(
     private readonly boot: AgentBoot,
@@ -189,6 +196,10 @@ class Agent {
     const st = lstatSync(socket);
     if ((st.mode & 0o777) !== 0o600) throw new ConfigError(`could not make ${socket} private (mode ${(st.mode & 0o777).toString(8)})`);
     this.socketId = { dev: st.dev, ino: st.ino };
+    if (this.boot.sshSocket) {
+      this.ssh = new SshAgentServer({ socket: this.boot.sshSocket, keys: this.keys(), confirm: (what) => this.confirm(what), onServed: () => this.served++ });
+      await this.ssh.listen();
+    }
     this.server.on('error', () => this.shutdown(1));
     this.ttlTimer = setTimeout(() => this.shutdown(0), this.boot.ttlMs);
     this.watchTimer = setInterval(() => this.checkSocket(), SOCKET_CHECK_MS);
@@ -215,6 +226,7 @@ class Agent {
     clearInterval(this.watchTimer);
     this.server.close();
     for (const c of this.conns) c.destroy();
+    this.ssh?.close();
     this.confirmer?.close();
     if (this.socketId) {
       try {
@@ -314,7 +326,7 @@ class Agent {
       case 'stop':
         return { result: { stopping: true }, after: () => this.shutdown(0) };
       case 'sign': {
-        await this.confirm(describeSign(req.tag, req.data, req.label));
+        if (this.confirmer) await this.confirm(describeSign(req.tag, req.data, req.label, await this.partnerNames()));
         const signer = this.liveSigner();
         this.served++;
         return { result: {}, data: signer.sign(req.tag, req.data) };
@@ -333,15 +345,17 @@ class Agent {
       }
       case 'fetch': {
         // Asked before the request is sent: a refusal costs no counted use.
-        await this.confirm(`fetch and decrypt the key for partner ${clean(req.name, 64)}`);
-        const r = await fetchInAgent(
-          { home: this.boot.home, fingerprint: this.boot.fingerprint, signer: () => this.liveSigner(), wrapKey: () => this.liveWrapKey() },
-          req,
-        );
+        if (this.confirmer) await this.confirm(`fetch and decrypt the key for partner ${clean(req.name, 64)} from ${clean(await this.serverUrl(), 200)}`);
+        const r = await fetchInAgent(this.keys(), req);
         this.served++;
         return { result: { warnings: r.warnings }, data: r.bytes };
       }
     }
+  }
+
+  /** The held keys as the fetch code takes them; they throw once wiped. */
+  private keys(): AgentKeys {
+    return { home: this.boot.home, fingerprint: this.boot.fingerprint, signer: () => this.liveSigner(), wrapKey: () => this.liveWrapKey() };
   }
 
   private liveSigner(): Signer {
@@ -352,6 +366,24 @@ class Agent {
   private liveWrapKey(): Uint8Array {
     if (!this.wrapKey || this.stopping) throw new UnavailableError('the kmgr agent is stopping');
     return this.wrapKey;
+  }
+
+  /** The home's partner names by ID, for prompts; empty if the index cannot be read. */
+  private async partnerNames(): Promise<Map<string, string>> {
+    try {
+      return new Map((await loadPartners(homePaths(this.boot.home))).partners.map((p) => [p.id, p.name]));
+    } catch {
+      return new Map();
+    }
+  }
+
+  /** The server the home's config names, for prompts. */
+  private async serverUrl(): Promise<string> {
+    try {
+      return (await loadConfig(homePaths(this.boot.home))).server;
+    } catch {
+      return '(this home names no server)';
+    }
   }
 
   private async confirm(what: string): Promise<void> {
@@ -377,6 +409,7 @@ class Agent {
       confirm: this.boot.confirm,
       served: this.served,
       refused: this.refused,
+      sshSocket: this.boot.sshSocket ?? null,
     };
   }
 }
@@ -402,22 +435,38 @@ function answers(path: string): Promise<boolean> {
   });
 }
 
-/** Printable ASCII only: text shown on the terminal must not carry escape sequences. */
-function clean(s: string, max = 120): string {
-  const t = s.replace(/[^\x20-\x7e]/g, '?');
-  return t.length > max ? t.slice(0, max - 1) + '…' : t;
-}
+/** Text shown on the terminal must not carry escape sequences, newlines or invisible characters: the one sanitiser. */
+const clean = (s: string, max = 120): string => cleanLine(s, max);
 
-function describeSign(tag: string, payload: Uint8Array, label: string | undefined): string {
-  const hint = label !== undefined ? ` (${clean(label)})` : '';
+/**
+ * What a signature allows, from the bytes being signed rather than the label
+ * the caller chose: for a request, the server it goes to, the method, the path
+ * and the partner by name; for a binding statement, the partner and the
+ * fingerprint of the public key being bound. The label is shown after, as a hint.
+ */
+function describeSign(tag: string, payload: Uint8Array, label: string | undefined, names: Map<string, string>): string {
+  const hint = label !== undefined ? ` [caller says: ${clean(label, 60)}]` : '';
+  const partner = (id: string): string => {
+    const name = names.get(id);
+    return name !== undefined ? `${clean(name, 64)} (${clean(id, 40)})` : `${clean(id, 40)} (not in this home's partner list)`;
+  };
   if (tag === TAG_REQUEST) {
-    // The payload is an RFC 9421 signature base: show the method and path it authorises.
-    const text = Buffer.from(payload).toString('latin1');
-    const method = /^"@method": (.*)$/m.exec(text)?.[1] ?? '?';
-    const path = /^"@path": (.*)$/m.exec(text)?.[1] ?? '?';
-    return `sign request ${clean(method, 10)} ${clean(path)}${hint}`;
+    // The payload is an RFC 9421 signature base.
+    const text = Buffer.from(payload).toString('utf8');
+    const field = (name: string): string => new RegExp(`^"${name}": (.*)$`, 'm').exec(text)?.[1] ?? '?';
+    const method = field('@method');
+    const path = field('@path');
+    const id = /^\/v1\/keys\/([^/]+)/.exec(path)?.[1];
+    return `sign a request to https://${clean(field('@authority'), 100)}: ${clean(method, 10)} ${clean(path)}${id ? `, partner ${partner(id)}` : ''}${hint}`;
   }
-  if (tag === TAG_BINDING) return `sign a key binding statement${hint}`;
+  if (tag === TAG_BINDING) {
+    // personId, partnerId, keyId, alg, SPKI DER, keyVersion, issuedAt, expiresAt[, locked]: see crypto/binding.ts.
+    const f = decodeFields(payload);
+    if (!f || f.length < 8) return `sign a malformed key binding statement${hint}`;
+    const s = (i: number): string => Buffer.from(f[i]!).toString('utf8');
+    const locked = f.length > 8 && s(8) === 'locked' ? ', locked' : '';
+    return `sign a key binding statement for partner ${partner(s(1))}: ${clean(s(3), 16)} public key SHA256:${toB64url(sha256(f[4]!))} v${clean(s(5), 12)}${locked}${hint}`;
+  }
   return `sign ${clean(tag)}${hint}`;
 }
 
@@ -433,7 +482,15 @@ function describeBlob(verb: 'decrypt' | 'encrypt', c: BlobContext, label: string
  * silence refuses. The answer is read from the terminal like any program's
  * input, so it works best when the command that uses the agent runs in the
  * foreground of that same terminal.
+ *
+ * The terminal is read only while a question is open: a paused stream would
+ * go on reading to fill its buffer, swallowing the next line typed at the
+ * shell and taking it for the next answer. And what was typed before a
+ * question appeared (already waiting in the terminal's buffer) is discarded,
+ * so a keystroke meant for something else cannot answer it.
  */
+const TYPED_AHEAD_MS = 100;
+
 class TtyConfirmer {
   private readonly input: ReadStream;
   private readonly output: WriteStream;
@@ -446,7 +503,7 @@ class TtyConfirmer {
     this.input.on('error', () => (this.dead = true));
     this.input.on('end', () => (this.dead = true));
     this.output.on('error', () => (this.dead = true));
-    this.input.pause();
+    this.stopReading();
   }
 
   ask(what: string): Promise<boolean> {
@@ -470,11 +527,13 @@ class TtyConfirmer {
         this.input.off('data', onData);
         this.input.off('end', onEnd);
         this.input.off('error', onEnd);
-        this.input.pause();
+        this.stopReading();
         if (!this.dead) this.output.write(note);
         resolve(yes);
       };
+      let open = false;
       const onData = (chunk: Buffer): void => {
+        if (!open) return; // typed before the question: discarded
         line += chunk.toString('utf8');
         const m = /^([^\r\n]*)[\r\n]/.exec(line);
         if (m) finish(/^\s*y(es)?\s*$/i.test(m[1]!), /[\r]/.test(line) ? '\r\n' : '');
@@ -485,8 +544,38 @@ class TtyConfirmer {
       this.input.on('data', onData);
       this.input.once('end', onEnd);
       this.input.once('error', onEnd);
-      this.output.write(`\r\nkmgr agent: allow ${what}? [y/N] `);
-      this.input.resume();
+      // Whatever the terminal holds already arrives in the first reads: let it pass unread, then ask.
+      this.startReading();
+      setTimeout(() => {
+        if (this.dead) return;
+        open = true;
+        this.output.write(`\r\nkmgr agent: allow ${what}? [y/N] `);
+      }, TYPED_AHEAD_MS);
     });
+  }
+
+  // node's stream keeps the terminal handle reading while paused (to fill its buffer): the
+  // handle is stopped and started here directly, as net.Socket itself does.
+  private get handle(): { reading?: boolean; readStop?: () => number; readStart?: () => number } | undefined {
+    return (this.input as unknown as { _handle?: { reading?: boolean; readStop?: () => number; readStart?: () => number } })._handle;
+  }
+
+  /** Stops reading the terminal itself, not only the stream's flow (see above). */
+  private stopReading(): void {
+    this.input.pause();
+    const h = this.handle;
+    if (h?.readStop && h.reading !== false) {
+      h.reading = false;
+      h.readStop();
+    }
+  }
+
+  private startReading(): void {
+    this.input.resume();
+    const h = this.handle;
+    if (h?.readStart && !h.reading) {
+      h.reading = true;
+      h.readStart();
+    }
   }
 }

@@ -2,7 +2,7 @@
 // JSON error with a stable code under --json; the exit code from exit-codes.ts.
 import { KmgrError, UsageError, toWire } from '../protocol/errors.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
-import { clean } from './output.js';
+import { cleanLine, jsonForTerminal } from '../protocol/text.js';
 
 /** commander's errors, recognised by shape so that this module need not load commander (fetch's fast path does not). */
 interface CommanderLike {
@@ -23,8 +23,9 @@ export function reportError(e: unknown, prog: string, json: boolean, stderr: Nod
   // A library may wrap our error (level wraps what a value encoding throws): report ours.
   for (let i = 0, c = e; i < 4 && c instanceof Error && !(c instanceof KmgrError); i++) if ((c = (c as { cause?: unknown }).cause) instanceof KmgrError) e = c;
   const err = e instanceof KmgrError ? e : new KmgrError('internal', `internal error: ${e instanceof Error ? e.message : String(e)}`);
-  if (json) stderr.write(JSON.stringify(toWire(err)) + '\n');
-  else stderr.write(`${prog}: ${clean(err.message)}\n`);
+  // An error is one line in every mode: whatever the server put in its message or details.
+  if (json) stderr.write(jsonForTerminal(toWire(err)) + '\n');
+  else stderr.write(`${prog}: ${cleanLine(err.message)}\n`);
   if (!(e instanceof KmgrError) && process.env.KMGR_DEBUG && e instanceof Error) stderr.write(`${e.stack}\n`);
-  return exitCodeFor(err.kind);
+  return exitCodeFor(err.kind, err.code);
 }

@@ -1,5 +1,5 @@
 // The one place where error kinds become process exit codes (sysexits.h).
-import type { ErrorKind } from '../protocol/errors.js';
+import type { ErrorCode, ErrorKind } from '../protocol/errors.js';
 
 export const EXIT = {
   OK: 0,
@@ -29,6 +29,12 @@ const BY_KIND: Record<ErrorKind, number> = {
   rate_limited: EXIT.UNAVAILABLE,
 };
 
-export function exitCodeFor(kind: ErrorKind): number {
-  return BY_KIND[kind];
+/** Codes whose exit status is fixed by convention rather than by kind. */
+const BY_CODE: Partial<Record<ErrorCode, number>> = {
+  command_not_found: 127,
+  command_not_executable: 126,
+};
+
+export function exitCodeFor(kind: ErrorKind, code?: ErrorCode): number {
+  return (code !== undefined ? BY_CODE[code] : undefined) ?? BY_KIND[kind];
 }

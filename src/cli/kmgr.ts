@@ -7,6 +7,7 @@ import { parseCount, parseLimit } from './parse.js';
 import { KEY_TYPES } from '../protocol/messages.js';
 import { OUTPUT_FORMATS } from '../crypto/txkey.js';
 import { UsageError } from '../protocol/errors.js';
+import { parseTimeoutSeconds } from '../protocol/timeout.js';
 import type { GlobalOptions } from './options.js';
 import { version } from '../io/version.js';
 
@@ -26,6 +27,7 @@ export async function main(argv: string[]): Promise<number> {
     .version(version())
     .option('--home <dir>', 'state directory (default $KMGR_HOME, else $XDG_CONFIG_HOME/kmgr, else ~/.config/kmgr)')
     .option('--json', 'print results, and errors, as JSON')
+    .option('--timeout <seconds>', 'give up on a key server request after this long, connecting included (default 30; also KMGR_TIMEOUT)')
     .exitOverride()
     .configureOutput({ outputError: () => undefined })
     .addHelpText('after', `\n${PASSPHRASE_HELP}.\nExit codes: 0 ok, 64 usage, 65 integrity/tamper, 66 unknown partner or key, 69 server unreachable,\n70 internal, 73 already exists, 77 refused (passphrase, authentication, key terms), 78 configuration.`);
@@ -35,7 +37,12 @@ export async function main(argv: string[]): Promise<number> {
     (load: () => Promise<{ run: (g: GlobalOptions, ...a: never[]) => Promise<number> }>) =>
     (...args: unknown[]): void => {
       const cmd = args[args.length - 1] as Command;
-      const g = cmd.optsWithGlobals<GlobalOptions>();
+      const g = cmd.optsWithGlobals<GlobalOptions & { timeout?: string }>();
+      if (g.timeout !== undefined) {
+        if (parseTimeoutSeconds(g.timeout) === undefined) throw new UsageError(`--timeout takes a number of seconds from 0.1 to 3600, not ${JSON.stringify(g.timeout)}`);
+        // The request code reads it there (src/client/http.ts), in this process and in what it starts.
+        process.env.KMGR_TIMEOUT = g.timeout;
+      }
       // commander passes the arguments and options each command declared, in order.
       result = load().then((m) => m.run(g, ...(args.slice(0, -1) as never[])));
     };
@@ -47,7 +54,7 @@ export async function main(argv: string[]): Promise<number> {
       .requiredOption('--server <url>', 'key server URL, https://host:port')
       .option('--ca <file>', "PEM certificate to trust for the server (kmgrd's DIR/tls/cert.pem when self-signed)")
       .option('--force', 'replace an existing keystore (the old files are kept beside it as *.old-TIME)')
-      .addOption(new Option('--kdf-cost <logN>', 'scrypt cost as log2(N), 15-22').default(17).argParser(parseKdfCost))
+      .addOption(new Option('--kdf-cost <logN>', 'scrypt cost as log2(N), 15-20').default(17).argParser(parseKdfCost))
       .addOption(new Option('--partners <where>', 'keep the partner index in this home (local) or on the server (server), for every device').choices(['local', 'server']).default('local'))
       .option('--device <label>', "this device's label, shown in the server's history (default: the host name)"),
   ).action(run(() => import('./commands/init.js')));
@@ -84,16 +91,57 @@ export async function main(argv: string[]): Promise<number> {
       .addOption(new Option('--on-limit <policy>', 'deny: refuse past a limit; notify: serve and record the overuse').choices(['deny', 'notify']).default('deny'))
       .option('--name <text>', 'display name, when the partner is new')
       .option('--app-server <name>', 'application server name, when the partner is new')
-      .option('--business <text>', 'business contents, when the partner is new'),
+      .option('--business <text>', 'business contents, when the partner is new')
+      .option('--ssh', "offer the key through this person's SSH agent (kmgr agent start --ssh; ed25519 and p256)"),
   ).action(run(() => import('./commands/register.js')));
 
   withPassphrase(
     program
       .command('fetch <name>')
       .description("fetch a partner's transaction key, decrypt it locally and print the private key")
-      .addOption(new Option('--format <format>', 'output format (aes256 keys have no PEM)').choices(OUTPUT_FORMATS))
-      .option('--force', 'write key material even when stdout is a terminal'),
+      .addOption(new Option('--format <format>', 'output format (aes256 keys have no PEM); pem-chain and p12 add the certificate chain').choices([...OUTPUT_FORMATS, 'pem-chain', 'p12']))
+      .option('--force', 'write key material even when stdout is a terminal')
+      .option('--out <file>', 'with --format pem-chain or p12: write to this file (mode 0600) instead of stdout')
+      .option('--p12-passphrase-file <file>', "with --format p12: the file's own passphrase, from a file (never the keystore's)")
+      .option('--p12-passphrase-fd <n>', "with --format p12: the file's own passphrase, from an inherited file descriptor"),
   ).action(run(() => import('./commands/fetch.js')));
+
+  withPassphrase(
+    program
+      .command('csr <name>')
+      .description('print a PKCS#10 certificate request signed with the transaction key (a counted use of the key)')
+      .requiredOption('--subject <dn>', 'subject distinguished name, e.g. "CN=bank-a client,O=Example Ltd,C=JP"')
+      .option('--san <name>', 'subject alternative name: DNS:host, IP:address, email:address or URI:uri (repeatable)', collect)
+      .addHelpText('after', '\nExample: kmgr csr bank-a --subject "CN=client.example,O=Example" --san DNS:client.example > bank-a.csr'),
+  ).action(run(() => import('./commands/csr.js')));
+
+  const cert = program.command('cert').description('keep the certificate chain of a key at the server, beside the key (public data; no counted use)');
+  withPassphrase(
+    cert
+      .command('import <name> <cert> [chain]')
+      .description("check that CERT certifies the registered key and that CHAIN links up to it, then keep them at the server")
+      .addHelpText('after', '\nThe files may hold several PEM certificates, in any order. Example: kmgr cert import bank-a bank-a.crt ca-chain.pem'),
+  ).action(run(() => import('./commands/cert.js').then((m) => ({ run: m.importCert }))));
+  withPassphrase(cert.command('show <name>').description('show subject, issuer, serial, validity and fingerprint of each certificate')).action(
+    run(() => import('./commands/cert.js').then((m) => ({ run: m.show }))),
+  );
+  withPassphrase(cert.command('get <name>').description('print the certificate chain as PEM, leaf first')).action(
+    run(() => import('./commands/cert.js').then((m) => ({ run: m.get }))),
+  );
+
+  withPassphrase(
+    program
+      .command('exec <names...>')
+      .description('fetch keys (each a counted use) and run a command with them in its environment or in private files')
+      .usage('NAME [NAME...] [--env [NAME=]VAR] [--file [NAME=]VAR] -- COMMAND [ARGS...]')
+      .option('--env <[name=]var>', 'put the key in this environment variable (default KMGR_KEY_<NAME>)', collect)
+      .option('--file <[name=]var>', 'write the key to a 0600 file in a private memory-backed directory and put its path in this variable', collect)
+      .addOption(new Option('--format <format>', 'key format (default pem; base64 for aes256)').choices(OUTPUT_FORMATS))
+      .addHelpText(
+        'after',
+        '\nThe files are removed when COMMAND exits, however it exits; signals are passed on to COMMAND and its exit status is kmgr\'s\n(128+N when it dies of signal N; 127 when it is not found). The key is never in any argv.\nExample: kmgr exec bank-a --file TLS_KEY -- ./client --key-from-env TLS_KEY',
+      ),
+  ).action(run(() => import('./commands/exec.js').then((m) => ({ run: (g: GlobalOptions, names: string[], o: Parameters<typeof m.run>[2]) => m.run(g, names, o, afterDashes) }))));
 
   withPassphrase(program.command('status <name>').description("show a key's counts, limits, valid term, lock flag and last use")).action(
     run(() => import('./commands/status.js')),
@@ -115,7 +163,8 @@ export async function main(argv: string[]): Promise<number> {
       .option('--max-per-day <n|none>', 'maximum uses per day', parseLimit('--max-per-day'))
       .option('--max-per-week <n|none>', 'maximum uses per ISO week', parseLimit('--max-per-week'))
       .option('--max-per-month <n|none>', 'maximum uses per month', parseLimit('--max-per-month'))
-      .addOption(new Option('--on-limit <policy>', 'deny or notify').choices(['deny', 'notify'])),
+      .addOption(new Option('--on-limit <policy>', 'deny or notify').choices(['deny', 'notify']))
+      .addOption(new Option('--ssh <on|off>', "offer the key through this person's SSH agent, or stop").choices(['on', 'off'])),
   ).action(run(() => import('./commands/terms.js')));
   withPassphrase(program.command('lock <name>').description('inhibit every use of a key until unlocked')).action(
     run(() => import('./commands/terms.js').then((m) => ({ run: m.lock }))),
@@ -157,7 +206,7 @@ export async function main(argv: string[]): Promise<number> {
       .description('change the keystore passphrase (the file is replaced atomically)')
       .option('--new-passphrase-file <file>', 'read the new passphrase from a file')
       .option('--new-passphrase-fd <n>', 'read the new passphrase from a file descriptor')
-      .option('--kdf-cost <logN>', 'new scrypt cost as log2(N), 15-22 (default: keep the current one)', parseKdfCost),
+      .option('--kdf-cost <logN>', 'new scrypt cost as log2(N), 15-20 (default: keep the current one)', parseKdfCost),
   ).action(run(() => import('./commands/passwd.js')));
 
   const device = program.command('device').description('set up another device with this management key');
@@ -174,7 +223,7 @@ export async function main(argv: string[]): Promise<number> {
       .option('--code-file <file>', 'read the one-time code from a file instead of a no-echo prompt')
       .option('--label <name>', "this device's label in the server's history (default: the host name)")
       .option('--force', 'replace an existing keystore (the old files are kept beside it as *.old-TIME)')
-      .addOption(new Option('--kdf-cost <logN>', 'scrypt cost as log2(N), 15-22').default(17).argParser(parseKdfCost)),
+      .addOption(new Option('--kdf-cost <logN>', 'scrypt cost as log2(N), 15-20').default(17).argParser(parseKdfCost)),
   ).action(run(() => import('./commands/device.js').then((m) => ({ run: m.importDevice }))));
 
   program
@@ -196,7 +245,8 @@ export async function main(argv: string[]): Promise<number> {
       .command('start')
       .description('unlock once and start the agent; prints its socket path')
       .option('--ttl <duration>', 'wipe the key and exit after this long: 15m, 2h, 90s (default 15m, at most 7d)')
-      .option('--confirm', 'ask on this terminal before each use of the key'),
+      .option('--confirm', 'ask on this terminal before each use of the key')
+      .option('--ssh', 'also serve the OpenSSH agent protocol for keys marked --ssh; prints SSH_AUTH_SOCK=...; export SSH_AUTH_SOCK; (eval it)'),
   ).action(run(() => import('./commands/agent.js').then((m) => ({ run: m.start }))));
   agent.command('stop').description('stop the agent; it wipes the key').action(run(() => import('./commands/agent.js').then((m) => ({ run: m.stop }))));
   agent
@@ -207,6 +257,15 @@ export async function main(argv: string[]): Promise<number> {
   program.command('list').description('list partners and their keys (local index)').action(run(() => import('./commands/list.js')));
   program.command('whoami').description('show the personal ID, server and management key fingerprint').action(run(() => import('./commands/whoami.js')));
 
+  // kmgr exec NAME -- COMMAND ARGS: everything after the first -- is the command, never kmgr's options.
+  let afterDashes: string[] | undefined;
+  const dd = argv.indexOf('--');
+  if (argv[0] === 'exec' || (dd > 0 && argv.slice(0, dd).includes('exec'))) {
+    if (dd >= 0) {
+      afterDashes = argv.slice(dd + 1);
+      argv = argv.slice(0, dd);
+    }
+  }
   let json = argv.includes('--json');
   if (argv.length === 0) {
     process.stderr.write(program.helpInformation());
@@ -221,8 +280,13 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** A repeatable option's values, in order. */
+function collect(v: string, prev: string[] | undefined): string[] {
+  return [...(prev ?? []), v];
+}
+
 function parseKdfCost(v: string): number {
   const n = Number(v);
-  if (!/^\d+$/.test(v) || n < 15 || n > 22) throw new UsageError(`--kdf-cost takes a whole number from 15 to 22, not ${JSON.stringify(v)}`);
+  if (!/^\d+$/.test(v) || n < 15 || n > 20) throw new UsageError(`--kdf-cost takes a whole number from 15 to 20, not ${JSON.stringify(v)}`);
   return n;
 }

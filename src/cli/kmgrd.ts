@@ -41,6 +41,10 @@ export async function main(argv: string[]): Promise<number> {
     .option('--tz <zone>', 'time zone for per-day/week/month limits', 'UTC')
     .option('--rate-per-address <n>', 'requests per second allowed per client address, bursts of twice that (0: unlimited)', parseRate('--rate-per-address'), DEFAULT_RATE_PER_ADDRESS)
     .option('--rate-per-key <n>', 'requests per second allowed per management key (0: unlimited)', parseRate('--rate-per-key'), DEFAULT_RATE_PER_KEY)
+    .option('--public-url <url>', 'a URL clients reach this server by, behind a proxy or load balancer (repeatable; the --listen address and the certificate names are always accepted)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--verify-per-address <n>', 'POST /v1/verify questions per second per client address, bursts of twice that (0: unlimited)', parseRate('--verify-per-address'), 10)
+    .option('--enrol-per-address <n>', 'enrolments per minute per client address, IPv6 per /64 (0: unlimited)', parseRate('--enrol-per-address', 'a whole number of enrolments per minute (0 for unlimited)'), 10)
+    .option('--max-connections-per-address <n>', 'connections held at once per client address, IPv6 per /64; raise it behind a proxy (0: unlimited)', parseRate('--max-connections-per-address', 'a whole number of connections (0 for unlimited)'), 256)
     .option('--verify-threads <n>', 'worker threads verifying request signatures (0: on the main thread)', parseRate('--verify-threads', 'a number of threads, 0 to 16'), 1)
     .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug']).default('info'))
     .action((o: ServeOptions) => {
@@ -172,6 +176,10 @@ interface ServeOptions {
   ratePerAddress: number;
   ratePerKey: number;
   verifyThreads: number;
+  publicUrl: string[];
+  maxConnectionsPerAddress: number;
+  verifyPerAddress: number;
+  enrolPerAddress: number;
   smtp?: string;
   sendmail?: string;
   mailFrom: string;
@@ -233,6 +241,10 @@ async function serve(o: ServeOptions): Promise<number> {
     ratePerAddress: o.ratePerAddress,
     ratePerKey: o.ratePerKey,
     verifyThreads: Math.min(o.verifyThreads, 16),
+    publicUrls: o.publicUrl,
+    maxConnectionsPerAddress: o.maxConnectionsPerAddress,
+    verifyPerAddress: o.verifyPerAddress,
+    enrolPerAddressPerMinute: o.enrolPerAddress,
     webhooks: o.webhooks,
     ...(mail ? { mail } : {}),
   });

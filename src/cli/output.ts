@@ -1,27 +1,35 @@
 // Writing results. Ordinary output goes to stdout; key material only through fetch.
+import { cleanLine, cleanText, jsonForTerminal } from '../protocol/text.js';
 
 /**
- * Text that may come from the server (notices, history, errors) is shown with
- * control characters replaced, so nobody can rewrite the owner's terminal
- * with escape sequences. Newlines and tabs are kept.
+ * Text that may come from the server (notices, history, errors) is shown
+ * through the one sanitiser (src/protocol/text.ts), so nobody can rewrite the
+ * owner's terminal. Newlines and tabs are kept here; fields that must stay on
+ * one line are cleaned with cleanLine where they are put into a line.
  */
-export function clean(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, '?');
-}
+export const clean = cleanText;
 
 export function print(text: string): void {
   const t = clean(text);
   process.stdout.write(t.endsWith('\n') ? t : t + '\n');
 }
 
+/** One line of output: nothing in it (a server's field) can break it or hide in it. */
+export function printLine(text: string): void {
+  process.stdout.write(cleanLine(text) + '\n');
+}
+
+/** One table row: each field cleaned to one line, fields separated by tabs. */
+export function printRow(fields: string[]): void {
+  process.stdout.write(fields.map((f) => cleanLine(f)).join('\t') + '\n');
+}
+
 export function printJson(value: unknown): void {
-  // JSON escapes C0 controls itself; DEL and C1 (which some terminals obey) are escaped too.
-  process.stdout.write(JSON.stringify(value, null, 2).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`) + '\n');
+  process.stdout.write(jsonForTerminal(value, 2) + '\n');
 }
 
 export function warn(text: string): void {
-  process.stderr.write(`kmgr: warning: ${clean(text)}\n`);
+  process.stderr.write(`kmgr: warning: ${cleanLine(text)}\n`);
 }
 
 export function info(text: string): void {

@@ -1,6 +1,6 @@
 // Typed calls to the key server's /v1 API, one per endpoint the CLI uses.
 import {
-  AckResponse, FetchResponse, HistoryList, KeyStatus, NoticeList, type HistoryEntry,
+  AckResponse, CertificatesView, FetchResponse, HistoryList, KeyList, KeyStatus, NoticeList, type HistoryEntry,
   type KeyPatchRequest, type RotateRequest, type SignedBinding, type Terms,
 } from '../protocol/messages.js';
 import { signedRequest, type Sent } from './http.js';
@@ -10,10 +10,11 @@ import type { Session } from './session.js';
 const k = (partnerId: string): string => `/v1/keys/${encodeURIComponent(partnerId)}`;
 
 export const api = {
-  register: (s: Session, partnerId: string, body: { keyId: string; alg: string; keyVersion: number; blob: string; terms: Terms; binding: SignedBinding | null }) =>
+  register: (s: Session, partnerId: string, body: { keyId: string; alg: string; keyVersion: number; blob: string; terms: Terms; binding: SignedBinding | null; ssh?: boolean }) =>
     signedRequest(s.endpoint, s.identity, 'PUT', k(partnerId), body, KeyStatus).then((r) => r.body),
   fetch: (s: Session, partnerId: string, nonce?: string): Promise<Sent<FetchResponse>> =>
     signedRequest(s.endpoint, s.identity, 'POST', `${k(partnerId)}/fetch`, {}, FetchResponse, nonce),
+  list: (s: Session) => signedRequest(s.endpoint, s.identity, 'GET', '/v1/keys', undefined, KeyList).then((r) => r.body.keys),
   status: (s: Session, partnerId: string) => signedRequest(s.endpoint, s.identity, 'GET', k(partnerId), undefined, KeyStatus).then((r) => r.body),
   patch: (s: Session, partnerId: string, body: KeyPatchRequest) =>
     signedRequest(s.endpoint, s.identity, 'PATCH', k(partnerId), body, KeyStatus).then((r) => r.body),
@@ -39,6 +40,10 @@ export const api = {
       before = last;
     }
   },
+  putCertificates: (s: Session, partnerId: string, body: { keyVersion: number; certificates: string[] }) =>
+    signedRequest(s.endpoint, s.identity, 'PUT', `${k(partnerId)}/certificates`, body, KeyStatus).then((r) => r.body),
+  certificates: (s: Session, partnerId: string) =>
+    signedRequest(s.endpoint, s.identity, 'GET', `${k(partnerId)}/certificates`, undefined, CertificatesView).then((r) => r.body),
   notices: (s: Session, unreadOnly: boolean) =>
     signedRequest(s.endpoint, s.identity, 'GET', `/v1/notices${unreadOnly ? '?unread=true' : ''}`, undefined, NoticeList).then((r) => r.body.notices),
   ack: (s: Session, ids: string[]) => signedRequest(s.endpoint, s.identity, 'POST', '/v1/notices/ack', { ids }, AckResponse).then((r) => r.body.acknowledged),

@@ -11,11 +11,22 @@ import type { HistoryEntry } from '../protocol/messages.js';
 
 /**
  * ours: in this client's fetch log. unfinished: sent by this client, reply never
- * opened. not_ours: signed by the management key, not by this client. forged:
- * the server's record could not have come from this key, or counts one signed
- * request twice.
+ * opened (the process ended first). undelivered: counted, though this client
+ * got no key for it (no answer, or a reply that failed its checks). not_ours:
+ * signed by the management key, not by this client. forged: the server's record
+ * could not have come from this key, counts one signed request twice, or counts
+ * a request it refused to this client.
  */
-export type AuditVerdict = 'ours' | 'unfinished' | 'not_ours' | 'forged';
+export type AuditVerdict = 'ours' | 'unfinished' | 'undelivered' | 'not_ours' | 'forged';
+
+/** What this client's sent log says became of its requests that brought no key (see fetch-log.ts). */
+export interface OurRequests {
+  opened: Set<string>;
+  sent: Set<string>;
+  refused?: Set<string>;
+  unanswered?: Set<string>;
+  rejected?: Set<string>;
+}
 
 export interface AuditLine {
   seq: number;
@@ -53,7 +64,7 @@ export function auditHistory(
   partnerId: string,
   keyId: string,
   publicKey: KeyObject,
-  ours: { opened: Set<string>; sent: Set<string>; refused?: Set<string> },
+  ours: OurRequests,
 ): AuditLine[] {
   const seen = new Set<string>();
   // Verify entries record an application server's question, not a use.
@@ -68,7 +79,40 @@ export function auditHistory(
     if (h.result !== 'refused' && ours.refused?.has(nonce)) {
       return { ...base, verdict: 'forged' as const, why: 'the server refused this request, yet counts it as a use' };
     }
+    if (h.result !== 'refused' && !ours.opened.has(nonce)) {
+      if (ours.rejected?.has(nonce)) return { ...base, verdict: 'undelivered' as const, why: 'this client rejected the reply (it failed its checks), yet the server counts it as a use' };
+      if (ours.unanswered?.has(nonce)) return { ...base, verdict: 'undelivered' as const, why: 'this client got no answer (a timeout or a dropped connection), yet the server counts it as a use' };
+    }
     const verdict = ours.opened.has(nonce) ? 'ours' : ours.sent.has(nonce) ? 'unfinished' : 'not_ours';
     return { ...base, verdict: verdict as AuditVerdict };
   });
+}
+
+/** A use this client was served: its nonce and the key version it opened. */
+export interface ServedUse {
+  nonce: string;
+  keyVersion: number;
+  at: string;
+}
+
+/**
+ * The other direction (a damaged log, a restore that rolled counters back, a
+ * server hiding a use from both counter and history): every use this client
+ * was served must be in the server's history, with the same nonce, as a use of
+ * the same key version. Returns those that are not.
+ */
+export function missingUses(history: HistoryEntry[], served: ServedUse[]): Array<ServedUse & { why: string }> {
+  const inHistory = new Map<string, number>();
+  for (const h of history) {
+    if (h.result === 'verify' || h.result === 'refused' || !h.request) continue;
+    const p = parseSignatureInput(`${SIG_LABEL}=${h.request.signatureInput}`);
+    if (p) inHistory.set(p.nonce, h.keyVersion);
+  }
+  const out: Array<ServedUse & { why: string }> = [];
+  for (const u of served) {
+    const v = inHistory.get(u.nonce);
+    if (v === undefined) out.push({ ...u, why: 'not in the history' });
+    else if (v !== u.keyVersion) out.push({ ...u, why: `recorded as a use of version ${v}, not ${u.keyVersion}` });
+  }
+  return out;
 }

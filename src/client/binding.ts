@@ -7,7 +7,8 @@ import type { SignedBinding } from '../protocol/messages.js';
 import type { Session } from './session.js';
 
 export async function signedBinding(s: Session, k: Omit<BindingStatement, 'personId' | 'issuedAt'>): Promise<SignedBinding> {
-  const statement: BindingStatement = { personId: s.config.personId, issuedAt: new Date().toISOString(), ...k };
+  // Every new statement says whether the key is locked (see BindingStatement.locked).
+  const statement: BindingStatement = { personId: s.config.personId, issuedAt: new Date().toISOString(), ...k, locked: k.locked ?? false };
   const signature = await s.sign(TAG_BINDING, bindingBytes(statement));
   return { statement: statement as SignedBinding['statement'], signature: toB64(signature) };
 }

@@ -14,7 +14,7 @@ import type { ClientConfig } from './config.js';
 import type { HomePaths } from './home.js';
 import type { Session } from './session.js';
 import { api } from './api.js';
-import { appendFetchLog, appendSentLog } from './fetch-log.js';
+import { appendFetchLog, appendSentLog, checkLogFiles } from './fetch-log.js';
 import { newNonce } from './http.js';
 
 export interface FetchResult {
@@ -42,20 +42,48 @@ export function fetchChecks(name: string, requested: OutputFormat | undefined): 
 }
 
 export async function fetchWith(paths: HomePaths, session: Session, partner: PartnerEntry, name: string, requested: OutputFormat | undefined): Promise<FetchResult> {
-  const known = partner.key;
   const nonce = newNonce();
+  await checkLogFiles(paths);
   await appendSentLog(paths, { at: new Date().toISOString(), partner: name, partnerId: partner.id, nonce });
   let sent;
   try {
     sent = await api.fetch(session, partner.id, nonce);
   } catch (e) {
-    // A refusal is remembered against the nonce: a server that later counts this request
-    // as a use is caught by the audit.
-    if (e instanceof KmgrError && e.kind === 'refused') {
-      await appendSentLog(paths, { at: new Date().toISOString(), partner: name, partnerId: partner.id, nonce, outcome: 'refused' }).catch(() => undefined);
+    // Every request sent and not answered with a key is remembered against its nonce, as
+    // what happened: an error reply of any kind (429, 503, 401, a malformed reply), or no
+    // answer at all. A server that counts it as a use anyway is caught by the audit.
+    const outcome = sentOutcome(e);
+    if (outcome) await appendSentLog(paths, { at: new Date().toISOString(), partner: name, partnerId: partner.id, nonce, outcome }).catch(() => undefined);
+    throw e;
+  }
+  try {
+    return await openReply(paths, session, partner, name, requested, sent);
+  } catch (e) {
+    // A reply that failed its checks (a swapped or altered blob, a rollback) delivered no key either.
+    // (Only integrity failures: a local failure after a good reply is not the server's doing.)
+    if (e instanceof KmgrError && e.kind === 'integrity') {
+      await appendSentLog(paths, { at: new Date().toISOString(), partner: name, partnerId: partner.id, nonce, outcome: 'rejected' }).catch(() => undefined);
     }
     throw e;
   }
+}
+
+/** refused: the server answered, not with a key. unanswered: sent, no answer. undefined: never sent. */
+function sentOutcome(e: unknown): 'refused' | 'unanswered' | undefined {
+  const maybeCounted = e instanceof KmgrError ? e.details?.maybeCounted : undefined;
+  if (maybeCounted === undefined) return 'refused';
+  return maybeCounted === true ? 'unanswered' : undefined;
+}
+
+async function openReply(
+  paths: HomePaths,
+  session: Session,
+  partner: PartnerEntry,
+  name: string,
+  requested: OutputFormat | undefined,
+  sent: Awaited<ReturnType<typeof api.fetch>>,
+): Promise<FetchResult> {
+  const known = partner.key;
   const { body: reply, params } = sent;
   // At the version we know, the server must name the key we know (threat 1); the AD check below
   // would catch a swapped blob, but the reply's other fields must not steer us either.

@@ -1,16 +1,41 @@
 // Reading the client's private files, with the checks ssh makes on its keys.
-import { copyFile, readFile, rename, stat } from 'node:fs/promises';
+import { copyFile, open, rename, stat } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
 import { dirname } from 'node:path';
 import { ConfigError, IntegrityError, KmgrError } from '../protocol/errors.js';
 import type { Schema } from '../protocol/schema.js';
 
+/** Bigger than any state file kmgr writes: a file past it is not ours. */
+const MAX_STATE_FILE = 256 << 20;
+
+/**
+ * A state file's text, or undefined if there is none. Only a regular file is
+ * read: opened without blocking and checked first, so that a FIFO (which
+ * would block the command forever) or a device such as /dev/zero (endless) put
+ * in a file's place is a clear error at once.
+ */
 export async function readIfExists(path: string): Promise<string | undefined> {
+  let fh;
   try {
-    return await readFile(path, 'utf8');
+    fh = await open(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new ConfigError(`cannot read ${path}: ${(e as Error).message}`).because(e);
+  }
+  try {
+    const st = await fh.stat();
+    if (st.isDirectory()) {
+      // What reading it would have said, kept as the cause.
+      throw new ConfigError(`cannot read ${path}: it is a directory`).because(Object.assign(new Error(`EISDIR: illegal operation on a directory, read`), { code: 'EISDIR' }));
+    }
+    if (!st.isFile()) throw new ConfigError(`${path} is not a regular file (a FIFO or device stands in its place); move it away`);
+    if (st.size > MAX_STATE_FILE) throw new ConfigError(`${path} is ${st.size} bytes, far larger than any file kmgr writes; move it away`);
+    return await fh.readFile('utf8');
+  } catch (e) {
+    if (e instanceof KmgrError) throw e;
+    throw new ConfigError(`cannot read ${path}: ${(e as Error).message}`).because(e);
+  } finally {
+    await fh.close();
   }
 }
 
@@ -63,10 +88,11 @@ export async function loadJsonFile<T>(path: string, schema: Schema<T>, what: str
  * (threat 12): another user could reset a rollback high-water mark, point the
  * config at another server, or plant an agent socket.
  */
-export async function checkNotWritableByOthers(path: string): Promise<void> {
+export async function checkNotWritableByOthers(path: string, o: { rootMayOwn?: boolean } = {}): Promise<void> {
   for (const p of [dirname(path), path]) {
     const st = await stat(p);
-    if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
+    // A CA file outside the home may be the system's (root's); still nobody else may write it.
+    if (typeof process.getuid === 'function' && st.uid !== process.getuid() && !(o.rootMayOwn && st.uid === 0)) {
       throw new ConfigError(`${p} belongs to another user`, 'unsafe_permissions');
     }
     if ((st.mode & 0o022) !== 0) {

@@ -3,10 +3,12 @@
 // signed with the management key.
 import { request as httpsRequest } from 'node:https';
 import { openTls, Preconnect } from './tls-connect.js';
-import { KmgrError, UnavailableError, IntegrityError, isErrorCode } from '../protocol/errors.js';
+import { KmgrError, UnavailableError, IntegrityError, UsageError, isErrorCode } from '../protocol/errors.js';
 import { ErrorBody } from '../protocol/messages.js';
 import { DEFAULT_LIFETIME_SECONDS, DEVICE_HEADER, formatContentDigest, formatSignature, serializeParams, signatureBase, SIG_LABEL, type SignatureParams } from '../protocol/sigbase.js';
 import type { Schema } from '../protocol/schema.js';
+import { parseTimeoutSeconds } from '../protocol/timeout.js';
+import { cleanLine } from '../protocol/text.js';
 import { sha256 } from '../crypto/hash.js';
 import { toB64, toB64url, utf8 } from '../crypto/bytes.js';
 import { randomBytes } from '../crypto/random.js';
@@ -17,6 +19,8 @@ export interface Endpoint {
   ca: string | undefined; // PEM
   /** A connection being opened ahead of the first request (see Preconnect). */
   preconnect?: Preconnect;
+  /** The whole request's deadline (ms); requestDeadlineMs() when absent. */
+  timeoutMs?: number;
 }
 
 export interface Identity {
@@ -34,20 +38,50 @@ export interface Sent<T> {
   params: SignatureParams;
 }
 
-const TIMEOUT_MS = 15_000;
+/**
+ * Every request has a total deadline covering connect, TLS and the whole
+ * reply, and an idle limit within it: a server (or a man in the middle) that
+ * reads the request and never answers, or trickles a byte every few seconds,
+ * must not hold `fetch`, `status` or `init` for minutes. KMGR_TIMEOUT (seconds;
+ * `kmgr --timeout` sets it) changes the total; the idle limit is half of it,
+ * and at most IDLE_MS unless the user chose the total (someone who allows 120 s
+ * on a slow link means a server may pause longer than 10 s).
+ */
+export const DEFAULT_TIMEOUT_MS = 30_000;
+const IDLE_MS = 10_000;
+export function requestDeadlineMs(env: NodeJS.ProcessEnv = process.env): number {
+  const v = env.KMGR_TIMEOUT;
+  if (v === undefined || v === '') return DEFAULT_TIMEOUT_MS;
+  const ms = parseTimeoutSeconds(v);
+  if (ms === undefined) throw new UsageError(`KMGR_TIMEOUT must be a number of seconds from 0.1 to 3600, not ${JSON.stringify(v.slice(0, 40))}`);
+  return ms;
+}
 
-function friendlyNetworkError(e: NodeJS.ErrnoException, server: string): KmgrError {
+/** What the user needs to know about a request that failed on the way: could the server have counted it? */
+const afterSend = (sent: boolean): string =>
+  sent ? 'the request was sent, so the server may have counted it (kmgr status shows the count)' : 'nothing was sent, so nothing was counted';
+
+function friendlyNetworkError(e: NodeJS.ErrnoException, server: string, sent = false): KmgrError {
   const code = e.code ?? '';
   if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS_CERT_ALTNAME/.test(code)) {
     return new UnavailableError(`cannot verify the TLS certificate of ${server} (${code}); pass the server's certificate with --ca`);
   }
-  return new UnavailableError(`cannot reach the key server at ${server} (${code || e.message})`).because(e);
+  return new KmgrError('unavailable', `cannot reach the key server at ${server} (${code || e.message}); ${afterSend(sent)}`, { maybeCounted: sent }).because(e);
+}
+
+function timeoutError(server: string, what: 'total' | 'idle', ms: number, sent: boolean): KmgrError {
+  const s = `${Number((ms / 1000).toFixed(1))} s`;
+  const how = what === 'total' ? `did not complete the request within ${s}` : `sent nothing for ${s}`;
+  return new KmgrError('unavailable', `the key server at ${server} ${how} (--timeout or KMGR_TIMEOUT changes the limit); ${afterSend(sent)}`, {
+    timeout: what,
+    maybeCounted: sent,
+  });
 }
 
 /** Starts the TLS handshake with the server now, for the first request to use (see Preconnect). */
 export function preconnect(ep: Endpoint): void {
   ep.preconnect?.discard();
-  ep.preconnect = new Preconnect({ server: ep.server, ca: ep.ca }, TIMEOUT_MS);
+  ep.preconnect = new Preconnect({ server: ep.server, ca: ep.ca }, ep.timeoutMs ?? requestDeadlineMs());
 }
 
 /** 128 random bits, as the signature profile requires. */
@@ -101,39 +135,69 @@ export async function unsignedRequest<T>(ep: Endpoint, method: 'GET' | 'POST', p
 }
 
 async function send(ep: Endpoint, url: URL, method: string, headers: Record<string, string | number>, body: Uint8Array): Promise<{ status: number; text: string }> {
-  let socket;
-  try {
-    // A warmed connection only to the same server under the same trust (an endpoint copied and re-pointed keeps the field).
-    const warm = ep.preconnect && ep.preconnect.target.server === ep.server && ep.preconnect.target.ca === ep.ca ? await ep.preconnect.take() : undefined;
-    socket = warm ?? (await openTls(ep, TIMEOUT_MS));
-  } catch (e) {
-    throw friendlyNetworkError(e as NodeJS.ErrnoException, ep.server);
-  }
-  const sock = socket;
+  const deadline = ep.timeoutMs ?? requestDeadlineMs();
+  const chosen = ep.timeoutMs !== undefined || (process.env.KMGR_TIMEOUT ?? '') !== '';
+  const idle = chosen ? Math.ceil(deadline / 2) : Math.min(IDLE_MS, Math.ceil(deadline / 2));
   return new Promise((resolve, reject) => {
-    const req = httpsRequest(
-      url,
-      // The socket is connected and its certificate checked: the request goes out on it at once.
-      // defaultPort: without an https agent node:http would name port 80 in the Host header of a URL without a port.
-      { method, headers, createConnection: () => sock, defaultPort: 443, timeout: TIMEOUT_MS },
-      (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > 1 << 20) {
-            req.destroy(new Error('reply too large'));
-            return;
-          }
-          chunks.push(c);
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', (e) => reject(friendlyNetworkError(e, ep.server)));
-      },
-    );
-    req.on('timeout', () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
-    req.on('error', (e) => reject(friendlyNetworkError(e, ep.server)));
-    req.end(body);
+    let settled = false;
+    let sent = false;
+    let sock: import('node:tls').TLSSocket | undefined;
+    let req: ReturnType<typeof httpsRequest> | undefined;
+    const finish = (e: KmgrError | undefined, v?: { status: number; text: string }): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(total);
+      if (e) {
+        reject(e);
+        req?.destroy();
+        sock?.destroy();
+      } else resolve(v!);
+    };
+    // One timer for the whole exchange: connecting, the handshake, the request and every byte of the reply.
+    const total = setTimeout(() => finish(timeoutError(ep.server, 'total', deadline, sent)), deadline);
+    void (async () => {
+      try {
+        // A warmed connection only to the same server under the same trust (an endpoint copied and re-pointed keeps the field).
+        const warm = ep.preconnect && ep.preconnect.target.server === ep.server && ep.preconnect.target.ca === ep.ca ? await ep.preconnect.take() : undefined;
+        sock = warm ?? (await openTls(ep, deadline));
+      } catch (e) {
+        finish(friendlyNetworkError(e as NodeJS.ErrnoException, ep.server));
+        return;
+      }
+      if (settled) {
+        sock.destroy();
+        return;
+      }
+      const s = sock;
+      // Set on the socket itself: node's `timeout` request option never reaches a socket handed over already connected.
+      s.setTimeout(idle, () => finish(timeoutError(ep.server, 'idle', idle, sent)));
+      req = httpsRequest(
+        url,
+        // The socket is connected and its certificate checked: the request goes out on it at once.
+        // defaultPort: without an https agent node:http would name port 80 in the Host header of a URL without a port.
+        { method, headers, createConnection: () => s, defaultPort: 443 },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > 1 << 20) {
+              finish(new UnavailableError(`the key server at ${ep.server} sent a reply over 1 MiB; ${afterSend(true)}`));
+              return;
+            }
+            chunks.push(c);
+          });
+          res.on('end', () => {
+            s.setTimeout(0);
+            finish(undefined, { status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
+          });
+          res.on('error', (e) => finish(friendlyNetworkError(e, ep.server, sent)));
+        },
+      );
+      req.on('error', (e) => finish(friendlyNetworkError(e, ep.server, sent)));
+      sent = true;
+      req.end(body);
+    })();
   });
 }
 
@@ -157,6 +221,15 @@ function parseReply<T>(status: number, text: string, schema: Schema<T>, server: 
   } catch {
     throw new UnavailableError(`the key server at ${server} answered HTTP ${status} without a valid error`);
   }
-  if (!isErrorCode(err.code)) throw new UnavailableError(`the key server answered HTTP ${status}: ${err.message}`);
-  throw new KmgrError(err.code, `the key server refused: ${err.message}`, err.details);
+  // The server's words are cleaned here, once, so that no mode (text, --json, the agent's replies) passes them on raw.
+  if (!isErrorCode(err.code)) throw new UnavailableError(`the key server answered HTTP ${status}: ${cleanLine(err.message, 500)}`);
+  throw new KmgrError(err.code, `the key server refused: ${cleanLine(err.message, 500)}`, err.details === undefined ? undefined : (cleanStrings(err.details) as Record<string, unknown>));
+}
+
+/** Every string in a server's error details, as one clean line. */
+function cleanStrings(v: unknown): unknown {
+  if (typeof v === 'string') return cleanLine(v, 500);
+  if (Array.isArray(v)) return v.map(cleanStrings);
+  if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [cleanLine(k, 100), cleanStrings(x)]));
+  return v;
 }

@@ -1,9 +1,9 @@
 // An unlocked client: config, endpoint, the management secrets and a request signer.
-import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { fingerprint, signerFromSeed, type SignatureTag, type Signer } from '../crypto/sign.js';
 import type { ManagementSecrets } from '../crypto/keystore.js';
 import { ConfigError, IntegrityError } from '../protocol/errors.js';
+import { checkNotWritableByOthers, readIfExists } from './files.js';
 import { loadConfig, type ClientConfig } from './config.js';
 import type { PassphraseSource } from './passphrase.js';
 import type { Endpoint, Identity } from './http.js';
@@ -51,11 +51,11 @@ export interface Session {
 export async function endpointFor(paths: HomePaths, config: ClientConfig): Promise<Endpoint> {
   if (config.ca === null) return { server: config.server, ca: undefined };
   const caPath = isAbsolute(config.ca) ? config.ca : join(paths.dir, config.ca);
-  try {
-    return { server: config.server, ca: await readFile(caPath, 'utf8') };
-  } catch (e) {
-    throw new ConfigError(`cannot read the server's CA file ${caPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`).because(e);
-  }
+  const ca = await readIfExists(caPath);
+  if (ca === undefined) throw new ConfigError(`cannot read the server's CA file ${caPath}: ENOENT`);
+  // Whoever can write the trusted certificate can put a man in the middle: checked as the other state files are.
+  await checkNotWritableByOthers(caPath, { rootMayOwn: isAbsolute(config.ca) });
+  return { server: config.server, ca };
 }
 
 /** This device's identity in requests, signing with `signer`. */

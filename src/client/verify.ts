@@ -27,7 +27,8 @@ export function checkVerifyAnswer(
   r: VerifyResponse,
   ask: { personId: string; partnerId: string; publicKey: string; owner: string; newestSeen: Seen; now: number },
 ): VerifyOutcome {
-  if (r.result === 'unknown') return { verified: false, reason: 'the server knows no such key', keyVersion: null };
+  // "unknown" is also the answer for a public key that is not the owner's (the server tells a stranger nothing more).
+  if (r.result === 'unknown') return { verified: false, reason: "the server knows no such key (or this public key is not the person's key for this partner)", keyVersion: null };
   const lying = (why: string): never => {
     throw new IntegrityError(`the server's answer does not hold up: ${why}`);
   };
@@ -49,6 +50,7 @@ export function checkVerifyAnswer(
   const inTerm = s.expiresAt === null || ask.now < Date.parse(s.expiresAt);
   if (r.result === 'match') {
     if (!same) return lying('it says "match" for a public key the owner did not sign');
+    if (s.locked === true) return lying('it says "match" for a key the owner\'s statement says is locked');
     if (!inTerm) return lying(`it says "match" for a key whose term ended at ${s.expiresAt}`);
     return { verified: true, keyVersion: s.keyVersion, issuedAt: s.issuedAt };
   }

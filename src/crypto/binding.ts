@@ -19,6 +19,13 @@ export interface BindingStatement {
   issuedAt: string;
   /** ISO 8601 or null: the end of the key's valid term. */
   expiresAt: string | null;
+  /**
+   * Whether the owner had locked the key when making the statement. Locking and
+   * unlocking issue a new statement, so a verifier that has seen the newer one
+   * cannot be told "match" for a locked key by a replay of the older. Absent in
+   * statements made before the field existed (read as not locked).
+   */
+  locked?: boolean;
 }
 
 /** The DER bytes of a PEM public key: the form compared and signed, so PEM line breaks cannot matter. */
@@ -35,7 +42,9 @@ export function samePublicKey(aPem: string, bPem: string): boolean {
 }
 
 export function bindingBytes(s: BindingStatement): Uint8Array {
-  return encodeFields([s.personId, s.partnerId, s.keyId, s.alg, spkiDer(s.publicKey), s.keyVersion, s.issuedAt, s.expiresAt ?? '']);
+  const fields = [s.personId, s.partnerId, s.keyId, s.alg, spkiDer(s.publicKey), s.keyVersion, s.issuedAt, s.expiresAt ?? ''];
+  // Appended only when present, so that statements signed before the field existed still verify.
+  return encodeFields(s.locked === undefined ? fields : [...fields, s.locked ? 'locked' : 'usable']);
 }
 
 export function signBinding(signer: Pick<Signer, 'sign'>, s: BindingStatement): Uint8Array {

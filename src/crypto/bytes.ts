@@ -67,6 +67,20 @@ export function encodeFields(fields: ReadonlyArray<string | number | Uint8Array>
   return concat(...parts);
 }
 
+/** The fields encodeFields wrote; undefined if the bytes are not such an encoding. */
+export function decodeFields(b: Uint8Array): Uint8Array[] | undefined {
+  const out: Uint8Array[] = [];
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  for (let o = 0; o < b.length; ) {
+    if (o + 4 > b.length) return undefined;
+    const n = view.getUint32(o);
+    if (o + 4 + n > b.length) return undefined;
+    out.push(b.subarray(o + 4, o + 4 + n));
+    o += 4 + n;
+  }
+  return out;
+}
+
 /** Best-effort wipe of secret bytes we own (JS gives no guarantee; it narrows the window). */
 export function wipe(b: Uint8Array | undefined): void {
   if (b) b.fill(0);

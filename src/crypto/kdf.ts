@@ -18,10 +18,15 @@ export const KDF_DEFAULT_LOGN = 17;
 export const KDF_MIN_LOGN = 15;
 export const KDF_MIN_R = 8;
 export const KDF_MIN_P = 1;
-/** Ceiling, so a hostile file cannot make us allocate gigabytes. */
-export const KDF_MAX_LOGN = 22;
-export const KDF_MAX_R = 32;
-export const KDF_MAX_P = 16;
+/**
+ * Ceiling: what a real keystore can need and no more, so that a file edited up
+ * to it still fails within seconds instead of blocking on ~16 GiB of scrypt.
+ * kmgr writes r=8, p=1 and logN 15-20 (`--kdf-cost`): 2^20 x 8 is 1 GiB, a few
+ * seconds here.
+ */
+export const KDF_MAX_LOGN = 20;
+export const KDF_MAX_R = 8;
+export const KDF_MAX_P = 1;
 export const SALT_LEN = 16;
 
 export function checkKdfParams(k: ScryptParams): void {
@@ -33,7 +38,7 @@ export function checkKdfParams(k: ScryptParams): void {
     k.salt.length >= SALT_LEN;
   if (!ok) {
     throw new IntegrityError(
-      `keystore KDF parameters are outside the allowed range (scrypt logN ${KDF_MIN_LOGN}-${KDF_MAX_LOGN}, r >= ${KDF_MIN_R}, salt >= ${SALT_LEN} bytes)`,
+      `keystore KDF parameters are outside the allowed range (scrypt logN ${KDF_MIN_LOGN}-${KDF_MAX_LOGN}, r ${KDF_MIN_R}, p ${KDF_MIN_P}, salt >= ${SALT_LEN} bytes)`,
       'kdf_too_weak',
     );
   }

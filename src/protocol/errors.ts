@@ -33,6 +33,7 @@ export const ERROR_CODES = {
   auth_stale: 'auth',
   auth_replay: 'auth',
   auth_forbidden: 'auth',
+  auth_wrong_server: 'auth',
   key_exists: 'conflict',
   person_exists: 'conflict',
   keystore_exists: 'conflict',
@@ -57,6 +58,14 @@ export const ERROR_CODES = {
   not_initialised: 'config',
   unavailable: 'unavailable',
   internal: 'internal',
+  // kmgr exec: the program could not be started (exit 127 and 126, as shells and env(1) do).
+  command_not_found: 'not_found',
+  command_not_executable: 'usage',
+  // Certificates beside keys.
+  certificate_mismatch: 'usage',
+  chain_broken: 'usage',
+  no_certificate: 'not_found',
+  key_type_unsupported: 'usage',
 } as const satisfies Record<string, ErrorKind>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -73,6 +73,8 @@ export const RegisterRequest = obj({
   terms: Terms,
   /** Third embodiment: the public half in plaintext, with the owner's signed binding statement. */
   binding: bindingField,
+  /** Offered by the owner's SSH agent (kmgr agent start --ssh). */
+  ssh: optional(bool),
 });
 export type RegisterRequest = Infer<typeof RegisterRequest>;
 
@@ -94,6 +96,10 @@ export const KeyStatus = obj({
   lastUsedAt: nullable(isoTime),
   /** The public half, when the owner registered it with a binding statement. */
   publicKey: nullable(publicKeyPem),
+  /** Offered by the owner's SSH agent. */
+  ssh: optional(bool),
+  /** The leaf of the certificate chain kept beside the key (kmgr cert import), as the server read it. */
+  certificate: optional(nullable((v, p) => CertificateInfo(v, p))),
 });
 export type KeyStatus = Infer<typeof KeyStatus>;
 
@@ -131,6 +137,8 @@ export const KeyPatchRequest = obj({
   maxPerWeek: optional(limit),
   maxPerMonth: optional(limit),
   onLimit: optional(oneOf(LIMIT_POLICIES)),
+  /** Offer the key through the owner's SSH agent, or stop. */
+  ssh: optional(bool),
   /** A fresh binding statement when the valid term changes, so verifiers see the new term. */
   binding: optional((v, p) => SignedBinding(v, p)),
 });
@@ -180,7 +188,7 @@ export const NoticeView = obj({
   at: isoTime,
   partnerId: partnerIdField,
   keyVersion: int({ min: 1, max: MAX_COUNT }),
-  kind: oneOf(['expired', 'expiring', 'limit_reached', 'limit_passed', 'refused_attempt', 'restored'] as const),
+  kind: oneOf(['expired', 'expiring', 'limit_reached', 'limit_passed', 'refused_attempt', 'restored', 'certificate_expired', 'certificate_expiring'] as const),
   message: str({ max: 1000 }),
   read: bool,
 });
@@ -201,6 +209,7 @@ export const BindingStatementSchema = obj({
   keyVersion: int({ min: 1, max: MAX_COUNT }),
   issuedAt: isoTime,
   expiresAt: nullable(isoTime),
+  locked: optional(bool),
 });
 export const SignedBinding = obj({
   statement: BindingStatementSchema,
@@ -283,3 +292,32 @@ export const NotifyView = obj({
   deliveries: array(DeliveryView, 100),
 });
 export type NotifyView = Infer<typeof NotifyView>;
+
+// ---------- certificates beside a key (public data: never in the sealed blob) ----------
+const PEM_CERTIFICATE = /^-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----\r?\n?$/;
+export const certificatePem = str({ max: 12_000, pattern: PEM_CERTIFICATE, name: 'PEM certificate' });
+
+/** A certificate as the server summarises it in a key's status. */
+export const CertificateInfo = obj({
+  subject: str({ max: 2000 }),
+  issuer: str({ max: 2000 }),
+  serial: str({ max: 100 }),
+  notBefore: isoTime,
+  notAfter: isoTime,
+  fingerprint: str({ max: 100 }),
+});
+export type CertificateInfo = Infer<typeof CertificateInfo>;
+
+/** PUT /v1/keys/{partnerId}/certificates: the chain for this key version, leaf first; an empty list removes it. */
+export const CertificatesRequest = obj({
+  keyVersion: keyVersionField,
+  certificates: array(certificatePem, 8),
+});
+export type CertificatesRequest = Infer<typeof CertificatesRequest>;
+
+/** GET /v1/keys/{partnerId}/certificates */
+export const CertificatesView = obj({
+  keyVersion: keyVersionField,
+  certificates: array(certificatePem, 8),
+});
+export type CertificatesView = Infer<typeof CertificatesView>;

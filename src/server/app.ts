@@ -13,6 +13,8 @@ import { route } from './router.js';
 import { RateLimiter } from './rate-limit.js';
 import { unwrapStoreError } from '../store/record-codec.js';
 import type { RequestContext, ServerDeps } from './context.js';
+import type { Authorities } from './authorities.js';
+import { addressKey, DEFAULT_CONNECTIONS_PER_ADDRESS, DEFAULT_FIRST_REQUEST_MS, guardConnections, type ConnectionLimits } from './connections.js';
 
 export interface AppOptions extends ServerDeps {
   cert: string;
@@ -23,7 +25,22 @@ export interface AppOptions extends ServerDeps {
   ratePerKey: number;
   /** Where signatures are verified; inline on the main thread when absent. */
   verifier?: Verifier;
+  /** The names signed requests must be meant for; any authority when absent. */
+  authorities?: Authorities;
+  /**
+   * What an outsider can ask: verify questions per second per address, and
+   * enrolments per minute per address (IPv6 per /64). 0: unlimited; defaults when absent.
+   */
+  verifyPerAddress?: number;
+  enrolPerAddressPerMinute?: number;
+  /** Connection limits (see connections.ts); defaults when absent. */
+  connections?: Partial<ConnectionLimits>;
+  /** How long a request's headers may take to arrive (ms). Default 10 s. */
+  headersTimeoutMs?: number;
 }
+
+export const DEFAULT_VERIFY_PER_ADDRESS = 10;
+export const DEFAULT_ENROL_PER_ADDRESS_PER_MINUTE = 10;
 
 export interface RunningServer {
   server: Server;
@@ -49,11 +66,24 @@ export function createApp(opts: AppOptions): Server {
     return key;
   };
   const verifier = opts.verifier;
+  // A request signed for another server (or sent with another Host) is refused before its signature is checked.
+  const forUs = (req: IncomingMessage): void => {
+    const host = req.headers.host;
+    if (opts.authorities && host !== undefined && !opts.authorities.has(host)) {
+      throw new AuthError('auth_wrong_server', `this request was meant for ${JSON.stringify(host.slice(0, 100))}, which is not this key server's name`);
+    }
+  };
 
   // Buckets allow bursts of twice the rate. They refill on the monotonic clock,
   // not the wall clock: a wall clock stepped back must not empty every bucket.
   const byAddress = new RateLimiter(opts.ratePerAddress, opts.ratePerAddress * 2);
   const byKey = new RateLimiter(opts.ratePerKey, opts.ratePerKey * 2);
+  // Unsigned questions anyone may ask are limited on their own, far below the general rate:
+  // verify (mapping a person's partners by probing) and enrolment (filling the database).
+  const verifyRate = opts.verifyPerAddress ?? DEFAULT_VERIFY_PER_ADDRESS;
+  const byVerify = new RateLimiter(verifyRate, verifyRate * 2);
+  const enrolRate = opts.enrolPerAddressPerMinute ?? DEFAULT_ENROL_PER_ADDRESS_PER_MINUTE;
+  const byEnrol = new RateLimiter(enrolRate / 60, enrolRate);
   const limited = (lim: RateLimiter, key: string, who: string): KmgrError => {
     return new KmgrError('rate_limited', `too many requests from ${who}; slow down`, { retryAfter: lim.retryAfter(key) });
   };
@@ -65,7 +95,12 @@ export function createApp(opts: AppOptions): Server {
       minVersion: 'TLSv1.3',
       maxHeaderSize: 16 * 1024,
       requestTimeout: 30_000,
-      headersTimeout: 10_000,
+      headersTimeout: opts.headersTimeoutMs ?? 10_000,
+      // Node checks the two timeouts above only this often (default 30 s, so a 10 s header
+      // timeout really allowed 40 s): checked every second, the stated time holds.
+      connectionsCheckingInterval: Math.min(1_000, opts.headersTimeoutMs ?? 1_000),
+      // A connection that never finishes TLS is closed as one that never sends a request.
+      handshakeTimeout: opts.connections?.firstRequestMs ?? DEFAULT_FIRST_REQUEST_MS,
       keepAliveTimeout: 5_000,
       // Node would answer a missing Host itself, with an empty 400; ours is a JSON 400 (see handle()).
       requireHostHeader: false,
@@ -84,10 +119,14 @@ export function createApp(opts: AppOptions): Server {
       if (!byAddress.take(remoteAddress)) throw limited(byAddress, remoteAddress, 'this address');
       // RFC 9112 section 3.2: an HTTP/1.1 request without Host is answered 400.
       if (req.headers.host === undefined && req.httpVersion === '1.1') throw new UsageError('the request has no Host header', 'bad_request');
+      // Node keeps the first of two Host headers; a proxy may route by the other (RFC 9112 section 3.2: 400).
+      if (hostHeaders(req) > 1) throw new UsageError('the request has more than one Host header', 'bad_request');
       // A damaged store serves nothing but its health: a count it cannot trust must not decide a use.
       const state = storage.state?.();
       if (state && !state.ok && state.problem === 'damaged' && path !== '/v1/health') throw new KmgrError('storage_damaged', 'the server\'s database is damaged; the operator must restore it (nothing was served)');
       const { handler, params } = route(req.method ?? '', path);
+      if (req.method === 'POST' && path === '/v1/verify' && !byVerify.take(addressKey(remoteAddress))) throw limited(byVerify, addressKey(remoteAddress), 'this address (verify questions)');
+      if (req.method === 'POST' && path === '/v1/persons' && !byEnrol.take(addressKey(remoteAddress))) throw limited(byEnrol, addressKey(remoteAddress), 'this address (enrolments)');
       const body = await readBody(req);
       if (body.length > 0 && !/^application\/json(\s*;|$)/i.test(req.headers['content-type'] ?? '')) {
         throw new KmgrError('unsupported_media_type', 'request bodies must be application/json');
@@ -102,6 +141,7 @@ export function createApp(opts: AppOptions): Server {
         now,
         remoteAddress,
         async person() {
+          forUs(req);
           const auth = await authenticate(req, path, query, body, now, keyFor, verifier);
           if (!byKey.take(auth.params.keyid)) throw limited(byKey, auth.params.keyid, 'this key');
           const person = await storage.personByKeyId(auth.params.keyid);
@@ -110,6 +150,7 @@ export function createApp(opts: AppOptions): Server {
           return { person, auth };
         },
         async withKey(keyId, key) {
+          forUs(req);
           const auth = await authenticate(req, path, query, body, now, async (id) => (id === keyId ? key : undefined), verifier);
           storage.claimNonce(auth.claim);
           return auth;
@@ -141,16 +182,33 @@ export function createApp(opts: AppOptions): Server {
     if (socket.writable && err.code !== 'ECONNRESET') {
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
       const body = JSON.stringify(toWire(new UsageError('malformed HTTP request', 'bad_request')));
-      socket.end(`HTTP/1.1 ${status} Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      // Written, then destroyed: end() alone half-closes and keeps the descriptor until a slow peer closes too.
+      socket.write(`HTTP/1.1 ${status} ${REASON[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`, () => socket.destroy());
+      // A peer that never reads must not hold the socket either.
+      setTimeout(() => socket.destroy(), 1_000).unref();
     } else socket.destroy();
+  });
+  guardConnections(server, {
+    perAddress: opts.connections?.perAddress ?? DEFAULT_CONNECTIONS_PER_ADDRESS,
+    firstRequestMs: opts.connections?.firstRequestMs ?? DEFAULT_FIRST_REQUEST_MS,
   });
   // TLS handshake failures (wrong version, garbage) are the client's problem, not ours.
   server.on('tlsClientError', () => undefined);
   server.on('close', () => {
     byAddress.stop();
     byKey.stop();
+    byVerify.stop();
+    byEnrol.stop();
   });
   return server;
+}
+
+const REASON: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
+
+function hostHeaders(req: IncomingMessage): number {
+  let n = 0;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.toLowerCase() === 'host') n++;
+  return n;
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {

@@ -1,6 +1,6 @@
 // Authenticates a request by its management-key signature (Figs. 12-14, threat 8).
 import type { IncomingMessage } from 'node:http';
-import type { KeyObject } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { AuthError } from '../protocol/errors.js';
 import {
   DEVICE_HEADER, DEVICE_LABEL, MAX_LIFETIME_SECONDS, MAX_SKEW_SECONDS, parseContentDigest, parseSignature, parseSignatureInput, signatureBase, SIG_LABEL,
@@ -33,6 +33,17 @@ const header = (req: IncomingMessage, name: string): string | undefined => {
 export interface VerifyKey {
   raw: Uint8Array;
   obj: KeyObject;
+}
+
+let dummy: VerifyKey | undefined;
+/** A verification key whose private half was thrown away. */
+function nobodysKey(): VerifyKey {
+  if (!dummy) {
+    const { publicKey } = generateKeyPairSync('ed25519');
+    const raw = new Uint8Array(publicKey.export({ format: 'der', type: 'spki' }).subarray(-32));
+    dummy = { raw, obj: publicKey };
+  }
+  return dummy;
 }
 
 export async function authenticate(
@@ -68,14 +79,17 @@ export async function authenticate(
   ) {
     throw new AuthError('auth_stale', 'the request signature is outside its time window (check this machine\'s clock)');
   }
-  const key = await keyFor(params.keyid);
-  if (!key) throw new AuthError('unknown_person', 'the signing key is not enrolled at this server');
+  // An unknown key ID is refused exactly as a known one with a bad signature, after the
+  // same verification work (against a key nobody holds): otherwise anyone could probe
+  // which management keys are enrolled here.
+  const known = await keyFor(params.keyid);
+  const key = known ?? nobodysKey();
   const base = signatureBase({ method: req.method ?? '', authority, path, query, contentDigest: digest, device }, params);
   const signature = fromB64(sigB64);
   const payload = utf8(base);
   const ok = signature !== undefined && (verifier ? await verifier.verify(key.raw, payload, signature) : verifySignature(key.obj, TAG_REQUEST, payload, signature));
-  if (!ok) {
-    throw new AuthError('auth_bad_signature', 'the request signature does not verify');
+  if (!ok || !known) {
+    throw new AuthError('auth_bad_signature', 'the request signature does not verify (or its key is not enrolled at this server)');
   }
   return {
     params,

@@ -14,6 +14,7 @@ import { startAdminSocket } from './admin.js';
 import { workerVerifier } from './verify-pool.js';
 import { Deliverer } from './delivery/deliverer.js';
 import type { MailConfig } from './delivery/mail.js';
+import { Authorities, certificateNames } from './authorities.js';
 
 
 export interface DaemonOptions {
@@ -44,6 +45,17 @@ export interface DaemonOptions {
   dbPoolSize?: number;
   /** Longest one PostgreSQL statement may run (ms). Default 5000. */
   dbStatementTimeoutMs?: number;
+  /** URLs kmgrd is reached by besides its --listen address and certificate names (behind a proxy). */
+  publicUrls?: string[];
+  /** Verify questions per second per address (0: unlimited). Default 10. */
+  verifyPerAddress?: number;
+  /** Enrolments per minute per address, IPv6 per /64 (0: unlimited). Default 10. */
+  enrolPerAddressPerMinute?: number;
+  /** Connections held at once per client address, IPv6 per /64 (0: unlimited). Default 256. */
+  maxConnectionsPerAddress?: number;
+  /** Test hooks: how long a new connection may wait before its first request, and for its headers (ms). */
+  firstRequestMs?: number;
+  headersTimeoutMs?: number;
 }
 
 export interface Daemon {
@@ -54,6 +66,8 @@ export interface Daemon {
   log: Logger;
   /** The notice deliverer; tests run passes directly. */
   deliverer: Deliverer;
+  /** The authorities signed requests must name (see authorities.ts). */
+  authorities: Authorities;
   stop(): Promise<void>;
 }
 
@@ -63,6 +77,9 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   } catch {
     throw new ConfigError(`unknown time zone: ${o.tz}`);
   }
+  // Checked before anything is opened: a bad --public-url is a usage slip, not a half-started daemon.
+  const authorities = new Authorities();
+  for (const u of o.publicUrls ?? []) authorities.addUrl(u);
   const log = makeLogger(o.logLevel, o.logDest);
   const dataDir = resolve(o.dataDir);
   // Before anything is written there (tls/): a foreign directory is left as it was.
@@ -84,6 +101,14 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   const threads = o.verifyThreads ?? 1;
   const verifier = threads > 0 ? workerVerifier(threads) : undefined;
   const app = createApp({
+    authorities,
+    connections: {
+      ...(o.maxConnectionsPerAddress !== undefined ? { perAddress: o.maxConnectionsPerAddress } : {}),
+      ...(o.firstRequestMs !== undefined ? { firstRequestMs: o.firstRequestMs } : {}),
+    },
+    ...(o.headersTimeoutMs !== undefined ? { headersTimeoutMs: o.headersTimeoutMs } : {}),
+    ...(o.verifyPerAddress !== undefined ? { verifyPerAddress: o.verifyPerAddress } : {}),
+    ...(o.enrolPerAddressPerMinute !== undefined ? { enrolPerAddressPerMinute: o.enrolPerAddressPerMinute } : {}),
     ...(verifier ? { verifier } : {}),
     storage,
     log,
@@ -104,11 +129,14 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     await storage.close();
     throw new ConfigError(`cannot listen on ${o.host}:${o.port}: ${(e as Error).message}`).because(e);
   }
+  // The port is known only now (--listen HOST:0 picks one).
+  if (!['0.0.0.0', '::', ''].includes(o.host)) authorities.add(`${o.host.includes(':') ? `[${o.host}]` : o.host}:${running.port}`);
+  for (const name of certificateNames(tls.cert)) authorities.addCertificateName(name, running.port);
   const deliverer = new Deliverer(storage, { ...(o.mail ? { mail: o.mail } : {}), webhooks: o.webhooks ?? 'https', clock, log });
   deliverer.start(o.deliverEveryMs ?? 1000);
   const hostPart = o.host.includes(':') ? `[${o.host}]` : o.host;
   const url = `https://${hostPart}:${running.port}`;
-  log.info({ url, port: running.port, storage: o.databaseUrl ? 'postgresql' : 'leveldb', tlsCert: tls.certPath, tlsFingerprint256: tls.fingerprint256, generatedCert: tls.generated, tz: o.tz }, 'kmgrd listening');
+  log.info({ url, port: running.port, storage: o.databaseUrl ? 'postgresql' : 'leveldb', tlsCert: tls.certPath, tlsFingerprint256: tls.fingerprint256, authorities: authorities.list(), generatedCert: tls.generated, tz: o.tz }, 'kmgrd listening');
   // A restored database serves counts as of its snapshot: say so at every start.
   const restoredFrom = (storage as { marker?: DataMarker }).marker?.restoredFrom;
   if (restoredFrom) log.warn({ restoredFrom }, `database restored from a snapshot taken at ${restoredFrom.takenAt}`);
@@ -120,6 +148,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     certPath: tls.certPath,
     log,
     deliverer,
+    authorities,
     stop() {
       stopping ??= (async () => {
         await running.stop();

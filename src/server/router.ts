@@ -8,6 +8,7 @@ import { health, ready } from './handlers/health.js';
 import { patchKey, rotateKey } from './handlers/terms.js';
 import { ackNotices, history, notices } from './handlers/history.js';
 import { verify } from './handlers/verify.js';
+import { getCertificates, putCertificates } from './handlers/certificates.js';
 import { getNotify, putNotify } from './handlers/notify.js';
 import { addPartner, directory, listPartners, removePartner } from './handlers/partners.js';
 
@@ -28,6 +29,7 @@ const ROUTES: Route[] = [
   { segments: ['v1', 'keys', '{partnerId}', 'fetch'], methods: { POST: fetchKey } },
   { segments: ['v1', 'keys', '{partnerId}', 'rotate'], methods: { POST: rotateKey } },
   { segments: ['v1', 'keys', '{partnerId}', 'history'], methods: { GET: history } },
+  { segments: ['v1', 'keys', '{partnerId}', 'certificates'], methods: { GET: getCertificates, PUT: putCertificates } },
   { segments: ['v1', 'notices'], methods: { GET: notices } },
   { segments: ['v1', 'notices', 'ack'], methods: { POST: ackNotices } },
   { segments: ['v1', 'verify'], methods: { POST: verify } },

@@ -1,6 +1,6 @@
 // Storage records as the wire shows them.
-import type { HistoryEntry, KeyStatus, NoticeView, PersonInfo } from '../protocol/messages.js';
-import type { HistoryRecord, KeyRecord, Notice, PersonRecord } from '../store/types.js';
+import type { CertificateInfo, HistoryEntry, KeyStatus, NoticeView, PersonInfo } from '../protocol/messages.js';
+import type { HistoryRecord, KeyRecord, Notice, PersonRecord, StoredCertificates } from '../store/types.js';
 import { usesAt } from '../terms/judge.js';
 
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -26,7 +26,19 @@ export function keyStatusView(r: KeyRecord, nowMs: number, tz: string): KeyStatu
     limits: { total: r.maxUses, day: r.maxPerDay, week: r.maxPerWeek, month: r.maxPerMonth },
     lastUsedAt: isoOrNull(r.lastUsedAt),
     publicKey: r.publicKey ?? null,
+    ssh: r.ssh ?? false,
+    certificate: currentCertificates(r) ? certificateInfo(currentCertificates(r)!) : null,
   };
+}
+
+/** The chain kept for the key's current version; one left from an earlier version is not shown. */
+export function currentCertificates(r: KeyRecord): StoredCertificates | undefined {
+  return r.certificates && r.certificates.keyVersion === r.keyVersion ? r.certificates : undefined;
+}
+
+function certificateInfo(c: StoredCertificates): CertificateInfo {
+  const l = c.leaf;
+  return { subject: l.subject, issuer: l.issuer, serial: l.serial, notBefore: iso(l.notBefore), notAfter: iso(l.notAfter), fingerprint: l.fingerprint };
 }
 
 export function historyView(h: HistoryRecord): HistoryEntry {

@@ -482,8 +482,8 @@ export class LevelStorage implements Storage {
           personId: rec.personId,
           partnerId: rec.partnerId,
           keyVersion: rec.keyVersion,
-          kind: d.kind as 'expired' | 'expiring',
-          expiresAt: rec.expiresAt!,
+          kind: d.kind as TermsFinding['kind'],
+          expiresAt: d.expiresAt ?? rec.expiresAt!,
           message: d.message,
           isNew: !seen,
         });

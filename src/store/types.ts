@@ -30,6 +30,17 @@ export interface KeyRecord extends KeyTerms {
   binding?: SignedBinding | null;
   /** Public keys of earlier versions, so a verifier can be told "rotated" rather than "mismatch". */
   previousPublicKeys?: string[];
+  /** Offered by the owner's SSH agent (kmgr register --ssh, kmgr terms --ssh on). */
+  ssh?: boolean;
+  /** The certificate chain kept beside the key (public data). Only meant for keyVersion; a rotated key has none. */
+  certificates?: StoredCertificates | null;
+}
+
+/** A certificate chain as stored: the PEM texts, leaf first, and what the server read from the leaf. */
+export interface StoredCertificates {
+  keyVersion: number;
+  chain: string[];
+  leaf: { subject: string; issuer: string; serial: string; notBefore: number; notAfter: number; fingerprint: string };
 }
 
 /** The signed request behind a use, kept so an owner can audit it later. */
@@ -99,6 +110,8 @@ export interface KeyPatch {
   onLimit?: 'deny' | 'notify';
   publicKey?: string | null;
   binding?: SignedBinding | null;
+  ssh?: boolean;
+  certificates?: StoredCertificates | null;
 }
 
 export interface NextKey {
@@ -115,7 +128,7 @@ export interface TermsFinding {
   personId: string;
   partnerId: string;
   keyVersion: number;
-  kind: 'expired' | 'expiring';
+  kind: 'expired' | 'expiring' | 'certificate_expired' | 'certificate_expiring';
   expiresAt: number;
   message: string;
   /** False when an earlier run already recorded this finding. */

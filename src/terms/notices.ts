@@ -4,12 +4,41 @@
 import type { KeyTerms, LimitName, Uses, Verdict } from './judge.js';
 
 /** restored: the server's database was restored from a backup, so later uses are missing (kmgrd restore). */
-export type NoticeKind = 'expired' | 'expiring' | 'limit_reached' | 'limit_passed' | 'refused_attempt' | 'restored';
+export type NoticeKind = 'expired' | 'expiring' | 'limit_reached' | 'limit_passed' | 'refused_attempt' | 'restored' | 'certificate_expired' | 'certificate_expiring';
 
 export interface NoticeDraft {
   kind: NoticeKind;
   dedupe: string;
   message: string;
+  /** For findings of the terms check: the instant that expires (the key's term, or its certificate's notAfter). */
+  expiresAt?: number;
+}
+
+/** The certificate chain kept beside a key, as far as the terms check needs it. */
+export interface CertificateTerm {
+  keyVersion: number;
+  leaf: { subject: string; notBefore: number; notAfter: number; fingerprint: string };
+}
+
+/**
+ * A certificate is noticed as expiring once two thirds of its lifetime have
+ * passed (when renewal is due by common practice: ACME clients renew at 2/3)
+ * or within the warning window, whichever comes first; and as expired after
+ * its notAfter. A chain left over from an earlier key version is ignored.
+ */
+export function noticesForCertificate(partner: string, keyVersion: number, c: CertificateTerm | null | undefined, nowMs: number, warnMs: number): NoticeDraft[] {
+  if (!c || c.keyVersion !== keyVersion) return [];
+  const { notBefore, notAfter, fingerprint, subject } = c.leaf;
+  const when = new Date(notAfter).toISOString();
+  const id = `v${keyVersion}!${fingerprint}`;
+  if (nowMs >= notAfter) {
+    return [{ kind: 'certificate_expired', dedupe: `cert-expired!${id}`, message: `the certificate of ${partner} (v${keyVersion}, ${subject}) expired at ${when}`, expiresAt: notAfter }];
+  }
+  const renewAt = notBefore + ((notAfter - notBefore) * 2) / 3;
+  if (nowMs >= renewAt || notAfter - nowMs <= warnMs) {
+    return [{ kind: 'certificate_expiring', dedupe: `cert-expiring!${id}`, message: `the certificate of ${partner} (v${keyVersion}, ${subject}) expires at ${when}: renew it (kmgr csr ${partner})`, expiresAt: notAfter }];
+  }
+  return [];
 }
 
 const LIMIT_FIELD: Record<LimitName, keyof KeyTerms> = { total: 'maxUses', day: 'maxPerDay', week: 'maxPerWeek', month: 'maxPerMonth' };
@@ -43,7 +72,13 @@ export function noticesForUse(partner: string, keyVersion: number, t: KeyTerms, 
 }
 
 /** Notices from the periodic terms check (Fig. 8): expired, or expiring within the warning window. */
-export function noticesForTerm(partner: string, keyVersion: number, t: KeyTerms, nowMs: number, warnMs: number): NoticeDraft[] {
+export function noticesForTerm(partner: string, keyVersion: number, t: KeyTerms & { certificates?: CertificateTerm | null }, nowMs: number, warnMs: number): NoticeDraft[] {
+  // Every storage backend's terms check calls this with the key record, so certificates kept on it are noticed everywhere.
+  const certs = noticesForCertificate(partner, keyVersion, t.certificates, nowMs, warnMs);
+  return [...keyTermNotices(partner, keyVersion, t, nowMs, warnMs), ...certs];
+}
+
+function keyTermNotices(partner: string, keyVersion: number, t: KeyTerms, nowMs: number, warnMs: number): NoticeDraft[] {
   if (t.expiresAt === null) return [];
   const when = new Date(t.expiresAt).toISOString();
   if (nowMs >= t.expiresAt) return [{ kind: 'expired', dedupe: `expired!v${keyVersion}!${t.expiresAt}`, message: `${partner} (v${keyVersion}) expired at ${when}` }];

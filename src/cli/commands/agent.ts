@@ -30,7 +30,11 @@ const AGENT_MAIN = fileURLToPath(new URL('../../agent/main.js', import.meta.url)
 export interface AgentStartOptions extends PassphraseSource {
   ttl?: string;
   confirm?: boolean;
+  ssh?: boolean;
 }
+
+/** The OpenSSH agent socket beside the kmgr agent's own (same private directory). */
+export const sshSocketFor = (socket: string): string => socket.replace(/\.sock$/, '') + '-ssh.sock';
 
 const TTL_UNITS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -58,6 +62,8 @@ export async function start(g: GlobalOptions, o: AgentStartOptions): Promise<num
   const ttlMs = parseTtl(o.ttl ?? DEFAULT_TTL);
   const config = await loadConfig(paths);
   const socket = await prepareSocket(paths);
+  const sshSocket = o.ssh ? sshSocketFor(socket) : null;
+  if (sshSocket) checkSocketPathLength(sshSocket);
   // Refused before the passphrase is asked for: one agent per home.
   const probe = await probeAgent(socket);
   if (probe.state === 'running') {
@@ -97,11 +103,16 @@ export async function start(g: GlobalOptions, o: AgentStartOptions): Promise<num
         keyId: config.keyId,
         confirm: Boolean(o.confirm),
         ttyFd: ttyFd === undefined ? null : 4,
+        sshSocket,
       };
       const pid = await spawnAgent(boot, packed, ttyFd);
       const expiresAt = new Date(Date.now() + ttlMs).toISOString();
-      if (g.json) printJson({ socket, pid, home: paths.dir, fingerprint: config.fingerprint, expiresAt, confirm: boot.confirm });
-      else {
+      if (g.json) printJson({ socket, pid, home: paths.dir, fingerprint: config.fingerprint, expiresAt, confirm: boot.confirm, sshSocket });
+      else if (sshSocket) {
+        // Like ssh-agent: eval "$(kmgr agent start --ssh)" sets SSH_AUTH_SOCK.
+        print(`SSH_AUTH_SOCK=${shellQuote(sshSocket)}; export SSH_AUTH_SOCK;`);
+        info(`kmgr agent (pid ${pid}) holds the management key for ${paths.dir} until ${expiresAt}${boot.confirm ? ', asking here before each use' : ''}; its SSH agent offers the keys marked --ssh.`);
+      } else {
         print(socket);
         info(`kmgr agent (pid ${pid}) holds the management key for ${paths.dir} until ${expiresAt}${boot.confirm ? ', asking here before each use' : ''}.`);
       }
@@ -119,7 +130,7 @@ async function spawnAgent(boot: AgentBoot, secrets: Uint8Array, ttyFd: number | 
   // A minimal environment: never KMGR_PASSPHRASE, and never NODE_OPTIONS (an
   // inherited --inspect would open a debugger onto the keys).
   const env: NodeJS.ProcessEnv = { KMGR_HOME: boot.home };
-  for (const k of ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'XDG_RUNTIME_DIR']) if (process.env[k] !== undefined) env[k] = process.env[k];
+  for (const k of ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'XDG_RUNTIME_DIR', 'KMGR_TIMEOUT']) if (process.env[k] !== undefined) env[k] = process.env[k];
   // stdin/out/err ignored: the agent must not hold the caller's pipes open (or write to them).
   const stdio: StdioOptions = ['ignore', 'ignore', 'ignore', 'pipe', ...(ttyFd !== undefined ? [ttyFd] : [])];
   const child = spawn(process.execPath, [AGENT_MAIN], { detached: true, cwd: '/', env, stdio });
@@ -209,6 +220,11 @@ export async function stop(g: GlobalOptions): Promise<number> {
   return EXIT.OK;
 }
 
+/** A path as a POSIX shell word (single quotes unless it is plainly safe). */
+function shellQuote(s: string): string {
+  return /^[A-Za-z0-9_./+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
 async function waitGone(pid: number, socket: string, ms: number): Promise<boolean> {
   const until = Date.now() + ms;
   for (;;) {
@@ -258,4 +274,5 @@ function printStatus(s: AgentStatus): void {
   print(`expires:      ${s.expiresAt} (in ${inText})`);
   print(`confirm:      ${s.confirm ? 'yes' : 'no'}`);
   print(`served:       ${s.served} key operation(s), ${s.refused} refused`);
+  if (s.sshSocket) print(`ssh agent:    ${s.sshSocket}`);
 }

@@ -11,13 +11,14 @@ import { EXIT } from '../exit-codes.js';
 import type { GlobalOptions } from '../options.js';
 
 interface FetchOptions {
-  format?: OutputFormat;
+  format?: OutputFormat | 'pem-chain' | 'p12';
   force?: boolean;
   passphraseFile?: string;
   passphraseFd?: string;
 }
 
 export async function run(g: GlobalOptions, name: string, o: FetchOptions): Promise<number> {
+  if (o.format === 'pem-chain' || o.format === 'p12') return (await import('./fetch-cert.js')).run(g, name, o as never);
   const paths = homePaths(g.home);
   // Before anything is counted: key material never goes to a terminal unless forced (threat 13).
   if (process.stdout.isTTY && !o.force) {

@@ -2,7 +2,7 @@
 import { homePaths } from '../../client/home.js';
 import { openForPartner } from '../session.js';
 import { api } from '../../client/api.js';
-import { print, printJson } from '../output.js';
+import { print, printJson, printRow } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import { parseTime } from '../parse.js';
 import type { GlobalOptions } from '../options.js';
@@ -42,7 +42,7 @@ export async function run(g: GlobalOptions, name: string, o: HistoryOptions): Pr
       : h.result === 'served_over_limit' ? `served past ${h.overLimit?.join(', ')} limit`
       : 'served';
     const device = h.request?.device ? ` device ${h.request.device}` : '';
-    print(`${h.at}\tv${h.keyVersion}\t${what}\tfrom ${h.remoteAddress}${device}`);
+    printRow([h.at, `v${h.keyVersion}`, what, `from ${h.remoteAddress}${device}`]);
   }
   return EXIT.OK;
 }

@@ -76,7 +76,13 @@ export async function run(g: GlobalOptions, o: InitOptions): Promise<number> {
     { alg: 'ed25519', publicKey: toB64url(signer.publicKey) },
     PersonInfo,
   );
-  if (person.keyId !== keyId) throw new KmgrError('integrity', 'the server enrolled a different key than the one sent');
+  if (person.keyId !== keyId || person.alg !== 'ed25519') throw new KmgrError('integrity', 'the server enrolled a different key than the one sent');
+  // The person ID goes into every sealed key's associated data: the server must name
+  // the same person when asked under our own signature, not just in one reply.
+  const { body: me } = await signedRequest({ server, ca: caPem }, { keyId, signer, device }, 'GET', '/v1/persons/me', undefined, PersonInfo);
+  if (me.personId !== person.personId || me.keyId !== keyId) {
+    throw new KmgrError('integrity', `the server enrolled this key as ${person.personId} but says it belongs to ${me.personId}; nothing was saved`);
+  }
 
   await ensurePrivateDir(paths.dir);
   if (o.force) await keepOldIdentity(paths);

@@ -1,7 +1,7 @@
 // kmgr list: partners and their keys, from the local index (no passphrase needed).
 import { homePaths } from '../../client/home.js';
 import { loadPartners } from '../../client/partners.js';
-import { print, printJson } from '../output.js';
+import { print, printJson, printRow } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import { partnerView } from './partner.js';
 import type { GlobalOptions } from '../options.js';
@@ -18,7 +18,7 @@ export async function run(g: GlobalOptions): Promise<number> {
   }
   print('PARTNER\tTYPE\tVERSION\tKEY ID\tREGISTERED');
   for (const p of idx.partners) {
-    print(p.key ? `${p.name}\t${p.key.alg}\tv${p.key.version}\t${p.key.keyId}\t${p.key.registeredAt}` : `${p.name}\t-\t-\t-\t-`);
+    printRow(p.key ? [p.name, p.key.alg, `v${p.key.version}`, p.key.keyId, p.key.registeredAt] : [p.name, '-', '-', '-', '-']);
   }
   return EXIT.OK;
 }

@@ -4,7 +4,7 @@ import { homePaths } from '../../client/home.js';
 import { openSession } from '../session.js';
 import { loadPartners } from '../../client/partners.js';
 import { api } from '../../client/api.js';
-import { print, printJson } from '../output.js';
+import { print, printJson, printRow } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import type { GlobalOptions } from '../options.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
@@ -27,7 +27,7 @@ export async function run(g: GlobalOptions, o: NoticesOptions): Promise<number> 
   if (g.json) printJson({ notices: withNames, acknowledged });
   else {
     if (withNames.length === 0) print(o.all ? 'No notices.' : 'No unread notices.');
-    for (const n of withNames) print(`${n.at}\t${n.kind}\t${n.read ? '' : '(new) '}${n.message}`);
+    for (const n of withNames) printRow([n.at, n.kind, `${n.read ? '' : '(new) '}${n.message}`]);
     if (o.ack && acknowledged > 0) print(`Marked ${acknowledged} notice(s) read.`);
   }
   return EXIT.OK;

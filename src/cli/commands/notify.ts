@@ -9,7 +9,7 @@ import { homePaths } from '../../client/home.js';
 import { openSession } from '../session.js';
 import { signedRequest } from '../../client/http.js';
 import { writeFileAtomic } from '../../io/atomic-file.js';
-import { info, print, printJson } from '../output.js';
+import { info, print, printJson, printLine } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import type { GlobalOptions } from '../options.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
@@ -57,7 +57,7 @@ export async function run(g: GlobalOptions, o: NotifyOptions): Promise<number> {
   }
   if (view.deliveries.length > 0) {
     print('latest deliveries:');
-    for (const d of view.deliveries) print(`  ${d.at}  ${d.channel}  ${d.ok ? 'delivered' : `failed (attempt ${d.attempt}): ${d.error}`}  notice ${d.noticeId}`);
+    for (const d of view.deliveries) printLine(`  ${d.at}  ${d.channel}  ${d.ok ? 'delivered' : `failed (attempt ${d.attempt}): ${d.error}`}  notice ${d.noticeId}`);
   }
   return EXIT.OK;
 }

@@ -9,7 +9,7 @@ import { openSession } from '../session.js';
 import { addServerPartner, entryFromView, listServerPartners, removeServerPartner } from '../../client/server-partners.js';
 import { checkPartnerName, findPartner, loadPartners, newPartner, requirePartner, savePartnerEntry, updatePartners, type PartnerEntry, type PartnerIndex } from '../../client/partners.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
-import { print, printJson } from '../output.js';
+import { print, printJson, printLine, printRow } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import type { GlobalOptions } from '../options.js';
 
@@ -72,7 +72,7 @@ export async function list(g: GlobalOptions, o: PassphraseSource): Promise<numbe
   const partners = (await onServer(paths)) ? (await serverIndex(paths, o)).list : (await loadPartners(paths)).partners;
   if (g.json) printJson({ partners: partners.map(partnerView) });
   else if (partners.length === 0) print('No partners yet (kmgr partner add NAME, or kmgr register NAME).');
-  else for (const p of partners) print(`${p.name}\t${p.displayName ?? ''}\t${p.appServer ?? ''}\t${p.business ?? ''}`);
+  else for (const p of partners) printRow([p.name, p.displayName ?? '', p.appServer ?? '', p.business ?? '']);
   return EXIT.OK;
 }
 
@@ -84,12 +84,12 @@ export async function show(g: GlobalOptions, name: string, o: PassphraseSource):
     : requirePartner(await loadPartners(paths), name);
   if (g.json) printJson(partnerView(p));
   else {
-    print(`name:        ${p.name}`);
-    print(`partner ID:  ${p.id}`);
-    print(`display:     ${p.displayName ?? '-'}`);
-    print(`app server:  ${p.appServer ?? '-'}`);
-    print(`business:    ${p.business ?? '-'}`);
-    print(`key:         ${p.key ? `${p.key.alg} ${p.key.keyId} v${p.key.version}, registered ${p.key.registeredAt}` : 'none known to this device'}`);
+    printLine(`name:        ${p.name}`);
+    printLine(`partner ID:  ${p.id}`);
+    printLine(`display:     ${p.displayName ?? '-'}`);
+    printLine(`app server:  ${p.appServer ?? '-'}`);
+    printLine(`business:    ${p.business ?? '-'}`);
+    printLine(`key:         ${p.key ? `${p.key.alg} ${p.key.keyId} v${p.key.version}, registered ${p.key.registeredAt}` : 'none known to this device'}`);
   }
   return EXIT.OK;
 }

@@ -33,6 +33,7 @@ interface RegisterOptions {
   business?: string;
   passphraseFile?: string;
   passphraseFd?: string;
+  ssh?: boolean;
 }
 
 export function termsFrom(o: RegisterOptions, now: number): Terms {
@@ -54,6 +55,7 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
   checkPartnerName(name);
   // Everything the user typed is checked before the passphrase is asked for.
   const terms = termsFrom(o, Date.now());
+  if (o.ssh && o.type !== undefined && o.type !== 'ed25519' && o.type !== 'p256') throw new UsageError(`--ssh takes ed25519 or p256 keys, not ${o.type}`);
   let importText: string | undefined;
   if (o.import !== undefined) {
     try {
@@ -67,6 +69,7 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
   if (partner?.key) throw new KmgrError('key_exists', `partner ${name} already has a registered key (v${partner.key.version})`);
   const key: TransactionKey =
     importText !== undefined ? importTransactionKey(importText, o.type) : generateTransactionKey(o.type ?? 'ed25519');
+  if (o.ssh && key.type !== 'ed25519' && key.type !== 'p256') throw new UsageError(`--ssh takes ed25519 or p256 keys; the imported key is ${key.type}`);
 
   const session = await openSession(paths, o);
   const meta = {
@@ -94,7 +97,7 @@ export async function run(g: GlobalOptions, name: string, o: RegisterOptions): P
   if (!findPartner(await loadPartners(paths), name)) await savePartnerEntry(paths, partner);
   let status;
   try {
-    status = await api.register(session, partner.id, { keyId, alg: key.type, keyVersion, blob: toB64(blob), terms, binding });
+    status = await api.register(session, partner.id, { keyId, alg: key.type, keyVersion, blob: toB64(blob), terms, binding, ...(o.ssh ? { ssh: true } : {}) });
   } catch (e) {
     if (e instanceof KmgrError && e.code === 'key_exists' && !partner.key) return adopt(paths, session, partner, name);
     throw e;

@@ -13,6 +13,12 @@ import { info, print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import type { GlobalOptions } from '../options.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
+import { IntegrityError } from '../../protocol/errors.js';
+
+/** How many rotations another device may have made that this client has not seen. */
+const MAX_VERSION_JUMP = 1000;
+/** The highest version partners.json holds (src/client/partners.ts). */
+const MAX_KEY_VERSION = 1_000_000_000;
 
 interface RotateOptions extends PassphraseSource {
   type?: KeyType;
@@ -22,7 +28,15 @@ export async function run(g: GlobalOptions, name: string, o: RotateOptions): Pro
   const paths = homePaths(g.home);
   const { session, partner } = await openForPartner(paths, name, o);
   const current = await api.status(session, partner.id);
-  // Another device may have rotated already: go one past whatever is newest.
+  // Another device may have rotated already: go one past whatever is newest. But the
+  // server's number is only its word: a status claiming version 1e9 must not push this
+  // client's high-water mark out of range (every later command would then fail) or
+  // make every version a real rotation reaches look like a rollback.
+  if (current.keyVersion > partner.highWater + MAX_VERSION_JUMP || current.keyVersion >= MAX_KEY_VERSION) {
+    throw new IntegrityError(
+      `the server says ${name} is at key version ${current.keyVersion}, far past version ${partner.highWater} that this client knows; refusing to rotate on its word (kmgr fetch ${name} first if another device rotated it)`,
+    );
+  }
   const keyVersion = Math.max(current.keyVersion, partner.highWater) + 1;
   const type = o.type ?? current.alg;
   const key = generateTransactionKey(type);
@@ -30,8 +44,11 @@ export async function run(g: GlobalOptions, name: string, o: RotateOptions): Pro
   const blob = await session.keys.sealBlob({ personId: session.config.personId, partnerId: partner.id, keyId, alg: type, keyVersion, partnerName: name }, key.secret, name);
   const publicKey = publicKeyPem(key) ?? null;
   wipe(key.secret);
-  const binding = publicKey ? await signedBinding(session, { partnerId: partner.id, keyId, alg: type, publicKey, keyVersion, expiresAt: current.expiresAt }) : null;
+  const binding = publicKey ? await signedBinding(session, { partnerId: partner.id, keyId, alg: type, publicKey, keyVersion, expiresAt: current.expiresAt, locked: current.inhibited }) : null;
   const status = await api.rotate(session, partner.id, { keyId, alg: type, keyVersion, blob: toB64(blob), binding });
+  if (status.keyVersion !== keyVersion || status.keyId !== keyId) {
+    throw new IntegrityError(`the server answered the rotation of ${name} with key ${status.keyId} v${status.keyVersion}, not the key ${keyId} v${keyVersion} it was sent`);
+  }
   partner.key = { keyId, alg: type, version: keyVersion, publicKey, registeredAt: status.registeredAt };
   partner.highWater = keyVersion;
   await savePartnerEntry(paths, partner);

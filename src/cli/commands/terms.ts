@@ -20,6 +20,7 @@ interface TermsOptions extends PassphraseSource {
   maxPerWeek?: number | 'none';
   maxPerMonth?: number | 'none';
   onLimit?: 'deny' | 'notify';
+  ssh?: 'on' | 'off';
 }
 
 export function patchFrom(o: TermsOptions, now: number): KeyPatchRequest {
@@ -36,14 +37,17 @@ export function patchFrom(o: TermsOptions, now: number): KeyPatchRequest {
     if (v !== undefined) patch[f] = v === 'none' ? null : v;
   }
   if (o.onLimit !== undefined) patch.onLimit = o.onLimit;
-  if (Object.keys(patch).length === 0) throw new UsageError('nothing to change: give --expires, --valid-for, --max-uses, --max-per-day, --max-per-week, --max-per-month or --on-limit');
+  if (o.ssh !== undefined) patch.ssh = o.ssh === 'on';
+  if (Object.keys(patch).length === 0) throw new UsageError('nothing to change: give --expires, --valid-for, --max-uses, --max-per-day, --max-per-week, --max-per-month, --on-limit or --ssh');
   return patch;
 }
 
 async function apply(g: GlobalOptions, name: string, src: PassphraseSource, patch: KeyPatchRequest, done?: string): Promise<number> {
   const { session, partner } = await openForPartner(homePaths(g.home), name, src);
-  if (patch.expiresAt !== undefined) {
-    // Verifiers judge the term by the owner's signed statement, so a new term needs a new one.
+  if (patch.expiresAt !== undefined || patch.inhibited !== undefined) {
+    // Verifiers judge the term and the lock by the owner's signed statement, so a change
+    // to either needs a new one: a verifier that has seen it then takes a replay of the
+    // older statement (saying "usable", or the old term) for what it is.
     // It is signed only over the public key this device registered itself: never over one the server supplies (threat 4).
     const cur = await api.status(session, partner.id);
     const known = partner.key;
@@ -54,10 +58,11 @@ async function apply(g: GlobalOptions, name: string, src: PassphraseSource, patc
         alg: cur.alg,
         publicKey: known.publicKey,
         keyVersion: cur.keyVersion,
-        expiresAt: patch.expiresAt,
+        expiresAt: patch.expiresAt !== undefined ? patch.expiresAt : cur.expiresAt,
+        locked: patch.inhibited ?? cur.inhibited,
       });
     } else if (cur.publicKey) {
-      warn(`${name}: this device did not register the current key, so verifiers keep seeing the old valid term until kmgr rotate ${name}`);
+      warn(`${name}: this device did not register the current key, so verifiers keep seeing the old statement (term and lock) until kmgr rotate ${name}`);
     }
   }
   const s = await api.patch(session, partner.id, patch);

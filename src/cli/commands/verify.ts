@@ -12,7 +12,7 @@ import { homePaths } from '../../client/home.js';
 import { readIfExists } from '../../client/files.js';
 import { checkVerifyAnswer, type Seen } from '../../client/verify.js';
 import { ensurePrivateDir, writeFileAtomic } from '../../io/atomic-file.js';
-import { print, printJson, warn } from '../output.js';
+import { printJson, printLine, warn } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import type { GlobalOptions } from '../options.js';
 
@@ -108,6 +108,6 @@ export async function run(g: GlobalOptions, o: VerifyOptions): Promise<number> {
     reason = verified ? undefined : answer.result;
   }
   if (g.json) printJson({ verified, result: answer.result, reason: reason ?? null, keyVersion: answer.keyVersion, ownerChecked: o.owner !== undefined, partnerId });
-  else print(verified ? `verified: the key is ${o.person}'s current key for ${o.partner ?? o.partnerId} (v${answer.keyVersion})` : `not verified: ${reason}`);
+  else printLine(verified ? `verified: the key is ${o.person}'s current key for ${o.partner ?? o.partnerId} (v${answer.keyVersion})` : `not verified: ${reason}`);
   return verified ? EXIT.OK : EXIT.FINDINGS;
 }

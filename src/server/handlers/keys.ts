@@ -8,6 +8,9 @@ import { periodsAt } from '../../terms/periods.js';
 import type { KeyRecord } from '../../store/types.js';
 import type { Handler, RequestContext } from '../context.js';
 
+/** Key types an SSH agent can offer (OpenSSH's ssh-ed25519 and ecdsa-sha2-nistp256). */
+export const SSH_TYPES: ReadonlySet<string> = new Set(['ed25519', 'p256']);
+
 const text = (ctx: RequestContext): string => new TextDecoder().decode(ctx.body);
 const partnerOf = (ctx: RequestContext): string => ctx.params.partnerId!;
 
@@ -20,6 +23,7 @@ export const registerKey: Handler = async (ctx) => {
   const expiresAt = body.terms.expiresAt === null ? null : Date.parse(body.terms.expiresAt);
   if (body.binding) checkBinding(body.binding, person, { partnerId: partnerOf(ctx), keyId: body.keyId, alg: body.alg, keyVersion: body.keyVersion });
   if (expiresAt !== null && expiresAt <= ctx.now) throw new UsageError('terms.expiresAt is in the past', 'bad_request');
+  if (body.ssh && !SSH_TYPES.has(body.alg)) throw new UsageError(`ssh is for ed25519 and p256 keys, not ${body.alg}`, 'bad_request');
   const record: KeyRecord = {
     personId: person.personId,
     partnerId: partnerOf(ctx),
@@ -40,6 +44,7 @@ export const registerKey: Handler = async (ctx) => {
     publicKey: body.binding?.statement.publicKey ?? null,
     binding: body.binding ?? null,
     previousPublicKeys: [],
+    ssh: body.ssh ?? false,
   };
   await ctx.deps.storage.registerKey(record, blob, auth.claim);
   ctx.deps.log.info({ personId: person.personId, partnerId: record.partnerId, keyId: record.keyId, alg: record.alg }, 'key registered');

@@ -6,6 +6,7 @@ import { samePublicKey } from '../../crypto/binding.js';
 import { fromB64 } from '../../crypto/bytes.js';
 import { keyStatusView } from '../views.js';
 import { checkBinding } from '../binding-check.js';
+import { SSH_TYPES } from './keys.js';
 import type { KeyPatch } from '../../store/types.js';
 import type { Handler, RequestContext } from '../context.js';
 
@@ -18,6 +19,10 @@ export const patchKey: Handler = async (ctx) => {
   if (Object.keys(body).length === 0) throw new UsageError('nothing to change: give at least one field', 'bad_request');
   const { binding, ...fields } = body;
   const patch: KeyPatch = { ...fields } as KeyPatch;
+  if (body.ssh === true) {
+    const current = await ctx.deps.storage.getKey(person.personId, ctx.params.partnerId!);
+    if (current && !SSH_TYPES.has(current.alg)) throw new UsageError(`ssh is for ed25519 and p256 keys, not ${current.alg}`, 'bad_request');
+  }
   if (body.expiresAt !== undefined) patch.expiresAt = body.expiresAt === null ? null : Date.parse(body.expiresAt);
   if (binding) {
     const current = await ctx.deps.storage.getKey(person.personId, ctx.params.partnerId!);
@@ -25,6 +30,15 @@ export const patchKey: Handler = async (ctx) => {
     checkBinding(binding, person, { partnerId: current.partnerId, keyId: current.keyId, alg: current.alg, keyVersion: current.keyVersion });
     if (current.publicKey && !samePublicKey(binding.statement.publicKey, current.publicKey)) {
       throw new UsageError('the binding statement names another public key', 'bad_request');
+    }
+    // Hygiene, as checkBinding: a statement must say what the key will be.
+    const lockedAfter = body.inhibited ?? current.inhibited;
+    const expiresAfter = body.expiresAt !== undefined ? body.expiresAt : current.expiresAt === null ? null : new Date(current.expiresAt).toISOString();
+    if (binding.statement.locked !== undefined && binding.statement.locked !== lockedAfter) {
+      throw new UsageError(`the binding statement says the key is ${binding.statement.locked ? 'locked' : 'usable'}, but it will be ${lockedAfter ? 'locked' : 'usable'}`, 'bad_request');
+    }
+    if (binding.statement.expiresAt !== expiresAfter && (binding.statement.expiresAt === null || expiresAfter === null || Date.parse(binding.statement.expiresAt) !== Date.parse(expiresAfter))) {
+      throw new UsageError('the binding statement names another valid term than the key will have', 'bad_request');
     }
     patch.binding = binding;
     patch.publicKey = binding.statement.publicKey;
