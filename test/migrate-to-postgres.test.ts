@@ -38,7 +38,8 @@ t.test('kmgrd migrate copies a LevelDB deployment into PostgreSQL and checks the
   t.match(again.stderr, /already holds kmgr data/);
 
   // The same data directory (its TLS files) now serves from PostgreSQL.
-  const pg = await startServer(t, { dataDir: level.dataDir, databaseUrl: db });
+  // Reached by the old address too (as behind a load balancer), so a request made before the move can be replayed to it.
+  const pg = await startServer(t, { dataDir: level.dataDir, databaseUrl: db, publicUrls: [level.url] });
   const pt: Target = { url: pg.url, ca: pg.ca };
   const status = await keyStatus(pt, id, partner);
   t.equal(status.status, 200);

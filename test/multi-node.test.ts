@@ -19,7 +19,8 @@ async function twoNodes(t: Test, databaseUrl: string, extra: string[] = []): Pro
   const dir = await tempDir(t, 'kmgr-nodes-');
   const a = await spawnServe(t, join(dir, 'a'), ['--database-url', databaseUrl, ...extra]);
   const certDir = join(dir, 'a', 'tls');
-  const b = await spawnServe(t, join(dir, 'b'), ['--database-url', databaseUrl, '--tls-cert', join(certDir, 'cert.pem'), '--tls-key', join(certDir, 'key.pem'), ...extra], a.ca);
+  // B also answers to A's address, as nodes behind one load balancer answer to its name: so a request made for A can be replayed to B.
+  const b = await spawnServe(t, join(dir, 'b'), ['--database-url', databaseUrl, '--tls-cert', join(certDir, 'cert.pem'), '--tls-key', join(certDir, 'key.pem'), '--public-url', a.url, ...extra], a.ca);
   return { a, b, ta: { url: a.url, ca: a.ca }, tb: { url: b.url, ca: a.ca } };
 }
 
