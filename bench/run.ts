@@ -4,7 +4,12 @@
 //
 //   node dist/bench/run.js [--seconds N] [--rounds N] [--quick] [--connections 10,50]
 //                          [--client raw|https] [--cli-runs N] [--no-cli] [--no-http]
-//                          [--cpu-prof] [--out FILE]
+//                          [--cpu-prof] [--no-postgres] [--spread N] [--out FILE]
+//
+// kmgrd runs on LevelDB and on PostgreSQL (KMGR_BENCH_DATABASE_URL, default the
+// machine's server at 127.0.0.1:5432; the bench makes a database of its own and
+// drops it), on one hot key and on keys spread over many persons, and on
+// PostgreSQL also as two nodes on one database.
 //
 // Every server runs in its own child process (bench/servers.ts) so its CPU time
 // is its own; the load generator runs here. Only 127.0.0.1 is used.
@@ -26,13 +31,19 @@ import { signedRequest } from '../src/client/http.js';
 import { KeyStatus, PersonInfo } from '../src/protocol/messages.js';
 import { sealBlob } from '../src/crypto/blob.js';
 import { toB64 } from '../src/crypto/bytes.js';
+import { createDatabase, dropDatabase, unreachable } from '../src/store/pg/databases.js';
+import { pgCpuBetween, samplePgCpu } from './pgcpu.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const ROOT = join(HERE, '..', '..');
 const SERVERS_JS = join(HERE, 'servers.js');
 const RESULTS = join(ROOT, 'bench', 'results');
 
-const GOALS = { vsBare: 0.3, vsVerify: 0.85, p99Ms: 50, agentRatio: 2.0, atConnections: 50 };
+const GOALS = { vsBare: 0.3, vsVerify: 0.85, p99Ms: 50, agentRatio: 2.0, atConnections: 50, postgresOverLevel: 0.5, kmgrdOverDurableVerify: 0.9 };
+
+function mergeLogs(ls: LogStats[]): LogStats {
+  return { lines: ls.reduce((a, l) => a + l.lines, 0), problems: ls.reduce((a, l) => a + l.problems, 0), samples: ls.flatMap((l) => l.samples).slice(0, 10) };
+}
 /** Signatures live 60 s from signing (DEFAULT_LIFETIME_SECONDS): a run must end well inside that. */
 const MAX_SECONDS = 45;
 const MAX_POOL = 200_000;
@@ -53,13 +64,17 @@ interface Options {
   out: string;
   quick: boolean;
   rateLimits: 'high' | 'off' | 'default';
+  postgres: boolean;
+  spread: number;
 }
 
 function usage(msg?: string): never {
   if (msg) console.error(`bench: ${msg}`);
   (msg ? console.error : console.log)(
     'usage: node dist/bench/run.js [--seconds N] [--rounds N] [--quick] [--connections 10,50] [--client raw|https]\n' +
-      '                              [--cli-runs N] [--no-cli] [--no-http] [--cpu-prof] [--rate-limits high|off|default] [--out FILE]\n' +
+      '                              [--cli-runs N] [--no-cli] [--no-http] [--cpu-prof] [--rate-limits high|off|default]\n' +
+      '                              [--no-postgres] [--spread N] [--out FILE]\n' +
+      '  PostgreSQL: KMGR_BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres); --spread: persons for the spread-keys runs.\n' +
       '  --rate-limits: kmgrd\'s per-address and per-key limits; high (the default here) sets them to 1e9/s, so the\n' +
       '  limiter runs but never refuses the one benchmark client; off disables them; default keeps kmgrd\'s own.',
   );
@@ -69,7 +84,7 @@ function usage(msg?: string): never {
 function parseArgs(argv: string[]): Options {
   const o: Options = {
     seconds: 5, rounds: 3, connections: [10, 50], client: 'raw', cliRuns: 10, cli: true, http: true, cpuProf: false,
-    warmupSeconds: 1, out: join(RESULTS, 'latest.json'), quick: false, rateLimits: 'high',
+    warmupSeconds: 1, out: join(RESULTS, 'latest.json'), quick: false, rateLimits: 'high', postgres: true, spread: 64,
   };
   let seconds: number | undefined;
   let rounds: number | undefined;
@@ -105,6 +120,8 @@ function parseArgs(argv: string[]): Options {
       case '--no-cli': o.cli = false; break;
       case '--no-http': o.http = false; break;
       case '--cpu-prof': o.cpuProf = true; break;
+      case '--no-postgres': o.postgres = false; break;
+      case '--spread': o.spread = Math.floor(num(2)); break;
       case '--out': o.out = value(); break;
       case '--rate-limits': {
         const v = value();
@@ -278,10 +295,36 @@ async function enrolAndRegister(d: ServerProc, id: BenchIdentity): Promise<{ per
   return { personId, partnerId };
 }
 
+/** The spread-keys load: one key for each of many persons, requests interleaved over them. */
+interface Spread {
+  ids: BenchIdentity[];
+  partners: string[];
+}
+
+async function registerSpread(d: ServerProc, ids: BenchIdentity[]): Promise<Spread> {
+  const partners: string[] = [];
+  for (let i = 0; i < ids.length; i += 16) {
+    const got = await Promise.all(ids.slice(i, i + 16).map((id) => enrolAndRegister(d, id)));
+    partners.push(...got.map((g) => g.partnerId));
+  }
+  return { ids, partners };
+}
+
+/** Pre-signed fetches spread round-robin over the persons' keys (raw client: each request carries its own path). */
+function spreadPool(sp: Spread, port: number, size: number, format: 'raw' | 'headers'): Pool {
+  const per = Math.ceil(size / sp.ids.length);
+  const pools = sp.ids.map((id, i) => signPool(id, port, 'POST', `/v1/keys/${sp.partners[i]}/fetch`, {}, per, format));
+  const requests = [];
+  for (let j = 0; j < per; j++) for (const p of pools) requests.push(p.requests[j]!);
+  return { ...pools[0]!, requests, signMs: pools.reduce((a, p) => a + p.signMs, 0), signedAt: Math.min(...pools.map((p) => p.signedAt)) };
+}
+
 // ---------- one measured run ----------
 
-type Kind = 'bare' | 'verify-only' | 'kmgrd';
-const KINDS: Kind[] = ['bare', 'verify-only', 'kmgrd'];
+type Kind = 'bare' | 'verify-only' | 'durable-verify' | 'kmgrd' | 'kmgrd-spread' | 'kmgrd-pg' | 'kmgrd-pg-spread' | 'kmgrd-pg-2nodes';
+const BASE_KINDS: Kind[] = ['bare', 'verify-only', 'durable-verify', 'kmgrd', 'kmgrd-spread'];
+const PG_KINDS: Kind[] = ['kmgrd-pg', 'kmgrd-pg-spread', 'kmgrd-pg-2nodes'];
+const isKmgrd = (k: Kind): boolean => k.startsWith('kmgrd');
 
 interface RunRecord extends LoadResult {
   round: number;
@@ -292,34 +335,71 @@ interface RunRecord extends LoadResult {
   signMs: number;
   serverCpuUsPerReq: number;
   serverMainThreadCpuUsPerReq: number;
+  /** PostgreSQL's backends for the bench database (kmgrd-pg runs); NaN elsewhere. */
+  postgresCpuUsPerReq: number;
   clientCpuUsPerReq: number;
   loadavg1: number;
 }
 
+/** Several nodes' results as one: counts and rates add up; p50 weighted by successes, p99 and max the worst node's. */
+function combine(rs: LoadResult[]): LoadResult {
+  if (rs.length === 1) return rs[0]!;
+  const ok = rs.reduce((a, r) => a + r.ok, 0);
+  const kinds: Record<string, number> = {};
+  for (const r of rs) for (const [k, v] of Object.entries(r.errorKinds)) kinds[k] = (kinds[k] ?? 0) + v;
+  const w = (f: (r: LoadResult) => number) => (ok > 0 ? rs.reduce((a, r) => a + f(r) * r.ok, 0) / ok : NaN);
+  return {
+    ok,
+    errors: rs.reduce((a, r) => a + r.errors, 0),
+    errorKinds: kinds,
+    errorSamples: rs.flatMap((r) => r.errorSamples).slice(0, 5),
+    sent: rs.reduce((a, r) => a + r.sent, 0),
+    elapsedMs: Math.max(...rs.map((r) => r.elapsedMs)),
+    rps: rs.reduce((a, r) => a + r.rps, 0),
+    p50: w((r) => r.p50),
+    p90: Math.max(...rs.map((r) => r.p90)),
+    p99: Math.max(...rs.map((r) => r.p99)),
+    max: Math.max(...rs.map((r) => r.max)),
+    mean: w((r) => r.mean),
+    poolExhausted: rs.some((r) => r.poolExhausted),
+    reconnects: rs.reduce((a, r) => a + r.reconnects, 0),
+    preOk: rs.reduce((a, r) => a + r.preOk, 0),
+    preErrors: rs.reduce((a, r) => a + r.preErrors, 0),
+  };
+}
+
+/** One run against one or more nodes at once, the connections split evenly; pools[i] is signed for procs[i]. */
 async function measure(
-  proc: ServerProc,
-  pool: Pool,
+  procs: ServerProc[],
+  pools: Pool[],
   cycle: boolean,
   connections: number,
   seconds: number,
   client: ClientKind,
-): Promise<{ res: LoadResult; serverCpuUs: number; serverMainUs: number; clientCpuUs: number }> {
-  const prepared = await prepareLoad({ port: proc.port, ca: proc.certPem, connections, seconds, pool, cycle, client });
+  pg?: { adminUrl: string; dbUrl: string },
+): Promise<{ res: LoadResult; serverCpuUs: number; serverMainUs: number; clientCpuUs: number; postgresCpuUs: number }> {
+  const per = Math.max(1, Math.floor(connections / procs.length));
+  const prepared = await Promise.all(procs.map((p, i) => prepareLoad({ port: p.port, ca: p.certPem, connections: per, seconds, pool: pools[i]!, cycle, client })));
   try {
-    const s0 = await proc.cpu();
+    const s0 = await Promise.all(procs.map((p) => p.cpu()));
+    const g0 = pg ? await samplePgCpu(pg.adminUrl, pg.dbUrl) : undefined;
     const c0 = process.cpuUsage();
-    const res = await prepared.start();
+    const res = combine(await Promise.all(prepared.map((x) => x.start())));
     const c1 = process.cpuUsage(c0);
-    const s1 = await proc.cpu();
+    const g1 = pg ? await samplePgCpu(pg.adminUrl, pg.dbUrl) : undefined;
+    const s1 = await Promise.all(procs.map((p) => p.cpu()));
     const n = res.ok + res.errors;
+    const sum = (f: (i: number) => number) => procs.reduce((a, _, i) => a + f(i), 0);
+    const mainKnown = s0.every((x) => x.main !== null) && s1.every((x) => x.main !== null);
     return {
       res,
-      serverCpuUs: n > 0 ? (s1.total - s0.total) / n : NaN,
-      serverMainUs: n > 0 && s0.main !== null && s1.main !== null ? (s1.main - s0.main) / n : NaN,
+      serverCpuUs: n > 0 ? sum((i) => s1[i]!.total - s0[i]!.total) / n : NaN,
+      serverMainUs: n > 0 && mainKnown ? sum((i) => s1[i]!.main! - s0[i]!.main!) / n : NaN,
       clientCpuUs: n > 0 ? (c1.user + c1.system) / n : NaN,
+      postgresCpuUs: n > 0 && pg ? pgCpuBetween(g0, g1) / n : NaN,
     };
   } finally {
-    prepared.close();
+    for (const x of prepared) x.close();
   }
 }
 
@@ -346,7 +426,7 @@ async function main(): Promise<number> {
       `NODE_EXTRA_CA_CERTS ${machine.nodeExtraCaCertsPresent ? 'set' : 'not set'} in this environment, load average ${machine.loadavgAtStart.map((x) => x.toFixed(2)).join(' ')}`,
   );
   console.log(
-    `HTTP: ${o.rounds} round(s) x ${o.connections.join(' and ')} connections x bare, verify-only, kmgrd; ${o.seconds} s per run, ` +
+    `HTTP: ${o.rounds} round(s) x ${o.connections.join(' and ')} connections x bare, verify-only, durable-verify, kmgrd (LevelDB: hot key, spread keys; PostgreSQL: hot, spread, two nodes); ${o.seconds} s per run, ` +
       `${o.client === 'raw' ? 'hand-rolled keep-alive TLS client' : 'node:https keep-alive Agent'}` +
       (o.cpuProf ? '; --cpu-prof: servers are profiled, figures are slowed by the profiler and are NOT for the goals' : ''),
   );
@@ -362,73 +442,115 @@ async function main(): Promise<number> {
   const runs: RunRecord[] = [];
   let cli: CliTiming | undefined;
   let cliError: string | undefined;
-  const procs: Partial<Record<Kind, ServerProc>> = {};
+  const procs: Partial<Record<Kind, ServerProc[]>> = {};
   let profiles: Partial<Record<Kind, ProfileSummary>> = {};
   let partnerId: string;
-  let kmgrdOk = 0;
-  let kmgrdErrors = 0;
+  let pgPartnerId = '';
+  /** Successes and failures seen by the client per store, for the count checks. */
+  const seen = { level: { ok: 0, errors: 0 }, pg: { ok: 0, errors: 0 } };
+  const countChecks: Record<string, { storedTotal: number; client2xx: number; clientErrors: number; consistent: boolean }> = {};
   let countCheck: { storedTotal: number; client2xx: number; clientErrors: number; consistent: boolean } | undefined;
+  const pgAdminUrl = process.env.KMGR_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+  let pgDb: string | undefined;
+  let pgSkipped: string | undefined;
+  let kinds: Kind[] = [...BASE_KINDS];
   try {
+    if (o.postgres && o.http) {
+      const why = await unreachable(pgAdminUrl);
+      if (why) pgSkipped = `no PostgreSQL at ${pgAdminUrl} (${why}); set KMGR_BENCH_DATABASE_URL`;
+      else pgDb = await createDatabase(pgAdminUrl, 'kmgr_bench');
+    } else if (!o.postgres) pgSkipped = '--no-postgres';
+    if (pgSkipped) console.log(`PostgreSQL runs skipped: ${pgSkipped}`);
     console.log('starting servers (each in its own process) ...');
-    const [bare, verify, kmgrd] = await Promise.all([
+    const [bare, verify, durable, kmgrd] = await Promise.all([
       ServerProc.start('bare', [], execArgv('bare')),
       ServerProc.start('verify', [id.keyId, id.publicKeyB64url], execArgv('verify')),
+      ServerProc.start('durable', [id.keyId, id.publicKeyB64url], execArgv('durable')),
       ServerProc.start('kmgrd', [o.rateLimits], execArgv('kmgrd')),
     ]);
-    procs.bare = bare;
-    procs['verify-only'] = verify;
-    procs.kmgrd = kmgrd;
+    procs.bare = [bare];
+    procs['verify-only'] = [verify];
+    procs['durable-verify'] = [durable];
+    procs.kmgrd = [kmgrd];
+    procs['kmgrd-spread'] = [kmgrd];
     ({ partnerId } = await enrolAndRegister(kmgrd, id));
+    const spreadIds = Array.from({ length: o.spread }, () => newIdentity());
+    const levelSpread = await registerSpread(kmgrd, spreadIds);
+    let pgSpread: Spread | undefined;
+    if (pgDb) {
+      // Two nodes on one database, one certificate (node B serves node A's), as behind a load balancer.
+      const pgA = await ServerProc.start('kmgrd', [o.rateLimits, pgDb], execArgv('kmgrd'));
+      const pgB = await ServerProc.start('kmgrd', [o.rateLimits, pgDb, join(pgA.dataDir!, 'tls')], execArgv('kmgrd'));
+      procs['kmgrd-pg'] = [pgA];
+      procs['kmgrd-pg-spread'] = [pgA];
+      procs['kmgrd-pg-2nodes'] = [pgA, pgB];
+      ({ partnerId: pgPartnerId } = await enrolAndRegister(pgA, id));
+      pgSpread = await registerSpread(pgA, spreadIds);
+      kinds = [...BASE_KINDS, ...PG_KINDS];
+    }
     const path = `/v1/keys/${partnerId}/fetch`;
     const format = o.client === 'raw' ? 'raw' : 'headers';
+    if (o.client !== 'raw') kinds = kinds.filter((k) => !k.includes('spread')); // the https client sends one path per pool
     console.log(
-      `kmgrd at https://127.0.0.1:${kmgrd.port}: one person enrolled, one key registered without limits; bare :${bare.port}, verify-only :${verify.port}; ` +
-        `kmgrd rate limits: ${o.rateLimits === 'high' ? '1e9/s per address and per key (the limiter runs, never refuses)' : o.rateLimits === 'off' ? 'off (0)' : "kmgrd's defaults"}`,
+      `kmgrd at https://127.0.0.1:${kmgrd.port}: one person enrolled, one key registered without limits (hot key), and ${o.spread} more persons with one key each (spread); ` +
+        `bare :${bare.port}, verify-only :${verify.port}, durable-verify :${durable.port}` +
+        (pgDb ? `; kmgrd on PostgreSQL (${pgDb.replace(/:[^:@/]*@/, ':***@')}) :${procs['kmgrd-pg-2nodes']![0]!.port} and :${procs['kmgrd-pg-2nodes']![1]!.port}` : '') +
+        `; kmgrd rate limits: ${o.rateLimits === 'high' ? '1e9/s per address and per key (the limiter runs, never refuses)' : o.rateLimits === 'off' ? 'off (0)' : "kmgrd's defaults"}`,
     );
+    const poolsFor = (kind: Kind, size: number): Pool[] => {
+      const ps = procs[kind]!;
+      if (kind === 'kmgrd-spread') return [spreadPool(levelSpread, ps[0]!.port, size, format)];
+      if (kind === 'kmgrd-pg-spread') return [spreadPool(pgSpread!, ps[0]!.port, size, format)];
+      const p = isKmgrd(kind) && kind !== 'kmgrd' ? `/v1/keys/${pgPartnerId}/fetch` : path;
+      return ps.map((x) => signPool(id, x.port, 'POST', p, {}, Math.ceil(size / ps.length), format));
+    };
+    const tally = (kind: Kind, r: LoadResult): void => {
+      if (kind === 'kmgrd' || kind === 'kmgrd-pg' || kind === 'kmgrd-pg-2nodes') {
+        const t = kind === 'kmgrd' ? seen.level : seen.pg;
+        t.ok += r.ok + r.preOk;
+        t.errors += r.errors + r.preErrors;
+      }
+    };
+    const pgOf = (kind: Kind) => (pgDb && kind.startsWith('kmgrd-pg') ? { adminUrl: pgAdminUrl, dbUrl: pgDb } : undefined);
 
     if (o.http) {
-      // Warm-up (not recorded): JIT, TLS session machinery, LevelDB.
-      for (const kind of KINDS) {
-        const p = procs[kind]!;
-        const pool = signPool(id, p.port, 'POST', path, {}, kind === 'kmgrd' ? Math.ceil(8000 * o.warmupSeconds * 1.5) + 2000 : BASELINE_POOL, format);
-        const w = await measure(p, pool, kind !== 'kmgrd', 10, o.warmupSeconds, o.client);
-        if (kind === 'kmgrd') {
-          kmgrdOk += w.res.ok + w.res.preOk;
-          kmgrdErrors += w.res.errors + w.res.preErrors;
-        }
+      // Warm-up (not recorded): JIT, TLS session machinery, LevelDB, the PostgreSQL pool.
+      for (const kind of kinds) {
+        const pools = poolsFor(kind, isKmgrd(kind) ? Math.ceil(8000 * o.warmupSeconds * 1.5) + 2000 : BASELINE_POOL);
+        const w = await measure(procs[kind]!, pools, !isKmgrd(kind), 10, o.warmupSeconds, o.client);
+        tally(kind, w.res);
       }
       const maxKmgrdRps: number[] = [];
       for (let round = 1; round <= o.rounds; round++) {
         for (const connections of o.connections) {
           let verifyRps = NaN;
-          for (const kind of KINDS) {
-            const p = procs[kind]!;
+          for (const kind of kinds) {
+            const ps = procs[kind]!;
             let size = BASELINE_POOL;
-            if (kind === 'kmgrd') {
+            if (isKmgrd(kind)) {
               // Each kmgrd request needs its own nonce: a generous upper bound from what verify-only
-              // (an upper bound for kmgrd) just did, and anything kmgrd has done before.
-              const rate = Math.max(Number.isFinite(verifyRps) ? verifyRps : 8000, ...maxKmgrdRps);
+              // (an upper bound for one kmgrd node) just did, and anything kmgrd has done before.
+              const rate = Math.max(Number.isFinite(verifyRps) ? verifyRps : 8000, ...maxKmgrdRps) * ps.length;
               size = Math.min(MAX_POOL, Math.ceil(rate * o.seconds * 1.5) + 20 * connections + 2000);
             }
-            const pool = signPool(id, p.port, 'POST', path, {}, size, format); // signed just before its run
-            if (pool.signMs > 50_000) console.log(`  warning: signing ${size} requests took ${fmt(pool.signMs / 1000, 1)} s; the first ones may be near their 60 s expiry`);
+            const pools = poolsFor(kind, size); // signed just before its run
+            const signMs = pools.reduce((a, p) => a + p.signMs, 0);
+            if (signMs > 50_000) console.log(`  warning: signing ${size} requests took ${fmt(signMs / 1000, 1)} s; the first ones may be near their 60 s expiry`);
             const la = loadavg()[0]!;
-            const { res, serverCpuUs, serverMainUs, clientCpuUs } = await measure(p, pool, kind !== 'kmgrd', connections, o.seconds, o.client);
+            const { res, serverCpuUs, serverMainUs, clientCpuUs, postgresCpuUs } = await measure(ps, pools, !isKmgrd(kind), connections, o.seconds, o.client, pgOf(kind));
             const r: RunRecord = {
-              ...res, round, connections, server: kind, seconds: o.seconds, poolSize: size, signMs: pool.signMs,
-              serverCpuUsPerReq: serverCpuUs, serverMainThreadCpuUsPerReq: serverMainUs, clientCpuUsPerReq: clientCpuUs, loadavg1: la,
+              ...res, round, connections, server: kind, seconds: o.seconds, poolSize: size, signMs,
+              serverCpuUsPerReq: serverCpuUs, serverMainThreadCpuUsPerReq: serverMainUs, postgresCpuUsPerReq: postgresCpuUs, clientCpuUsPerReq: clientCpuUs, loadavg1: la,
             };
             runs.push(r);
             if (kind === 'verify-only') verifyRps = res.rps;
-            if (kind === 'kmgrd') {
-              maxKmgrdRps.push(res.rps);
-              kmgrdOk += res.ok + res.preOk;
-              kmgrdErrors += res.errors + res.preErrors;
-            }
+            if (isKmgrd(kind)) maxKmgrdRps.push(res.rps / ps.length);
+            tally(kind, res);
             console.log(
-              `  round ${round}/${o.rounds}  ${String(connections).padStart(3)} conns  ${kind.padEnd(11)} ${fmt(res.rps).padStart(7)} req/s  ` +
-                `p50 ${fmt(res.p50, 2).padStart(6)}  p99 ${fmt(res.p99, 2).padStart(6)} ms  server ${fmt(serverCpuUs).padStart(4)} µs/req (main thread ${fmt(serverMainUs).padStart(4)})  ` +
-                `client ${fmt(clientCpuUs).padStart(3)} µs/req  errors ${res.errors}` +
+              `  round ${round}/${o.rounds}  ${String(connections).padStart(3)} conns  ${kind.padEnd(15)} ${fmt(res.rps).padStart(7)} req/s  ` +
+                `p50 ${fmt(res.p50, 2).padStart(6)}  p99 ${fmt(res.p99, 2).padStart(6)} ms  server ${fmt(serverCpuUs).padStart(4)} µs/req (main thread ${fmt(serverMainUs).padStart(4)})` +
+                (Number.isFinite(postgresCpuUs) ? `  postgres ${fmt(postgresCpuUs).padStart(4)} µs/req` : '') +
+                `  client ${fmt(clientCpuUs).padStart(3)} µs/req  errors ${res.errors}` +
                 (res.reconnects ? `  reconnects ${res.reconnects}` : '') +
                 (res.poolExhausted ? '  POOL EXHAUSTED (run ended early)' : '') +
                 `  load ${la.toFixed(1)}`,
@@ -441,13 +563,17 @@ async function main(): Promise<number> {
 
     if (o.http) {
       // Every acknowledged use must be counted, durably: the stored total against what the client saw.
-      const st = await signedRequest(
-        { server: `https://127.0.0.1:${kmgrd.port}`, ca: kmgrd.certPem }, { keyId: id.keyId, signer: id.signer }, 'GET', `/v1/keys/${partnerId}`, undefined, KeyStatus,
-      );
-      const storedTotal = st.body.uses.total;
-      countCheck = { storedTotal, client2xx: kmgrdOk, clientErrors: kmgrdErrors, consistent: storedTotal >= kmgrdOk && storedTotal <= kmgrdOk + kmgrdErrors };
+      const check = async (d: ServerProc, partner: string, t: { ok: number; errors: number }) => {
+        const st = await signedRequest(
+          { server: `https://127.0.0.1:${d.port}`, ca: d.certPem }, { keyId: id.keyId, signer: id.signer }, 'GET', `/v1/keys/${partner}`, undefined, KeyStatus,
+        );
+        const storedTotal = st.body.uses.total;
+        return { storedTotal, client2xx: t.ok, clientErrors: t.errors, consistent: storedTotal >= t.ok && storedTotal <= t.ok + t.errors };
+      };
+      countCheck = await check(kmgrd, partnerId, seen.level);
+      countChecks.leveldb = countCheck;
+      if (pgDb) countChecks.postgresql = await check(procs['kmgrd-pg']![0]!, pgPartnerId, seen.pg);
     }
-
     if (o.cli) {
       try {
         cli = await timeCli({
@@ -465,6 +591,7 @@ async function main(): Promise<number> {
     }
   } finally {
     await Promise.all([...children].map((c) => c.stop()));
+    if (pgDb) await dropDatabase(pgDb, pgAdminUrl).catch((e: Error) => console.log(`could not drop the bench database: ${e.message}`));
   }
 
   if (profDir) {
@@ -490,23 +617,51 @@ async function main(): Promise<number> {
   // ---------- summary ----------
   const out: string[] = [];
   const summary: Record<string, Record<string, unknown>> = {};
-  const ratios: Record<string, { kmgrdOverBare: number; kmgrdOverVerify: number; perRound: { round: number; kmgrdOverBare: number; kmgrdOverVerify: number }[] }> = {};
+  type RatioSet = {
+    kmgrdOverBare: number;
+    kmgrdOverVerify: number;
+    /** kmgrd on LevelDB against verify + one coalesced fsync'd append per request. */
+    kmgrdOverDurableVerify: number;
+    /** kmgrd on PostgreSQL against kmgrd on LevelDB: hot key, and keys spread over many persons. */
+    postgresOverLevel?: number;
+    postgresOverLevelSpread?: number;
+    /** Two nodes on one PostgreSQL against one node (hot key). */
+    twoNodesOverOne?: number;
+  };
+  const ratios: Record<string, RatioSet & { perRound: Array<RatioSet & { round: number }> }> = {};
   const pick = (c: number, k: Kind) => runs.filter((r) => r.connections === c && r.server === k);
   if (runs.length > 0) {
-    const rows: string[][] = [['conns', 'server', 'req/s', 'p50 ms', 'p99 ms', 'server CPU µs/req', '(main thread)', 'client CPU µs/req', 'errors', 'vs bare', 'vs verify-only']];
+    const rows: string[][] = [['conns', 'server', 'req/s', 'p50 ms', 'p99 ms', 'kmgrd/server CPU µs/req', '(main thread)', 'PostgreSQL CPU µs/req', 'client CPU µs/req', 'errors', 'vs bare', 'vs verify-only']];
     for (const c of o.connections) {
-      const perRound = [];
+      const perRound: Array<RatioSet & { round: number }> = [];
       for (let round = 1; round <= o.rounds; round++) {
         const get = (k: Kind) => runs.find((r) => r.round === round && r.connections === c && r.server === k)?.rps ?? NaN;
-        perRound.push({ round, kmgrdOverBare: get('kmgrd') / get('bare'), kmgrdOverVerify: get('kmgrd') / get('verify-only') });
+        perRound.push({
+          round,
+          kmgrdOverBare: get('kmgrd') / get('bare'),
+          kmgrdOverVerify: get('kmgrd') / get('verify-only'),
+          kmgrdOverDurableVerify: get('kmgrd') / get('durable-verify'),
+          ...(kinds.includes('kmgrd-pg')
+            ? {
+                postgresOverLevel: get('kmgrd-pg') / get('kmgrd'),
+                postgresOverLevelSpread: get('kmgrd-pg-spread') / get('kmgrd-spread'),
+                twoNodesOverOne: get('kmgrd-pg-2nodes') / get('kmgrd-pg'),
+              }
+            : {}),
+        });
       }
+      const med = (f: (r: RatioSet) => number | undefined) => median(perRound.map((r) => f(r) ?? NaN));
       ratios[c] = {
-        kmgrdOverBare: median(perRound.map((r) => r.kmgrdOverBare)),
-        kmgrdOverVerify: median(perRound.map((r) => r.kmgrdOverVerify)),
+        kmgrdOverBare: med((r) => r.kmgrdOverBare),
+        kmgrdOverVerify: med((r) => r.kmgrdOverVerify),
+        kmgrdOverDurableVerify: med((r) => r.kmgrdOverDurableVerify),
+        ...(kinds.includes('kmgrd-pg')
+          ? { postgresOverLevel: med((r) => r.postgresOverLevel), postgresOverLevelSpread: med((r) => r.postgresOverLevelSpread), twoNodesOverOne: med((r) => r.twoNodesOverOne) }
+          : {}),
         perRound,
       };
       summary[c] = {};
-      for (const k of KINDS) {
+      for (const k of kinds) {
         const rs = pick(c, k);
         const s = {
           rps: median(rs.map((r) => r.rps)),
@@ -515,6 +670,7 @@ async function main(): Promise<number> {
           p99MsWorst: Math.max(...rs.map((r) => r.p99)),
           serverCpuUsPerReq: median(rs.map((r) => r.serverCpuUsPerReq)),
           serverMainThreadCpuUsPerReq: median(rs.map((r) => r.serverMainThreadCpuUsPerReq)),
+          postgresCpuUsPerReq: median(rs.map((r) => r.postgresCpuUsPerReq)),
           clientCpuUsPerReq: median(rs.map((r) => r.clientCpuUsPerReq)),
           ok: rs.reduce((a, r) => a + r.ok, 0),
           errors: rs.reduce((a, r) => a + r.errors, 0),
@@ -526,7 +682,7 @@ async function main(): Promise<number> {
         };
         summary[c][k] = s;
         rows.push([
-          String(c), k, fmt(s.rps), fmt(s.p50Ms, 2), fmt(s.p99Ms, 2), fmt(s.serverCpuUsPerReq), fmt(s.serverMainThreadCpuUsPerReq), fmt(s.clientCpuUsPerReq), String(s.errors),
+          String(c), k, fmt(s.rps), fmt(s.p50Ms, 2), fmt(s.p99Ms, 2), fmt(s.serverCpuUsPerReq), fmt(s.serverMainThreadCpuUsPerReq), fmt(s.postgresCpuUsPerReq), fmt(s.clientCpuUsPerReq), String(s.errors),
           k === 'kmgrd' ? fmt(ratios[c].kmgrdOverBare, 3) : k === 'bare' ? '1' : fmt(s.rps / (summary[c].bare as { rps: number }).rps, 3),
           k === 'kmgrd' ? fmt(ratios[c].kmgrdOverVerify, 3) : k === 'verify-only' ? '1' : '',
         ]);
@@ -538,6 +694,15 @@ async function main(): Promise<number> {
       out.push(
         `  per-round kmgrd/bare at ${c}: ${ratios[c]!.perRound.map((r) => fmt(r.kmgrdOverBare, 3)).join(', ')};` +
           ` kmgrd/verify-only: ${ratios[c]!.perRound.map((r) => fmt(r.kmgrdOverVerify, 3)).join(', ')}`,
+      );
+    }
+    for (const c of o.connections) {
+      const r = ratios[c]!;
+      out.push(
+        `  at ${c}: kmgrd/durable-verify ${fmt(r.kmgrdOverDurableVerify, 3)}` +
+          (r.postgresOverLevel !== undefined
+            ? `; PostgreSQL/LevelDB hot key ${fmt(r.postgresOverLevel, 3)}, spread keys ${fmt(r.postgresOverLevelSpread!, 3)}; two PostgreSQL nodes/one ${fmt(r.twoNodesOverOne!, 3)}`
+            : ''),
       );
     }
     for (const c of o.connections) {
@@ -555,12 +720,13 @@ async function main(): Promise<number> {
     if (runs.some((r) => r.poolExhausted)) out.push('warning: a kmgrd run used up its pre-signed pool and ended early; its req/s is over the shorter time');
   }
 
-  if (countCheck) {
+  for (const [store, cc] of Object.entries(countChecks)) {
     out.push(
-      `count check: kmgrd's stored uses.total is ${countCheck.storedTotal}; the load generator saw ${countCheck.client2xx} 2xx fetches` +
-        ` (+${countCheck.clientErrors} errors): ${countCheck.consistent ? 'consistent' : 'INCONSISTENT'}`,
+      `count check (${store}, hot key): kmgrd's stored uses.total is ${cc.storedTotal}; the load generator saw ${cc.client2xx} 2xx fetches` +
+        ` (+${cc.clientErrors} errors): ${cc.consistent ? 'consistent' : 'INCONSISTENT'}`,
     );
   }
+  if (pgSkipped) out.push(`PostgreSQL runs skipped: ${pgSkipped}`);
 
   if (cli) {
     const rows: string[][] = [[
@@ -600,7 +766,19 @@ async function main(): Promise<number> {
       value: `${fmt(k.p99Ms, 1)} ms (worst round ${fmt(k.p99MsWorst, 1)} ms)`,
       pass: k.p99Ms < GOALS.p99Ms,
     });
-  } else if (o.http) {
+  }
+  for (const c of o.connections) {
+    const r = ratios[c];
+    if (!r) continue;
+    goals.push({ goal: `kmgrd/durable-verify >= ${GOALS.kmgrdOverDurableVerify} at ${c} connections`, value: fmt(r.kmgrdOverDurableVerify, 3), pass: r.kmgrdOverDurableVerify >= GOALS.kmgrdOverDurableVerify });
+  }
+  if (ratios[g50]?.postgresOverLevel !== undefined) {
+    const r = ratios[g50];
+    const exact = Object.values(countChecks).every((cc) => cc.consistent);
+    goals.push({ goal: `PostgreSQL/LevelDB >= ${GOALS.postgresOverLevel} at ${g50} connections, hot key`, value: fmt(r.postgresOverLevel!, 3), pass: r.postgresOverLevel! >= GOALS.postgresOverLevel && exact });
+    goals.push({ goal: `PostgreSQL/LevelDB >= ${GOALS.postgresOverLevel} at ${g50} connections, spread keys`, value: fmt(r.postgresOverLevelSpread!, 3), pass: r.postgresOverLevelSpread! >= GOALS.postgresOverLevel && exact });
+  }
+  if (!ratios[g50] && o.http) {
     goals.push({ goal: `kmgrd goals at ${g50} connections`, value: 'not measured', pass: false, note: `--connections did not include ${g50}` });
   }
   if (cli) {
@@ -614,21 +792,22 @@ async function main(): Promise<number> {
     }
   }
   if (goals.length > 0) {
-    out.push('', 'GOALS (issue 5)');
+    out.push('', 'GOALS (issues 5 and 14)');
     out.push(table([['goal', 'measured', 'result'], ...goals.map((g) => [g.goal, g.value, `${g.pass ? 'PASS' : 'MISS'}${g.note ? ` (${g.note})` : ''}`])], 3));
   }
 
   const logs: Record<string, LogStats> = {};
-  for (const k of KINDS) if (procs[k]) logs[k] = procs[k].log;
-  const logProblems = KINDS.filter((k) => (procs[k]?.log.problems ?? 0) > 0);
+  const logKinds = kinds.filter((k) => k !== 'kmgrd-spread' && k !== 'kmgrd-pg-spread' && k !== 'kmgrd-pg');
+  for (const k of logKinds) if (procs[k]) logs[k] = mergeLogs(procs[k].map((p) => p.log));
+  const logProblems = logKinds.filter((k) => (logs[k]?.problems ?? 0) > 0);
   if (logProblems.length > 0) {
     out.push('', 'server log lines at warn or above:');
     for (const k of logProblems) {
-      out.push(`  ${k}: ${procs[k]!.log.problems}`);
-      for (const s of procs[k]!.log.samples.slice(0, 5)) out.push(`    ${s}`);
+      out.push(`  ${k}: ${logs[k]!.problems}`);
+      for (const s of logs[k]!.samples.slice(0, 5)) out.push(`    ${s}`);
     }
   }
-  for (const k of KINDS) {
+  for (const k of kinds) {
     const p = profiles[k];
     if (!p) continue;
     out.push('', `CPU profile of ${k} (${fmt(p.totalMs)} ms busy; bench/results/${k === 'verify-only' ? 'verify' : k}.cpuprofile)`);
@@ -648,6 +827,8 @@ async function main(): Promise<number> {
     summary,
     ratios,
     countCheck,
+    countChecks,
+    postgres: pgSkipped ? { skipped: pgSkipped } : { adminUrl: pgAdminUrl.replace(/:[^:@/]*@/, ':***@'), spreadPersons: o.spread },
     runs,
     cli: cli ?? (cliError ? { error: cliError } : null),
     serverLogs: logs,

@@ -1,7 +1,10 @@
 // One benchmark server per child process, so that its CPU accounting is its own.
 //   node dist/bench/servers.js bare
 //   node dist/bench/servers.js verify <keyId> <publicKeyB64url>
-//   node dist/bench/servers.js kmgrd [high|off|default]
+//   node dist/bench/servers.js durable <keyId> <publicKeyB64url>
+//     (verify-only plus one fsync'd append per request, concurrent fsyncs coalesced:
+//     the least any server that verifies and durably records each request must do)
+//   node dist/bench/servers.js kmgrd [high|off|default] [postgres://... [tls-dir]]
 //     (kmgrd's rate limits: 'high' sets them to 1e9/s so the limiter runs but never
 //     refuses one client's load; 'off' is 0 (disabled); 'default' leaves kmgrd's own)
 // Talks to the parent over the fork IPC channel: sends {type:'ready', port,
@@ -10,7 +13,7 @@
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, type FileHandle } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +24,7 @@ import { fromB64url } from '../src/crypto/bytes.js';
 import { KmgrError, toWire } from '../src/protocol/errors.js';
 import { startDaemon, type Daemon } from '../src/server/daemon.js';
 
-export type Role = 'bare' | 'verify' | 'kmgrd';
+export type Role = 'bare' | 'verify' | 'durable' | 'kmgrd';
 
 export type ToChild = { type: 'cpu'; id: number } | { type: 'stop' };
 export type FromChild =
@@ -82,10 +85,55 @@ function reply(m: FromChild): void {
   process.send?.(m);
 }
 
+const cleanups: Array<() => Promise<void>> = [];
+
+/**
+ * An append-only file with group commit: appends made while an fdatasync runs wait
+ * for the next one, which covers them all (as kmgrd's LevelDB group commit does).
+ */
+class Journal {
+  private waiting: Array<{ line: string; done: (e?: Error) => void }> = [];
+  private busy = false;
+  private constructor(private readonly fh: FileHandle, readonly dir: string) {}
+
+  static async open(): Promise<Journal> {
+    const dir = await mkdtemp(join(tmpdir(), 'kmgr-bench-journal-'));
+    return new Journal(await open(join(dir, 'journal'), 'a'), dir);
+  }
+
+  append(line: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ line, done: (e) => (e ? reject(e) : resolve()) });
+      if (!this.busy) void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.busy = true;
+    while (this.waiting.length > 0) {
+      const group = this.waiting;
+      this.waiting = [];
+      try {
+        await this.fh.write(group.map((g) => g.line).join(''));
+        await this.fh.datasync();
+        for (const g of group) g.done();
+      } catch (e) {
+        for (const g of group) g.done(e as Error);
+      }
+    }
+    this.busy = false;
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const role = process.argv[2] as Role;
   let stop: () => Promise<void>;
-  if (role === 'bare' || role === 'verify') {
+  if (role === 'bare' || role === 'verify' || role === 'durable') {
     const tls = makeSelfSignedCert();
     const body = fixedBody();
     let handler: (req: IncomingMessage, res: ServerResponse) => void;
@@ -100,6 +148,8 @@ async function main(): Promise<void> {
       if (!raw) throw new Error('verify: public key missing');
       const key = { raw, obj: publicKeyObject(raw) }; // cached KeyObject: created once
       const keyFor = (id: string) => Promise.resolve(id === keyId ? key : undefined);
+      const journal = role === 'durable' ? await Journal.open() : undefined;
+      if (journal) cleanups.push(() => journal.close());
       handler = (req, res) => {
         const chunks: Buffer[] = [];
         req.on('data', (c: Buffer) => chunks.push(c));
@@ -109,7 +159,7 @@ async function main(): Promise<void> {
           const path = q < 0 ? url : url.slice(0, q);
           const query = q < 0 ? '' : url.slice(q);
           authenticate(req, path, query, new Uint8Array(Buffer.concat(chunks)), Date.now(), keyFor).then(
-            () => send(res, 200, body),
+            (auth) => (journal ? journal.append(`${auth.claim.keyId} ${auth.claim.nonce} ${Date.now()}\n`).then(() => send(res, 200, body)) : send(res, 200, body)),
             (e) => send(res, e instanceof KmgrError ? 401 : 500, JSON.stringify(e instanceof KmgrError ? toWire(e) : { error: String(e) })),
           );
         });
@@ -122,6 +172,8 @@ async function main(): Promise<void> {
       new Promise<void>((r) => {
         server.close(() => r());
         server.closeAllConnections();
+      }).then(async () => {
+        for (const c of cleanups) await c();
       });
     reply({ type: 'ready', role, port, certPem: tls.certPem, pid: process.pid });
   } else if (role === 'kmgrd') {
@@ -132,7 +184,11 @@ async function main(): Promise<void> {
       const mode = process.argv[3] ?? 'high';
       const rates = mode === 'default' ? {} : mode === 'off' ? { ratePerAddress: 0, ratePerKey: 0 } : { ratePerAddress: 1e9, ratePerKey: 1e9 };
       // Not a literal: builds against a DaemonOptions with or without the rate options.
-      const opts = { dataDir, host: '127.0.0.1', port: 0, tz: 'UTC', logLevel: 'info', ...rates };
+      const databaseUrl = process.argv[4];
+      const tlsDir = process.argv[5];
+      // Two nodes on one database serve one certificate, as behind a load balancer.
+      const tls = tlsDir ? { tlsCert: join(tlsDir, 'cert.pem'), tlsKey: join(tlsDir, 'key.pem') } : {};
+      const opts = { dataDir, host: '127.0.0.1', port: 0, tz: 'UTC', logLevel: 'info', ...rates, ...(databaseUrl ? { databaseUrl, dbPoolSize: 20 } : {}), ...tls };
       daemon = await startDaemon(opts);
     } catch (e) {
       await rm(dataDir, { recursive: true, force: true });

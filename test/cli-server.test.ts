@@ -73,7 +73,8 @@ t.test('restart keeps everything: the key, the enrolment and the count', async (
 });
 
 t.test('no file under the server data directory holds a private key; no server log line holds a key, blob or signature', async (t) => {
-  const server = await startServer(t);
+  // LevelDB on purpose (also under KMGR_TEST_STORE=postgres): the search is over the data directory's files.
+  const server = await startServer(t, { databaseUrl: '' });
   const c = await initClient(t, server);
   const types = ['ed25519', 'p256', 'x25519', 'aes256'] as const;
   const needles: Array<[string, Buffer]> = [];

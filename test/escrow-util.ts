@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
-import { KMGRD, PASSPHRASE, tempDir, type RunResult, type TestServer } from './helpers.js';
+import { KMGRD, PASSPHRASE, tempDir, testDatabaseOf, type RunResult, type TestServer } from './helpers.js';
 import { cli, jsonError } from './cli-util.js';
 import type { Identity } from './raw-client.js';
 import { openSession } from '../src/client/session.js';
@@ -22,6 +22,10 @@ export function kmgrd(args: string[], timeoutMs = 60_000): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const env: Record<string, string> = {};
     for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
+    // Under KMGR_TEST_STORE=postgres the server's data is in its test database, not in --data.
+    const data = args.indexOf('--data');
+    const db = data >= 0 && !args.includes('--database-url') ? testDatabaseOf(args[data + 1] ?? '') : undefined;
+    if (db) env.KMGRD_DATABASE_URL = db;
     const child = spawn(process.execPath, [KMGRD, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const out: Buffer[] = [];
     const err: Buffer[] = [];

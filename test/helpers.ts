@@ -57,6 +57,7 @@ export async function startServer(
   // both): removing it first raced the daemon's last writes (ENOTEMPTY on a fast machine).
   const ownDir = opts.dataDir === undefined;
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'kmgrd-data-')));
+  const databaseUrl = opts.databaseUrl ?? (process.env.KMGR_TEST_STORE === 'postgres' ? await databaseFor(t, dataDir) : undefined);
   const logs = new LogSink();
   const clock: { now: number | undefined } = { now: undefined };
   let daemon: Daemon;
@@ -74,6 +75,7 @@ export async function startServer(
       clock: () => clock.now ?? Date.now(),
       logDest: logs,
       ...opts,
+      ...(databaseUrl ? { databaseUrl } : {}),
       dataDir,
     });
   } catch (e) {
@@ -88,6 +90,23 @@ export async function startServer(
     if (ownDir) await rm(dataDir, { recursive: true, force: true });
   });
   return { daemon, dataDir, url: daemon.url, ca: daemon.certPath, logs, clock, stop };
+}
+
+/**
+ * KMGR_TEST_STORE=postgres runs every in-process server on PostgreSQL: one database
+ * per data directory (a restart on the same directory finds its data again).
+ */
+const databases = new Map<string, string>();
+/** The database an in-process server on this data directory used, so `kmgrd` subprocesses on it can be pointed there. */
+export const testDatabaseOf = (dataDir: string): string | undefined => databases.get(dataDir);
+async function databaseFor(t: { teardown(fn: () => unknown): void }, dataDir: string): Promise<string> {
+  let url = databases.get(dataDir);
+  if (!url) {
+    const { testDatabase } = await import('./pg-util.js');
+    url = await testDatabase(t);
+    databases.set(dataDir, url);
+  }
+  return url;
 }
 
 export interface RunResult {
@@ -157,4 +176,46 @@ export async function initClient(
 const PASSPHRASE_COMMANDS = new Set(['register', 'fetch', 'status', 'history', 'audit', 'terms', 'lock', 'unlock', 'notices', 'rotate', 'notify', 'retire', 'pubkey']);
 function needsPassphrase(cmd: string | undefined): boolean {
   return cmd !== undefined && PASSPHRASE_COMMANDS.has(cmd);
+}
+
+export interface ServeProcess {
+  child: import('node:child_process').ChildProcess;
+  url: string;
+  port: number;
+  /** The certificate the node serves (its own self-signed one unless --tls-cert was given). */
+  ca: string;
+  exited: Promise<number | null>;
+  /** Everything the node logged on stdout and stderr so far. */
+  output: string[];
+  stop(): Promise<number | null>;
+}
+
+/** Starts `kmgrd serve --data DIR --listen 127.0.0.1:0 ARGS` as its own process; resolves once it listens. */
+export async function spawnServe(t: { teardown(fn: () => unknown): void }, dataDir: string, args: string[] = [], ca?: string): Promise<ServeProcess> {
+  const { createInterface } = await import('node:readline');
+  const child = spawn(process.execPath, [KMGRD, 'serve', '--data', dataDir, '--listen', '127.0.0.1:0', '--rate-per-address', '0', '--rate-per-key', '0', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output: string[] = [];
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  child.stderr.on('data', (c: Buffer) => output.push(c.toString('utf8')));
+  const port = await new Promise<number>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout });
+    const timer = setTimeout(() => reject(new Error(`kmgrd did not start: ${output.join('')}`)), 30_000);
+    lines.on('line', (l) => {
+      output.push(l);
+      const m = /"port":(\d+)/.exec(l);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    void exited.then((c) => reject(new Error(`kmgrd exited with ${c}: ${output.join('\n')}`)));
+  });
+  const stop = async (): Promise<number | null> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    return exited;
+  };
+  t.teardown(stop);
+  return { child, url: `https://127.0.0.1:${port}`, port, ca: ca ?? join(dataDir, 'tls', 'cert.pem'), exited, output, stop };
 }

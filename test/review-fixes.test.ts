@@ -8,7 +8,7 @@ import { homeFor, newHome } from './escrow-util.js';
 import { startLyingProxy } from './lying-proxy.js';
 import { enrol, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './raw-client.js';
 import { isPublicAddress } from '../src/server/delivery/webhook.js';
-import { VERIFY_RECORDS_PER_MINUTE } from '../src/store/level-storage.js';
+import { VERIFY_RECORDS_PER_MINUTE } from '../src/terms/verify-flood.js';
 import { auditHistory } from '../src/client/audit.js';
 import { publicKeyObject } from '../src/crypto/sign.js';
 

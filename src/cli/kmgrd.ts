@@ -32,7 +32,10 @@ export async function main(argv: string[]): Promise<number> {
   const serveCmd = program
     .command('serve')
     .description('serve the HTTPS API until SIGTERM or SIGINT')
-    .option('--data <dir>', 'data directory (LevelDB, TLS material)', DEFAULT_DATA)
+    .option('--data <dir>', 'data directory (LevelDB, TLS material, admin socket)', DEFAULT_DATA)
+    .addOption(databaseUrlOption())
+    .option('--db-pool-size <n>', 'PostgreSQL connections this node keeps at most', parseRate('--db-pool-size', 'a number of connections, 1 to 1000'), 10)
+    .option('--db-statement-timeout <duration>', 'longest one PostgreSQL statement may run: 5s, 500ms', '5s')
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8443')
     .option('--tls-cert <file>', 'PEM certificate (default: self-signed, made in DIR/tls on first start)')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
@@ -59,12 +62,13 @@ export async function main(argv: string[]): Promise<number> {
     .command('check-terms')
     .description('record notices for expired and soon-expiring keys; print one line per new finding (for cron)')
     .option('--data <dir>', 'data directory', DEFAULT_DATA)
+    .addOption(databaseUrlOption())
     .option('--warn-before <duration>', 'warn this long before a key expires: 14d, 48h, 2w', '14d')
     .option('--at <time>', 'report what a check at this date-time (with a zone) would find; records and delivers nothing')
     .option('--all', 'print every current finding, not only those new since the last run')
     .option('--tz <zone>', 'time zone, when no daemon runs', 'UTC')
     .option('--json', 'print the findings as JSON')
-    .action((o: { data: string; warnBefore: string; at?: string; all?: boolean; tz: string; json?: boolean; smtp?: string; sendmail?: string; mailFrom: string; webhooks: 'https' | 'any' }) => {
+    .action((o: { data: string; databaseUrl?: string; warnBefore: string; at?: string; all?: boolean; tz: string; json?: boolean; smtp?: string; sendmail?: string; mailFrom: string; webhooks: 'https' | 'any' }) => {
       json = Boolean(o.json);
       const warnBefore = parseDuration('--warn-before', o.warnBefore);
       const at = o.at === undefined ? undefined : parseTime('--at', o.at);
@@ -72,6 +76,7 @@ export async function main(argv: string[]): Promise<number> {
       result = import('./kmgrd/check-terms.js').then((m) =>
         m.run({
           data: o.data,
+          ...(o.databaseUrl ? { databaseUrl: o.databaseUrl } : {}),
           warnBefore,
           tz: o.tz,
           webhooks: o.webhooks,
@@ -90,28 +95,43 @@ export async function main(argv: string[]): Promise<number> {
     .command('add <name>')
     .description('add a shared partner; kmgrd assigns its ID')
     .option('--data <dir>', 'data directory', DEFAULT_DATA)
+    .addOption(databaseUrlOption())
     .option('--name <text>', 'display name, e.g. "Bank A"')
     .option('--app-server <name>', 'application server name')
     .option('--business <text>', 'business contents')
     .option('--json', 'print the record as JSON')
-    .action((name: string, o: { data: string; name?: string; appServer?: string; business?: string; json?: boolean }) => {
+    .action((name: string, o: { data: string; databaseUrl?: string; name?: string; appServer?: string; business?: string; json?: boolean }) => {
       result = import('./kmgrd/partner.js').then((m) => m.add({ ...o, tz: 'UTC' }, name));
     });
   partner
     .command('list')
     .description('list the shared partners')
     .option('--data <dir>', 'data directory', DEFAULT_DATA)
+    .addOption(databaseUrlOption())
     .option('--json', 'print JSON')
-    .action((o: { data: string; json?: boolean }) => {
+    .action((o: { data: string; databaseUrl?: string; json?: boolean }) => {
       result = import('./kmgrd/partner.js').then((m) => m.list({ ...o, tz: 'UTC' }));
+    });
+
+  program
+    .command('migrate')
+    .description('copy a stopped LevelDB deployment (--data) into an empty PostgreSQL database and check the counts')
+    .option('--data <dir>', 'data directory of the LevelDB deployment', DEFAULT_DATA)
+    .addOption(databaseUrlOption())
+    .option('--json', 'print what was copied as JSON')
+    .addHelpText('after', '\nExample:\n  systemctl stop kmgrd\n  KMGRD_DATABASE_URL=postgres://kmgr@db.internal/kmgr kmgrd migrate --data /var/lib/kmgrd\n')
+    .action((o: { data: string; databaseUrl?: string; json?: boolean }) => {
+      json = Boolean(o.json);
+      result = import('./kmgrd/migrate.js').then((m) => m.run(o));
     });
 
   program
     .command('check-db')
     .description('read the whole database and report every inconsistency; exit 0 only when clean, 1 with findings')
     .option('--data <dir>', 'data directory', DEFAULT_DATA)
+    .addOption(databaseUrlOption())
     .option('--json', 'print the report as JSON')
-    .action((o: { data: string; json?: boolean }) => {
+    .action((o: { data: string; databaseUrl?: string; json?: boolean }) => {
       result = import('./kmgrd/check-db.js').then((m) => m.run(o));
     });
 
@@ -119,18 +139,21 @@ export async function main(argv: string[]): Promise<number> {
     .command('backup')
     .description('write a consistent, checksummed snapshot of the database to FILE (mode 0600), while kmgrd serve runs or not')
     .option('--data <dir>', 'data directory', DEFAULT_DATA)
+    .addOption(databaseUrlOption())
     .requiredOption('--out <file>', 'the backup file to write (replaced atomically)')
     .option('--json', 'print the summary as JSON')
-    .action((o: { data: string; out: string; json?: boolean }) => {
+    .action((o: { data: string; databaseUrl?: string; out: string; json?: boolean }) => {
       json = Boolean(o.json);
       result = import('./kmgrd/backup.js').then((m) => m.backup(o));
     });
   program
     .command('restore <file>')
-    .description('verify a backup and restore it into a new, empty data directory; every key owner gets a notice')
-    .requiredOption('--data <dir>', 'the new data directory (must not exist or be empty)')
+    .description('verify a backup and restore it into a new, empty data directory or PostgreSQL database; every key owner gets a notice')
+    .option('--data <dir>', 'the new data directory (must not exist or be empty); required without --database-url')
+    .addOption(databaseUrlOption())
     .option('--json', 'print the summary as JSON')
-    .action((file: string, o: { data: string; json?: boolean }) => {
+    .addHelpText('after', '\nExamples:\n  kmgrd restore /backups/kmgrd-2026-12-01.jsonl --data /var/lib/kmgrd-restored\n  kmgrd restore /backups/kmgrd-2026-12-01.jsonl --database-url postgres://kmgr@db.internal/kmgr_new\n')
+    .action((file: string, o: { data?: string; databaseUrl?: string; json?: boolean }) => {
       json = Boolean(o.json);
       result = import('./kmgrd/backup.js').then((m) => m.restore(file, o));
     });
@@ -150,6 +173,9 @@ export async function main(argv: string[]): Promise<number> {
 
 interface ServeOptions {
   data: string;
+  databaseUrl?: string;
+  dbPoolSize: number;
+  dbStatementTimeout: string;
   listen: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -189,6 +215,19 @@ function withDeliveryOptions(c: Command, when: string): void {
     .addOption(new Option('--webhooks <which>', `${when}which webhook URLs to call: https to public addresses only, or any http(s) URL`).choices(['https', 'any']).default('https'));
 }
 
+/** One spelling for every command that opens the database. The URL may carry a password: prefer the environment to argv. */
+function databaseUrlOption(): Option {
+  return new Option('--database-url <url>', 'store everything in PostgreSQL (postgres://USER@HOST:PORT/DB) instead of LevelDB in --data').env('KMGRD_DATABASE_URL');
+}
+
+/** 500ms, 5s, 2m: a timeout, which cron-style durations (14d) are too coarse for. */
+function parseShortDuration(flag: string, v: string): number {
+  const m = /^(\d{1,7})(ms|s|m)$/.exec(v);
+  const ms = m ? Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 's' ? 1000 : 60_000) : 0;
+  if (!m || ms < 1 || ms > 3_600_000) throw new UsageError(`${flag} takes a duration like 500ms, 5s or 1m (at most 60m), not ${JSON.stringify(v)}`);
+  return ms;
+}
+
 function parseRate(flag: string, what = 'a whole number of requests per second (0 for unlimited)'): (v: string) => number {
   return (v) => {
     if (!/^\d{1,7}$/.test(v)) throw new UsageError(`${flag} takes ${what}, not ${JSON.stringify(v)}`);
@@ -200,9 +239,12 @@ async function serve(o: ServeOptions): Promise<number> {
   const { host, port } = parseListen(o.listen);
   const mail = mailConfig(o);
   const metricsListen = o.metricsListen === undefined ? undefined : parseListen(o.metricsListen, '--metrics-listen');
+  const statementTimeout = parseShortDuration('--db-statement-timeout', o.dbStatementTimeout);
+  if (o.dbPoolSize < 1 || o.dbPoolSize > 1000) throw new UsageError('--db-pool-size takes a number of connections, 1 to 1000');
   const { startDaemon } = await import('../server/daemon.js');
   const daemon = await startDaemon({
     dataDir: resolve(o.data),
+    ...(o.databaseUrl ? { databaseUrl: o.databaseUrl, dbPoolSize: o.dbPoolSize, dbStatementTimeoutMs: statementTimeout } : {}),
     host,
     port,
     ...(o.tlsCert ? { tlsCert: o.tlsCert } : {}),

@@ -45,7 +45,7 @@ export async function runAdmin(storage: Storage, raw: unknown, now: number): Pro
   if (op === 'backup') {
     const r = BackupRequest(raw, 'admin');
     if (!storage.exportRecords || !storage.identity) throw new UsageError('this storage backend cannot make backups');
-    return writeBackup({ identity: () => storage.identity!(), exportRecords: () => storage.exportRecords!() }, r.out, now);
+    return writeBackup({ identity: () => storage.identity(), exportRecords: () => storage.exportRecords() }, r.out, now);
   }
   if (op === 'check-db') {
     CheckDbRequest(raw, 'admin');

@@ -1,11 +1,10 @@
 // Starts kmgrd: data directory, TLS, storage, HTTPS. Used by `kmgrd serve` and by tests.
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { DestinationStream } from 'pino';
 import { ensureOwnDir } from '../io/own-dir.js';
-
-import { LevelStorage } from '../store/level-storage.js';
+import { openStorage } from '../store/open.js';
 import type { Storage } from '../store/types.js';
-import { OWN_NAMES, checkNewDataDir } from '../store/marker.js';
+import { OWN_NAMES, checkNewDataDir, type DataMarker } from '../store/marker.js';
 import { checkTimeZone } from '../terms/periods.js';
 import { ConfigError } from '../protocol/errors.js';
 import { DEFAULT_RATE_PER_ADDRESS, DEFAULT_RATE_PER_KEY } from './defaults.js';
@@ -54,6 +53,12 @@ export interface DaemonOptions {
   /** Append one JSON line per request here, with IDs HMAC'd under the key in auditKeyFile. */
   auditLog?: string;
   auditKeyFile?: string;
+  /** postgres://... : keep everything in PostgreSQL (several nodes may share it); dataDir then holds only TLS files and the admin socket. */
+  databaseUrl?: string;
+  /** PostgreSQL connections this node keeps at most. Default 10. */
+  dbPoolSize?: number;
+  /** Longest one PostgreSQL statement may run (ms). Default 5000. */
+  dbStatementTimeoutMs?: number;
   /** URLs kmgrd is reached by besides its --listen address and certificate names (behind a proxy). */
   publicUrls?: string[];
   /** Verify questions per second per address (0: unlimited). Default 10. */
@@ -119,9 +124,16 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
     ? new Metrics({ verifyQueueDepth: () => verifier?.depth() ?? 0, cacheEntries: () => storage.cacheSizes?.() ?? {} })
     : undefined;
   metrics?.certExpiry.set(certExpirySeconds(tls.cert));
-  const storage = await LevelStorage.open(join(dataDir, 'db'), {
+  const storage: Storage = await openStorage({
+    dataDir,
+    databaseUrl: o.databaseUrl,
     tz: o.tz,
     clock,
+    poolSize: o.dbPoolSize,
+    statementTimeoutMs: o.dbStatementTimeoutMs,
+    pinTimeZone: true,
+    // A connection dropped while idle (a database restart) costs no request; the pool reconnects.
+    onPoolError: (e) => log.warn({ err: e.message }, 'database connection lost'),
     ...(o.cacheKeys !== undefined ? { cacheKeys: o.cacheKeys } : {}),
     ...(metrics
       ? {
@@ -195,9 +207,10 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   deliverer.start(o.deliverEveryMs ?? 1000);
   const hostPart = o.host.includes(':') ? `[${o.host}]` : o.host;
   const url = `https://${hostPart}:${running.port}`;
-  log.info({ url, port: running.port, tlsCert: tls.certPath, tlsFingerprint256: tls.fingerprint256, authorities: authorities.list(), generatedCert: tls.generated, tz: o.tz }, 'kmgrd listening');
+  log.info({ url, port: running.port, storage: o.databaseUrl ? 'postgresql' : 'leveldb', tlsCert: tls.certPath, tlsFingerprint256: tls.fingerprint256, authorities: authorities.list(), generatedCert: tls.generated, tz: o.tz }, 'kmgrd listening');
   // A restored database serves counts as of its snapshot: say so at every start.
-  if (storage.marker.restoredFrom) log.warn({ restoredFrom: storage.marker.restoredFrom }, `database restored from a snapshot taken at ${storage.marker.restoredFrom.takenAt}`);
+  const restoredFrom = (storage as { marker?: DataMarker }).marker?.restoredFrom;
+  if (restoredFrom) log.warn({ restoredFrom }, `database restored from a snapshot taken at ${restoredFrom.takenAt}`);
   let stopping: Promise<void> | undefined;
   const daemon: Daemon = {
     url,

@@ -9,6 +9,7 @@ import type { Op } from './group-commit.js';
 import * as K from './keys.js';
 import { recordOps } from './level-records.js';
 import { checkBytes, checkText, StorageDamagedError, type CheckedEncodings } from './record-codec.js';
+import { termInstants } from '../terms/notices.js';
 import type { KeyRecord, PendingDelivery } from './types.js';
 
 const RESTORED_PREFIX = 'meta!restored!';
@@ -31,7 +32,17 @@ export async function* exportLevel(db: Level<string, string>, enc: CheckedEncodi
       switch (kind) {
         case 'ctr': // merged into its key record below
         case 'mk': // derived from the person record
+        case 'exp': // the check-terms index: rebuilt from each key record on import
+        case 'probe': // scratch writes of the readiness probe
           continue;
+        case 'dev':
+          yield { t: 'device', personId: p[1]!, device: json() };
+          continue;
+        case 'devexp': {
+          const e = json() as { expiresAt: number; usedAt: number | null };
+          yield { t: 'device-export', personId: p[1]!, exportId: p.slice(2).join('!'), expiresAt: e.expiresAt, usedAt: e.usedAt };
+          continue;
+        }
         case 'meta':
           if (k.startsWith(RESTORED_PREFIX)) yield { t: 'restored', restore: json() };
           continue; // meta!id is the database's own identity, not carried over
@@ -94,7 +105,11 @@ export function importOps(r: BackupRecord): Op[] {
         ...(r.person.succession ? [{ type: 'put' as const, key: K.mgmtKey(r.person.succession.statement.oldKeyId), value: r.person.personId }] : []),
       ];
     case 'key':
-      return recordOps(K.keyRecordKey(r.key.personId, r.key.partnerId), r.key);
+      return [
+        ...recordOps(K.keyRecordKey(r.key.personId, r.key.partnerId), r.key),
+        // The check-terms index, made from the record itself (a retired key has no term left).
+        ...(r.key.retiredAt ? [] : termInstants(r.key.keyVersion, r.key)).map((at): Op => ({ type: 'put', key: K.expiryKey(at, r.key.personId, r.key.partnerId), value: '' })),
+      ];
     case 'blob':
       return [{ type: 'put', key: K.blobKey(r.personId, r.partnerId, r.keyVersion), value: new Uint8Array(Buffer.from(r.blob, 'base64')), valueEncoding: 'view' }];
     case 'history':
@@ -122,6 +137,10 @@ export function importOps(r: BackupRecord): Op[] {
       return [{ type: 'put', key: K.nonceKey(r.claim.expiresAt, r.claim.keyId, r.claim.nonce), value: '' }];
     case 'restored':
       return [{ type: 'put', key: RESTORED_PREFIX + r.restore.restoredAt, value: JSON.stringify(r.restore) }];
+    case 'device':
+      return [{ type: 'put', key: K.deviceKey(r.personId, r.device.label), value: JSON.stringify(r.device) }];
+    case 'device-export':
+      return [{ type: 'put', key: K.deviceExportKey(r.personId, r.exportId), value: JSON.stringify({ expiresAt: r.expiresAt, usedAt: r.usedAt }) }];
     case 'extra':
       return [{ type: 'put', key: r.key, value: r.value }];
   }

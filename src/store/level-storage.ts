@@ -7,9 +7,9 @@ import { GroupCommit, type Op } from './group-commit.js';
 import * as K from './keys.js';
 import { BoundedCache, DEFAULT_CACHE_ENTRIES } from './lru.js';
 import { randomBytes } from 'node:crypto';
-import { judgeUse } from '../terms/judge.js';
-import { periodsAt } from '../terms/periods.js';
-import { noticesForTerm, noticesForUse, termInstants, type NoticeDraft } from '../terms/notices.js';
+import { applyUse, eventEntry, newNotice, noKey, rotated, snapshotOf, useOutcome } from './apply-use.js';
+import { recordVerifyIn } from '../terms/verify-flood.js';
+import { noticesForTerm, termInstants, type NoticeDraft } from '../terms/notices.js';
 import { AuthError, KmgrError, NotFoundError, UnavailableError } from '../protocol/errors.js';
 import { markClosedCleanly, openLevel } from './level-open.js';
 import { checkedEncodings, type CheckedEncodings, type StorageDamagedError } from './record-codec.js';
@@ -44,7 +44,6 @@ export const DEFAULT_CACHE_KEYS = DEFAULT_CACHE_ENTRIES;
 /** Queue entries one delivery pass reads at most. */
 export const DELIVERY_SCAN_MAX = 5000;
 
-export const VERIFY_RECORDS_PER_MINUTE = 60;
 const NONCE_HORIZON_KEY = 'meta!nonce-horizon';
 
 export interface LevelStorageOptions {
@@ -61,12 +60,6 @@ export interface LevelStorageOptions {
   restoredFrom?: DataMarker['restoredFrom'];
 }
 
-/** No key to use: never registered, or retired (the message says when). */
-function noKey(partnerId: string, rec: KeyRecord | undefined): NotFoundError {
-  return rec?.retiredAt
-    ? new NotFoundError('unknown_key', `the key for partner ${partnerId} (v${rec.keyVersion}) was retired at ${new Date(rec.retiredAt).toISOString()}`)
-    : new NotFoundError('unknown_key', `no key is registered for partner ${partnerId}`);
-}
 
 export class LevelStorage implements Storage {
   private readonly keys: BoundedCache<string, Cached>;
@@ -499,30 +492,17 @@ export class LevelStorage implements Storage {
     // From here to commit() nothing awaits: the check and the count are one step.
     this.checkCurrentKey(personId, attempt.nonce);
     const rec = entry.record;
-    const verdict = judgeUse(rec, rec.uses, attempt.at, this.opts.tz);
-    rec.uses = verdict.uses;
-    rec.historySeq += 1;
-    if (verdict.serve) rec.lastUsedAt = attempt.at;
-    const hist: HistoryRecord = {
-      seq: rec.historySeq,
-      at: attempt.at,
-      keyVersion: rec.keyVersion,
-      result: !verdict.serve ? 'refused' : verdict.overLimit.length > 0 ? 'served_over_limit' : 'served',
-      ...(verdict.serve ? (verdict.overLimit.length > 0 ? { overLimit: verdict.overLimit } : {}) : { code: verdict.code }),
-      remoteAddress: attempt.remoteAddress,
-      request: attempt.request,
-    };
+    const { verdict, hist, drafts } = applyUse(rec, attempt, this.opts.tz);
     // Snapshot what this use answers with: a rotation may replace the entry while we wait for the disk.
     const blob = entry.blob;
-    const snapshot: KeyRecord = { ...rec, uses: { ...rec.uses } };
+    const snapshot = snapshotOf(rec);
     await this.commit([
       countersOp(rec),
       { type: 'put', key: K.historyKey(personId, partnerId, hist.seq), value: JSON.stringify(hist) },
       this.nonceOp(attempt.nonce),
-      ...this.noticeOps(entry, noticesForUse(partnerId, rec.keyVersion, rec, verdict), attempt.at),
+      ...this.noticeOps(entry, drafts, attempt.at),
     ]);
-    if (!verdict.serve) return { served: false, record: snapshot, code: verdict.code, message: verdict.message };
-    return { served: true, record: snapshot, blob, overLimit: verdict.overLimit };
+    return useOutcome(verdict, snapshot, blob);
   }
 
   /** Ops recording the drafts not yet recorded for this key; marks them recorded at once (no await between). */
@@ -533,16 +513,7 @@ export class LevelStorage implements Storage {
       if (entry.noticed.has(d.dedupe)) continue;
       entry.noticed.add(d.dedupe);
       this.opts.events?.notice?.(d.kind);
-      const notice: Notice = {
-        id: K.noticeId(at, randomBytes(4).toString('hex')),
-        at,
-        personId,
-        partnerId,
-        keyVersion,
-        kind: d.kind,
-        message: d.message,
-        read: false,
-      };
+      const notice = newNotice({ personId, partnerId, keyVersion }, d, at);
       ops.push(
         { type: 'put', key: K.noticeKey(personId, notice.id), value: JSON.stringify(notice) },
         { type: 'put', key: K.noticeDedupeKey(personId, partnerId, d.dedupe), value: notice.id },
@@ -579,10 +550,9 @@ export class LevelStorage implements Storage {
       const version = rec.keyVersion;
       const oldInstants = termInstants(version, rec);
       rec.retiredAt = attempt.at;
-      rec.historySeq += 1;
-      const hist: HistoryRecord = { seq: rec.historySeq, at: attempt.at, keyVersion: version, result: 'retired', remoteAddress: attempt.remoteAddress, request: attempt.request };
+      const hist = eventEntry(rec, { at: attempt.at, result: 'retired', remoteAddress: attempt.remoteAddress, request: attempt.request });
       entry.blob = new Uint8Array(0);
-      const snapshot: KeyRecord = { ...rec, uses: { ...rec.uses } };
+      const snapshot = snapshotOf(rec);
       await this.commit([
         ...recordOps(k, rec),
         // A retired key has no term left to warn about: check-terms must not find it in the index.
@@ -614,7 +584,7 @@ export class LevelStorage implements Storage {
       const rec = entry.record;
       const oldInstants = termInstants(rec.keyVersion, rec);
       for (const [f, v] of Object.entries(patch)) if (v !== undefined) (rec as unknown as Record<string, unknown>)[f] = v;
-      const snapshot: KeyRecord = { ...rec, uses: { ...rec.uses } };
+      const snapshot = snapshotOf(rec);
       await this.commit([...recordOps(k, rec), ...this.expiryOps(rec, oldInstants), this.nonceOp(nonce)]);
       return snapshot;
     });
@@ -632,21 +602,9 @@ export class LevelStorage implements Storage {
       throw new KmgrError('version_conflict', `the key of ${partnerId} is at version ${rec.keyVersion}; a rotation must register version ${rec.keyVersion + 1}`);
     }
     const oldVersion = rec.keyVersion;
-    const previous = [...(rec.previousPublicKeys ?? []), ...(rec.publicKey ? [rec.publicKey] : [])];
-    // A new key starts its counts afresh under the same terms; its history continues.
-    Object.assign(rec, {
-      publicKey: next.publicKey ?? null,
-      binding: next.binding ?? null,
-      previousPublicKeys: previous,
-      keyId: next.keyId,
-      alg: next.alg,
-      keyVersion: next.keyVersion,
-      registeredAt: next.at,
-      uses: { total: 0, day: 0, week: 0, month: 0, periods: periodsAt(next.at, this.opts.tz) },
-      lastUsedAt: null,
-    });
+    rotated(rec, next, this.opts.tz);
     entry.blob = next.blob;
-    const snapshot: KeyRecord = { ...rec, uses: { ...rec.uses } };
+    const snapshot = snapshotOf(rec);
     await this.commit([
       ...recordOps(k, rec),
       // A certificate of the old version is no longer noticed (noticesForCertificate): its index entry goes.
@@ -789,12 +747,10 @@ export class LevelStorage implements Storage {
   }
 
   private async recordVerifyPinned(entry: Cached, personId: string, partnerId: string, v: { at: number; result: string; requester: string; remoteAddress: string }): Promise<void> {
-    // Anyone may ask: at most VERIFY_RECORDS_PER_MINUTE questions a minute are
-    // recorded per key, so a flood cannot bury the owner's history or fill the disk.
-    const minute = Math.floor(v.at / 60_000);
-    if (entry.verifies.minute !== minute) entry.verifies = { minute, count: 0 };
-    if (entry.verifies.count >= VERIFY_RECORDS_PER_MINUTE) return;
-    entry.verifies.count++;
+    // A flood of questions must not bury the owner's history (src/terms/verify-flood.ts).
+    const { record, window } = recordVerifyIn(entry.verifies, v.at);
+    entry.verifies = window;
+    if (!record) return;
     const rec = entry.record;
     rec.historySeq += 1;
     const hist: HistoryRecord = {
@@ -985,8 +941,7 @@ export class LevelStorage implements Storage {
 
   private rekeyHistoryOp(entry: Cached, at: number, code: string, remoteAddress: string, request: RekeyChange['request']): Op {
     const rec = entry.record;
-    rec.historySeq += 1;
-    const hist: HistoryRecord = { seq: rec.historySeq, at, keyVersion: rec.keyVersion, result: 'rekey', code, remoteAddress, request };
+    const hist = eventEntry(rec, { at, result: 'rekey', code, remoteAddress, request });
     return { type: 'put', key: K.historyKey(rec.personId, rec.partnerId, hist.seq), value: JSON.stringify(hist) };
   }
 

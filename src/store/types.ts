@@ -255,12 +255,12 @@ export interface Storage {
   /** Optional so that a backend without self-checks still type-checks; absent means ok. */
   state?(): StorageState;
   /** kmgrd backup: the database's identity, and every record from one consistent snapshot (src/store/backup-format.ts). */
-  identity?(): { id: string; store: string };
-  exportRecords?(): AsyncIterable<BackupRecord>;
+  identity(): { id: string; store: string };
+  exportRecords(): AsyncIterable<BackupRecord>;
   /** kmgrd restore: a backup's records into a new, empty database; returns how many. */
-  importRecords?(records: AsyncIterable<BackupRecord>): Promise<number>;
+  importRecords(records: AsyncIterable<BackupRecord>): Promise<number>;
   /** kmgrd check-db: reads every record, reports each inconsistency (none: clean). */
-  checkIntegrity?(): Promise<IntegrityReport>;
+  checkIntegrity(): Promise<IntegrityReport>;
   /**
    * Throws (or rejects with) auth_replay if the nonce was seen; otherwise holds it until it expires.
    * A backend may answer asynchronously (a look-up on disk for nonces claimed before it started).
@@ -372,5 +372,7 @@ export type BackupRecord =
   /** Unexpired nonces: a request signed before the snapshot must not be replayable after the restore. */
   | { t: 'nonce'; claim: NonceClaim }
   | { t: 'restored'; restore: RestoreRecord }
+  | { t: 'device'; personId: string; device: DeviceRecord }
+  | { t: 'device-export'; personId: string; exportId: string; expiresAt: number; usedAt: number | null }
   /** A record this format version has no type for, kept verbatim so nothing is silently left out. */
   | { t: 'extra'; key: string; value: string };

@@ -1,10 +1,10 @@
 // Runs an operator operation: through the running daemon's admin socket, or,
 // when no daemon runs, directly on the database.
 import { connect } from 'node:net';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { adminSocketPath } from '../../server/admin.js';
 import { runAdmin, type AdminRequest } from '../../server/admin-ops.js';
-import { LevelStorage } from '../../store/level-storage.js';
+import { openStorage } from '../../store/open.js';
 import { ensurePrivateDir } from '../../io/atomic-file.js';
 import { checkNewDataDir } from '../../store/marker.js';
 import type { Storage } from '../../store/types.js';
@@ -45,18 +45,20 @@ export async function admin<T>(
   req: AdminRequest,
   tz: string,
   direct?: (storage: Storage) => Promise<void>,
+  databaseUrl?: string,
 ): Promise<{ result: T; via: 'daemon' | 'database' }> {
   const dir = resolve(dataDir);
   const viaDaemon = await askDaemon(adminSocketPath(dir), req);
   if (viaDaemon) return { result: viaDaemon.reply as T, via: 'daemon' };
   // Adding a shared partner may come before the daemon's first start (the operator
   // pre-registers them); reading or checking a database that does not exist is a mistyped --data.
+  // On PostgreSQL the database is shared by every node: no daemon is needed to reach it.
   const creates = req.op === 'partner-add';
-  if (creates) {
+  if (creates && !databaseUrl) {
     checkNewDataDir(dir);
     await ensurePrivateDir(dir);
   }
-  const storage = await LevelStorage.open(join(dir, 'db'), { tz, clock: Date.now, createIfMissing: creates });
+  const storage = await openStorage({ dataDir: dir, databaseUrl, tz, clock: Date.now, createIfMissing: creates });
   try {
     const result = (await runAdmin(storage, req, Date.now())) as T;
     if (direct) await direct(storage);

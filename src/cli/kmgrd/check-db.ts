@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { adminSocketPath } from '../../server/admin.js';
 import { fileFindings } from '../../store/level-open.js';
 import { LevelStorage } from '../../store/level-storage.js';
+import { openStorage } from '../../store/open.js';
 import { readMarker } from '../../store/marker.js';
 import type { IntegrityReport } from '../../store/types.js';
 import { ConfigError, KmgrError } from '../../protocol/errors.js';
@@ -40,10 +41,20 @@ async function direct(dataDir: string): Promise<IntegrityReport & { checked: 'fi
   }
 }
 
-export async function run(o: { data: string; json?: boolean }): Promise<number> {
+/** PostgreSQL keeps its own files whole: what is checked is how the tables agree. */
+async function inDatabase(databaseUrl: string): Promise<IntegrityReport & { checked: 'records' }> {
+  const storage = await openStorage({ dataDir: '', databaseUrl, tz: 'UTC', clock: Date.now, createIfMissing: false });
+  try {
+    return { ...(await storage.checkIntegrity()), checked: 'records' };
+  } finally {
+    await storage.close();
+  }
+}
+
+export async function run(o: { data: string; databaseUrl?: string; json?: boolean }): Promise<number> {
   const dataDir = resolve(o.data);
-  const viaDaemon = await askDaemon(adminSocketPath(dataDir), { op: 'check-db' });
-  const report = viaDaemon ? { ...(viaDaemon.reply as IntegrityReport), checked: 'records' as const } : await direct(dataDir);
+  const viaDaemon = o.databaseUrl ? undefined : await askDaemon(adminSocketPath(dataDir), { op: 'check-db' });
+  const report = o.databaseUrl ? await inDatabase(o.databaseUrl) : viaDaemon ? { ...(viaDaemon.reply as IntegrityReport), checked: 'records' as const } : await direct(dataDir);
   const via = viaDaemon ? 'daemon' : 'database';
   const owners = [...new Set(report.findings.flatMap((f) => (f.personId ? [f.personId] : [])))];
   if (o.json) printJson({ ok: report.findings.length === 0, via, checked: report.checked, records: report.records, findings: report.findings, affectedOwners: owners });

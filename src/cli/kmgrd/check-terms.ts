@@ -8,6 +8,7 @@ import type { MailConfig } from '../../server/delivery/mail.js';
 
 export interface CheckTermsOptions {
   data: string;
+  databaseUrl?: string;
   warnBefore: number; // ms
   at?: number;
   all?: boolean;
@@ -35,6 +36,7 @@ export async function run(o: CheckTermsOptions): Promise<number> {
         warn(`notices were recorded but not delivered: ${(e as Error).message}`);
       }
     },
+    o.databaseUrl,
   );
   const shown = o.all ? report.findings : report.findings.filter((f) => f.isNew);
   if (!report.recorded) info(`as of ${report.at}: a report only, nothing was recorded`);

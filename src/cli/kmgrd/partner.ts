@@ -15,19 +15,21 @@ const view = (p: PartnerRecord): Record<string, unknown> => ({
   createdAt: new Date(p.createdAt).toISOString(),
 });
 
-export async function add(o: { data: string; tz: string; json?: boolean; name?: string; appServer?: string; business?: string }, name: string): Promise<number> {
+export async function add(o: { data: string; databaseUrl?: string; tz: string; json?: boolean; name?: string; appServer?: string; business?: string }, name: string): Promise<number> {
   const { result } = await admin<PartnerRecord>(
     o.data,
     { op: 'partner-add', name, displayName: o.name ?? null, appServer: o.appServer ?? null, business: o.business ?? null },
     o.tz,
+    undefined,
+    o.databaseUrl,
   );
   if (o.json) printJson(view(result));
   else print(`Added shared partner ${result.name} (ID ${result.partnerId})`);
   return EXIT.OK;
 }
 
-export async function list(o: { data: string; tz: string; json?: boolean }): Promise<number> {
-  const { result } = await admin<PartnerRecord[]>(o.data, { op: 'partner-list' }, o.tz);
+export async function list(o: { data: string; databaseUrl?: string; tz: string; json?: boolean }): Promise<number> {
+  const { result } = await admin<PartnerRecord[]>(o.data, { op: 'partner-list' }, o.tz, undefined, o.databaseUrl);
   if (o.json) printJson({ partners: result.map(view) });
   else if (result.length === 0) print('No shared partners (kmgrd partner add NAME).');
   else for (const p of result) print(`${p.name}\t${p.partnerId}\t${p.displayName ?? ''}\t${p.appServer ?? ''}\t${p.business ?? ''}`);
