@@ -44,12 +44,10 @@ export async function runAdmin(storage: Storage, raw: unknown, now: number): Pro
   }
   if (op === 'backup') {
     const r = BackupRequest(raw, 'admin');
-    if (!storage.exportRecords || !storage.identity) throw new UsageError('this storage backend cannot make backups');
-    return writeBackup({ identity: () => storage.identity(), exportRecords: () => storage.exportRecords() }, r.out, now);
+    return writeBackup(storage, r.out, now);
   }
   if (op === 'check-db') {
     CheckDbRequest(raw, 'admin');
-    if (!storage.checkIntegrity) throw new UsageError('this storage backend has no check-db');
     return storage.checkIntegrity();
   }
   throw new UsageError('unknown admin operation');
