@@ -6,7 +6,10 @@
 // serving the same certificate, as behind a load balancer.
 import t, { type Test } from 'tap';
 import { join } from 'node:path';
-import { spawnServe, tempDir, type ServeProcess } from './helpers.js';
+import { spawnServe, tempDir, type ServeProcess, type TestServer } from './helpers.js';
+import { newHome, rawIdentity } from './escrow-util.js';
+import { loadPartners } from '../src/client/partners.js';
+import { homePaths } from '../src/client/home.js';
 import { pgUnavailable, testDatabase } from './pg-util.js';
 import { clusterUnavailable, makeCluster } from './pg-cluster.js';
 import { enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Identity, type Target } from './raw-client.js';
@@ -100,6 +103,35 @@ t.test('two nodes on one database', { skip: noPg ?? false }, async (t) => {
     const both = await Promise.all([send(ta, twin), send(tb, twin)]);
     t.same(both.map((r) => r.status).sort(), [200, 401], 'a request sent to both at once is served once');
     t.equal((await keyStatus(ta, id, partner)).json.uses.total, 2);
+  });
+
+  t.test('kmgr rekey through node A: node B refuses the replaced key at once, though it had verified it before', async (t) => {
+    const h = await newHome(t, { url: ta.url, ca: ta.ca } as TestServer);
+    const reg = await h.run(['register', 'bank-a']);
+    t.equal(reg.code, 0, reg.stderr);
+    const partner = (await loadPartners(homePaths(h.home))).partners.find((p) => p.name === 'bank-a')!.id;
+    const old = await rawIdentity(h);
+    // B verifies (and caches) the old key's signatures before the switch.
+    t.equal((await fetchVia(tb, old, partner)).status, 200, 'B serves the old key before the rekey');
+    const r = await h.run(['rekey']);
+    t.equal(r.code, 0, r.stderr);
+    const refused = await fetchVia(tb, old, partner);
+    t.equal(refused.status, 401);
+    t.equal(refused.json?.error?.code, 'key_replaced', 'B refuses the old key on the next request');
+    const fresh = await rawIdentity(h);
+    t.not(fresh.keyId, old.keyId);
+    t.equal((await fetchVia(tb, fresh, partner)).status, 200, 'and serves the new one');
+    const status = await keyStatus(ta, fresh, partner);
+    t.equal(status.json.uses.total, 2, 'both uses counted once, whichever node served them');
+  });
+
+  t.test('a key retired through node A is refused by node B at once', async (t) => {
+    const { id, partner } = await keyWith(ta, {});
+    t.equal((await fetchVia(tb, id, partner)).status, 200);
+    t.equal((await send(ta, signed(ta, id, 'DELETE', `/v1/keys/${partner}`))).status, 200);
+    const after = await fetchVia(tb, id, partner);
+    t.equal(after.status, 404);
+    t.match(after.json?.error?.message, /retired/);
   });
 });
 
