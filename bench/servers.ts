@@ -182,7 +182,8 @@ async function main(): Promise<void> {
     try {
       // Logs go to stdout (the parent reads them and counts errors), as `kmgrd serve` does.
       const mode = process.argv[3] ?? 'high';
-      const rates = mode === 'default' ? {} : mode === 'off' ? { ratePerAddress: 0, ratePerKey: 0 } : { ratePerAddress: 1e9, ratePerKey: 1e9 };
+      // The spread-keys run enrols many persons from one address: the enrolment limit is off unless defaults are asked for.
+      const rates = mode === 'default' ? {} : mode === 'off' ? { ratePerAddress: 0, ratePerKey: 0, enrolPerAddressPerMinute: 0 } : { ratePerAddress: 1e9, ratePerKey: 1e9, enrolPerAddressPerMinute: 0 };
       // Not a literal: builds against a DaemonOptions with or without the rate options.
       const databaseUrl = process.argv[4];
       const tlsDir = process.argv[5];
