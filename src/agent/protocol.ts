@@ -16,7 +16,8 @@
 // returns the transaction key, which openBlob would return to the same caller.
 import { TAG_BINDING, TAG_REQUEST, type SignatureTag } from '../crypto/tags.js';
 import type { BlobContext } from '../crypto/blob.js';
-import { KmgrError, isErrorCode, type ErrorCode } from '../protocol/errors.js';
+import { KmgrError } from '../protocol/errors.js';
+import { decodeError, encodeError } from '../protocol/wire-error.js';
 import { array, bool, int, nullable, obj, oneOf, optional, str, type Infer, type Schema } from '../protocol/schema.js';
 import { PARTNER_NAME } from '../protocol/names.js';
 import { OUTPUT_FORMATS, type OutputFormat } from '../crypto/formats.js';
@@ -233,7 +234,9 @@ export const StopReply = obj({ stopping: bool });
 /** fetch: the key itself travels as the frame's binary part. */
 export const FetchReply = obj({ warnings: array(str({ max: 1024 }), 16) });
 
-const ReplyError = obj({ code: str({ max: 64 }), message: str({ max: 2048 }), details: optional(plainObject) });
+/** Longest error message a reply carries; a longer one is cut before sending. */
+const MAX_MESSAGE = 2048;
+const ReplyError = obj({ code: str({ max: 64 }), message: str({ max: MAX_MESSAGE }), details: optional(plainObject) });
 const Reply = obj({ id: ID, ok: bool, result: optional(nullable((v) => v)), error: optional(ReplyError) });
 
 /** An error's details: a JSON object (the frame's size cap bounds it). */
@@ -252,20 +255,14 @@ export function encodeOk(id: number, result: unknown, data?: Uint8Array): Buffer
 export const MAX_DETAILS_JSON = 2048;
 
 export function encodeErr(id: number, e: KmgrError): Buffer {
-  let details: Record<string, unknown> | undefined;
-  if (e.details && typeof e.details === 'object' && !Array.isArray(e.details)) {
-    const text = JSON.stringify(e.details);
-    if (text.length <= MAX_DETAILS_JSON) details = e.details;
-  }
-  return encodeFrame({ id, ok: false, error: { code: e.code, message: e.message.slice(0, 2048), ...(details ? { details } : {}) } });
+  return encodeFrame({ id, ok: false, error: encodeError(e, { message: MAX_MESSAGE, detailsJson: MAX_DETAILS_JSON }) });
 }
 
 export function parseReply(f: Frame): AgentReply {
   const r = Reply(f.json, 'reply');
   if (r.ok) return { id: r.id, ok: true, result: r.result ?? {}, data: f.bin };
   if (!r.error) throw new AgentProtocolError('agent reply has neither result nor error');
-  const code: ErrorCode = isErrorCode(r.error.code) ? r.error.code : 'internal';
-  return { id: r.id, ok: false, error: new KmgrError(code, r.error.message, r.error.details) };
+  return { id: r.id, ok: false, error: decodeError(r.error, { unknown: (f) => new KmgrError('internal', f.message, f.details ?? undefined) }) };
 }
 
 // ---------- boot: `kmgr agent start` to the agent process, over fd 3 ----------

@@ -34,6 +34,8 @@ import { loadConfig } from '../client/config.js';
 import { loadPartners } from '../client/partners.js';
 import { cleanLine } from '../protocol/text.js';
 import { ConfigError, InternalError, IntegrityError, KmgrError, UnavailableError } from '../protocol/errors.js';
+import { asKmgrError, encodeError } from '../protocol/wire-error.js';
+import { EXIT } from '../cli/exit-codes.js';
 import {
   AgentBoot, BOOT_SECRET_BYTES, FrameDecoder, encodeErr, encodeFrame, encodeOk, parseRequest, requestId,
   type AgentRequest, type AgentStatus, type Frame,
@@ -58,7 +60,7 @@ export async function runAgent(bootFd = 3): Promise<void> {
     frame = await readOneFrame(channel, BOOT_TIMEOUT_MS);
   } catch {
     // Nobody to tell: the starter is gone or broken. Nothing secret was received.
-    process.exit(70);
+    exitAgent(EXIT.SOFTWARE);
   }
   let agent: Agent | undefined;
   try {
@@ -70,13 +72,23 @@ export async function runAgent(bootFd = 3): Promise<void> {
   } catch (e) {
     wipe(frame.bin);
     agent?.wipeKeys();
-    const err = e instanceof KmgrError ? e : new InternalError(`the agent could not start: ${(e as Error).message}`).because(e);
-    await writeAndClose(channel, encodeFrame({ ok: false, code: err.code, message: err.message }));
-    process.exit(1);
+    // The boot reply is flat ({ok, code, message}) and has no room for details.
+    const { code, message } = encodeError(asKmgrError(e, 'the agent could not start'));
+    await writeAndClose(channel, encodeFrame({ ok: false, code, message }));
+    exitAgent(EXIT.AGENT_FAILED);
   }
   // If `agent start` is gone before hearing that we are ready, nobody knows we
   // hold the key: better to wipe it and leave.
-  if (!(await writeAndClose(channel, encodeFrame({ ok: true, pid: process.pid })))) agent.shutdown(1);
+  if (!(await writeAndClose(channel, encodeFrame({ ok: true, pid: process.pid })))) agent.shutdown(EXIT.AGENT_FAILED);
+}
+
+/**
+ * The agent process's one way out, with a status from the one table of exit
+ * codes. Every path that ends the agent (TTL, stop, a signal, a lost socket, a
+ * failed start) comes here, after wiping what it held.
+ */
+export function exitAgent(code: number): never {
+  process.exit(code);
 }
 
 function readOneFrame(sock: Socket, timeoutMs: number): Promise<Frame> {
@@ -200,15 +212,15 @@ class Agent {
       this.ssh = new SshAgentServer({ socket: this.boot.sshSocket, keys: this.keys(), confirm: (what) => this.confirm(what), onServed: () => this.served++ });
       await this.ssh.listen();
     }
-    this.server.on('error', () => this.shutdown(1));
-    this.ttlTimer = setTimeout(() => this.shutdown(0), this.boot.ttlMs);
+    this.server.on('error', () => this.shutdown(EXIT.AGENT_FAILED));
+    this.ttlTimer = setTimeout(() => this.shutdown(EXIT.OK), this.boot.ttlMs);
     this.watchTimer = setInterval(() => this.checkSocket(), SOCKET_CHECK_MS);
   }
 
   armSignals(): void {
-    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => this.shutdown(0));
-    process.on('uncaughtException', () => this.shutdown(70));
-    process.on('unhandledRejection', () => this.shutdown(70));
+    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => this.shutdown(EXIT.OK));
+    process.on('uncaughtException', () => this.shutdown(EXIT.SOFTWARE));
+    process.on('unhandledRejection', () => this.shutdown(EXIT.SOFTWARE));
   }
 
   wipeKeys(): void {
@@ -236,7 +248,7 @@ class Agent {
         /* already gone */
       }
     }
-    process.exit(code);
+    exitAgent(code);
   }
 
   private checkSocket(): void {
@@ -247,7 +259,7 @@ class Agent {
       /* removed */
     }
     this.socketId = undefined; // not ours any more: leave whatever is there alone
-    this.shutdown(0);
+    this.shutdown(EXIT.OK);
   }
 
   private onConnection(c: Socket): void {
@@ -298,7 +310,7 @@ class Agent {
       if (r.data) wipe(r.data);
       after = r.after;
     } catch (e) {
-      const err = e instanceof KmgrError ? e : new InternalError(`the agent failed to serve the request: ${(e as Error).message ?? String(e)}`).because(e);
+      const err = asKmgrError(e, 'the agent failed to serve the request');
       try {
         reply = encodeErr(requestId(f.json), err);
       } catch {
@@ -324,7 +336,7 @@ class Agent {
       case 'publicKey':
         return { result: { publicKey: toB64url(this.publicKey), fingerprint: this.boot.fingerprint } };
       case 'stop':
-        return { result: { stopping: true }, after: () => this.shutdown(0) };
+        return { result: { stopping: true }, after: () => this.shutdown(EXIT.OK) };
       case 'sign': {
         if (this.confirmer) await this.confirm(describeSign(req.tag, req.data, req.label, await this.partnerNames()));
         const signer = this.liveSigner();
