@@ -41,6 +41,7 @@ import {
   type AgentRequest, type AgentStatus, type Frame,
 } from './protocol.js';
 import { AgentError, checkSocketDir } from './socket.js';
+import { checkAccessSync } from '../io/permissions.js';
 import { fetchInAgent, type AgentKeys } from './fetch-op.js';
 import { SshAgentServer } from './ssh-server.js';
 
@@ -205,8 +206,10 @@ class Agent {
       process.umask(oldMask);
     }
     chmodSync(socket, 0o600);
-    const st = lstatSync(socket);
-    if ((st.mode & 0o777) !== 0o600) throw new ConfigError(`could not make ${socket} private (mode ${(st.mode & 0o777).toString(8)})`);
+    // lstat: the name we listen on, as its clients will find it. A file system that
+    // ignores chmod must not leave a socket others can connect to (0600 and no more).
+    const { st, problem, mode } = checkAccessSync(socket, { look: 'lstat', deny: 0o177, owner: 'any' });
+    if (problem) throw new ConfigError(`could not make ${socket} private (mode ${mode.toString(8)})`);
     this.socketId = { dev: st.dev, ino: st.ino };
     if (this.boot.sshSocket) {
       this.ssh = new SshAgentServer({ socket: this.boot.sshSocket, keys: this.keys(), confirm: (what) => this.confirm(what), onServed: () => this.served++ });
