@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { initClient, kmgr, startServer, tempDir, PASSPHRASE, type TestServer } from './helpers.js';
 import { startLyingProxy } from './lying-proxy.js';
 import { jsonError, partnerId, snapshot } from './cli-util.js';
+import { newHome } from './escrow-util.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
@@ -115,4 +116,18 @@ t.test('init refuses an enrolment the server does not stand by', async (t) => {
   double.rewrite.delete('/v1/persons');
   const ok = await kmgr(['init', '--server', double.url, '--ca', double.ca, '--passphrase-file', pp, '--kdf-cost', '15'], { home });
   t.equal(ok.code, 0, `control: an honest enrolment (${ok.stderr.trim()})`);
+});
+
+t.test('a home directory or state file writable by others is refused (78)', async (t) => {
+  const server = await startServer(t);
+  const a = await newHome(t, server);
+  await chmod(a.home, 0o777);
+  const r = await a.run(['whoami', '--json']);
+  t.equal(r.code, 78, 'home 0777: exit 78');
+  t.equal(JSON.parse(r.stderr).error.code, 'unsafe_permissions');
+  await chmod(a.home, 0o700);
+  await chmod(join(a.home, 'partners.json'), 0o666);
+  t.equal((await a.run(['list'])).code, 78, 'partners.json 0666: exit 78');
+  await chmod(join(a.home, 'partners.json'), 0o600);
+  t.equal((await a.run(['list'])).code, 0, 'tightened again: works');
 });

@@ -17,6 +17,7 @@ import { signedBinding } from '../src/client/binding.js';
 import { signBinding, type BindingStatement } from '../src/crypto/binding.js';
 import { toB64 } from '../src/crypto/bytes.js';
 import { checkText, encodeText } from '../src/store/record-codec.js';
+import { VERIFY_RECORDS_PER_MINUTE } from '../src/store/level-storage.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
@@ -393,4 +394,25 @@ t.test('lock, unlock and a new term issue a new owner statement: a replay of the
   const fooled = await ask(double, fresh);
   double.rewrite = undefined;
   t.equal(fooled.code, 0, 'documented limit: a verifier that has seen nothing accepts an older, validly signed statement');
+});
+
+t.test('a flood of verify questions records at most the per-minute cap in the owner\'s history', async (t) => {
+  const server = await startServer(t);
+  const target: Target = { url: server.url, ca: server.ca };
+  const a = await newHome(t, server);
+  const reg = await a.json(['register', 'bank-a']);
+  // All questions inside one (injected) minute; verify is unsigned, so the clock moves nothing else.
+  server.clock.now = Date.parse('2027-03-10T12:00:10Z');
+  const wrong = generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }) as string;
+  const body = { personId: a.personId, partnerId: reg.partnerId, publicKey: wrong, requester: 'flooder' };
+  const bytes = new TextEncoder().encode(JSON.stringify(body));
+  const host = new URL(server.url).host;
+  const replies = await Promise.all(
+    Array.from({ length: VERIFY_RECORDS_PER_MINUTE + 40 }, () => send(target, { method: 'POST', path: '/v1/verify', headers: { host, 'content-type': 'application/json' }, body: bytes })),
+  );
+  t.ok(replies.every((r) => r.status === 200 && r.json.result === 'unknown'), 'every question is answered (a wrong public key reads "unknown" to the asker)');
+  server.clock.now = undefined;
+  const h = await a.json(['history', 'bank-a']);
+  t.equal(h.history.filter((e: { result: string }) => e.result === 'verify').length, VERIFY_RECORDS_PER_MINUTE, 'at most the cap is recorded');
+  t.equal(replies.length, VERIFY_RECORDS_PER_MINUTE + 40);
 });

@@ -31,7 +31,7 @@ export const listDevices: Handler = async (ctx) => {
   return { status: 200, body: { devices: devices.map((d) => deviceView(d, person.keyId)) } };
 };
 
-/** POST /v1/devices/exports: the export's ID, so that the server accepts one import of it (issue 12: one-time in fact). */
+/** POST /v1/devices/exports: the export's ID, so that the server accepts one import of it: a copied export file cannot make a second device (export_used). */
 export const addDeviceExport: Handler = async (ctx) => {
   const { person, auth } = await ctx.person();
   const body = parseJson(text(ctx), DeviceExportRequest);
