@@ -42,6 +42,7 @@ import {
 } from './protocol.js';
 import { AgentError, checkSocketDir } from './socket.js';
 import { checkAccessSync } from '../io/permissions.js';
+import { SerialQueue } from '../io/serial-queue.js';
 import { fetchInAgent, type AgentKeys } from './fetch-op.js';
 import { SshAgentServer } from './ssh-server.js';
 
@@ -272,7 +273,7 @@ class Agent {
     }
     this.conns.add(c);
     const dec = new FrameDecoder();
-    let queue: Promise<void> = Promise.resolve();
+    const queue = new SerialQueue();
     c.setTimeout(IDLE_TIMEOUT_MS, () => c.destroy());
     c.on('error', () => undefined);
     c.on('close', () => {
@@ -295,8 +296,8 @@ class Agent {
       }
       // serve() answers every failure itself; the catch keeps one that escapes from ending the agent.
       for (const f of frames)
-        queue = queue
-          .then(() => this.serve(c, f))
+        queue
+          .run(() => this.serve(c, f))
           .catch(() => {
             c.destroy();
           });
@@ -509,7 +510,7 @@ const TYPED_AHEAD_MS = 100;
 class TtyConfirmer {
   private readonly input: ReadStream;
   private readonly output: WriteStream;
-  private chain: Promise<unknown> = Promise.resolve();
+  private readonly questions = new SerialQueue();
   private dead = false;
 
   constructor(fd: number) {
@@ -522,9 +523,7 @@ class TtyConfirmer {
   }
 
   ask(what: string): Promise<boolean> {
-    const p = this.chain.then(() => this.askNow(what));
-    this.chain = p.catch(() => undefined);
-    return p;
+    return this.questions.run(() => this.askNow(what));
   }
 
   close(): void {

@@ -14,6 +14,7 @@ import { loadPartners } from '../client/partners.js';
 import { api } from '../client/api.js';
 import { ConfigError } from '../protocol/errors.js';
 import { sessionFromAgent, fetchInAgent, type AgentKeys } from './fetch-op.js';
+import { SerialQueue } from '../io/serial-queue.js';
 import {
   SSH_AGENTC_REQUEST_IDENTITIES, SSH_AGENTC_SIGN_REQUEST, SshMessageDecoder, failure, identitiesAnswer, parseSignRequest,
   signResponse, sshPublicKeyBlob, sshSign, type SshKeyType,
@@ -116,7 +117,7 @@ export class SshAgentServer {
   private onConnection(c: Socket): void {
     this.conns.add(c);
     const dec = new SshMessageDecoder();
-    let queue: Promise<void> = Promise.resolve();
+    const queue = new SerialQueue();
     c.setTimeout(IDLE_TIMEOUT_MS, () => c.destroy());
     c.on('error', () => undefined);
     c.on('close', () => this.conns.delete(c));
@@ -130,7 +131,7 @@ export class SshAgentServer {
         return;
       }
       for (const m of msgs) {
-        queue = queue.then(async () => {
+        void queue.run(async () => {
           const reply = await this.answer(m.type, m.body).catch(() => failure());
           if (!c.destroyed) c.write(reply);
         });
