@@ -64,11 +64,21 @@ export async function checkPrivateMode(path: string): Promise<void> {
   }
 }
 
-export function parseJsonFile(text: string, path: string): unknown {
+/**
+ * The one reader of a JSON state file: its value, or undefined if there is
+ * none. Read as readIfExists reads (a FIFO or device in its place is refused);
+ * a file that is not JSON is an integrity error naming it (exit 65), never a
+ * crash. `trust`, when given, runs once the file is found and before its
+ * contents are believed (a file others could write is refused unparsed).
+ */
+export async function readJsonFile(path: string, o: { trust?: (path: string) => Promise<void> } = {}): Promise<unknown> {
+  const text = await readIfExists(path);
+  if (text === undefined) return undefined;
+  await o.trust?.(path);
   try {
     return JSON.parse(text) as unknown;
-  } catch {
-    throw new IntegrityError(`${path} is not valid JSON (damaged or edited)`);
+  } catch (e) {
+    throw new IntegrityError(`${path} is not valid JSON (damaged or edited)`).because(e);
   }
 }
 
@@ -77,11 +87,10 @@ export function parseJsonFile(text: string, path: string): unknown {
  * configuration error naming the file (exit 78), never a crash.
  */
 export async function loadJsonFile<T>(path: string, schema: Schema<T>, what: string): Promise<T | undefined> {
-  const text = await readIfExists(path);
-  if (text === undefined) return undefined;
-  await checkNotWritableByOthers(path);
+  const v = await readJsonFile(path, { trust: (p) => checkNotWritableByOthers(p) });
+  if (v === undefined) return undefined;
   try {
-    return schema(parseJsonFile(text, path), what);
+    return schema(v, what);
   } catch (e) {
     if (e instanceof KmgrError && e.code === 'bad_request') throw new ConfigError(`${path} is invalid: ${e.message}`).because(e);
     throw e;
