@@ -32,12 +32,12 @@ const HEADER = 8;
 export const MAX_TTL_MS = 7 * 86_400_000;
 
 /** The only purposes the agent signs for (threat 7): the tags of src/crypto/sign.ts. */
-export const AGENT_SIGN_TAGS = [TAG_REQUEST, TAG_BINDING] as const satisfies readonly SignatureTag[];
-export const AGENT_OPS = ['status', 'publicKey', 'sign', 'openBlob', 'sealBlob', 'fetch', 'stop'] as const;
+const AGENT_SIGN_TAGS = [TAG_REQUEST, TAG_BINDING] as const satisfies readonly SignatureTag[];
+const AGENT_OPS = ['status', 'publicKey', 'sign', 'openBlob', 'sealBlob', 'fetch', 'stop'] as const;
 export type AgentOp = (typeof AGENT_OPS)[number];
 
 /** A protocol violation by the peer: malformed or oversized frame, unknown field. */
-export class AgentProtocolError extends KmgrError {
+class AgentProtocolError extends KmgrError {
   constructor(message: string) {
     super('bad_request', message);
   }
@@ -122,7 +122,7 @@ const V = int({ min: AGENT_PROTOCOL_VERSION, max: AGENT_PROTOCOL_VERSION });
 /** Shown by --confirm to help the person decide (for example the partner's name). Not authenticated. */
 const LABEL = optional(str({ max: 120, pattern: /^[\x20-\x7e]*$/, name: 'printable ASCII label' }));
 
-export const BlobContextSchema: Schema<BlobContext> = obj({
+const BlobContextSchema: Schema<BlobContext> = obj({
   personId: str({ min: 1, max: 64 }),
   partnerId: str({ min: 1, max: 64 }),
   keyId: str({ min: 1, max: 64 }),
@@ -252,7 +252,7 @@ export function encodeOk(id: number, result: unknown, data?: Uint8Array): Buffer
 }
 
 /** Longest JSON of an error's details passed on: the key server chooses them, and must not be able to make a reply over the frame cap. */
-export const MAX_DETAILS_JSON = 2048;
+const MAX_DETAILS_JSON = 2048;
 
 export function encodeErr(id: number, e: KmgrError): Buffer {
   return encodeFrame({ id, ok: false, error: encodeError(e, { message: MAX_MESSAGE, detailsJson: MAX_DETAILS_JSON }) });

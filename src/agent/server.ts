@@ -51,7 +51,7 @@ const IDLE_TIMEOUT_MS = 120_000; // longer than a --confirm prompt waits
 const MAX_CONNECTIONS = 64;
 const SOCKET_CHECK_MS = 2_000;
 /** How long a --confirm prompt waits for an answer before refusing. */
-export const CONFIRM_TIMEOUT_MS = 60_000;
+const CONFIRM_TIMEOUT_MS = 60_000;
 
 /** Entry point of the agent process: read the boot frame from fd 3, listen, serve. */
 export async function runAgent(bootFd = 3): Promise<void> {

@@ -14,9 +14,9 @@ export const OP_TIMEOUT_MS = 10_000;
 /** An operation that may wait for a person to answer a --confirm prompt (the agent gives up after 60 s). */
 export const CONFIRM_OP_TIMEOUT_MS = 90_000;
 /** Linux's sun_path holds 108 bytes including the final NUL. */
-export const MAX_SOCKET_PATH = 107;
+const MAX_SOCKET_PATH = 107;
 
-export type AgentErrorReason =
+type AgentErrorReason =
   | 'not_running' // no socket file
   | 'stale' // a socket file nobody listens on: the agent died
   | 'timeout' // the agent did not answer in time (stopped, overloaded)

@@ -23,14 +23,14 @@ import {
 const MAX_CONNECTIONS = 64;
 const IDLE_TIMEOUT_MS = 120_000;
 
-export interface SshIdentity {
+interface SshIdentity {
   name: string;
   type: SshKeyType;
   blob: Buffer;
   comment: string;
 }
 
-export interface SshAgentOptions {
+interface SshAgentOptions {
   socket: string;
   keys: AgentKeys;
   /** The agent's --confirm prompt; rejects when the person says no. */
@@ -45,7 +45,7 @@ export interface SshAgentOptions {
  * server's copy (a wrong one only makes signatures that fail to verify: the
  * signature itself is always made with the key the fetch opened).
  */
-export async function sshIdentities(keys: AgentKeys): Promise<SshIdentity[]> {
+async function sshIdentities(keys: AgentKeys): Promise<SshIdentity[]> {
   const paths = homePaths(keys.home);
   const config = await loadConfig(paths);
   const session = await sessionFromAgent(paths, config, keys);

@@ -47,9 +47,9 @@ export interface Sent<T> {
  * `kmgr --timeout` sets it) changes the total; the idle limit is half of it, at
  * most IDLE_MS.
  */
-export const DEFAULT_TIMEOUT_MS = 30_000;
+const DEFAULT_TIMEOUT_MS = 30_000;
 const IDLE_MS = 10_000;
-export function requestDeadlineMs(env: NodeJS.ProcessEnv = process.env): number {
+function requestDeadlineMs(env: NodeJS.ProcessEnv = process.env): number {
   const v = env.KMGR_TIMEOUT;
   if (v === undefined || v === '') return DEFAULT_TIMEOUT_MS;
   const ms = parseTimeoutSeconds(v);

@@ -33,9 +33,9 @@ import { listServerPartners } from './server-partners.js';
 import { readJsonFile } from './files.js';
 import type { HomePaths } from './home.js';
 
-export const PENDING_FORMAT = 'kmgr-rekey-pending';
+const PENDING_FORMAT = 'kmgr-rekey-pending';
 
-export interface PendingRekey {
+interface PendingRekey {
   format: typeof PENDING_FORMAT;
   v: 1;
   startedAt: string;
@@ -48,9 +48,9 @@ export interface PendingRekey {
   keystore: KeystoreFile;
 }
 
-export const pendingPath = (paths: HomePaths): string => join(paths.dir, 'rekey-pending.json');
+const pendingPath = (paths: HomePaths): string => join(paths.dir, 'rekey-pending.json');
 
-export async function readPending(paths: HomePaths): Promise<PendingRekey | undefined> {
+async function readPending(paths: HomePaths): Promise<PendingRekey | undefined> {
   const d = (await readJsonFile(pendingPath(paths))) as Partial<PendingRekey> | undefined;
   if (d === undefined) return undefined;
   if (d.format !== PENDING_FORMAT || d.v !== 1 || typeof d.oldKeyId !== 'string' || typeof d.oldPublicKey !== 'string' || typeof d.newKeyId !== 'string' || !Array.isArray(d.revokeDevices)) {

@@ -21,7 +21,7 @@ function alive(pid: number): boolean {
  * its writer's process id, and one whose writer is gone is never renamed.
  * A live writer's file is left alone, so concurrent writers are safe.
  */
-export async function removeStaleTemps(path: string): Promise<void> {
+async function removeStaleTemps(path: string): Promise<void> {
   const dir = dirname(path);
   const prefix = `.${basename(path)}.`;
   let names: string[];

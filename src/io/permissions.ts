@@ -19,9 +19,9 @@ import { lstat, stat } from 'node:fs/promises';
  *   else can have made a link there) and for files the user names (a CA file),
  *   a link the user made (dotfiles, a shared CA) is honoured.
  */
-export type Look = 'stat' | 'lstat';
+type Look = 'stat' | 'lstat';
 
-export interface AccessRule {
+interface AccessRule {
   look: Look;
   /** Mode bits nobody but the owner may hold: 0o077 private, 0o022 written by nobody else. */
   deny: number;
@@ -35,9 +35,9 @@ export interface AccessRule {
   kind?: 'file' | 'directory' | 'socket';
 }
 
-export type AccessProblem = 'kind' | 'owner' | 'mode';
+type AccessProblem = 'kind' | 'owner' | 'mode';
 
-export interface Access {
+interface Access {
   st: Stats;
   /** The first thing wrong, in the order kind, owner, mode; undefined when the path may be trusted. */
   problem: AccessProblem | undefined;

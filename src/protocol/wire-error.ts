@@ -9,10 +9,10 @@ import { KmgrError, isErrorCode, toWire, type ErrorCode, type WireError } from '
 export { toWire, type WireError };
 
 /** An error's fields as they travel. */
-export type WireErrorFields = WireError['error'];
+type WireErrorFields = WireError['error'];
 
 /** Limits for a transport with bounded frames (the agent's): a longer message is cut, details too long are left out. */
-export interface WireCaps {
+interface WireCaps {
   message?: number;
   detailsJson?: number;
 }
@@ -41,7 +41,7 @@ export interface ReceivedError {
   details?: Record<string, unknown> | null | undefined;
 }
 
-export interface DecodeOptions {
+interface DecodeOptions {
   /**
    * What a code this version does not know becomes: still a failure, never a
    * success, and never an arbitrary string where a stable code belongs.

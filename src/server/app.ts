@@ -22,7 +22,7 @@ import { addressKey, DEFAULT_CONNECTIONS_PER_ADDRESS, DEFAULT_FIRST_REQUEST_MS, 
 const KEY_REPLACED =
   'this management key was replaced by kmgr rekey and is no longer accepted (if a rekey was interrupted on this device, run kmgr rekey again to finish it; on another device, import a fresh kmgr device export)';
 
-export interface AppOptions extends ServerDeps {
+interface AppOptions extends ServerDeps {
   cert: string;
   key: string;
   /** Requests per second per client address, before authentication (0: unlimited). */
@@ -47,10 +47,10 @@ export interface AppOptions extends ServerDeps {
   headersTimeoutMs?: number;
 }
 
-export const DEFAULT_VERIFY_PER_ADDRESS = 10;
-export const DEFAULT_ENROL_PER_ADDRESS_PER_MINUTE = 10;
+const DEFAULT_VERIFY_PER_ADDRESS = 10;
+const DEFAULT_ENROL_PER_ADDRESS_PER_MINUTE = 10;
 
-export interface RunningServer {
+interface RunningServer {
   server: Server;
   port: number;
   host: string;

@@ -9,7 +9,7 @@ import { createHmac } from 'node:crypto';
 import { ConfigError } from '../protocol/errors.js';
 import { checkAccess } from '../io/permissions.js';
 
-export interface AuditEntry {
+interface AuditEntry {
   time: string;
   method: string;
   route: string;
@@ -22,7 +22,7 @@ export interface AuditEntry {
   durationMs: number;
 }
 
-export const AUDIT_KEY_MIN_BYTES = 32;
+const AUDIT_KEY_MIN_BYTES = 32;
 
 /** Reads the operator's HMAC key. A key readable by others would let them undo the pseudonyms by guessing IDs. */
 export async function readAuditKey(path: string): Promise<Uint8Array> {

@@ -24,19 +24,19 @@ import { info, print, printJson, warn } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import type { GlobalOptions } from '../options.js';
 
-export const DEFAULT_TTL = '15m';
+const DEFAULT_TTL = '15m';
 const START_TIMEOUT_MS = 10_000;
 const STOP_WAIT_MS = 5_000;
 const AGENT_MAIN = fileURLToPath(new URL('../../agent/main.js', import.meta.url));
 
-export interface AgentStartOptions extends PassphraseSource {
+interface AgentStartOptions extends PassphraseSource {
   ttl?: string;
   confirm?: boolean;
   ssh?: boolean;
 }
 
 /** The OpenSSH agent socket beside the kmgr agent's own (same private directory). */
-export const sshSocketFor = (socket: string): string => socket.replace(/\.sock$/, '') + '-ssh.sock';
+const sshSocketFor = (socket: string): string => socket.replace(/\.sock$/, '') + '-ssh.sock';
 
 /** --ttl: the shared duration rules (src/cli/parse.ts), from 1 s to 7 days. */
 export function parseTtl(v: string): number {
