@@ -7,12 +7,11 @@ import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { auditSetup } from './audit-util.js';
+import type { FetchResponse } from '../src/protocol/messages.js';
 import { newIdentity, newPartnerId, signed, type Target } from './raw-client.js';
 import { auditHistory } from '../src/client/audit.js';
 import { publicKeyObject } from '../src/crypto/sign.js';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Json = any;
 
 const sentOutcomes = async (home: string): Promise<string[]> =>
   (await readFile(join(home, 'fetch-sent.jsonl'), 'utf8')).split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { outcome?: string }).outcome ?? 'sent');
@@ -41,8 +40,8 @@ t.test('a use counted though no answer arrived, or the reply failed its checks, 
   t.equal(dropped.code, 69, `no answer: unavailable (${dropped.stderr.trim()})`);
   t.match(dropped.stderr, /may have counted it/, 'the error says the use may have been counted');
   double.drop.delete(paths.fetch);
-  double.rewrite.set(paths.fetch, (r: Json) => {
-    const b = Buffer.from(r.blob as string, 'base64');
+  double.rewrite.set(paths.fetch, (r: FetchResponse) => {
+    const b = Buffer.from(r.blob, 'base64');
     b[b.length - 1]! ^= 1;
     return { ...r, blob: b.toString('base64') };
   });

@@ -13,9 +13,8 @@ import { initClient, kmgr, startServer, tempDir, PASSPHRASE, type TestServer } f
 import { startLyingProxy } from './lying-proxy.js';
 import { jsonError, partnerId, snapshot } from './cli-util.js';
 import { newHome } from './escrow-util.js';
+import type { KeyStatus, PersonInfo } from '../src/protocol/messages.js';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Json = any;
 
 t.test("rotate does not take the server's version number on its word", async (t) => {
   const server = await startServer(t);
@@ -25,7 +24,7 @@ t.test("rotate does not take the server's version number on its word", async (t)
   const id = await partnerId(c, 'bank-a');
   const before = await snapshot(c.home);
   for (const v of [1e9, 5000]) {
-    double.rewrite.set(`/v1/keys/${id}`, (r: Json) => ({ ...r, keyVersion: v }));
+    double.rewrite.set(`/v1/keys/${id}`, (r: KeyStatus) => ({ ...r, keyVersion: v }));
     const r = await c.run(['rotate', 'bank-a']);
     t.equal(r.code, 65, `a status claiming version ${v}: rotate refuses (${r.stderr.trim()})`);
     t.match(r.stderr, /far past version 1 that this client knows/, 'and says why');
@@ -105,7 +104,7 @@ t.test('init refuses an enrolment the server does not stand by', async (t) => {
   const double = await startLyingProxy(t, server);
   const other = await initClient(t, server); // somebody else's person ID
   const otherId = JSON.parse(await readFile(join(other.home, 'config.json'), 'utf8')).personId as string;
-  double.rewrite.set('/v1/persons', (r: Json) => ({ ...r, personId: otherId }));
+  double.rewrite.set('/v1/persons', (r: PersonInfo) => ({ ...r, personId: otherId }));
   const home = join(await tempDir(t, 'kmgr-home-'), 'home');
   const pp = home + '-pp';
   await writeFile(pp, PASSPHRASE + '\n', { mode: 0o600 });

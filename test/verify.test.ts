@@ -8,7 +8,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level } from 'level';
-import { startLyingProxy } from './lying-proxy.js';
+import { startLyingProxy, type Rewrite } from './lying-proxy.js';
+import type { VerifyResponse } from '../src/protocol/messages.js';
 import { startServer, tempDir, type RunResult, type TestServer } from './helpers.js';
 import { cli } from './cli-util.js';
 import { kmgrd, newHome, ownerView, rawIdentity, readJson } from './escrow-util.js';
@@ -250,7 +251,7 @@ interface Double {
   url: string;
   ca: string;
   /** Rewrites the reply to POST /v1/verify; undefined passes it through. */
-  rewrite: ((reply: Json) => Json) | undefined;
+  rewrite: Rewrite | undefined;
   /** The last verify reply the real server gave, as text. */
   readonly last: string | undefined;
 }
@@ -326,7 +327,7 @@ t.test('a tampered server, by a test double rewriting the verify reply: every li
   await lie('an owner-signed statement past its term', (r) => ({ ...r, result: 'match', binding: ended }), reg.publicKey, /term ended/);
   await lie('"rotated" for the very key the current statement names', (r) => ({ ...r, result: 'rotated' }), reg.publicKey, /the owner's current statement names/);
 
-  double.rewrite = (r) => ({ ...r, result: 'match' });
+  double.rewrite = (r: VerifyResponse) => ({ ...r, result: 'match' });
   const believed = await ask(double, wrong, { owner: false });
   double.rewrite = undefined;
   t.equal(believed.code, 0, 'without --owner, "match" for a wrong key is believed: exit 0 (documented)');
@@ -373,7 +374,7 @@ t.test('lock, unlock and a new term issue a new owner statement: a replay of the
   const replay = await ask(double);
   t.equal(replay.code, 65, `the older "usable" statement replayed as "match": caught (${replay.stderr.trim()})`);
   t.match(replay.stderr, /replay/, 'as a replay');
-  double.rewrite = (r) => ({ ...r, result: 'match' });
+  double.rewrite = (r: VerifyResponse) => ({ ...r, result: 'match' });
   const claim = await ask(double);
   t.equal(claim.code, 65, '"match" with the statement that says locked: caught');
   t.match(claim.stderr, /says is locked/, 'because the statement says locked');
