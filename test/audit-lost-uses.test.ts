@@ -7,9 +7,11 @@ import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { auditSetup } from './audit-util.js';
+import type { FetchResponse } from '../src/protocol/messages.js';
+import { newIdentity, newPartnerId, signed, type Target } from './raw-client.js';
+import { auditHistory } from '../src/client/audit.js';
+import { publicKeyObject } from '../src/crypto/sign.js';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Json = any;
 
 const sentOutcomes = async (home: string): Promise<string[]> =>
   (await readFile(join(home, 'fetch-sent.jsonl'), 'utf8')).split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { outcome?: string }).outcome ?? 'sent');
@@ -38,8 +40,8 @@ t.test('a use counted though no answer arrived, or the reply failed its checks, 
   t.equal(dropped.code, 69, `no answer: unavailable (${dropped.stderr.trim()})`);
   t.match(dropped.stderr, /may have counted it/, 'the error says the use may have been counted');
   double.drop.delete(paths.fetch);
-  double.rewrite.set(paths.fetch, (r: Json) => {
-    const b = Buffer.from(r.blob as string, 'base64');
+  double.rewrite.set(paths.fetch, (r: FetchResponse) => {
+    const b = Buffer.from(r.blob, 'base64');
     b[b.length - 1]! ^= 1;
     return { ...r, blob: b.toString('base64') };
   });
@@ -54,4 +56,39 @@ t.test('a use counted though no answer arrived, or the reply failed its checks, 
   const whys = report.partners[0]!.findings.map((f) => `${f.verdict}: ${f.why}`);
   t.match(whys.join('\n'), /undelivered: this client got no answer/, 'the unanswered use is reported');
   t.match(whys.join('\n'), /undelivered: this client rejected the reply/, 'the rejected use is reported');
+});
+
+t.test('audit: a use the server refused to this client but counts as served is reported as forged', async (t) => {
+  const id = newIdentity();
+  const target: Target = { url: 'https://127.0.0.1:8443', ca: '' };
+  const partnerId = newPartnerId();
+  const req = signed(target, id, 'POST', `/v1/keys/${partnerId}/fetch`, {});
+  const h = req.headers as Record<string, string>;
+  const entry = {
+    seq: 1,
+    at: new Date(req.params.created * 1000).toISOString(),
+    keyVersion: 1,
+    result: 'served' as const,
+    code: null,
+    overLimit: null,
+    remoteAddress: '127.0.0.1',
+    requester: null,
+    request: {
+      method: 'POST',
+      authority: h.host!,
+      path: `/v1/keys/${partnerId}/fetch`,
+      contentDigest: h['content-digest']!,
+      device: '',
+      signatureInput: h['signature-input']!.slice('kmgr='.length),
+      signature: /^kmgr=:(.*):$/.exec(h.signature!)![1]!,
+    },
+  };
+  const key = publicKeyObject(id.signer.publicKey);
+  const nonce = req.params.nonce;
+  const clean = auditHistory([entry], partnerId, id.keyId, key, { opened: new Set([nonce]), sent: new Set([nonce]) });
+  t.equal(clean[0]!.verdict, 'ours', 'control: a served use this client opened is ours');
+  const lied = auditHistory([entry], partnerId, id.keyId, key, { opened: new Set(), sent: new Set([nonce]), refused: new Set([nonce]) });
+  t.equal(lied[0]!.verdict, 'forged', 'refused to the client, served in the history: forged');
+  const twice = auditHistory([entry, { ...entry, seq: 2 }], partnerId, id.keyId, key, { opened: new Set([nonce]), sent: new Set([nonce]) });
+  t.equal(twice[1]!.verdict, 'forged', 'one signed request counted twice: forged');
 });

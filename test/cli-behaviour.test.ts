@@ -391,15 +391,20 @@ t.test('the fetch log gets one line per successful fetch and none for refused on
 t.test('kmgr partner add/list/show/rm with --json; rm of a partner with a key needs --force', async (t) => {
   const server = await startServer(t);
   const c = await initClient(t, server);
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the CLI's JSON, checked by the assertions below
-  const j = async (args: string[], code = 0): Promise<any> => {
+  /** What partner add/show/list/rm and list print with --json, or the error's code, as far as this test reads them. */
+  interface PartnerJson {
+    partnerId?: string;
+    partners?: Array<{ name: string; key?: { keyId: string } | null }>;
+    code?: string;
+  }
+  const j = async (args: string[], code = 0): Promise<PartnerJson> => {
     const r = await cli([...args, '--json'], { home: c.home });
     t.equal(r.code, code, `${args.join(' ')} --json: exit ${code}${r.code !== code ? `: ${r.stderr}` : ''}`);
     if (code !== 0) {
       t.equal(r.stdoutBytes.length, 0, 'nothing on stdout');
       return jsonError(r);
     }
-    return JSON.parse(r.stdout);
+    return JSON.parse(r.stdout) as PartnerJson;
   };
   const added = await j(['partner', 'add', 'acme', '--name', 'Acme Bank', '--app-server', 'app1.acme.example', '--business', 'payments']);
   t.match(added, { name: 'acme', displayName: 'Acme Bank', appServer: 'app1.acme.example', business: 'payments', key: null }, 'add prints the entry');
@@ -409,7 +414,7 @@ t.test('kmgr partner add/list/show/rm with --json; rm of a partner with a key ne
   t.match(bare, { name: 'beta', displayName: null, appServer: null, business: null, key: null });
 
   const list = await j(['partner', 'list']);
-  t.same(list.partners.map((p: { name: string }) => p.name).sort(), ['acme', 'beta'], 'list shows both');
+  t.same(list.partners?.map((p) => p.name).sort(), ['acme', 'beta'], 'list shows both');
   t.same(await j(['partner', 'show', 'acme']), added, 'show gives what add printed');
   t.equal((await j(['partner', 'show', 'nobody'], 66)).code, 'unknown_partner', 'show of an unknown partner: 66');
 
@@ -421,10 +426,10 @@ t.test('kmgr partner add/list/show/rm with --json; rm of a partner with a key ne
   const shown = await j(['partner', 'show', 'acme']);
   t.match(shown, { displayName: 'Acme Bank', key: { keyId: rec.keyId, type: 'p256', version: 1 } }, 'show now includes the key');
   const fullList = await j(['list']);
-  t.equal(fullList.partners.find((p: { name: string }) => p.name === 'acme')?.key?.keyId, rec.keyId, 'kmgr list --json shows the key');
+  t.equal(fullList.partners?.find((p) => p.name === 'acme')?.key?.keyId, rec.keyId, 'kmgr list --json shows the key');
 
   t.same(await j(['partner', 'rm', 'beta']), { removed: 'beta' }, 'rm of a partner without a key');
-  t.same((await j(['partner', 'list'])).partners.map((p: { name: string }) => p.name), ['acme'], 'beta is gone');
+  t.same((await j(['partner', 'list'])).partners?.map((p) => p.name), ['acme'], 'beta is gone');
   const before = await snapshot(c.home);
   t.equal((await j(['partner', 'rm', 'acme'], 73)).code, 'key_exists', 'rm of a partner with a key: refused (73)');
   sameSnapshot(t, before, await snapshot(c.home), 'after a refused rm');

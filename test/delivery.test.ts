@@ -6,6 +6,7 @@ import { createServer as createTcpServer, type Socket } from 'node:net';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { startServer, initClient } from './helpers.js';
+import { isPublicAddress } from '../src/server/delivery/webhook.js';
 
 interface Hook {
   headers: IncomingMessage['headers'];
@@ -156,4 +157,11 @@ t.test('e-mail through an SMTP relay', async (t) => {
   t.match(m.to, /owner@example\.test/);
   t.match(m.data, /Subject: kmgr: refused attempt/);
   t.match(m.data, /locked/);
+});
+
+t.test('webhooks cannot reach loopback, private or mapped addresses in https mode', async (t) => {
+  for (const ip of ['127.0.0.1', '::1', '::ffff:127.0.0.1', '::ffff:7f00:1', '10.0.0.1', '172.16.5.4', '192.168.1.1', '169.254.169.254', '100.64.0.1', 'fe80::1', 'fd00::1', '64:ff9b::7f00:1', '0.0.0.0']) {
+    t.notOk(isPublicAddress(ip), `${ip} is not public`);
+  }
+  for (const ip of ['8.8.8.8', '1.1.1.1', '2606:4700:4700::1111']) t.ok(isPublicAddress(ip), `${ip} is public`);
 });

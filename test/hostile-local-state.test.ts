@@ -12,9 +12,9 @@ import { join } from 'node:path';
 import { initClient, kmgr, startServer, tempDir, PASSPHRASE, type TestServer } from './helpers.js';
 import { startLyingProxy } from './lying-proxy.js';
 import { jsonError, partnerId, snapshot } from './cli-util.js';
+import { newHome } from './escrow-util.js';
+import type { KeyStatus, PersonInfo } from '../src/protocol/messages.js';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Json = any;
 
 t.test("rotate does not take the server's version number on its word", async (t) => {
   const server = await startServer(t);
@@ -24,7 +24,7 @@ t.test("rotate does not take the server's version number on its word", async (t)
   const id = await partnerId(c, 'bank-a');
   const before = await snapshot(c.home);
   for (const v of [1e9, 5000]) {
-    double.rewrite.set(`/v1/keys/${id}`, (r: Json) => ({ ...r, keyVersion: v }));
+    double.rewrite.set(`/v1/keys/${id}`, (r: KeyStatus) => ({ ...r, keyVersion: v }));
     const r = await c.run(['rotate', 'bank-a']);
     t.equal(r.code, 65, `a status claiming version ${v}: rotate refuses (${r.stderr.trim()})`);
     t.match(r.stderr, /far past version 1 that this client knows/, 'and says why');
@@ -104,7 +104,7 @@ t.test('init refuses an enrolment the server does not stand by', async (t) => {
   const double = await startLyingProxy(t, server);
   const other = await initClient(t, server); // somebody else's person ID
   const otherId = JSON.parse(await readFile(join(other.home, 'config.json'), 'utf8')).personId as string;
-  double.rewrite.set('/v1/persons', (r: Json) => ({ ...r, personId: otherId }));
+  double.rewrite.set('/v1/persons', (r: PersonInfo) => ({ ...r, personId: otherId }));
   const home = join(await tempDir(t, 'kmgr-home-'), 'home');
   const pp = home + '-pp';
   await writeFile(pp, PASSPHRASE + '\n', { mode: 0o600 });
@@ -115,4 +115,18 @@ t.test('init refuses an enrolment the server does not stand by', async (t) => {
   double.rewrite.delete('/v1/persons');
   const ok = await kmgr(['init', '--server', double.url, '--ca', double.ca, '--passphrase-file', pp, '--kdf-cost', '15'], { home });
   t.equal(ok.code, 0, `control: an honest enrolment (${ok.stderr.trim()})`);
+});
+
+t.test('a home directory or state file writable by others is refused (78)', async (t) => {
+  const server = await startServer(t);
+  const a = await newHome(t, server);
+  await chmod(a.home, 0o777);
+  const r = await a.run(['whoami', '--json']);
+  t.equal(r.code, 78, 'home 0777: exit 78');
+  t.equal(JSON.parse(r.stderr).error.code, 'unsafe_permissions');
+  await chmod(a.home, 0o700);
+  await chmod(join(a.home, 'partners.json'), 0o666);
+  t.equal((await a.run(['list'])).code, 78, 'partners.json 0666: exit 78');
+  await chmod(join(a.home, 'partners.json'), 0o600);
+  t.equal((await a.run(['list'])).code, 0, 'tightened again: works');
 });

@@ -7,16 +7,21 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TestServer } from './helpers.js';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Json = any;
+/**
+ * A rewrite of a JSON reply. Each names the reply type it expects (a protocol reply
+ * type such as KeyStatus or HistoryList): the proxy cannot check it, the real server's
+ * schema made the reply. It returns whatever the lie should be.
+ */
+export type Rewrite = (reply: never) => unknown;
+export type PrefixRewrite = (reply: never, path: string) => unknown;
 
 export interface LyingProxy {
   url: string;
   ca: string;
   /** Rewrites of the JSON reply, by request path. */
-  rewrite: Map<string, (reply: Json) => Json>;
+  rewrite: Map<string, Rewrite>;
   /** Rewrites of the JSON reply for every request path (query included) starting with the key. */
-  rewritePrefix: Map<string, (reply: Json, path: string) => Json>;
+  rewritePrefix: Map<string, PrefixRewrite>;
   /** The last reply the real server gave, by request path. */
   captured: Map<string, { status: number; text: string }>;
   /** A status to answer instead of the real one (with the body the rewrite gives), by request path. */
@@ -29,9 +34,9 @@ export interface LyingProxy {
 export async function startLyingProxy(t: { teardown(fn: () => unknown): void }, server: TestServer): Promise<LyingProxy> {
   const tlsDir = join(server.dataDir, 'tls');
   const [cert, key, ca] = await Promise.all([readFile(join(tlsDir, 'cert.pem'), 'utf8'), readFile(join(tlsDir, 'key.pem'), 'utf8'), readFile(server.ca, 'utf8')]);
-  const rewrite = new Map<string, (reply: Json) => Json>();
+  const rewrite = new Map<string, Rewrite>();
   const captured = new Map<string, { status: number; text: string }>();
-  const rewritePrefix = new Map<string, (reply: Json, path: string) => Json>();
+  const rewritePrefix = new Map<string, PrefixRewrite>();
   const statusFor = new Map<string, number>();
   const drop = new Set<string>();
   const upstreamPort = server.daemon.port;
@@ -57,8 +62,8 @@ export async function startLyingProxy(t: { teardown(fn: () => unknown): void }, 
             status = statusFor.get(path) ?? status;
             const fn = rewrite.get(path);
             const byPrefix = [...rewritePrefix].find(([prefix]) => path.startsWith(prefix))?.[1];
-            if (fn) text = JSON.stringify(fn(JSON.parse(text)));
-            else if (byPrefix) text = JSON.stringify(byPrefix(JSON.parse(text), path));
+            if (fn) text = JSON.stringify(fn(JSON.parse(text) as never));
+            else if (byPrefix) text = JSON.stringify(byPrefix(JSON.parse(text) as never, path));
             res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
             res.end(text);
           });

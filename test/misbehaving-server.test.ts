@@ -3,10 +3,11 @@
 // requests verbatim and can rewrite the fetch reply. Whatever the double does,
 // `kmgr fetch` must either print the right key or exit 65 with nothing on stdout.
 import t, { type Test as TapTest } from 'tap';
-import { readFile, writeFile } from 'node:fs/promises';
+import { cp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
-import { startServer, initClient, type TestServer, type RunResult } from './helpers.js';
+import { startServer, initClient, tempDir, type TestServer, type RunResult } from './helpers.js';
+import { homeFor, newHome } from './escrow-util.js';
 import { startLyingProxy, type LyingProxy } from './lying-proxy.js';
 
 type T = TapTest;
@@ -214,4 +215,25 @@ t.test('(f) rollback: an older key version is refused', async (t) => {
     t.equal(honest.code, 0, `the honest v2 reply still works: ${honest.stderr}`);
     keyMatches(t, honest.stdout, rot.stdout, 'v2 again');
   });
+});
+
+t.test('a server that maps a partner name to another partner\'s ID gets a blob that does not open (65)', async (t) => {
+  const server = await startServer(t);
+  const a = await newHome(t, server, { partners: 'server' });
+  const ra = await a.json(['register', 'bank-a']);
+  const rb = await a.json(['register', 'bank-b']);
+  // A fresh device: same home, but no local partner cache, talking through a lying proxy.
+  const proxy = await startLyingProxy(t, server);
+  proxy.rewrite.set('/v1/partners', (reply: { partners: Array<{ name: string; partnerId: string }> }) => ({
+    partners: reply.partners.map((p) => ({ ...p, partnerId: p.name === 'bank-a' ? rb.partnerId : p.name === 'bank-b' ? ra.partnerId : p.partnerId })),
+  }));
+  const fresh = join(await tempDir(t, 'kmgr-fresh-'), 'home');
+  await cp(a.home, fresh, { recursive: true });
+  await rm(join(fresh, 'partners.json'));
+  const config = JSON.parse(await readFile(join(fresh, 'config.json'), 'utf8')) as { server: string };
+  config.server = proxy.url;
+  await writeFile(join(fresh, 'config.json'), JSON.stringify(config), { mode: 0o600 });
+  const f = await homeFor(fresh, a.pp).run(['fetch', 'bank-a']);
+  t.equal(f.code, 65, `fetch through the lying name mapping: exit 65 (${f.stderr.trim()})`);
+  t.equal(f.stdoutBytes.length, 0, 'nothing on stdout');
 });

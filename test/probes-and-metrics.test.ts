@@ -48,8 +48,11 @@ function parseExposition(text: string): { samples: Sample[]; types: Map<string, 
   return { samples, types };
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Json = any;
+/** What /readyz answers, as far as this test reads it. */
+interface ReadyReply {
+  ok: boolean;
+  reason?: string;
+}
 
 const sum = (s: Sample[], name: string, where: Record<string, string> = {}): number =>
   s.filter((x) => x.name === name && Object.entries(where).every(([k, v]) => x.labels[k] === v)).reduce((a, x) => a + x.value, 0);
@@ -81,7 +84,7 @@ t.test('/readyz answers 503 once shutdown has begun, to a request already in fli
   const u = new URL(server.url);
   // Expect: 100-continue gives a moment when the server holds the request (it answered 100) but
   // has not read its body: shutdown begins then, and the probe is answered after.
-  const reply = new Promise<{ status: number; body: Json }>((resolve, reject) => {
+  const reply = new Promise<{ status: number; body: ReadyReply }>((resolve, reject) => {
     const req = httpsRequest(
       {
         host: u.hostname, port: Number(u.port), path: '/readyz', method: 'GET', ca: readFileSync(server.ca, 'utf8'), servername: '', agent: false,
@@ -90,7 +93,7 @@ t.test('/readyz answers 503 once shutdown has begun, to a request already in fli
       (res) => {
         let text = '';
         res.on('data', (c: Buffer) => (text += c.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as ReadyReply }));
       },
     );
     req.on('error', reject);

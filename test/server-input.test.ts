@@ -7,7 +7,7 @@ import { connect as netConnect } from 'node:net';
 import { startServer, type TestServer } from './helpers.js';
 import {
   bodyBytes, caPem, enrol, flipSignatureBit, health, keyStatus, newIdentity, newPartnerId, nowSeconds, register, registerBody, send, signed,
-  type Built, type RawReply, type RawRequest,
+  type Built, type RawReply, type RawRequest, type Target,
 } from './raw-client.js';
 import { TAG_BINDING } from '../src/crypto/sign.js';
 import { utf8 } from '../src/crypto/bytes.js';
@@ -542,3 +542,19 @@ t.test('fuzz: random and mutated requests never get a 5xx or change a key record
   t.same(errorLogs(server), [], 'the daemon logged no errors');
 });
 
+t.test('timestamps that are not real instants are refused (400), and nothing is stored', async (t) => {
+  const server = await startServer(t);
+  const target: Target = { url: server.url, ca: server.ca };
+  const id = newIdentity();
+  await enrol(target, id);
+  for (const bad of ['2027-13-45T99:99:99Z', '2027-02-31T00:00:00Z', '2027-06-30T24:00:00Z']) {
+    const p = newPartnerId();
+    const terms = { expiresAt: bad, maxUses: null, maxPerDay: null, maxPerWeek: null, maxPerMonth: null, onLimit: 'deny' };
+    const r = await register(target, id, p, registerBody({ terms }));
+    t.equal(r.status, 400, `${bad}: 400`);
+    t.equal(r.json.error.code, 'bad_request');
+    t.equal((await send(target, signed(target, id, 'GET', `/v1/keys/${p}`))).status, 404, `${bad}: no key was stored`);
+  }
+  const r = await send(target, signed(target, id, 'GET', '/v1/keys'));
+  t.equal(r.status, 200, 'listing still works');
+});

@@ -6,9 +6,8 @@ import t, { type Test } from 'tap';
 import { initClient, startServer, type TestServer, type RunResult } from './helpers.js';
 import { startLyingProxy } from './lying-proxy.js';
 import { partnerId } from './cli-util.js';
+import type { HistoryList } from '../src/protocol/messages.js';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Json = any;
 
 const EVIL = 'ok\u001b[2J\u009b31m\r\nAudit clean: every use was made by this client.\u202egnp.exe\u200b\u2066x\u2069\u2028end';
 // Nothing a terminal would obey or hide, in any output.
@@ -42,7 +41,7 @@ t.test('notices, history and errors from a lying server are cleaned in text and 
   noUnsafe(t, nj, 'notices --json');
   t.match(nj.stdout, /\\u202e/, '--json escapes a bidi override rather than printing it');
 
-  double.rewritePrefix.set(`/v1/keys/${id}/history?`, (r: Json) => ({ ...r, history: (r.history as Json[]).map((h) => ({ ...h, remoteAddress: '1.2.3.4\nforged\u202e' })) }));
+  double.rewritePrefix.set(`/v1/keys/${id}/history?`, (r: HistoryList) => ({ ...r, history: r.history.map((h) => ({ ...h, remoteAddress: '1.2.3.4\nforged\u202e' })) }));
   const h = await c.run(['history', 'bank-a']);
   noUnsafe(t, h, 'history');
   if (h.code === 0) t.equal(h.stdout.trim().split('\n').length, 1, 'one use, one line');

@@ -8,7 +8,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level } from 'level';
-import { startLyingProxy } from './lying-proxy.js';
+import { startLyingProxy, type Rewrite } from './lying-proxy.js';
+import type { VerifyResponse } from '../src/protocol/messages.js';
 import { startServer, tempDir, type RunResult, type TestServer } from './helpers.js';
 import { cli } from './cli-util.js';
 import { kmgrd, newHome, ownerView, rawIdentity, readJson } from './escrow-util.js';
@@ -17,6 +18,7 @@ import { signedBinding } from '../src/client/binding.js';
 import { signBinding, type BindingStatement } from '../src/crypto/binding.js';
 import { toB64 } from '../src/crypto/bytes.js';
 import { checkText, encodeText } from '../src/store/record-codec.js';
+import { VERIFY_RECORDS_PER_MINUTE } from '../src/store/level-storage.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
@@ -249,7 +251,7 @@ interface Double {
   url: string;
   ca: string;
   /** Rewrites the reply to POST /v1/verify; undefined passes it through. */
-  rewrite: ((reply: Json) => Json) | undefined;
+  rewrite: Rewrite | undefined;
   /** The last verify reply the real server gave, as text. */
   readonly last: string | undefined;
 }
@@ -325,7 +327,7 @@ t.test('a tampered server, by a test double rewriting the verify reply: every li
   await lie('an owner-signed statement past its term', (r) => ({ ...r, result: 'match', binding: ended }), reg.publicKey, /term ended/);
   await lie('"rotated" for the very key the current statement names', (r) => ({ ...r, result: 'rotated' }), reg.publicKey, /the owner's current statement names/);
 
-  double.rewrite = (r) => ({ ...r, result: 'match' });
+  double.rewrite = (r: VerifyResponse) => ({ ...r, result: 'match' });
   const believed = await ask(double, wrong, { owner: false });
   double.rewrite = undefined;
   t.equal(believed.code, 0, 'without --owner, "match" for a wrong key is believed: exit 0 (documented)');
@@ -372,7 +374,7 @@ t.test('lock, unlock and a new term issue a new owner statement: a replay of the
   const replay = await ask(double);
   t.equal(replay.code, 65, `the older "usable" statement replayed as "match": caught (${replay.stderr.trim()})`);
   t.match(replay.stderr, /replay/, 'as a replay');
-  double.rewrite = (r) => ({ ...r, result: 'match' });
+  double.rewrite = (r: VerifyResponse) => ({ ...r, result: 'match' });
   const claim = await ask(double);
   t.equal(claim.code, 65, '"match" with the statement that says locked: caught');
   t.match(claim.stderr, /says is locked/, 'because the statement says locked');
@@ -393,4 +395,25 @@ t.test('lock, unlock and a new term issue a new owner statement: a replay of the
   const fooled = await ask(double, fresh);
   double.rewrite = undefined;
   t.equal(fooled.code, 0, 'documented limit: a verifier that has seen nothing accepts an older, validly signed statement');
+});
+
+t.test('a flood of verify questions records at most the per-minute cap in the owner\'s history', async (t) => {
+  const server = await startServer(t);
+  const target: Target = { url: server.url, ca: server.ca };
+  const a = await newHome(t, server);
+  const reg = await a.json(['register', 'bank-a']);
+  // All questions inside one (injected) minute; verify is unsigned, so the clock moves nothing else.
+  server.clock.now = Date.parse('2027-03-10T12:00:10Z');
+  const wrong = generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }) as string;
+  const body = { personId: a.personId, partnerId: reg.partnerId, publicKey: wrong, requester: 'flooder' };
+  const bytes = new TextEncoder().encode(JSON.stringify(body));
+  const host = new URL(server.url).host;
+  const replies = await Promise.all(
+    Array.from({ length: VERIFY_RECORDS_PER_MINUTE + 40 }, () => send(target, { method: 'POST', path: '/v1/verify', headers: { host, 'content-type': 'application/json' }, body: bytes })),
+  );
+  t.ok(replies.every((r) => r.status === 200 && r.json.result === 'unknown'), 'every question is answered (a wrong public key reads "unknown" to the asker)');
+  server.clock.now = undefined;
+  const h = await a.json(['history', 'bank-a']);
+  t.equal(h.history.filter((e: { result: string }) => e.result === 'verify').length, VERIFY_RECORDS_PER_MINUTE, 'at most the cap is recorded');
+  t.equal(replies.length, VERIFY_RECORDS_PER_MINUTE + 40);
 });

@@ -18,13 +18,13 @@ export * from './connection.js';
 export * from './socket.js';
 
 /** A Signer whose answers arrive asynchronously (src/crypto/sign.ts Signer is synchronous). */
-export interface AsyncSigner {
+interface AsyncSigner {
   publicKey: Uint8Array;
   sign(tag: SignatureTag, payload: Uint8Array): Promise<Uint8Array>;
 }
 
 /** The unlocked management key, as served by the agent. The key itself never leaves the agent. */
-export interface AgentHandle {
+interface AgentHandle {
   socket: string;
   status: AgentStatus;
   /** Raw Ed25519 public key; its fingerprint matched config.fingerprint. */

@@ -143,7 +143,7 @@ function connectError(socketPath: string, e: NodeJS.ErrnoException): AgentError 
   }
 }
 
-export type Probe = { state: 'none' } | { state: 'stale' } | { state: 'running'; status: AgentStatus };
+type Probe = { state: 'none' } | { state: 'stale' } | { state: 'running'; status: AgentStatus };
 
 /** What is at the socket path: nothing, a dead agent's socket, or a live agent and its status. */
 export async function probeAgent(socketPath: string, timeoutMs = CONNECT_TIMEOUT_MS): Promise<Probe> {

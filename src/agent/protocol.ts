@@ -16,7 +16,8 @@
 // returns the transaction key, which openBlob would return to the same caller.
 import { TAG_BINDING, TAG_REQUEST, type SignatureTag } from '../crypto/tags.js';
 import type { BlobContext } from '../crypto/blob.js';
-import { KmgrError, isErrorCode, type ErrorCode } from '../protocol/errors.js';
+import { KmgrError } from '../protocol/errors.js';
+import { decodeError, encodeError } from '../protocol/wire-error.js';
 import { array, bool, int, nullable, obj, oneOf, optional, str, type Infer, type Schema } from '../protocol/schema.js';
 import { PARTNER_NAME } from '../protocol/names.js';
 import { OUTPUT_FORMATS, type OutputFormat } from '../crypto/formats.js';
@@ -31,12 +32,12 @@ const HEADER = 8;
 export const MAX_TTL_MS = 7 * 86_400_000;
 
 /** The only purposes the agent signs for (threat 7): the tags of src/crypto/sign.ts. */
-export const AGENT_SIGN_TAGS = [TAG_REQUEST, TAG_BINDING] as const satisfies readonly SignatureTag[];
-export const AGENT_OPS = ['status', 'publicKey', 'sign', 'openBlob', 'sealBlob', 'fetch', 'stop'] as const;
+const AGENT_SIGN_TAGS = [TAG_REQUEST, TAG_BINDING] as const satisfies readonly SignatureTag[];
+const AGENT_OPS = ['status', 'publicKey', 'sign', 'openBlob', 'sealBlob', 'fetch', 'stop'] as const;
 export type AgentOp = (typeof AGENT_OPS)[number];
 
 /** A protocol violation by the peer: malformed or oversized frame, unknown field. */
-export class AgentProtocolError extends KmgrError {
+class AgentProtocolError extends KmgrError {
   constructor(message: string) {
     super('bad_request', message);
   }
@@ -121,7 +122,7 @@ const V = int({ min: AGENT_PROTOCOL_VERSION, max: AGENT_PROTOCOL_VERSION });
 /** Shown by --confirm to help the person decide (for example the partner's name). Not authenticated. */
 const LABEL = optional(str({ max: 120, pattern: /^[\x20-\x7e]*$/, name: 'printable ASCII label' }));
 
-export const BlobContextSchema: Schema<BlobContext> = obj({
+const BlobContextSchema: Schema<BlobContext> = obj({
   personId: str({ min: 1, max: 64 }),
   partnerId: str({ min: 1, max: 64 }),
   keyId: str({ min: 1, max: 64 }),
@@ -233,7 +234,9 @@ export const StopReply = obj({ stopping: bool });
 /** fetch: the key itself travels as the frame's binary part. */
 export const FetchReply = obj({ warnings: array(str({ max: 1024 }), 16) });
 
-const ReplyError = obj({ code: str({ max: 64 }), message: str({ max: 2048 }), details: optional(plainObject) });
+/** Longest error message a reply carries; a longer one is cut before sending. */
+const MAX_MESSAGE = 2048;
+const ReplyError = obj({ code: str({ max: 64 }), message: str({ max: MAX_MESSAGE }), details: optional(plainObject) });
 const Reply = obj({ id: ID, ok: bool, result: optional(nullable((v) => v)), error: optional(ReplyError) });
 
 /** An error's details: a JSON object (the frame's size cap bounds it). */
@@ -249,23 +252,17 @@ export function encodeOk(id: number, result: unknown, data?: Uint8Array): Buffer
 }
 
 /** Longest JSON of an error's details passed on: the key server chooses them, and must not be able to make a reply over the frame cap. */
-export const MAX_DETAILS_JSON = 2048;
+const MAX_DETAILS_JSON = 2048;
 
 export function encodeErr(id: number, e: KmgrError): Buffer {
-  let details: Record<string, unknown> | undefined;
-  if (e.details && typeof e.details === 'object' && !Array.isArray(e.details)) {
-    const text = JSON.stringify(e.details);
-    if (text.length <= MAX_DETAILS_JSON) details = e.details;
-  }
-  return encodeFrame({ id, ok: false, error: { code: e.code, message: e.message.slice(0, 2048), ...(details ? { details } : {}) } });
+  return encodeFrame({ id, ok: false, error: encodeError(e, { message: MAX_MESSAGE, detailsJson: MAX_DETAILS_JSON }) });
 }
 
 export function parseReply(f: Frame): AgentReply {
   const r = Reply(f.json, 'reply');
   if (r.ok) return { id: r.id, ok: true, result: r.result ?? {}, data: f.bin };
   if (!r.error) throw new AgentProtocolError('agent reply has neither result nor error');
-  const code: ErrorCode = isErrorCode(r.error.code) ? r.error.code : 'internal';
-  return { id: r.id, ok: false, error: new KmgrError(code, r.error.message, r.error.details) };
+  return { id: r.id, ok: false, error: decodeError(r.error, { unknown: (f) => new KmgrError('internal', f.message, f.details ?? undefined) }) };
 }
 
 // ---------- boot: `kmgr agent start` to the agent process, over fd 3 ----------

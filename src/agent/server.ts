@@ -34,11 +34,15 @@ import { loadConfig } from '../client/config.js';
 import { loadPartners } from '../client/partners.js';
 import { cleanLine } from '../protocol/text.js';
 import { ConfigError, InternalError, IntegrityError, KmgrError, UnavailableError } from '../protocol/errors.js';
+import { asKmgrError, encodeError } from '../protocol/wire-error.js';
+import { EXIT } from '../cli/exit-codes.js';
 import {
   AgentBoot, BOOT_SECRET_BYTES, FrameDecoder, encodeErr, encodeFrame, encodeOk, parseRequest, requestId,
   type AgentRequest, type AgentStatus, type Frame,
 } from './protocol.js';
 import { AgentError, checkSocketDir } from './socket.js';
+import { checkAccessSync } from '../io/permissions.js';
+import { SerialQueue } from '../io/serial-queue.js';
 import { fetchInAgent, type AgentKeys } from './fetch-op.js';
 import { SshAgentServer } from './ssh-server.js';
 
@@ -47,7 +51,7 @@ const IDLE_TIMEOUT_MS = 120_000; // longer than a --confirm prompt waits
 const MAX_CONNECTIONS = 64;
 const SOCKET_CHECK_MS = 2_000;
 /** How long a --confirm prompt waits for an answer before refusing. */
-export const CONFIRM_TIMEOUT_MS = 60_000;
+const CONFIRM_TIMEOUT_MS = 60_000;
 
 /** Entry point of the agent process: read the boot frame from fd 3, listen, serve. */
 export async function runAgent(bootFd = 3): Promise<void> {
@@ -58,7 +62,7 @@ export async function runAgent(bootFd = 3): Promise<void> {
     frame = await readOneFrame(channel, BOOT_TIMEOUT_MS);
   } catch {
     // Nobody to tell: the starter is gone or broken. Nothing secret was received.
-    process.exit(70);
+    exitAgent(EXIT.SOFTWARE);
   }
   let agent: Agent | undefined;
   try {
@@ -70,13 +74,23 @@ export async function runAgent(bootFd = 3): Promise<void> {
   } catch (e) {
     wipe(frame.bin);
     agent?.wipeKeys();
-    const err = e instanceof KmgrError ? e : new InternalError(`the agent could not start: ${(e as Error).message}`).because(e);
-    await writeAndClose(channel, encodeFrame({ ok: false, code: err.code, message: err.message }));
-    process.exit(1);
+    // The boot reply is flat ({ok, code, message}) and has no room for details.
+    const { code, message } = encodeError(asKmgrError(e, 'the agent could not start'));
+    await writeAndClose(channel, encodeFrame({ ok: false, code, message }));
+    exitAgent(EXIT.AGENT_FAILED);
   }
   // If `agent start` is gone before hearing that we are ready, nobody knows we
   // hold the key: better to wipe it and leave.
-  if (!(await writeAndClose(channel, encodeFrame({ ok: true, pid: process.pid })))) agent.shutdown(1);
+  if (!(await writeAndClose(channel, encodeFrame({ ok: true, pid: process.pid })))) agent.shutdown(EXIT.AGENT_FAILED);
+}
+
+/**
+ * The agent process's one way out, with a status from the one table of exit
+ * codes. Every path that ends the agent (TTL, stop, a signal, a lost socket, a
+ * failed start) comes here, after wiping what it held.
+ */
+export function exitAgent(code: number): never {
+  process.exit(code);
 }
 
 function readOneFrame(sock: Socket, timeoutMs: number): Promise<Frame> {
@@ -193,22 +207,24 @@ class Agent {
       process.umask(oldMask);
     }
     chmodSync(socket, 0o600);
-    const st = lstatSync(socket);
-    if ((st.mode & 0o777) !== 0o600) throw new ConfigError(`could not make ${socket} private (mode ${(st.mode & 0o777).toString(8)})`);
+    // lstat: the name we listen on, as its clients will find it. A file system that
+    // ignores chmod must not leave a socket others can connect to (0600 and no more).
+    const { st, problem, mode } = checkAccessSync(socket, { look: 'lstat', deny: 0o177, owner: 'any' });
+    if (problem) throw new ConfigError(`could not make ${socket} private (mode ${mode.toString(8)})`);
     this.socketId = { dev: st.dev, ino: st.ino };
     if (this.boot.sshSocket) {
       this.ssh = new SshAgentServer({ socket: this.boot.sshSocket, keys: this.keys(), confirm: (what) => this.confirm(what), onServed: () => this.served++ });
       await this.ssh.listen();
     }
-    this.server.on('error', () => this.shutdown(1));
-    this.ttlTimer = setTimeout(() => this.shutdown(0), this.boot.ttlMs);
+    this.server.on('error', () => this.shutdown(EXIT.AGENT_FAILED));
+    this.ttlTimer = setTimeout(() => this.shutdown(EXIT.OK), this.boot.ttlMs);
     this.watchTimer = setInterval(() => this.checkSocket(), SOCKET_CHECK_MS);
   }
 
   armSignals(): void {
-    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => this.shutdown(0));
-    process.on('uncaughtException', () => this.shutdown(70));
-    process.on('unhandledRejection', () => this.shutdown(70));
+    for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => this.shutdown(EXIT.OK));
+    process.on('uncaughtException', () => this.shutdown(EXIT.SOFTWARE));
+    process.on('unhandledRejection', () => this.shutdown(EXIT.SOFTWARE));
   }
 
   wipeKeys(): void {
@@ -236,7 +252,7 @@ class Agent {
         /* already gone */
       }
     }
-    process.exit(code);
+    exitAgent(code);
   }
 
   private checkSocket(): void {
@@ -247,7 +263,7 @@ class Agent {
       /* removed */
     }
     this.socketId = undefined; // not ours any more: leave whatever is there alone
-    this.shutdown(0);
+    this.shutdown(EXIT.OK);
   }
 
   private onConnection(c: Socket): void {
@@ -257,7 +273,7 @@ class Agent {
     }
     this.conns.add(c);
     const dec = new FrameDecoder();
-    let queue: Promise<void> = Promise.resolve();
+    const queue = new SerialQueue();
     c.setTimeout(IDLE_TIMEOUT_MS, () => c.destroy());
     c.on('error', () => undefined);
     c.on('close', () => {
@@ -280,8 +296,8 @@ class Agent {
       }
       // serve() answers every failure itself; the catch keeps one that escapes from ending the agent.
       for (const f of frames)
-        queue = queue
-          .then(() => this.serve(c, f))
+        queue
+          .run(() => this.serve(c, f))
           .catch(() => {
             c.destroy();
           });
@@ -298,7 +314,7 @@ class Agent {
       if (r.data) wipe(r.data);
       after = r.after;
     } catch (e) {
-      const err = e instanceof KmgrError ? e : new InternalError(`the agent failed to serve the request: ${(e as Error).message ?? String(e)}`).because(e);
+      const err = asKmgrError(e, 'the agent failed to serve the request');
       try {
         reply = encodeErr(requestId(f.json), err);
       } catch {
@@ -324,7 +340,7 @@ class Agent {
       case 'publicKey':
         return { result: { publicKey: toB64url(this.publicKey), fingerprint: this.boot.fingerprint } };
       case 'stop':
-        return { result: { stopping: true }, after: () => this.shutdown(0) };
+        return { result: { stopping: true }, after: () => this.shutdown(EXIT.OK) };
       case 'sign': {
         if (this.confirmer) await this.confirm(describeSign(req.tag, req.data, req.label, await this.partnerNames()));
         const signer = this.liveSigner();
@@ -494,7 +510,7 @@ const TYPED_AHEAD_MS = 100;
 class TtyConfirmer {
   private readonly input: ReadStream;
   private readonly output: WriteStream;
-  private chain: Promise<unknown> = Promise.resolve();
+  private readonly questions = new SerialQueue();
   private dead = false;
 
   constructor(fd: number) {
@@ -507,9 +523,7 @@ class TtyConfirmer {
   }
 
   ask(what: string): Promise<boolean> {
-    const p = this.chain.then(() => this.askNow(what));
-    this.chain = p.catch(() => undefined);
-    return p;
+    return this.questions.run(() => this.askNow(what));
   }
 
   close(): void {

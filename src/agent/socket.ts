@@ -2,7 +2,8 @@
 // directory, and the typed error for every way it can fail. The agent process
 // (server.ts) and its clients (connection.ts, client.ts, `kmgr agent`) import
 // it from here, so that neither end imports the other.
-import { lstatSync, realpathSync, statSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
+import { checkAccessSync } from '../io/permissions.js';
 import { isAbsolute, join, resolve } from 'node:path';
 import { ConfigError, KmgrError, type ErrorCode } from '../protocol/errors.js';
 import type { HomePaths } from '../client/home.js';
@@ -13,9 +14,9 @@ export const OP_TIMEOUT_MS = 10_000;
 /** An operation that may wait for a person to answer a --confirm prompt (the agent gives up after 60 s). */
 export const CONFIRM_OP_TIMEOUT_MS = 90_000;
 /** Linux's sun_path holds 108 bytes including the final NUL. */
-export const MAX_SOCKET_PATH = 107;
+const MAX_SOCKET_PATH = 107;
 
-export type AgentErrorReason =
+type AgentErrorReason =
   | 'not_running' // no socket file
   | 'stale' // a socket file nobody listens on: the agent died
   | 'timeout' // the agent did not answer in time (stopped, overloaded)
@@ -105,20 +106,22 @@ export function checkSocketPathLength(socket: string): void {
   }
 }
 
-/** Refuses a socket directory that is not a directory, not ours, or open to group/others. */
+/**
+ * Refuses a socket directory that is not a directory, not ours, or open to group/others.
+ * lstat: a symbolic link in the directory's place, planted where others can write
+ * the parent, must not lend the check its target's owner and mode (see Look).
+ */
 export function checkSocketDir(dir: string): void {
-  let st;
+  let a;
   try {
-    st = lstatSync(dir);
+    a = checkAccessSync(dir, { look: 'lstat', deny: 0o077, owner: 'self', kind: 'directory' });
   } catch (e) {
     throw new ConfigError(`the agent's socket directory ${dir} is missing (${(e as NodeJS.ErrnoException).code ?? ''})`);
   }
-  if (!st.isDirectory()) throw new ConfigError(`the agent's socket directory ${dir} is not a directory`);
-  if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
-    throw new ConfigError(`the agent's socket directory ${dir} belongs to another user`, 'unsafe_permissions');
-  }
-  if ((st.mode & 0o077) !== 0) {
-    throw new ConfigError(`the agent's socket directory ${dir} is accessible by others (mode ${(st.mode & 0o777).toString(8)}); run chmod 700 on it`, 'unsafe_permissions');
+  if (a.problem === 'kind') throw new ConfigError(`the agent's socket directory ${dir} is not a directory`);
+  if (a.problem === 'owner') throw new ConfigError(`the agent's socket directory ${dir} belongs to another user`, 'unsafe_permissions');
+  if (a.problem === 'mode') {
+    throw new ConfigError(`the agent's socket directory ${dir} is accessible by others (mode ${a.mode.toString(8)}); run chmod 700 on it`, 'unsafe_permissions');
   }
 }
 
@@ -128,8 +131,8 @@ export function checkSocketDir(dir: string): void {
  * home that others may read is fine: the socket itself is 0600.
  */
 export function checkNoOtherWriters(dir: string): void {
-  const st = lstatSync(dir);
-  if (!st.isDirectory() || (typeof process.getuid === 'function' && st.uid !== process.getuid()) || (st.mode & 0o022) !== 0) {
+  // lstat, as checkSocketDir: a planted link must not stand in for the directory.
+  if (checkAccessSync(dir, { look: 'lstat', deny: 0o022, owner: 'self', kind: 'directory' }).problem) {
     throw new ConfigError(`the agent's socket directory ${dir} is not a directory of yours that only you can write; refusing to use an agent there`, 'unsafe_permissions');
   }
 }

@@ -8,19 +8,19 @@
 // message is a failure answer, never a crash.
 import { createPublicKey, sign as nodeSign, type KeyObject } from 'node:crypto';
 
-export const SSH_AGENT_FAILURE = 5;
+const SSH_AGENT_FAILURE = 5;
 export const SSH_AGENTC_REQUEST_IDENTITIES = 11;
-export const SSH_AGENT_IDENTITIES_ANSWER = 12;
+const SSH_AGENT_IDENTITIES_ANSWER = 12;
 export const SSH_AGENTC_SIGN_REQUEST = 13;
-export const SSH_AGENT_SIGN_RESPONSE = 14;
+const SSH_AGENT_SIGN_RESPONSE = 14;
 
 /** OpenSSH's own agent refuses messages over 256 KiB. */
-export const MAX_SSH_MESSAGE = 256 * 1024;
+const MAX_SSH_MESSAGE = 256 * 1024;
 
-export class SshWireError extends Error {}
+class SshWireError extends Error {}
 
 /** Reads SSH wire types from a buffer; every read checks it stays inside. */
-export class SshReader {
+class SshReader {
   private off = 0;
   constructor(private readonly buf: Uint8Array) {}
 
@@ -49,12 +49,12 @@ const u32 = (n: number): Buffer => {
   b.writeUInt32BE(n, 0);
   return b;
 };
-export const sshString = (b: Uint8Array | string): Buffer => {
+const sshString = (b: Uint8Array | string): Buffer => {
   const bytes = typeof b === 'string' ? Buffer.from(b, 'utf8') : Buffer.from(b);
   return Buffer.concat([u32(bytes.length), bytes]);
 };
 /** An unsigned big-endian integer as an SSH mpint: no leading zeros, one 0x00 if the top bit is set. */
-export function sshMpint(b: Uint8Array): Buffer {
+function sshMpint(b: Uint8Array): Buffer {
   let i = 0;
   while (i < b.length && b[i] === 0) i++;
   let v = Buffer.from(b.subarray(i));
@@ -63,7 +63,7 @@ export function sshMpint(b: Uint8Array): Buffer {
 }
 
 /** One message: length, type, contents. */
-export function sshMessage(type: number, ...parts: Uint8Array[]): Buffer {
+function sshMessage(type: number, ...parts: Uint8Array[]): Buffer {
   const body = Buffer.concat([Buffer.from([type]), ...parts]);
   return Buffer.concat([u32(body.length), body]);
 }
@@ -109,12 +109,6 @@ export function sshPublicKeyBlob(type: SshKeyType, spkiPem: string): Buffer {
   return Buffer.concat([sshString('ecdsa-sha2-nistp256'), sshString('nistp256'), sshString(Buffer.concat([Buffer.from([4]), x, y]))]);
 }
 
-/** The line ssh-add -L prints and authorized_keys holds. */
-export function sshPublicKeyLine(blob: Uint8Array, comment: string): string {
-  const alg = new SshReader(blob).string();
-  return `${Buffer.from(alg).toString('latin1')} ${Buffer.from(blob).toString('base64')} ${comment}`;
-}
-
 /** An SSH signature blob over data: string algorithm, string signature (RFC 8709 / RFC 5656 3.1.2). */
 export function sshSign(type: SshKeyType, key: KeyObject, data: Uint8Array): Buffer {
   if (type === 'ed25519') return Buffer.concat([sshString('ssh-ed25519'), sshString(nodeSign(null, data, key))]);
@@ -122,7 +116,7 @@ export function sshSign(type: SshKeyType, key: KeyObject, data: Uint8Array): Buf
   return Buffer.concat([sshString('ecdsa-sha2-nistp256'), sshString(Buffer.concat([sshMpint(rs.subarray(0, 32)), sshMpint(rs.subarray(32))]))]);
 }
 
-export interface SignRequest {
+interface SignRequest {
   keyBlob: Uint8Array;
   data: Uint8Array;
   flags: number;

@@ -14,6 +14,7 @@ import { loadPartners } from '../client/partners.js';
 import { api } from '../client/api.js';
 import { ConfigError } from '../protocol/errors.js';
 import { sessionFromAgent, fetchInAgent, type AgentKeys } from './fetch-op.js';
+import { SerialQueue } from '../io/serial-queue.js';
 import {
   SSH_AGENTC_REQUEST_IDENTITIES, SSH_AGENTC_SIGN_REQUEST, SshMessageDecoder, failure, identitiesAnswer, parseSignRequest,
   signResponse, sshPublicKeyBlob, sshSign, type SshKeyType,
@@ -22,14 +23,14 @@ import {
 const MAX_CONNECTIONS = 64;
 const IDLE_TIMEOUT_MS = 120_000;
 
-export interface SshIdentity {
+interface SshIdentity {
   name: string;
   type: SshKeyType;
   blob: Buffer;
   comment: string;
 }
 
-export interface SshAgentOptions {
+interface SshAgentOptions {
   socket: string;
   keys: AgentKeys;
   /** The agent's --confirm prompt; rejects when the person says no. */
@@ -44,7 +45,7 @@ export interface SshAgentOptions {
  * server's copy (a wrong one only makes signatures that fail to verify: the
  * signature itself is always made with the key the fetch opened).
  */
-export async function sshIdentities(keys: AgentKeys): Promise<SshIdentity[]> {
+async function sshIdentities(keys: AgentKeys): Promise<SshIdentity[]> {
   const paths = homePaths(keys.home);
   const config = await loadConfig(paths);
   const session = await sessionFromAgent(paths, config, keys);
@@ -116,7 +117,7 @@ export class SshAgentServer {
   private onConnection(c: Socket): void {
     this.conns.add(c);
     const dec = new SshMessageDecoder();
-    let queue: Promise<void> = Promise.resolve();
+    const queue = new SerialQueue();
     c.setTimeout(IDLE_TIMEOUT_MS, () => c.destroy());
     c.on('error', () => undefined);
     c.on('close', () => this.conns.delete(c));
@@ -130,7 +131,7 @@ export class SshAgentServer {
         return;
       }
       for (const m of msgs) {
-        queue = queue.then(async () => {
+        void queue.run(async () => {
           const reply = await this.answer(m.type, m.body).catch(() => failure());
           if (!c.destroyed) c.write(reply);
         });

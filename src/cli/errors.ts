@@ -1,6 +1,7 @@
 // How both command-line fronts report a failure: one sentence on stderr, or a
 // JSON error with a stable code under --json; the exit code from exit-codes.ts.
-import { KmgrError, UsageError, toWire } from '../protocol/errors.js';
+import { KmgrError, UsageError } from '../protocol/errors.js';
+import { asKmgrError, toWire } from '../protocol/wire-error.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { cleanLine, jsonForTerminal } from '../protocol/text.js';
 
@@ -22,7 +23,7 @@ export function reportError(e: unknown, prog: string, json: boolean, stderr: Nod
   }
   // A library may wrap our error (level wraps what a value encoding throws): report ours.
   for (let i = 0, c = e; i < 4 && c instanceof Error && !(c instanceof KmgrError); i++) if ((c = (c as { cause?: unknown }).cause) instanceof KmgrError) e = c;
-  const err = e instanceof KmgrError ? e : new KmgrError('internal', `internal error: ${e instanceof Error ? e.message : String(e)}`);
+  const err = asKmgrError(e, 'internal error');
   // An error is one line in every mode: whatever the server put in its message or details.
   if (json) stderr.write(jsonForTerminal(toWire(err)) + '\n');
   else stderr.write(`${prog}: ${cleanLine(err.message)}\n`);

@@ -1,10 +1,13 @@
-// The one place where error kinds become process exit codes (sysexits.h).
+// The one place where error kinds become process exit codes (sysexits.h), and
+// where every other exit status kmgr, kmgrd and the kmgr agent use is named.
 import type { ErrorCode, ErrorKind } from '../protocol/errors.js';
 
 export const EXIT = {
   OK: 0,
   /** audit found uses this client did not make; verify did not match. */
   FINDINGS: 1,
+  /** the kmgr agent process could not start, or lost its socket or its starter (`kmgr agent start` reports why). */
+  AGENT_FAILED: 1,
   USAGE: 64,
   DATAERR: 65,
   NOINPUT: 66,

@@ -68,7 +68,7 @@ export const KMGRD_EXAMPLES: Record<string, string[]> = {
 };
 
 /** The path of a command below the program, e.g. "partner add"; the program's own name for the program. */
-export function commandPath(c: Command): string {
+function commandPath(c: Command): string {
   const names: string[] = [];
   for (let x: Command | null = c; x?.parent; x = x.parent) names.unshift(x.name());
   return names.length === 0 ? c.name() : names.join(' ');

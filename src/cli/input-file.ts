@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { KmgrError } from '../protocol/errors.js';
 
-export function noInput(file: string, what: string, e: unknown): KmgrError {
+function noInput(file: string, what: string, e: unknown): KmgrError {
   const code = (e as NodeJS.ErrnoException).code;
   const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : (code ?? (e as Error).message);
   return new KmgrError('no_input', `cannot read ${what} ${file}: ${why}`);

@@ -9,7 +9,7 @@ import { constants as fsConstants } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { KmgrError } from '../protocol/errors.js';
 import { writeFileAtomic } from '../io/atomic-file.js';
-import { readIfExists, parseJsonFile } from '../client/files.js';
+import { readJsonFile } from '../client/files.js';
 import type { HomePaths } from '../client/home.js';
 
 const recordPath = (paths: HomePaths): string => join(paths.dir, 'out-files.json');
@@ -17,9 +17,8 @@ const recordPath = (paths: HomePaths): string => join(paths.dir, 'out-files.json
 type Written = Record<string, string>;
 
 async function loadWritten(paths: HomePaths): Promise<Written> {
-  const text = await readIfExists(recordPath(paths));
-  if (text === undefined) return {};
-  const v = parseJsonFile(text, recordPath(paths));
+  const v = await readJsonFile(recordPath(paths));
+  if (v === undefined) return {};
   const files = typeof v === 'object' && v !== null ? (v as { files?: unknown }).files : undefined;
   return typeof files === 'object' && files !== null ? (files as Written) : {};
 }

@@ -8,7 +8,7 @@ import { cleanLine, cleanText, jsonForTerminal } from '../protocol/text.js';
  * owner's terminal. Newlines and tabs are kept here; fields that must stay on
  * one line are cleaned with cleanLine where they are put into a line.
  */
-export const clean = cleanText;
+const clean = cleanText;
 
 export function print(text: string): void {
   const t = clean(text);

@@ -23,7 +23,7 @@ const DAY = 86_400_000;
 const UNITS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: DAY, w: 7 * DAY };
 
 /** "90 seconds" or "7 days", for messages. */
-export function describeDuration(ms: number): string {
+function describeDuration(ms: number): string {
   for (const [n, word] of [[7 * DAY, 'week'], [DAY, 'day'], [3_600_000, 'hour'], [60_000, 'minute'], [1_000, 'second']] as const) {
     if (ms >= n && ms % n === 0) return plural(ms / n, word);
   }
@@ -70,7 +70,7 @@ export function parseTimeout(v: string): number {
 }
 
 /** A date (YYYY-MM-DD, meaning 00:00 UTC) or a date-time with a zone; undefined if neither. */
-export function parseInstant(v: string): { at: number; dateOnly: boolean } | undefined {
+function parseInstant(v: string): { at: number; dateOnly: boolean } | undefined {
   if (/^\d{4}-\d{2}-\d{2}$/.test(v)) {
     const t = Date.parse(`${v}T00:00:00Z`);
     if (Number.isNaN(t) || new Date(t).toISOString().slice(0, 10) !== v) return undefined;

@@ -22,7 +22,7 @@ export function watchStdout(): void {
  * read-write, where a shell's `>/dev/null` opens it write-only. Linux only
  * (/proc); elsewhere this says false and a closed stdout goes unnoticed.
  */
-export function stdoutClosed(): boolean {
+function stdoutClosed(): boolean {
   try {
     const st = fstatSync(1);
     if (!st.isCharacterDevice() || st.rdev !== statSync('/dev/null').rdev) return false;
@@ -33,7 +33,7 @@ export function stdoutClosed(): boolean {
   }
 }
 
-export function outputError(what: string, code: string): KmgrError {
+function outputError(what: string, code: string): KmgrError {
   return new KmgrError('output_failed', `${what} could not be written to stdout (${code})`);
 }
 

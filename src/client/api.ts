@@ -9,8 +9,8 @@ import type { Session } from './session.js';
 
 /** The most history entries one command reads (about 70 MB of typical entries). */
 export const HISTORY_CLIENT_MAX = 100_000;
-export const NOTICES_CLIENT_MAX = 100_000;
-export const KEYS_CLIENT_MAX = 100_000;
+const NOTICES_CLIENT_MAX = 100_000;
+const KEYS_CLIENT_MAX = 100_000;
 
 const k = (partnerId: string): string => `/v1/keys/${encodeURIComponent(partnerId)}`;
 

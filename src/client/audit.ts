@@ -17,10 +17,10 @@ import type { HistoryEntry } from '../protocol/messages.js';
  * could not have come from this key, counts one signed request twice, or counts
  * a request it refused to this client.
  */
-export type AuditVerdict = 'ours' | 'unfinished' | 'undelivered' | 'not_ours' | 'other_device' | 'forged';
+type AuditVerdict = 'ours' | 'unfinished' | 'undelivered' | 'not_ours' | 'other_device' | 'forged';
 
 /** What this client's sent log says became of its requests that brought no key (see fetch-log.ts). */
-export interface OurRequests {
+interface OurRequests {
   opened: Set<string>;
   sent: Set<string>;
   refused?: Set<string>;
@@ -43,7 +43,7 @@ export interface AuditLine {
 /** The management keys whose signatures count as the owner's: the current one, and those a rekey replaced. */
 export type OwnerKeys = Map<string, KeyObject>;
 
-export function checkSignedUse(h: HistoryEntry, partnerId: string, keyId: string | OwnerKeys, publicKey?: KeyObject): string | undefined {
+function checkSignedUse(h: HistoryEntry, partnerId: string, keyId: string | OwnerKeys, publicKey?: KeyObject): string | undefined {
   const keys: OwnerKeys = typeof keyId === 'string' ? new Map([[keyId, publicKey!]]) : keyId;
   const r = h.request;
   if (!r) return 'it carries no signed request';

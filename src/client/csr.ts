@@ -10,8 +10,8 @@ import { Name, Pkcs10CertificateRequestGenerator, SubjectAlternativeNameExtensio
 import { KmgrError, UsageError } from '../protocol/errors.js';
 import type { KeyType } from '../crypto/txkey.js';
 
-export const CSR_KEY_TYPES = ['ed25519', 'p256', 'secp256k1'] as const;
-export type CsrKeyType = (typeof CSR_KEY_TYPES)[number];
+const CSR_KEY_TYPES = ['ed25519', 'p256', 'secp256k1'] as const;
+type CsrKeyType = (typeof CSR_KEY_TYPES)[number];
 
 export function checkCsrKeyType(type: KeyType, name: string): asserts type is CsrKeyType {
   if (!(CSR_KEY_TYPES as readonly string[]).includes(type)) {

@@ -28,7 +28,7 @@ const TMPFS_MAGIC = 0x01021994;
 const RAMFS_MAGIC = 0x858458f6;
 
 /** Signals a shell or supervisor sends to "the program": each is passed on to the child. */
-export const FORWARDED_SIGNALS = ['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH', 'SIGALRM'] as const;
+const FORWARDED_SIGNALS = ['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH', 'SIGALRM'] as const;
 
 function memoryBacked(dir: string): boolean {
   try {
@@ -45,7 +45,7 @@ function memoryBacked(dir: string): boolean {
  * $XDG_RUNTIME_DIR and the temporary directory; else the temporary directory
  * (memoryBacked false, and the caller warns).
  */
-export function keyFileBase(env: NodeJS.ProcessEnv = process.env): { dir: string; memoryBacked: boolean } {
+function keyFileBase(env: NodeJS.ProcessEnv = process.env): { dir: string; memoryBacked: boolean } {
   const xdg = env.XDG_RUNTIME_DIR;
   const candidates = ['/dev/shm', ...(xdg && isAbsolute(xdg) ? [xdg] : []), tmpdir()];
   for (const c of candidates) if (memoryBacked(c)) return { dir: c, memoryBacked: true };
@@ -86,7 +86,7 @@ export function checkCommand(command: string, env: NodeJS.ProcessEnv = process.e
   throw new KmgrError('command_not_found', `${command}: command not found`);
 }
 
-export interface ExecOptions {
+interface ExecOptions {
   /** Environment of the program before the keys are added. */
   env: NodeJS.ProcessEnv;
   /** Told once the private directory exists (tests and --verbose-style notes). */

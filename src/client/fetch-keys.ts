@@ -12,7 +12,7 @@ import { withPartner, type Session } from './session.js';
 import type { HomePaths } from './home.js';
 
 /** A fetch made by someone else (the agent); undefined when nobody could. */
-export type OtherFetch = (name: string, format: OutputFormat | undefined) => Promise<FetchResult | undefined>;
+type OtherFetch = (name: string, format: OutputFormat | undefined) => Promise<FetchResult | undefined>;
 
 export async function fetchKeys(
   paths: HomePaths,

@@ -1,5 +1,6 @@
 // Reading the client's private files, with the checks ssh makes on its keys.
 import { copyFile, open, rename, stat } from 'node:fs/promises';
+import { checkAccess } from '../io/permissions.js';
 import { constants as fsConstants } from 'node:fs';
 import { dirname } from 'node:path';
 import { ConfigError, IntegrityError, KmgrError } from '../protocol/errors.js';
@@ -48,22 +49,36 @@ export async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Refuses a secret file that group or others may read or write (threat 12). */
+/**
+ * Refuses a secret file that group or others may read or write (threat 12).
+ * stat, following a link: the file's directory is checked with the config, so
+ * only the user can have put a link there. Its owner is judged with that directory.
+ */
 export async function checkPrivateMode(path: string): Promise<void> {
-  const st = await stat(path);
-  if ((st.mode & 0o077) !== 0) {
+  const a = await checkAccess(path, { look: 'stat', deny: 0o077, owner: 'any' });
+  if (a.problem) {
     throw new ConfigError(
-      `${path} is accessible by others (mode ${(st.mode & 0o777).toString(8)}); run chmod 600 on it`,
+      `${path} is accessible by others (mode ${a.mode.toString(8)}); run chmod 600 on it`,
       'unsafe_permissions',
     );
   }
 }
 
-export function parseJsonFile(text: string, path: string): unknown {
+/**
+ * The one reader of a JSON state file: its value, or undefined if there is
+ * none. Read as readIfExists reads (a FIFO or device in its place is refused);
+ * a file that is not JSON is an integrity error naming it (exit 65), never a
+ * crash. `trust`, when given, runs once the file is found and before its
+ * contents are believed (a file others could write is refused unparsed).
+ */
+export async function readJsonFile(path: string, o: { trust?: (path: string) => Promise<void> } = {}): Promise<unknown> {
+  const text = await readIfExists(path);
+  if (text === undefined) return undefined;
+  await o.trust?.(path);
   try {
     return JSON.parse(text) as unknown;
-  } catch {
-    throw new IntegrityError(`${path} is not valid JSON (damaged or edited)`);
+  } catch (e) {
+    throw new IntegrityError(`${path} is not valid JSON (damaged or edited)`).because(e);
   }
 }
 
@@ -72,11 +87,10 @@ export function parseJsonFile(text: string, path: string): unknown {
  * configuration error naming the file (exit 78), never a crash.
  */
 export async function loadJsonFile<T>(path: string, schema: Schema<T>, what: string): Promise<T | undefined> {
-  const text = await readIfExists(path);
-  if (text === undefined) return undefined;
-  await checkNotWritableByOthers(path);
+  const v = await readJsonFile(path, { trust: (p) => checkNotWritableByOthers(p) });
+  if (v === undefined) return undefined;
   try {
-    return schema(parseJsonFile(text, path), what);
+    return schema(v, what);
   } catch (e) {
     if (e instanceof KmgrError && e.code === 'bad_request') throw new ConfigError(`${path} is invalid: ${e.message}`).because(e);
     throw e;
@@ -90,13 +104,13 @@ export async function loadJsonFile<T>(path: string, schema: Schema<T>, what: str
  */
 export async function checkNotWritableByOthers(path: string, o: { rootMayOwn?: boolean } = {}): Promise<void> {
   for (const p of [dirname(path), path]) {
-    const st = await stat(p);
+    // stat, following links: the directory is judged first, and once nobody else can
+    // write it nobody else can have planted a link in it; a link the user made is honoured.
     // A CA file outside the home may be the system's (root's); still nobody else may write it.
-    if (typeof process.getuid === 'function' && st.uid !== process.getuid() && !(o.rootMayOwn && st.uid === 0)) {
-      throw new ConfigError(`${p} belongs to another user`, 'unsafe_permissions');
-    }
-    if ((st.mode & 0o022) !== 0) {
-      throw new ConfigError(`${p} is writable by others (mode ${(st.mode & 0o777).toString(8)}); run chmod go-w on it`, 'unsafe_permissions');
+    const a = await checkAccess(p, { look: 'stat', deny: 0o022, owner: o.rootMayOwn ? 'self-or-root' : 'self' });
+    if (a.problem === 'owner') throw new ConfigError(`${p} belongs to another user`, 'unsafe_permissions');
+    if (a.problem === 'mode') {
+      throw new ConfigError(`${p} is writable by others (mode ${a.mode.toString(8)}); run chmod go-w on it`, 'unsafe_permissions');
     }
   }
 }

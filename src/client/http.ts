@@ -3,7 +3,8 @@
 // signed with the management key.
 import { request as httpsRequest } from 'node:https';
 import { openTls, Preconnect } from './tls-connect.js';
-import { KmgrError, UnavailableError, IntegrityError, UsageError, isErrorCode } from '../protocol/errors.js';
+import { KmgrError, UnavailableError, IntegrityError, UsageError } from '../protocol/errors.js';
+import { decodeError } from '../protocol/wire-error.js';
 import { ErrorBody } from '../protocol/messages.js';
 import { DEFAULT_LIFETIME_SECONDS, DEVICE_HEADER, formatContentDigest, formatSignature, serializeParams, signatureBase, SIG_LABEL, type SignatureParams } from '../protocol/sigbase.js';
 import type { Schema } from '../protocol/schema.js';
@@ -46,9 +47,9 @@ export interface Sent<T> {
  * `kmgr --timeout` sets it) changes the total; the idle limit is half of it, at
  * most IDLE_MS.
  */
-export const DEFAULT_TIMEOUT_MS = 30_000;
+const DEFAULT_TIMEOUT_MS = 30_000;
 const IDLE_MS = 10_000;
-export function requestDeadlineMs(env: NodeJS.ProcessEnv = process.env): number {
+function requestDeadlineMs(env: NodeJS.ProcessEnv = process.env): number {
   const v = env.KMGR_TIMEOUT;
   if (v === undefined || v === '') return DEFAULT_TIMEOUT_MS;
   const ms = parseTimeoutSeconds(v);
@@ -222,8 +223,11 @@ function parseReply<T>(status: number, text: string, schema: Schema<T>, server: 
     throw new UnavailableError(`the key server at ${server} answered HTTP ${status} without a valid error`);
   }
   // The server's words are cleaned here, once, so that no mode (text, --json, the agent's replies) passes them on raw.
-  if (!isErrorCode(err.code)) throw new UnavailableError(`the key server answered HTTP ${status}: ${cleanLine(err.message, 500)}`);
-  throw new KmgrError(err.code, `the key server refused: ${cleanLine(err.message, 500)}`, err.details === undefined ? undefined : (cleanStrings(err.details) as Record<string, unknown>));
+  throw decodeError(err, {
+    unknown: (f) => new UnavailableError(`the key server answered HTTP ${status}: ${cleanLine(f.message, 500)}`),
+    message: (m) => `the key server refused: ${cleanLine(m, 500)}`,
+    details: (d) => cleanStrings(d) as Record<string, unknown>,
+  });
 }
 
 /** Every string in a server's error details, as one clean line. */

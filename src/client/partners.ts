@@ -14,7 +14,7 @@ import type { HomePaths } from './home.js';
 
 
 const text = (max: number) => str({ max });
-export const PartnerKey = obj({
+const PartnerKey = obj({
   keyId: str({ max: 24, pattern: KEY_ID, name: 'key ID' }),
   alg: oneOf(KEY_TYPES),
   version: int({ min: 1, max: 1_000_000_000 }),
@@ -32,7 +32,7 @@ export const PartnerEntry = obj({
   highWater: int({ min: 0, max: 1_000_000_000 }),
 });
 export type PartnerEntry = Infer<typeof PartnerEntry>;
-export type PartnerKey = Infer<typeof PartnerKey>;
+type PartnerKey = Infer<typeof PartnerKey>;
 const PartnerIndex = obj({ v: int({ min: 1, max: 1 }), partners: array(PartnerEntry, 100_000) });
 export type PartnerIndex = Infer<typeof PartnerIndex>;
 

@@ -64,7 +64,7 @@ export function fromPrompt(src: PassphraseSource, envVar = 'KMGR_PASSPHRASE'): b
   return src.passphraseFile === undefined && src.passphraseFd === undefined && !process.env[envVar];
 }
 
-export const MIN_PASSPHRASE_LENGTH = 12;
+const MIN_PASSPHRASE_LENGTH = 12;
 
 /**
  * The floor for a new passphrase (init, passwd, device import). The keystore

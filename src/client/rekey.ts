@@ -30,12 +30,12 @@ import { endpointFor, sessionWithKeys, type Session } from './session.js';
 import { signedRequest } from './http.js';
 import { loadPartners, type PartnerIndex } from './partners.js';
 import { listServerPartners } from './server-partners.js';
-import { parseJsonFile, readIfExists } from './files.js';
+import { readJsonFile } from './files.js';
 import type { HomePaths } from './home.js';
 
-export const PENDING_FORMAT = 'kmgr-rekey-pending';
+const PENDING_FORMAT = 'kmgr-rekey-pending';
 
-export interface PendingRekey {
+interface PendingRekey {
   format: typeof PENDING_FORMAT;
   v: 1;
   startedAt: string;
@@ -48,12 +48,11 @@ export interface PendingRekey {
   keystore: KeystoreFile;
 }
 
-export const pendingPath = (paths: HomePaths): string => join(paths.dir, 'rekey-pending.json');
+const pendingPath = (paths: HomePaths): string => join(paths.dir, 'rekey-pending.json');
 
-export async function readPending(paths: HomePaths): Promise<PendingRekey | undefined> {
-  const text = await readIfExists(pendingPath(paths));
-  if (text === undefined) return undefined;
-  const d = parseJsonFile(text, pendingPath(paths)) as Partial<PendingRekey>;
+async function readPending(paths: HomePaths): Promise<PendingRekey | undefined> {
+  const d = (await readJsonFile(pendingPath(paths))) as Partial<PendingRekey> | undefined;
+  if (d === undefined) return undefined;
   if (d.format !== PENDING_FORMAT || d.v !== 1 || typeof d.oldKeyId !== 'string' || typeof d.oldPublicKey !== 'string' || typeof d.newKeyId !== 'string' || !Array.isArray(d.revokeDevices)) {
     throw new IntegrityError(`${pendingPath(paths)} is not a kmgr pending rekey`);
   }
@@ -115,7 +114,7 @@ export async function rekeyHome(
     const curFp = fingerprint(signerFromSeed(current.signingSeed).publicKey);
     if (curFp !== config.fingerprint) throw new IntegrityError(`${paths.config} names a different management key than the keystore`);
     const next = generateSecrets();
-    const logN = parseKeystore(JSON.parse((await readIfExists(paths.keystore))!)).params.logN;
+    const logN = parseKeystore(await readJsonFile(paths.keystore)).params.logN;
     pending = {
       format: PENDING_FORMAT,
       v: 1,

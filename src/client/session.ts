@@ -12,7 +12,7 @@ import type { BlobContext } from '../crypto/blob.js';
 import type { PartnerEntry } from './partners.js';
 
 /** The wrap key's two operations, done locally or by the agent (which never hands out the key). */
-export interface SessionKeys {
+interface SessionKeys {
   /** The caller owns (and wipes) the result. label: shown by `agent start --confirm`, e.g. the partner name. */
   openBlob(ctx: BlobContext, blob: Uint8Array, label?: string): Promise<Uint8Array>;
   sealBlob(ctx: BlobContext, secret: Uint8Array, label?: string): Promise<Uint8Array>;
@@ -31,7 +31,7 @@ export interface HeldKeys extends SessionKeys {
 }
 
 /** Finds a key holder for this home, or undefined when none runs (then the passphrase is asked). */
-export type HeldKeysOpener = (paths: HomePaths, config: ClientConfig) => Promise<HeldKeys | undefined>;
+type HeldKeysOpener = (paths: HomePaths, config: ClientConfig) => Promise<HeldKeys | undefined>;
 
 export interface Session {
   paths: HomePaths;

@@ -18,7 +18,7 @@ import { connect, checkServerIdentity, type ConnectionOptions, type TLSSocket } 
 import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 
-export interface TlsTarget {
+interface TlsTarget {
   /** https://host:port */
   server: string;
   /** The PEM the home trusts, or undefined for the system's CAs. */

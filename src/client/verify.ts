@@ -15,7 +15,7 @@ export interface Seen {
   issuedAt?: string;
 }
 
-export interface VerifyOutcome {
+interface VerifyOutcome {
   verified: boolean;
   /** Why not, in a few words; undefined when verified. */
   reason?: string;

@@ -5,7 +5,7 @@ import { randomBytes, type RandomSource } from './random.js';
 import { concat } from './bytes.js';
 import { IntegrityError } from '../protocol/errors.js';
 
-export const KEY_LEN = 32;
+const KEY_LEN = 32;
 export const NONCE_LEN = 24;
 export const TAG_LEN = 16;
 

@@ -29,7 +29,7 @@ export interface BindingStatement {
 }
 
 /** The DER bytes of a PEM public key: the form compared and signed, so PEM line breaks cannot matter. */
-export function spkiDer(pem: string): Uint8Array {
+function spkiDer(pem: string): Uint8Array {
   return new Uint8Array(createPublicKey({ key: pem, format: 'pem' }).export({ type: 'spki', format: 'der' }));
 }
 

@@ -8,9 +8,9 @@ import { createPublicKey, X509Certificate } from 'node:crypto';
 import { KmgrError, UsageError } from '../protocol/errors.js';
 
 /** At most this many certificates in a chain (leaf, intermediates, root). */
-export const MAX_CHAIN = 8;
+const MAX_CHAIN = 8;
 /** Longest PEM certificate accepted. */
-export const MAX_CERT_PEM = 12_000;
+const MAX_CERT_PEM = 12_000;
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+?-----END CERTIFICATE-----/g;
 
@@ -67,7 +67,7 @@ export function buildChain(certs: X509Certificate[], publicKey: string): X509Cer
   return chain;
 }
 
-export function oneLine(dn: string): string {
+function oneLine(dn: string): string {
   return dn.split('\n').filter(Boolean).join(', ');
 }
 

@@ -17,7 +17,7 @@ export const KDF_DEFAULT_LOGN = 17;
 /** Compiled-in floor: 2^15 x r=8 is 32 MiB of memory per guess. */
 export const KDF_MIN_LOGN = 15;
 export const KDF_MIN_R = 8;
-export const KDF_MIN_P = 1;
+const KDF_MIN_P = 1;
 /**
  * Ceiling: what a real keystore can need and no more, so that a file edited up
  * to it still fails within seconds instead of blocking on ~16 GiB of scrypt.
@@ -25,8 +25,8 @@ export const KDF_MIN_P = 1;
  * seconds here.
  */
 export const KDF_MAX_LOGN = 20;
-export const KDF_MAX_R = 8;
-export const KDF_MAX_P = 1;
+const KDF_MAX_R = 8;
+const KDF_MAX_P = 1;
 export const SALT_LEN = 16;
 
 export function checkKdfParams(k: ScryptParams): void {

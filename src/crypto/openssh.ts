@@ -1,12 +1,12 @@
 // OpenSSH key encodings (PROTOCOL.key and RFC 4253/5656 public key blobs), for
 // `kmgr fetch --format openssh` and `kmgr pubkey --format ssh`: ssh, ssh-keygen
 // and ssh-add read these, and none of them read PKCS#8 Ed25519 PEM.
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { fromB64url, wipe } from './bytes.js';
 import { randomBytes } from './random.js';
 import { UsageError } from '../protocol/errors.js';
 
-export type SshKeyType = 'ed25519' | 'p256';
+type SshKeyType = 'ed25519' | 'p256';
 export const SSH_TYPES: readonly string[] = ['ed25519', 'p256'];
 
 const u32 = (n: number): Uint8Array => {
@@ -98,7 +98,3 @@ export function opensshPrivateKey(type: string, privateKey: KeyObject, comment =
   return `-----BEGIN OPENSSH PRIVATE KEY-----\n${lines.join('\n')}\n-----END OPENSSH PRIVATE KEY-----\n`;
 }
 
-/** The ssh public key line for a SPKI PEM public key. */
-export function sshPublicKeyFromPem(type: string, pem: string, comment = ''): string {
-  return sshPublicKey(type, createPublicKey(pem), comment);
-}

@@ -1,7 +1,8 @@
 // Crash-safe file replacement (threat 12): write a temp file in the same
 // directory, fsync it, rename it over the target, fsync the directory. A crash
 // at any point leaves either the old file or the new one, never a torn one.
-import { open, rename, unlink, mkdir, stat, chmod, readdir } from 'node:fs/promises';
+import { open, rename, unlink, mkdir, chmod, readdir } from 'node:fs/promises';
+import { checkAccess } from './permissions.js';
 import { randomBytes } from 'node:crypto';
 import { dirname, basename, join } from 'node:path';
 
@@ -20,7 +21,7 @@ function alive(pid: number): boolean {
  * its writer's process id, and one whose writer is gone is never renamed.
  * A live writer's file is left alone, so concurrent writers are safe.
  */
-export async function removeStaleTemps(path: string): Promise<void> {
+async function removeStaleTemps(path: string): Promise<void> {
   const dir = dirname(path);
   const prefix = `.${basename(path)}.`;
   let names: string[];
@@ -68,11 +69,13 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** Creates a private directory (0700), tightening an existing one we own. */
+/**
+ * Creates a private directory (0700), tightening an existing one. stat, following
+ * a link: the directory is named by the user (--data, --home), who may link it.
+ */
 export async function ensurePrivateDir(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const st = await stat(dir);
-  if ((st.mode & 0o077) !== 0) await chmod(dir, 0o700);
+  if ((await checkAccess(dir, { look: 'stat', deny: 0o077, owner: 'any' })).problem) await chmod(dir, 0o700);
 }
 
 /**

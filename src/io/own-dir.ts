@@ -3,7 +3,8 @@
 // is the user's own and holds nothing but kmgr's files. Silently chmod-ing
 // /srv/shared (1777, other users' files) to 0700 would break everyone else's
 // work and still leave a directory others could have planted files in.
-import { chmod, mkdir, readdir, stat } from 'node:fs/promises';
+import { chmod, mkdir, readdir } from 'node:fs/promises';
+import { checkAccess } from './permissions.js';
 import { ConfigError } from '../protocol/errors.js';
 
 /**
@@ -11,20 +12,21 @@ import { ConfigError } from '../protocol/errors.js';
  * sentence to show when the directory was tightened, else undefined.
  */
 export async function ensureOwnDir(dir: string, what: string, ours: (name: string) => boolean): Promise<string | undefined> {
-  let st;
+  let a;
   try {
-    st = await stat(dir);
+    // stat, following a link: the user names this directory and may link it; what it points at is judged.
+    a = await checkAccess(dir, { look: 'stat', deny: 0o077, owner: 'self', kind: 'directory' });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new ConfigError(`cannot use ${dir} as ${what}: ${(e as NodeJS.ErrnoException).code}`);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     return undefined;
   }
-  if (!st.isDirectory()) throw new ConfigError(`${dir} is not a directory; ${what} must be one`);
-  if (typeof process.getuid === 'function' && st.uid !== process.getuid()) {
+  if (a.problem === 'kind') throw new ConfigError(`${dir} is not a directory; ${what} must be one`);
+  if (a.problem === 'owner') {
     throw new ConfigError(`${dir} belongs to another user; kmgr needs a directory of its own for ${what}`, 'unsafe_permissions');
   }
-  const mode = st.mode & 0o7777;
-  if ((mode & 0o077) === 0) return undefined;
+  if (a.problem === undefined) return undefined;
+  const mode = a.st.mode & 0o7777;
   const others = (await readdir(dir)).filter((n) => !ours(n));
   if (others.length > 0) {
     throw new ConfigError(

@@ -9,8 +9,25 @@ import { join } from 'node:path';
 import type { Storage } from '../store/types.js';
 import type { Logger } from './logger.js';
 import { runAdmin, type AdminRequest } from './admin-ops.js';
+import { InternalError, KmgrError, UnavailableError } from '../protocol/errors.js';
+import { encodeError } from '../protocol/wire-error.js';
 
 export const adminSocketPath = (dataDir: string): string => join(dataDir, 'admin.sock');
+
+/**
+ * What a failed operation answers. Ours as it is; an error with a code of its
+ * own (a system or database error) as unavailable, which is what the operator's
+ * command made of such a code before it had a stable one; one without a code is
+ * a bug, logged here.
+ */
+function adminError(e: unknown, log: Logger): KmgrError {
+  if (e instanceof KmgrError) return e;
+  const err = e as { code?: unknown; message?: string } | null;
+  const message = err?.message ?? String(e);
+  if (typeof err?.code === 'string' && err.code !== '') return new UnavailableError(message).because(e);
+  log.error({ err: err?.message }, 'admin request failed');
+  return new InternalError(message).because(e);
+}
 
 export async function startAdminSocket(dataDir: string, storage: Storage, clock: () => number, log: Logger): Promise<Server> {
   const path = adminSocketPath(dataDir);
@@ -33,9 +50,7 @@ export async function startAdminSocket(dataDir: string, storage: Storage, clock:
     try {
       return { ok: await runAdmin(storage, JSON.parse(line) as AdminRequest, clock()) };
     } catch (e) {
-      const err = e as { code?: string; message?: string };
-      if (!err.code) log.error({ err: err.message }, 'admin request failed');
-      return { error: { code: err.code ?? 'internal', message: err.message ?? String(e) } };
+      return { error: encodeError(adminError(e, log)) };
     }
   }
   await new Promise<void>((resolve, reject) => {

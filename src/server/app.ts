@@ -2,14 +2,15 @@
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { AuthError, KmgrError, toWire, UnavailableError, UsageError, type WireError } from '../protocol/errors.js';
+import { AuthError, InternalError, KmgrError, UnavailableError, UsageError } from '../protocol/errors.js';
+import { toWire, type WireError } from '../protocol/wire-error.js';
 import { publicKeyObject } from '../crypto/sign.js';
 import { fromB64url } from '../crypto/bytes.js';
 import { authenticate, type VerifyKey } from './auth.js';
 import type { Verifier } from './verify-pool.js';
 import { readBody } from './body.js';
 import { REKEY_MAX_BODY_BYTES } from '../protocol/messages.js';
-import { httpStatus } from './http-status.js';
+import { httpStatus, isFailure, REASON, TRANSPORT_STATUS } from './http-status.js';
 import { PROBE_ROUTES, route } from './router.js';
 import { RateLimiter } from './rate-limit.js';
 import { unwrapStoreError } from '../store/record-codec.js';
@@ -21,7 +22,7 @@ import { addressKey, DEFAULT_CONNECTIONS_PER_ADDRESS, DEFAULT_FIRST_REQUEST_MS, 
 const KEY_REPLACED =
   'this management key was replaced by kmgr rekey and is no longer accepted (if a rekey was interrupted on this device, run kmgr rekey again to finish it; on another device, import a fresh kmgr device export)';
 
-export interface AppOptions extends ServerDeps {
+interface AppOptions extends ServerDeps {
   cert: string;
   key: string;
   /** Requests per second per client address, before authentication (0: unlimited). */
@@ -46,10 +47,10 @@ export interface AppOptions extends ServerDeps {
   headersTimeoutMs?: number;
 }
 
-export const DEFAULT_VERIFY_PER_ADDRESS = 10;
-export const DEFAULT_ENROL_PER_ADDRESS_PER_MINUTE = 10;
+const DEFAULT_VERIFY_PER_ADDRESS = 10;
+const DEFAULT_ENROL_PER_ADDRESS_PER_MINUTE = 10;
 
-export interface RunningServer {
+interface RunningServer {
   server: Server;
   port: number;
   host: string;
@@ -197,14 +198,15 @@ export function createApp(opts: AppOptions): Server {
       } else {
         // A bug, never the client's doing: log it, answer without detail.
         log.error({ err: e instanceof Error ? { message: e.message, stack: e.stack } : String(e), path }, 'unhandled error');
-        status = 500;
-        replyBody = toWire(new KmgrError('internal', 'internal server error'));
+        const internal = new InternalError('internal server error');
+        status = httpStatus(internal);
+        replyBody = toWire(internal);
       }
     }
     const { metrics, audit } = opts;
     if (note.fetchResult) metrics?.fetches.inc({ result: note.fetchResult, code: note.refusal ?? '' });
     if (audit && !PROBE_ROUTES.has(pattern)) {
-      const result = note.fetchResult ?? (status < 400 ? 'ok' : ((replyBody as WireError).error?.code ?? 'error'));
+      const result = note.fetchResult ?? (!isFailure(status) ? 'ok' : ((replyBody as WireError).error?.code ?? 'error'));
       try {
         await audit.write({
           time: new Date(now).toISOString(),
@@ -221,8 +223,9 @@ export function createApp(opts: AppOptions): Server {
         // Fail closed: what cannot be audited is not answered (a fetch's key stays on the server).
         log.error({ err: (e as Error).message }, 'audit log write failed; refusing the request');
         metrics?.auditFailures.inc();
-        status = 503;
-        replyBody = toWire(new UnavailableError('the audit log cannot be written; the request was not answered'));
+        const unaudited = new UnavailableError('the audit log cannot be written; the request was not answered');
+        status = httpStatus(unaudited);
+        replyBody = toWire(unaudited);
       }
     }
     if (metrics) {
@@ -234,11 +237,12 @@ export function createApp(opts: AppOptions): Server {
 
   // Expect: 100-continue is answered by node; any other expectation gets a JSON 417, not an empty one.
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
-    send(res, 417, toWire(new UsageError(`unsupported expectation: ${String(req.headers.expect).slice(0, 100)}`, 'bad_request')));
+    send(res, TRANSPORT_STATUS.expectationFailed, toWire(new UsageError(`unsupported expectation: ${String(req.headers.expect).slice(0, 100)}`, 'bad_request')));
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     if (socket.writable && err.code !== 'ECONNRESET') {
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      const status =
+        err.code === 'HPE_HEADER_OVERFLOW' ? TRANSPORT_STATUS.headersTooLarge : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? TRANSPORT_STATUS.requestTimeout : TRANSPORT_STATUS.malformed;
       const body = JSON.stringify(toWire(new UsageError('malformed HTTP request', 'bad_request')));
       // Written, then destroyed: end() alone half-closes and keeps the descriptor until a slow peer closes too.
       socket.write(`HTTP/1.1 ${status} ${REASON[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`, () => socket.destroy());
@@ -260,8 +264,6 @@ export function createApp(opts: AppOptions): Server {
   });
   return server;
 }
-
-const REASON: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };
 
 function hostHeaders(req: IncomingMessage): number {
   let n = 0;

@@ -4,11 +4,12 @@
 // correlated ("the same person did these") without telling its readers who
 // uses which partner. Fail closed: a request whose line cannot be written is
 // answered 503, as Vault's audit devices do, so no use goes unaudited.
-import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
+import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { createHmac } from 'node:crypto';
 import { ConfigError } from '../protocol/errors.js';
+import { checkAccess } from '../io/permissions.js';
 
-export interface AuditEntry {
+interface AuditEntry {
   time: string;
   method: string;
   route: string;
@@ -21,19 +22,20 @@ export interface AuditEntry {
   durationMs: number;
 }
 
-export const AUDIT_KEY_MIN_BYTES = 32;
+const AUDIT_KEY_MIN_BYTES = 32;
 
 /** Reads the operator's HMAC key. A key readable by others would let them undo the pseudonyms by guessing IDs. */
 export async function readAuditKey(path: string): Promise<Uint8Array> {
-  let st, raw;
+  let access, raw;
   try {
-    st = await stat(path);
+    // stat, following a link: the operator names this file and may link it; the target is what others could read.
+    access = await checkAccess(path, { look: 'stat', deny: 0o077, owner: 'any', kind: 'file' });
     raw = await readFile(path);
   } catch (e) {
     throw new ConfigError(`cannot read the audit key file ${path}: ${(e as Error).message}`);
   }
-  if (!st.isFile()) throw new ConfigError(`the audit key file ${path} is not a regular file`);
-  if ((st.mode & 0o077) !== 0) throw new ConfigError(`the audit key file ${path} is readable by others (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`, 'unsafe_permissions');
+  if (access.problem === 'kind') throw new ConfigError(`the audit key file ${path} is not a regular file`);
+  if (access.problem) throw new ConfigError(`the audit key file ${path} is readable by others (mode ${access.mode.toString(8)}); chmod 600 it`, 'unsafe_permissions');
   const key = new Uint8Array(raw.buffer, raw.byteOffset, raw.length).subarray(0, trimmedLength(raw));
   if (key.length < AUDIT_KEY_MIN_BYTES) throw new ConfigError(`the audit key file ${path} holds ${key.length} bytes; it needs at least ${AUDIT_KEY_MIN_BYTES} (make one with: openssl rand -hex 32)`);
   return key;

@@ -9,7 +9,7 @@ import { X509Certificate } from 'node:crypto';
 import { ConfigError, UsageError } from '../protocol/errors.js';
 
 /** `host[:port]` as a URL spells it: lower case, IPv6 compressed and bracketed, no :443. Undefined if it is no authority. */
-export function normaliseAuthority(authority: string): string | undefined {
+function normaliseAuthority(authority: string): string | undefined {
   // Only host and port characters: no path, user info or whitespace can hide in a Host header.
   if (!/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::\d{1,5})?$/.test(authority)) return undefined;
   try {

@@ -35,7 +35,7 @@ export interface RequestContext {
   note: { fetchResult?: 'served' | 'served_over_limit' | 'refused'; refusal?: string; personId?: string; partnerId?: string };
 }
 
-export interface Reply {
+interface Reply {
   status: number;
   body: unknown;
 }

@@ -1,5 +1,6 @@
-// The one place where error kinds become HTTP statuses.
-import { KmgrError, type ErrorKind } from '../protocol/errors.js';
+// The one place where error kinds become HTTP statuses, and where the few
+// statuses kmgrd sends for failures it meets before any error code applies are named.
+import { ERROR_CODES, KmgrError, type ErrorCode, type ErrorKind } from '../protocol/errors.js';
 
 const BY_KIND: Record<ErrorKind, number> = {
   usage: 400,
@@ -26,5 +27,35 @@ const BY_CODE: Partial<Record<KmgrError['code'], number>> = {
 };
 
 export function httpStatus(e: KmgrError): number {
-  return BY_CODE[e.code] ?? BY_KIND[e.kind];
+  return statusForCode(e.code);
 }
+
+export function statusForCode(code: ErrorCode): number {
+  return BY_CODE[code] ?? BY_KIND[ERROR_CODES[code]];
+}
+
+/**
+ * Failures of the HTTP exchange itself, met by node's parser before any route
+ * runs. The body still says bad_request (a client reads the code, not the
+ * status); the status tells a proxy or a curl user which limit was hit.
+ */
+export const TRANSPORT_STATUS = {
+  /** an Expect header other than 100-continue */
+  expectationFailed: 417,
+  /** headers over node's limit (threat 14) */
+  headersTooLarge: 431,
+  /** headers or body not received in time (threat 19) */
+  requestTimeout: 408,
+  /** anything else node's parser refused */
+  malformed: 400,
+} as const;
+
+/** The reason phrases of the statuses written on a raw socket, where node does not add them. */
+export const REASON: Record<number, string> = {
+  [TRANSPORT_STATUS.malformed]: 'Bad Request',
+  [TRANSPORT_STATUS.requestTimeout]: 'Request Timeout',
+  [TRANSPORT_STATUS.headersTooLarge]: 'Request Header Fields Too Large',
+};
+
+/** Whether a status answers a failure: the audit log records the error code then. */
+export const isFailure = (status: number): boolean => status >= 400;

@@ -2,7 +2,7 @@
 // blob or signature to the logger in the first place (threat 13).
 import { pino, type Logger, type DestinationStream } from 'pino';
 
-export const REDACT_PATHS = [
+const REDACT_PATHS = [
   'blob', '*.blob', 'secret', '*.secret', 'privateKey', '*.privateKey',
   'signature', '*.signature', 'signatureInput', '*.signatureInput',
   'req.headers.signature', 'req.headers["signature-input"]', 'headers.signature', 'headers["signature-input"]',

@@ -5,23 +5,24 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Metrics } from './metrics.js';
 import type { Logger } from './logger.js';
+import { statusForCode } from './http-status.js';
 
 export async function startMetricsServer(metrics: Metrics, host: string, port: number, log: Logger): Promise<{ server: Server; port: number }> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path !== '/metrics') {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('only /metrics is served here\n');
+      res.writeHead(statusForCode('not_found'), { 'content-type': 'text/plain' }).end('only /metrics is served here\n');
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('GET /metrics\n');
+      res.writeHead(statusForCode('method_not_allowed'), { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('GET /metrics\n');
       return;
     }
     metrics.registry.metrics().then(
       (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' }).end(req.method === 'HEAD' ? undefined : text),
       (e: unknown) => {
         log.error({ err: (e as Error).message }, 'metrics collection failed');
-        res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics collection failed\n');
+        res.writeHead(statusForCode('internal'), { 'content-type': 'text/plain' }).end('metrics collection failed\n');
       },
     );
   });

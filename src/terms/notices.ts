@@ -15,7 +15,7 @@ export interface NoticeDraft {
 }
 
 /** The certificate chain kept beside a key, as far as the terms check needs it. */
-export interface CertificateTerm {
+interface CertificateTerm {
   keyVersion: number;
   leaf: { subject: string; notBefore: number; notAfter: number; fingerprint: string };
 }
@@ -26,7 +26,7 @@ export interface CertificateTerm {
  * or within the warning window, whichever comes first; and as expired after
  * its notAfter. A chain left over from an earlier key version is ignored.
  */
-export function noticesForCertificate(partner: string, keyVersion: number, c: CertificateTerm | null | undefined, nowMs: number, warnMs: number): NoticeDraft[] {
+function noticesForCertificate(partner: string, keyVersion: number, c: CertificateTerm | null | undefined, nowMs: number, warnMs: number): NoticeDraft[] {
   if (!c || c.keyVersion !== keyVersion) return [];
   const { notBefore, notAfter, fingerprint, subject } = c.leaf;
   const when = new Date(notAfter).toISOString();

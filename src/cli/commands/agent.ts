@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import type { Socket } from 'node:net';
 import { fingerprint, signerFromSeed } from '../../crypto/sign.js';
 import { concat, wipe } from '../../crypto/bytes.js';
-import { IntegrityError, KmgrError, UnavailableError, UsageError, isErrorCode } from '../../protocol/errors.js';
+import { IntegrityError, KmgrError, UnavailableError, UsageError } from '../../protocol/errors.js';
+import { decodeError } from '../../protocol/wire-error.js';
 import { homePaths, type HomePaths } from '../../client/home.js';
 import { loadConfig } from '../../client/config.js';
 import { unlockAsking } from '../../client/keystore-file.js';
@@ -23,19 +24,19 @@ import { info, print, printJson, warn } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import type { GlobalOptions } from '../options.js';
 
-export const DEFAULT_TTL = '15m';
+const DEFAULT_TTL = '15m';
 const START_TIMEOUT_MS = 10_000;
 const STOP_WAIT_MS = 5_000;
 const AGENT_MAIN = fileURLToPath(new URL('../../agent/main.js', import.meta.url));
 
-export interface AgentStartOptions extends PassphraseSource {
+interface AgentStartOptions extends PassphraseSource {
   ttl?: string;
   confirm?: boolean;
   ssh?: boolean;
 }
 
 /** The OpenSSH agent socket beside the kmgr agent's own (same private directory). */
-export const sshSocketFor = (socket: string): string => socket.replace(/\.sock$/, '') + '-ssh.sock';
+const sshSocketFor = (socket: string): string => socket.replace(/\.sock$/, '') + '-ssh.sock';
 
 /** --ttl: the shared duration rules (src/cli/parse.ts), from 1 s to 7 days. */
 export function parseTtl(v: string): number {
@@ -161,8 +162,8 @@ async function spawnAgent(boot: AgentBoot, secrets: Uint8Array, ttyFd: number | 
     });
     const r = BootReply(reply, 'agent');
     if (!r.ok) {
-      const code = isErrorCode(r.code) ? r.code : 'internal';
-      throw code === 'version_conflict' ? new AgentError('running', boot.socket, r.message ?? 'an agent is already running') : new KmgrError(code, r.message ?? 'the kmgr agent could not start');
+      if (r.code === 'version_conflict') throw new AgentError('running', boot.socket, r.message ?? 'an agent is already running');
+      throw decodeError({ code: r.code ?? '', message: r.message ?? 'the kmgr agent could not start' }, { unknown: (f) => new KmgrError('internal', f.message) });
     }
     // Ready means answering on the socket, as the agent this process started.
     const probe = await probeAgent(boot.socket, 2_000);

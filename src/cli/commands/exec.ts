@@ -21,12 +21,12 @@ interface ExecOptions extends PassphraseSource {
 const VAR = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** The variable a key gets when no option names one: KMGR_KEY_BANK_A for bank-a. */
-export const defaultVariable = (name: string): string => `KMGR_KEY_${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+const defaultVariable = (name: string): string => `KMGR_KEY_${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
 
 const FILE_EXT: Record<OutputFormat, string> = { pem: 'pem', jwk: 'jwk', raw: 'key', hex: 'hex', base64: 'b64', openssh: 'ssh' };
 
 /** Which key goes where, from the command line; every mistake is a usage error before anything is fetched. */
-export function placements(names: string[], o: ExecOptions): Array<{ name: string; variable: string; how: 'env' | 'file' }> {
+function placements(names: string[], o: ExecOptions): Array<{ name: string; variable: string; how: 'env' | 'file' }> {
   const chosen = new Map<string, { variable: string; how: 'env' | 'file' }>();
   const take = (spec: string, how: 'env' | 'file'): void => {
     const eq = spec.indexOf('=');

@@ -20,10 +20,9 @@ import { openForPartner } from '../session.js';
 import type { GlobalOptions } from '../options.js';
 import type { PassphraseSource } from '../../client/passphrase.js';
 
-export const CHAIN_FORMATS = ['pem-chain', 'p12'] as const;
-export type ChainFormat = (typeof CHAIN_FORMATS)[number];
+type ChainFormat = 'pem-chain' | 'p12';
 
-export interface ChainFetchOptions extends PassphraseSource {
+interface ChainFetchOptions extends PassphraseSource {
   format: ChainFormat;
   out?: string;
   force?: boolean;

@@ -5,7 +5,7 @@ import { homePaths } from '../../client/home.js';
 import { checkNewPassphrase, readPassphrase, type PassphraseSource } from '../../client/passphrase.js';
 import { unlockAsking, writeKeystore } from '../../client/keystore-file.js';
 import { parseKeystore } from '../../crypto/keystore.js';
-import { readFile } from 'node:fs/promises';
+import { readJsonFile } from '../../client/files.js';
 import { print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import type { GlobalOptions } from '../options.js';
@@ -32,7 +32,7 @@ export async function run(g: GlobalOptions, o: PasswdOptions): Promise<number> {
     next.fill(0);
     throw e;
   }
-  const logN = o.kdfCost ?? parseKeystore(JSON.parse(await readFile(paths.keystore, 'utf8'))).params.logN;
+  const logN = o.kdfCost ?? parseKeystore(await readJsonFile(paths.keystore)).params.logN;
   await writeKeystore(paths, next, secrets, logN);
   next.fill(0);
   secrets.signingSeed.fill(0);

@@ -11,10 +11,8 @@ import { print, printJson, warn } from '../output.js';
 import { EXIT } from '../exit-codes.js';
 import type { GlobalOptions } from '../options.js';
 
-export const PUBKEY_FORMATS = ['pem', 'ssh', 'jwk'] as const;
-
 interface PubkeyOptions extends PassphraseSource {
-  format?: (typeof PUBKEY_FORMATS)[number];
+  format?: 'pem' | 'ssh' | 'jwk';
 }
 
 export async function run(g: GlobalOptions, name: string, o: PubkeyOptions): Promise<number> {

@@ -40,7 +40,7 @@ interface RegisterOptions {
   ssh?: boolean;
 }
 
-export function termsFrom(o: RegisterOptions, now: number): Terms {
+function termsFrom(o: RegisterOptions, now: number): Terms {
   if (o.expires !== undefined && o.validFor !== undefined) throw new UsageError('give --expires or --valid-for, not both');
   const expiresAt = o.expires !== undefined ? parseExpiry(o.expires) : o.validFor !== undefined ? now + parseDuration('--valid-for', o.validFor) : null;
   if (expiresAt !== null && expiresAt <= now) throw new UsageError('--expires is in the past');

@@ -24,7 +24,7 @@ interface TermsOptions extends PassphraseSource {
   ssh?: 'on' | 'off';
 }
 
-export function patchFrom(o: TermsOptions, now: number): KeyPatchRequest {
+function patchFrom(o: TermsOptions, now: number): KeyPatchRequest {
   if (o.expires !== undefined && o.validFor !== undefined) throw new UsageError('give --expires or --valid-for, not both');
   const patch: KeyPatchRequest = {};
   if (o.expires === 'never') patch.expiresAt = null;

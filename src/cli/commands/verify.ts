@@ -9,7 +9,7 @@ import { ConfigError, KmgrError, NotFoundError, UsageError } from '../../protoco
 import { PARTNER_ID, PARTNER_NAME, PartnerView, VerifyResponse } from '../../protocol/messages.js';
 import { unsignedRequest, type Endpoint } from '../../client/http.js';
 import { homePaths } from '../../client/home.js';
-import { readIfExists } from '../../client/files.js';
+import { readJsonFile } from '../../client/files.js';
 import { UNKNOWN_REASON, checkVerifyAnswer, type Seen } from '../../client/verify.js';
 import { ensurePrivateDir, writeFileAtomic } from '../../io/atomic-file.js';
 import { printJson, printLine, warn } from '../output.js';
@@ -96,8 +96,8 @@ export async function run(g: GlobalOptions, o: VerifyOptions): Promise<number> {
     const seenPath = join(paths.dir, 'verify-seen.json');
     const issuedPath = join(paths.dir, 'verify-issued.json');
     // Each pair maps to the newest key version seen, and the issue time of its newest statement.
-    const seen = JSON.parse((await readIfExists(seenPath)) ?? '{}') as Record<string, number>;
-    const issued = JSON.parse((await readIfExists(issuedPath)) ?? '{}') as Record<string, string>;
+    const seen = ((await readJsonFile(seenPath)) ?? {}) as Record<string, number>;
+    const issued = ((await readJsonFile(issuedPath)) ?? {}) as Record<string, string>;
     const pair = `${o.person}/${partnerId}`;
     const newestSeen: Seen = { version: seen[pair] ?? 0, ...(issued[pair] ? { issuedAt: issued[pair] } : {}) };
     const out = checkVerifyAnswer(answer, { personId: o.person, partnerId, publicKey: pem, owner: o.owner, newestSeen, now: Date.now() });

@@ -8,7 +8,8 @@ import { openStorage } from '../../store/open.js';
 import { ensurePrivateDir } from '../../io/atomic-file.js';
 import { checkNewDataDir } from '../../store/marker.js';
 import type { Storage } from '../../store/types.js';
-import { KmgrError, UnavailableError, isErrorCode } from '../../protocol/errors.js';
+import { UnavailableError } from '../../protocol/errors.js';
+import { decodeError, type ReceivedError } from '../../protocol/wire-error.js';
 
 export function askDaemon(socket: string, req: AdminRequest, timeoutMs = 120_000): Promise<{ reply: unknown } | undefined> {
   return new Promise((done, fail) => {
@@ -19,13 +20,13 @@ export function askDaemon(socket: string, req: AdminRequest, timeoutMs = 120_000
     sock.on('connect', () => sock.write(JSON.stringify(req) + '\n'));
     sock.on('data', (c: string) => (buf += c));
     sock.on('end', () => {
-      let reply: { ok?: unknown; error?: { code: string; message: string } };
+      let reply: { ok?: unknown; error?: ReceivedError };
       try {
         reply = JSON.parse(buf) as typeof reply;
       } catch {
         return fail(new UnavailableError('the daemon sent an unreadable answer on its admin socket'));
       }
-      if (reply.error) fail(isErrorCode(reply.error.code) ? new KmgrError(reply.error.code, reply.error.message) : new UnavailableError(reply.error.message));
+      if (reply.error) fail(decodeError(reply.error, { unknown: (f) => new UnavailableError(f.message) }));
       else done({ reply: reply.ok });
     });
     sock.on('error', (e: NodeJS.ErrnoException) => {

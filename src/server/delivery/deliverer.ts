@@ -10,12 +10,12 @@ import { postWebhook } from './webhook.js';
 import { sendMail, type MailConfig } from './mail.js';
 
 /** 1 s doubling to the one-hour cap (at the 13th attempt): about six hours of trying in all. */
-export const MAX_ATTEMPTS = 16;
-export const DELIVERY_CONCURRENCY = 8;
+const MAX_ATTEMPTS = 16;
+const DELIVERY_CONCURRENCY = 8;
 /** 1 s, 2 s, 4 s ... capped at an hour. */
-export const backoffMs = (attempt: number): number => Math.min(3_600_000, 1000 * 2 ** (attempt - 1));
+const backoffMs = (attempt: number): number => Math.min(3_600_000, 1000 * 2 ** (attempt - 1));
 
-export interface DelivererOptions {
+interface DelivererOptions {
   mail?: MailConfig;
   /** Which webhook URLs may be called: https only, to public addresses (default), or any http(s) URL. */
   webhooks: 'https' | 'any';

@@ -15,9 +15,9 @@ export interface MailConfig {
 }
 
 /** Header values are ours, but the address is the owner's: refuse anything that could inject headers. */
-export const isMailAddress = (a: string): boolean => a.length <= 254 && MAIL_ADDRESS.test(a);
+const isMailAddress = (a: string): boolean => a.length <= 254 && MAIL_ADDRESS.test(a);
 
-export function composeMail(from: string, to: string, n: Notice, nowMs: number): string {
+function composeMail(from: string, to: string, n: Notice, nowMs: number): string {
   const subject = `kmgr: ${n.kind.replace(/_/g, ' ')} (${n.partnerId})`;
   const body = `${n.message}\r\n\r\nNotice ${n.id}, ${new Date(n.at).toISOString()}.\r\nSee it with: kmgr notices\r\n`;
   return (

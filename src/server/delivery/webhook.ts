@@ -7,15 +7,15 @@ import { lookup, type LookupAddress, type LookupOptions } from 'node:dns';
 import { BlockList, isIP } from 'node:net';
 import type { Notice } from '../../store/types.js';
 
-export const SIGNATURE_HEADER = 'kmgr-signature';
-export const TIMESTAMP_HEADER = 'kmgr-timestamp';
+const SIGNATURE_HEADER = 'kmgr-signature';
+const TIMESTAMP_HEADER = 'kmgr-timestamp';
 
 /** "v1=" + hex HMAC-SHA256(secret, timestamp + "." + body). */
-export function webhookSignature(secret: Uint8Array, timestamp: string, body: string): string {
+function webhookSignature(secret: Uint8Array, timestamp: string, body: string): string {
   return 'v1=' + createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex');
 }
 
-export function webhookBody(n: Notice): string {
+function webhookBody(n: Notice): string {
   return JSON.stringify({
     type: 'kmgr.notice',
     notice: { id: n.id, at: new Date(n.at).toISOString(), personId: n.personId, partnerId: n.partnerId, keyVersion: n.keyVersion, kind: n.kind, message: n.message },

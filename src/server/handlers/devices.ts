@@ -7,12 +7,12 @@ import type { DeviceRecord } from '../../store/types.js';
 import type { Handler } from '../context.js';
 
 /** An export is accepted for one import within a day: long enough to carry it to the other device. */
-export const DEVICE_EXPORT_TTL_MS = 24 * 3_600_000;
+const DEVICE_EXPORT_TTL_MS = 24 * 3_600_000;
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 const text = (ctx: { body: Uint8Array }): string => new TextDecoder().decode(ctx.body);
 
-export function deviceView(d: DeviceRecord, currentKeyId: string): DeviceView {
+function deviceView(d: DeviceRecord, currentKeyId: string): DeviceView {
   return {
     label: d.label,
     addedAt: iso(d.addedAt),
@@ -31,7 +31,7 @@ export const listDevices: Handler = async (ctx) => {
   return { status: 200, body: { devices: devices.map((d) => deviceView(d, person.keyId)) } };
 };
 
-/** POST /v1/devices/exports: the export's ID, so that the server accepts one import of it (issue 12: one-time in fact). */
+/** POST /v1/devices/exports: the export's ID, so that the server accepts one import of it: a copied export file cannot make a second device (export_used). */
 export const addDeviceExport: Handler = async (ctx) => {
   const { person, auth } = await ctx.person();
   const body = parseJson(text(ctx), DeviceExportRequest);

@@ -6,7 +6,7 @@ import { NotFoundError } from '../../protocol/errors.js';
 import type { PartnerRecord } from '../../store/types.js';
 import type { Handler } from '../context.js';
 
-export function partnerView(p: PartnerRecord): PartnerView {
+function partnerView(p: PartnerRecord): PartnerView {
   return { partnerId: p.partnerId, name: p.name, displayName: p.displayName, appServer: p.appServer, business: p.business, shared: p.owner === null };
 }
 

@@ -13,7 +13,7 @@ function encodeLength(len: number): Buffer {
 }
 
 /** Generic TLV with a single-byte tag. */
-export function tlv(tag: number, ...content: Buffer[]): Buffer {
+function tlv(tag: number, ...content: Buffer[]): Buffer {
   const body = Buffer.concat(content);
   return Buffer.concat([Buffer.from([tag]), encodeLength(body.length), body]);
 }

@@ -7,7 +7,7 @@ import { ConfigError } from '../../protocol/errors.js';
 import { ensurePrivateDir, writeFileAtomic } from '../../io/atomic-file.js';
 import { makeSelfSignedCert } from './selfsigned.js';
 
-export interface TlsMaterial {
+interface TlsMaterial {
   cert: string;
   key: string;
   fingerprint256: string;

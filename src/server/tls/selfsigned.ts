@@ -8,14 +8,14 @@ import {
   sequence, set, smallInteger, time, unsignedInteger, utf8String,
 } from './der.js';
 
-export interface SelfSigned {
+interface SelfSigned {
   certPem: string;
   keyPem: string;
   /** SHA-256 of the certificate DER, formatted like X509Certificate.fingerprint256 ("AB:CD:..."). */
   fingerprint256: string;
 }
 
-export interface SelfSignedOptions {
+interface SelfSignedOptions {
   commonName?: string;
   dnsNames?: string[];
   ipAddresses?: string[];
