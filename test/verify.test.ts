@@ -18,7 +18,7 @@ import { signedBinding } from '../src/client/binding.js';
 import { signBinding, type BindingStatement } from '../src/crypto/binding.js';
 import { toB64 } from '../src/crypto/bytes.js';
 import { checkText, encodeText } from '../src/store/record-codec.js';
-import { VERIFY_RECORDS_PER_MINUTE } from '../src/store/level-storage.js';
+import { VERIFY_RECORDS_PER_MINUTE } from '../src/terms/verify-flood.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
