@@ -64,7 +64,11 @@ export const KMGRD_EXAMPLES: Record<string, string[]> = {
   'partner list': ['kmgrd partner list --json'],
   'check-db': ['kmgrd check-db --data /var/lib/kmgrd || echo "restore a backup: see kmgrd(8)"'],
   backup: ['15 3 * * * kmgrd backup --data /var/lib/kmgrd --out /var/backups/kmgrd/kmgrd-$(date +\\%a).kmgrbak   # cron, nightly'],
-  restore: ['kmgrd restore /var/backups/kmgrd/kmgrd-Mon.kmgrbak --data /var/lib/kmgrd.restored'],
+  restore: [
+    'kmgrd restore /var/backups/kmgrd/kmgrd-Mon.kmgrbak --data /var/lib/kmgrd.restored',
+    'kmgrd restore /var/backups/kmgrd/kmgrd-Mon.kmgrbak --database-url postgres://kmgr@db.internal/kmgr_restored',
+  ],
+  migrate: ['systemctl stop kmgrd && kmgrd migrate --data /var/lib/kmgrd --database-url postgres://kmgr@db.internal/kmgr'],
 };
 
 /** The path of a command below the program, e.g. "partner add"; the program's own name for the program. */

@@ -119,7 +119,6 @@ export async function main(argv: string[]): Promise<number> {
     .option('--data <dir>', 'data directory of the LevelDB deployment', DEFAULT_DATA)
     .addOption(databaseUrlOption())
     .option('--json', 'print what was copied as JSON')
-    .addHelpText('after', '\nExample:\n  systemctl stop kmgrd\n  KMGRD_DATABASE_URL=postgres://kmgr@db.internal/kmgr kmgrd migrate --data /var/lib/kmgrd\n')
     .action((o: { data: string; databaseUrl?: string; json?: boolean }) => {
       json = Boolean(o.json);
       result = import('./kmgrd/migrate.js').then((m) => m.run(o));
@@ -152,7 +151,6 @@ export async function main(argv: string[]): Promise<number> {
     .option('--data <dir>', 'the new data directory (must not exist or be empty); required without --database-url')
     .addOption(databaseUrlOption())
     .option('--json', 'print the summary as JSON')
-    .addHelpText('after', '\nExamples:\n  kmgrd restore /backups/kmgrd-2026-12-01.jsonl --data /var/lib/kmgrd-restored\n  kmgrd restore /backups/kmgrd-2026-12-01.jsonl --database-url postgres://kmgr@db.internal/kmgr_new\n')
     .action((file: string, o: { data?: string; databaseUrl?: string; json?: boolean }) => {
       json = Boolean(o.json);
       result = import('./kmgrd/backup.js').then((m) => m.restore(file, o));

@@ -3,7 +3,7 @@
 import type { CheckReport } from '../../server/check-terms.js';
 import { info, print, printJson, warn } from '../output.js';
 import { EXIT } from '../exit-codes.js';
-import { admin } from './admin-client.js';
+import { admin } from '../../server/operator/admin-client.js';
 import type { MailConfig } from '../../server/delivery/mail.js';
 
 export interface CheckTermsOptions {

@@ -1,9 +1,9 @@
 // kmgrd partner add|list: the operator's shared partners, which every person
 // on this server can add to their list by name (Fig. 10, step 1003).
-import type { PartnerRecord } from '../../store/types.js';
+import type { PartnerRecord } from '../../server/operator/admin-client.js';
 import { print, printJson } from '../output.js';
 import { EXIT } from '../exit-codes.js';
-import { admin } from './admin-client.js';
+import { admin } from '../../server/operator/admin-client.js';
 
 /** The same shape as the API's partner view, not the storage record. */
 const view = (p: PartnerRecord): Record<string, unknown> => ({

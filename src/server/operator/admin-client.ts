@@ -1,13 +1,17 @@
-// Runs an operator operation: through the running daemon's admin socket, or,
-// when no daemon runs, directly on the database.
+// Runs an operator operation (kmgrd partner, check-terms, check-db, backup):
+// through the running daemon's admin socket, or, when no daemon runs, directly
+// on the database. The command line only parses and prints; opening a store is
+// the server's business, so src/cli never imports src/store.
 import { connect } from 'node:net';
 import { resolve } from 'node:path';
-import { adminSocketPath } from '../../server/admin.js';
-import { runAdmin, type AdminRequest } from '../../server/admin-ops.js';
+import { adminSocketPath } from '../admin.js';
+import { runAdmin, type AdminRequest } from '../admin-ops.js';
 import { openStorage } from '../../store/open.js';
 import { ensurePrivateDir } from '../../io/atomic-file.js';
 import { checkNewDataDir } from '../../store/marker.js';
-import type { Storage } from '../../store/types.js';
+import type { PartnerRecord, Storage } from '../../store/types.js';
+
+export type { PartnerRecord };
 import { UnavailableError } from '../../protocol/errors.js';
 import { decodeError, type ReceivedError } from '../../protocol/wire-error.js';
 
