@@ -1,30 +1,37 @@
 // Fetches on PostgreSQL. Each fetch is judged and counted inside a transaction
 // that holds the key's row FOR UPDATE, so every node sees the count the last
 // one committed (threat 9 across nodes), and the transaction commits before
-// the reply (threat 10). Concurrent fetches of one key on this node share one
-// transaction: while one batch is in the database, the next ones queue and
-// go together, as LevelDB's group commit does. A hot key then costs one row
-// lock and one commit per batch rather than per fetch.
+// the reply (threat 10). Concurrent fetches share transactions, as LevelDB's
+// group commit shares writes: while batches are in the database the next
+// fetches queue, and go together, of one key (a hot key costs one row lock
+// and one commit per batch) or of many (spread keys cost one transaction per
+// batch rather than per fetch).
 import type pg from 'pg';
 import { KmgrError } from '../../protocol/errors.js';
 import { applyUse, newNotice, noKey, snapshotOf, useOutcome } from '../apply-use.js';
 import type { FetchOutcome, HistoryRecord, KeyRecord, StorageEvents, UseAttempt } from '../types.js';
-import { keyReplaced, replay, stale } from './common.js';
 import { storageError, transaction, type Tx } from './db.js';
+import { keyReplaced, replay, stale } from './common.js';
 import { noticesJson, RECORD_NOTICES, type NoticeToRecord } from './notices.js';
 import { keyFromRow, toBytes, type KeyRow } from './rows.js';
 
 /** A batch is bounded so that one transaction's statements stay small and quick. */
 export const MAX_BATCH = 200;
+/** Batches in the database at once: fetches of different keys need not wait for each other's commit. */
+export const MAX_IN_FLIGHT = 4;
 
 interface Waiting {
+  personId: string;
+  partnerId: string;
   attempt: UseAttempt;
   resolve: (o: FetchOutcome) => void;
   reject: (e: unknown) => void;
 }
 
+const keyOf = (personId: string, partnerId: string): string => `${personId}!${partnerId}`;
+
 /*
- * A batch is two round trips: BEGIN, lock the row and claim the nonces in one
+ * A batch is two round trips: BEGIN, lock the rows and claim the nonces in one
  * simple query; then write the counters, the history and any notices, and
  * COMMIT, in another. The simple-query protocol takes no parameters, so values
  * are quoted with the driver's escapeLiteral (IDs are also validated to
@@ -36,29 +43,36 @@ const int = (n: number): string => {
 };
 
 /*
- * The person's current management key is read after the row lock is held: a rekey holds
- * that lock until it commits, so a fetch signed by the key it replaced is refused here.
- * Nonces at or below the pruning horizon are not inserted (refused as stale).
+ * Rows are locked in one order, (person, partner), by every batch on every node, so two
+ * batches sharing keys wait for each other and never deadlock. The persons' current
+ * management keys are read after the locks are held: a rekey holds its keys' locks until it
+ * commits, so a fetch signed by the key it replaced is refused here. Nonces at or below the
+ * pruning horizon are not inserted (refused as stale).
  */
-function lockAndClaim(c: Tx, personId: string, partnerId: string, batch: Waiting[]): string {
+function lockAndClaim(c: Tx, keys: Array<[string, string]>, batch: Waiting[]): string {
   const q = (v: string): string => c.escapeLiteral(v);
+  const pairs = keys.map(([p, k]) => `(${q(p)}, ${q(k)})`).join(', ');
+  const persons = [...new Set(keys.map(([p]) => p))].map(q).join(', ');
   const nonces = batch.map((w) => `(${q(w.attempt.nonce.keyId)}, ${q(w.attempt.nonce.nonce)}, ${int(w.attempt.nonce.expiresAt)}::bigint)`).join(', ');
   return (
-    `BEGIN; SELECT rec, uses, last_used_at, history_seq, blob FROM keys WHERE person_id = ${q(personId)} AND partner_id = ${q(partnerId)} FOR UPDATE; ` +
-    `SELECT key_id FROM persons WHERE person_id = ${q(personId)}; SELECT until FROM nonce_horizon; ` +
+    `BEGIN; SELECT person_id, partner_id, rec, uses, last_used_at, history_seq, blob FROM keys ` +
+    `WHERE (person_id, partner_id) IN (VALUES ${pairs}) ORDER BY person_id, partner_id FOR UPDATE; ` +
+    `SELECT person_id, key_id FROM persons WHERE person_id IN (${persons}); SELECT until FROM nonce_horizon; ` +
     `INSERT INTO nonces (key_id, nonce, expires_at) SELECT * FROM (VALUES ${nonces}) AS v (key_id, nonce, expires_at) ` +
     `WHERE v.expires_at > (SELECT until FROM nonce_horizon) ON CONFLICT DO NOTHING RETURNING key_id, nonce`
   );
 }
 
-function writeAndCommit(c: Tx, rec: KeyRecord, hist: HistoryRecord[], notices: NoticeToRecord[]): string {
+function writeAndCommit(c: Tx, recs: KeyRecord[], hist: Array<HistoryRecord & { personId: string; partnerId: string }>, notices: NoticeToRecord[]): string {
   const q = (v: string): string => c.escapeLiteral(v);
-  const where = `person_id = ${q(rec.personId)} AND partner_id = ${q(rec.partnerId)}`;
+  const counters = recs.map((r) => ({ p: r.personId, k: r.partnerId, uses: r.uses, lu: r.lastUsedAt, hs: r.historySeq }));
+  const entries = hist.map(({ personId, partnerId, ...h }) => ({ p: personId, k: partnerId, h }));
   const parts = [
-    `WITH u AS (UPDATE keys SET uses = ${q(JSON.stringify(rec.uses))}::jsonb, last_used_at = ${rec.lastUsedAt === null ? 'NULL' : int(rec.lastUsedAt)}, ` +
-      `history_seq = ${int(rec.historySeq)} WHERE ${where}) ` +
+    `WITH u AS (UPDATE keys SET uses = v.uses, last_used_at = v.lu, history_seq = v.hs ` +
+      `FROM jsonb_to_recordset(${q(JSON.stringify(counters))}::jsonb) AS v (p text, k text, uses jsonb, lu bigint, hs bigint) ` +
+      `WHERE keys.person_id = v.p AND keys.partner_id = v.k) ` +
       `INSERT INTO history (person_id, partner_id, seq, at, rec) ` +
-      `SELECT ${q(rec.personId)}, ${q(rec.partnerId)}, (h->>'seq')::bigint, (h->>'at')::bigint, h FROM jsonb_array_elements(${q(JSON.stringify(hist))}::jsonb) AS h`,
+      `SELECT e->>'p', e->>'k', (e->'h'->>'seq')::bigint, (e->'h'->>'at')::bigint, e->'h' FROM jsonb_array_elements(${q(JSON.stringify(entries))}::jsonb) AS e`,
   ];
   if (notices.length > 0) parts.push(RECORD_NOTICES.replace('$1::jsonb', `${q(noticesJson(notices))}::jsonb`));
   parts.push('COMMIT');
@@ -66,7 +80,10 @@ function writeAndCommit(c: Tx, rec: KeyRecord, hist: HistoryRecord[], notices: N
 }
 
 export class FetchBatcher {
-  private readonly queues = new Map<string, Waiting[]>();
+  private queue: Waiting[] = [];
+  /** Keys with a batch in the database: their next fetches wait for it and go in one batch after it. */
+  private readonly busy = new Set<string>();
+  private inFlight = 0;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -75,77 +92,93 @@ export class FetchBatcher {
   ) {}
 
   fetch(personId: string, partnerId: string, attempt: UseAttempt): Promise<FetchOutcome> {
-    const k = `${personId}!${partnerId}`;
     return new Promise((resolve, reject) => {
-      const q = this.queues.get(k);
-      if (q) return void q.push({ attempt, resolve, reject });
-      this.queues.set(k, [{ attempt, resolve, reject }]);
-      void this.drain(k, personId, partnerId);
+      this.queue.push({ personId, partnerId, attempt, resolve, reject });
+      this.pump();
     });
   }
 
-  /** Runs batches for one key until its queue is empty; the queue entry exists while a batch is in flight. */
-  private async drain(k: string, personId: string, partnerId: string): Promise<void> {
-    for (;;) {
-      const q = this.queues.get(k)!;
-      if (q.length === 0) {
-        this.queues.delete(k);
-        return;
+  /** Starts batches while there is room: each takes the waiting fetches of keys no batch holds. */
+  private pump(): void {
+    while (this.inFlight < MAX_IN_FLIGHT && this.queue.length > 0) {
+      const batch: Waiting[] = [];
+      const keys = new Set<string>();
+      const rest: Waiting[] = [];
+      for (const w of this.queue) {
+        const k = keyOf(w.personId, w.partnerId);
+        if (this.busy.has(k) || (batch.length >= MAX_BATCH && !keys.has(k))) rest.push(w);
+        else {
+          batch.push(w);
+          keys.add(k);
+        }
       }
-      const batch = q.splice(0, MAX_BATCH);
-      try {
-        const results = await transaction(this.pool, (c) => runBatch(c, personId, partnerId, batch, this.tz, this.events), { inline: true });
-        this.events?.commitBatch?.(batch.length);
-        results.forEach((r, i) => (r instanceof KmgrError ? batch[i]!.reject(r) : batch[i]!.resolve(r)));
-      } catch (e) {
-        const err = storageError(e);
-        for (const w of batch) w.reject(err);
-      }
+      if (batch.length === 0) return; // everything waiting is for keys in flight
+      this.queue = rest;
+      for (const k of keys) this.busy.add(k);
+      this.inFlight++;
+      void this.run(batch).finally(() => {
+        for (const k of keys) this.busy.delete(k);
+        this.inFlight--;
+        this.pump();
+      });
+    }
+  }
+
+  private async run(batch: Waiting[]): Promise<void> {
+    try {
+      const results = await transaction(this.pool, (c) => runBatch(c, batch, this.tz, this.events), { inline: true });
+      this.events?.commitBatch?.(batch.length);
+      results.forEach((r, i) => (r instanceof KmgrError ? batch[i]!.reject(r) : batch[i]!.resolve(r)));
+    } catch (e) {
+      const err = storageError(e);
+      for (const w of batch) w.reject(err);
     }
   }
 }
 
-async function runBatch(c: Tx, personId: string, partnerId: string, batch: Waiting[], tz: string, events?: StorageEvents): Promise<Array<FetchOutcome | KmgrError>> {
+async function runBatch(c: Tx, batch: Waiting[], tz: string, events?: StorageEvents): Promise<Array<FetchOutcome | KmgrError>> {
+  const keys = [...new Map(batch.map((w) => [keyOf(w.personId, w.partnerId), [w.personId, w.partnerId] as [string, string]])).values()];
   // Nonces are claimed in the transaction that counts the use: a nonce another node holds,
   // committed or not, makes this insert wait and then do nothing (threat 8 across nodes).
-  const [, locked, person, horizon, claimed] = (await c.query(lockAndClaim(c, personId, partnerId, batch))) as unknown as [
+  const [, locked, persons, horizon, claimed] = (await c.query(lockAndClaim(c, keys, batch))) as unknown as [
     pg.QueryResult,
-    pg.QueryResult<KeyRow & { blob: Buffer }>,
-    pg.QueryResult<{ key_id: string }>,
+    pg.QueryResult<KeyRow & { person_id: string; partner_id: string; blob: Buffer }>,
+    pg.QueryResult<{ person_id: string; key_id: string }>,
     pg.QueryResult<{ until: number }>,
     pg.QueryResult<{ key_id: string; nonce: string }>,
   ];
-  const row = locked.rows[0];
-  const found = row ? keyFromRow(row) : undefined;
-  // A retired key is refused: its sealed blob is gone, and the answer says when it went.
-  if (!found || found.retiredAt) {
-    await c.query('ROLLBACK');
-    return batch.map(() => noKey(partnerId, found));
-  }
-  const current = person.rows[0]?.key_id;
+  const rows = new Map(locked.rows.map((r) => [keyOf(r.person_id, r.partner_id), { rec: keyFromRow(r), blob: toBytes(r.blob) }]));
+  const current = new Map(persons.rows.map((r) => [r.person_id, r.key_id]));
   const until = horizon.rows[0]?.until ?? 0;
   const fresh = new Set(claimed.rows.map((r) => `${r.key_id}!${r.nonce}`));
-  const rec = found;
-  const blob = toBytes(row!.blob);
-  const hist: HistoryRecord[] = [];
+  const touched = new Map<string, KeyRecord>();
+  const hist: Array<HistoryRecord & { personId: string; partnerId: string }> = [];
   const notices: NoticeToRecord[] = [];
   const out: Array<FetchOutcome | KmgrError> = [];
+  // In arrival order: the uses of one key are judged one after another against its row.
   for (const w of batch) {
-    const n = `${w.attempt.nonce.keyId}!${w.attempt.nonce.nonce}`;
-    if (!fresh.delete(n)) {
+    const row = rows.get(keyOf(w.personId, w.partnerId));
+    // A retired key is refused: its sealed blob is gone, and the answer says when it went.
+    if (!row || row.rec.retiredAt) {
+      out.push(noKey(w.partnerId, row?.rec));
+      continue;
+    }
+    if (!fresh.delete(`${w.attempt.nonce.keyId}!${w.attempt.nonce.nonce}`)) {
       out.push(w.attempt.nonce.expiresAt <= until ? stale() : replay());
       continue;
     }
-    if (current !== undefined && current !== w.attempt.nonce.keyId) {
+    const cur = current.get(w.personId);
+    if (cur !== undefined && cur !== w.attempt.nonce.keyId) {
       out.push(keyReplaced());
       continue;
     }
-    const used = applyUse(rec, w.attempt, tz);
-    hist.push(used.hist);
-    for (const d of used.drafts) notices.push({ dedupe: d.dedupe, notice: newNotice(rec, d, w.attempt.at) });
-    out.push(useOutcome(used.verdict, snapshotOf(rec), blob));
+    const used = applyUse(row.rec, w.attempt, tz);
+    touched.set(keyOf(w.personId, w.partnerId), row.rec);
+    hist.push({ ...used.hist, personId: w.personId, partnerId: w.partnerId });
+    for (const d of used.drafts) notices.push({ dedupe: d.dedupe, notice: newNotice(row.rec, d, w.attempt.at) });
+    out.push(useOutcome(used.verdict, snapshotOf(row.rec), row.blob));
   }
-  const results = (await c.query(hist.length === 0 ? 'COMMIT' : writeAndCommit(c, rec, hist, notices))) as unknown as pg.QueryResult[] | pg.QueryResult;
+  const results = (await c.query(hist.length === 0 ? 'COMMIT' : writeAndCommit(c, [...touched.values()], hist, notices))) as unknown as pg.QueryResult[] | pg.QueryResult;
   if (notices.length > 0 && events?.notice && Array.isArray(results)) {
     // The notices statement returns the IDs it recorded (a fact another node noticed first is not among them).
     const ids = new Set((results[1]?.rows ?? []).map((r: { notice_id?: string }) => r.notice_id));
