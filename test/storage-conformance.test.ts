@@ -140,6 +140,30 @@ function conformance(t: Tap, b: Backend): void {
     await s2.persistNonce(fresh);
   });
 
+  t.test('nonces: one forgotten after the clock jumped ahead is refused as stale once the clock steps back', async (t) => {
+    const { storage: s, reopen } = await b.make(t);
+    const n = nonce();
+    await s.claimNonce(n);
+    await s.persistNonce(n);
+    await s.close();
+    clock.now = T0 + DAY; // the store opens with its clock a day ahead: the nonce has expired and is forgotten
+    await (await reopen()).close();
+    clock.now = T0 + 1000; // and the clock steps back: the captured request's window is open again
+    const s2 = await reopen();
+    t.teardown(() => s2.close());
+    await t.rejects(
+      (async () => {
+        await s2.claimNonce(n);
+        await s2.persistNonce(n);
+      })(),
+      { code: 'auth_stale' },
+      'refused as stale: it may be among the nonces forgotten',
+    );
+    const later = { ...nonce(), expiresAt: T0 + DAY + 300_000 };
+    await s2.claimNonce(later);
+    await t.resolves(s2.persistNonce(later), 'a request whose window ends after the horizon is accepted');
+  });
+
   t.test('keys: register, read, list; a second registration for the partner is refused and changes nothing', async (t) => {
     const { storage: s } = await b.make(t);
     t.teardown(() => s.close());

@@ -80,6 +80,11 @@ export class PgStorage implements Storage {
       throw storageError(e);
     }
     const s = new PgStorage(pool, opts, id);
+    // As LevelDB does at open: a node started with its clock ahead forgets (and raises the horizon) at once.
+    await s.pruneNonces().catch(async (e: unknown) => {
+      await pool.end().catch(() => undefined);
+      throw storageError(e);
+    });
     s.pruneTimer = setInterval(() => void s.pruneNonces().catch(() => undefined), 30_000);
     s.pruneTimer.unref();
     return s;
