@@ -8,6 +8,7 @@ import { pgUnavailable, testDatabase } from './pg-util.js';
 import { openStorage } from '../src/store/open.js';
 import { SCHEMA_VERSION } from '../src/store/pg/schema.js';
 import { runSql } from '../src/store/pg/databases.js';
+import { makePool, transaction } from '../src/store/pg/db.js';
 import { periodsAt } from '../src/terms/periods.js';
 import type { KeyRecord, NonceClaim, Storage } from '../src/store/types.js';
 
@@ -73,6 +74,34 @@ t.test('PostgreSQL backend', { skip: noPg ?? false }, async (t) => {
     t.same(await b.dueDeliveries(T0 + 1000, 100), [], 'leased notices are not handed out again');
     const later = await b.dueDeliveries(T0 + 11 * 60_000, 100);
     t.equal(later.length, 6, 'after the lease runs out (a deliverer died) another takes them over');
+  });
+
+  t.test('a deadlock between two transactions is retried: both commit, neither is lost', async (t) => {
+    const url = await testDatabase(t);
+    await runSql(url, 'CREATE TABLE pair (id int PRIMARY KEY, n int NOT NULL)');
+    await runSql(url, 'INSERT INTO pair VALUES (1, 0), (2, 0)');
+    const pool = makePool({ url, poolSize: 4 }, () => undefined);
+    t.teardown(() => pool.end());
+    // Each locks one row, waits until the other holds its row too, then wants the other's:
+    // PostgreSQL aborts one with SQLSTATE 40P01 and the helper runs that one again.
+    let held = 0;
+    let attempts = 0;
+    let release!: () => void;
+    const barrier = new Promise<void>((r) => (release = r));
+    const bothHold = async (): Promise<void> => {
+      if (++held === 2) release();
+      await barrier;
+    };
+    const cross = (first: number, second: number) =>
+      transaction(pool, async (c) => {
+        attempts++;
+        await c.query('UPDATE pair SET n = n + 1 WHERE id = $1', [first]);
+        await bothHold();
+        await c.query('UPDATE pair SET n = n + 1 WHERE id = $1', [second]);
+      });
+    await Promise.all([cross(1, 2), cross(2, 1)]);
+    t.ok(attempts >= 3, `one transaction was aborted as a deadlock and run again (${attempts} attempts)`);
+    t.same(await runSql(url, 'SELECT id, n FROM pair ORDER BY id'), [{ id: 1, n: 2 }, { id: 2, n: 2 }], 'each commit counted once');
   });
 
   t.test('an unreachable database is unavailable (503), not a crash', async (t) => {
