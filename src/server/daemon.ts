@@ -4,7 +4,7 @@ import type { DestinationStream } from 'pino';
 import { ensureOwnDir } from '../io/own-dir.js';
 import { openStorage } from '../store/open.js';
 import type { Storage } from '../store/types.js';
-import { OWN_NAMES, checkNewDataDir, type DataMarker } from '../store/marker.js';
+import { OWN_NAMES, checkNewDataDir } from '../store/marker.js';
 import { checkTimeZone } from '../terms/periods.js';
 import { ConfigError } from '../protocol/errors.js';
 import { DEFAULT_RATE_PER_ADDRESS, DEFAULT_RATE_PER_KEY } from './defaults.js';
@@ -209,7 +209,7 @@ export async function startDaemon(o: DaemonOptions): Promise<Daemon> {
   const url = `https://${hostPart}:${running.port}`;
   log.info({ url, port: running.port, storage: o.databaseUrl ? 'postgresql' : 'leveldb', tlsCert: tls.certPath, tlsFingerprint256: tls.fingerprint256, authorities: authorities.list(), generatedCert: tls.generated, tz: o.tz }, 'kmgrd listening');
   // A restored database serves counts as of its snapshot: say so at every start.
-  const restoredFrom = (storage as { marker?: DataMarker }).marker?.restoredFrom;
+  const restoredFrom = storage.restoredFrom();
   if (restoredFrom) log.warn({ restoredFrom }, `database restored from a snapshot taken at ${restoredFrom.takenAt}`);
   let stopping: Promise<void> | undefined;
   const daemon: Daemon = {

@@ -180,16 +180,17 @@ export async function restoreInto(
 ): Promise<{ header: BackupHeader; records: number; noticed: number }> {
   let header: BackupHeader | undefined;
   const keys: { personId: string; partnerId: string; keyVersion: number }[] = [];
+  let n = 0;
   async function* records(): AsyncGenerator<BackupRecord> {
     for await (const r of readBackup(file, (h) => (header = h))) {
       if (r.t === 'key') keys.push({ personId: r.key.personId, partnerId: r.key.partnerId, keyVersion: r.key.keyVersion });
+      n++;
       yield r;
     }
   }
-  const n = await target.importRecords(records());
-  const h = header!;
   const restoredAt = new Date(now).toISOString();
   async function* afterwards(): AsyncGenerator<BackupRecord> {
+    const h = header!;
     yield { t: 'restored', restore: { snapshotId: h.snapshotId, takenAt: h.takenAt, restoredAt, sourceId: h.source.id } };
     for (const k of keys) {
       const notice: Notice = {
@@ -206,6 +207,12 @@ export async function restoreInto(
       yield { t: 'pending', delivery: { key: '', personId: notice.personId, notice, channels: {} } };
     }
   }
-  await target.importRecords(afterwards());
-  return { header: h, records: n, noticed: keys.length };
+  // One import of everything: a backend that imports in one transaction (PostgreSQL) restores
+  // all of it, the restore's own records included, or nothing.
+  async function* everything(): AsyncGenerator<BackupRecord> {
+    yield* records();
+    yield* afterwards();
+  }
+  await target.importRecords(everything());
+  return { header: header!, records: n, noticed: keys.length };
 }

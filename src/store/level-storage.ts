@@ -178,6 +178,10 @@ export class LevelStorage implements Storage {
     return { ok: true };
   }
 
+  restoredFrom(): DataMarker['restoredFrom'] {
+    return this.marker.restoredFrom;
+  }
+
   identity(): { id: string; store: string } {
     return { id: this.marker.id, store: 'leveldb' };
   }

@@ -254,6 +254,8 @@ export interface Storage {
   close(): Promise<void>;
   /** Optional so that a backend without self-checks still type-checks; absent means ok. */
   state?(): StorageState;
+  /** The snapshot this database was last restored from (kmgrd restore), if it was: kmgrd says so at every start. */
+  restoredFrom(): { snapshotId: string; takenAt: string; sourceId: string } | undefined;
   /** kmgrd backup: the database's identity, and every record from one consistent snapshot (src/store/backup-format.ts). */
   identity(): { id: string; store: string };
   exportRecords(): AsyncIterable<BackupRecord>;

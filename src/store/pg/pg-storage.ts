@@ -11,7 +11,7 @@ import { ConfigError, KmgrError, UnavailableError } from '../../protocol/errors.
 import { recordVerifyIn } from '../../terms/verify-flood.js';
 import type {
   BackupRecord, DeliveryLogEntry, DeviceRecord, FetchOutcome, HistoryRecord, IntegrityReport, KeyPage, KeyPatch, KeyRecord, NextKey, NonceClaim, Notice,
-  NotifySettings, PartnerMeta, PartnerRecord, PendingDelivery, PersonRecord, RekeyChange, Storage, StorageEvents, TermsFinding, UseAttempt,
+  NotifySettings, PartnerMeta, PartnerRecord, PendingDelivery, PersonRecord, RekeyChange, RestoreRecord, Storage, StorageEvents, TermsFinding, UseAttempt,
 } from '../types.js';
 import { noKey } from '../apply-use.js';
 import { makePool, query, storageError, transaction, type PgOptions } from './db.js';
@@ -57,6 +57,7 @@ export class PgStorage implements Storage {
     private readonly pool: pg.Pool,
     private readonly opts: PgStorageOptions,
     private readonly id: string,
+    private readonly restored: RestoreRecord | undefined,
   ) {
     this.batcher = new FetchBatcher(pool, opts.tz, opts.events);
   }
@@ -64,6 +65,7 @@ export class PgStorage implements Storage {
   static async open(opts: PgStorageOptions): Promise<PgStorage> {
     const pool = makePool(opts, opts.onPoolError ?? (() => undefined));
     let id: string;
+    let restored: RestoreRecord | undefined;
     try {
       const c = await pool.connect().catch((e: unknown) => {
         throw storageError(e);
@@ -72,6 +74,7 @@ export class PgStorage implements Storage {
         await migrate(c);
         if (opts.pinTimeZone) await pinTimeZone(c, opts.tz);
         id = await databaseId(c);
+        restored = (await c.query<{ rec: RestoreRecord }>('SELECT rec FROM restores ORDER BY restored_at DESC LIMIT 1')).rows[0]?.rec;
       } finally {
         c.release();
       }
@@ -79,7 +82,7 @@ export class PgStorage implements Storage {
       await pool.end().catch(() => undefined);
       throw storageError(e);
     }
-    const s = new PgStorage(pool, opts, id);
+    const s = new PgStorage(pool, opts, id, restored);
     // As LevelDB does at open: a node started with its clock ahead forgets (and raises the horizon) at once.
     await s.pruneNonces().catch(async (e: unknown) => {
       await pool.end().catch(() => undefined);
@@ -93,6 +96,11 @@ export class PgStorage implements Storage {
   async close(): Promise<void> {
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     await this.pool.end();
+  }
+
+  restoredFrom(): { snapshotId: string; takenAt: string; sourceId: string } | undefined {
+    const r = this.restored;
+    return r ? { snapshotId: r.snapshotId, takenAt: r.takenAt, sourceId: r.sourceId } : undefined;
   }
 
   identity(): { id: string; store: string } {
