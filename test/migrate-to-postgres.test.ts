@@ -40,6 +40,12 @@ t.test('kmgrd migrate copies a LevelDB deployment into PostgreSQL and checks the
 
   // The same data directory (its TLS files) now serves from PostgreSQL.
   // Reached by the old address too (as behind a load balancer), so a request made before the move can be replayed to it.
+  const pgCheck = await kmgrd(['check-db', '--database-url', db, '--json']);
+  t.equal(pgCheck.code, 0, pgCheck.stdout);
+  t.match(JSON.parse(pgCheck.stdout), { ok: true, via: 'database', checked: 'records' }, 'check-db reads the PostgreSQL database directly');
+  const terms = await kmgrd(['check-terms', '--database-url', db, '--json']);
+  t.equal(terms.code, 0, terms.stderr);
+  t.same(JSON.parse(terms.stdout).findings, [], 'check-terms runs against it with no daemon');
   const pg = await startServer(t, { dataDir: level.dataDir, databaseUrl: db, publicUrls: [level.url] });
   const pt: Target = { url: pg.url, ca: pg.ca };
   const status = await keyStatus(pt, id, partner);
@@ -84,6 +90,12 @@ t.test('a LevelDB backup restores into PostgreSQL, and a PostgreSQL backup back 
   t.equal(again.code, 78, 'a second restore into the same database is refused');
   t.match(again.stderr, /already holds kmgr data/);
 
+  const pgCheck = await kmgrd(['check-db', '--database-url', db, '--json']);
+  t.equal(pgCheck.code, 0, pgCheck.stdout);
+  t.match(JSON.parse(pgCheck.stdout), { ok: true, via: 'database', checked: 'records' }, 'check-db reads the PostgreSQL database directly');
+  const terms = await kmgrd(['check-terms', '--database-url', db, '--json']);
+  t.equal(terms.code, 0, terms.stderr);
+  t.same(JSON.parse(terms.stdout).findings, [], 'check-terms runs against it with no daemon');
   const pg = await startServer(t, { dataDir: level.dataDir, databaseUrl: db, publicUrls: [level.url] });
   t.ok(pg.logs.lines.some((l) => /database restored from a snapshot/.test(l)), 'kmgrd says at start that the database was restored');
   const pt: Target = { url: pg.url, ca: pg.ca };
