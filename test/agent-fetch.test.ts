@@ -6,7 +6,7 @@ import t, { type Test } from 'tap';
 import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startServer, initClient, kmgr, type RunResult, type TestServer } from './helpers.js';
-import { startLyingProxy } from './lying-proxy.js';
+import { startLyingProxy } from './support/lying-proxy.js';
 import { AgentConnection, agentSocketPath } from '../src/agent/client.js';
 import { tempDir } from './helpers.js';
 import { startAgent } from './agent-util.js';

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { auditSetup } from './audit-util.js';
 import type { FetchResponse } from '../src/protocol/messages.js';
-import { newIdentity, newPartnerId, signed, type Target } from './raw-client.js';
+import { newIdentity, newPartnerId, signed, type Target } from './support/raw-client.js';
 import { auditHistory } from '../src/client/audit.js';
 import { publicKeyObject } from '../src/crypto/sign.js';
 

@@ -2,7 +2,7 @@
 // a client whose honest fetch the audit finds clean.
 import type { Test } from 'tap';
 import { initClient, startServer, type TestServer } from './helpers.js';
-import { startLyingProxy } from './lying-proxy.js';
+import { startLyingProxy } from './support/lying-proxy.js';
 import { partnerId } from './cli-util.js';
 
 export async function auditSetup(t: Test) {

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hasOpenssl, initClient, startServer, tempDir, type TestServer } from './helpers.js';
-import { startLyingProxy } from './lying-proxy.js';
+import { startLyingProxy } from './support/lying-proxy.js';
 import { directClient, partnerId } from './cli-util.js';
 import { statusReader } from './cert-util.js';
 import { signedRequest } from '../src/client/http.js';

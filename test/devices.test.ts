@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { startServer, tempDir } from './helpers.js';
 import { jsonError, snapshot, HAVE_SCRIPT, underPty } from './cli-util.js';
 import { homeFor, keyPairMatches, newHome, ownerView, rawIdentity, readJson, writePassphrase, ok } from './escrow-util.js';
-import { send, signed, type Target } from './raw-client.js';
+import { send, signed, type Target } from './support/raw-client.js';
 import { newTransferCode } from '../src/crypto/transfer.js';
 import { toB64 } from '../src/crypto/bytes.js';
 

@@ -7,7 +7,7 @@ import { mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startServer, tempDir } from './helpers.js';
 import { kmgrd } from './escrow-util.js';
-import { enrol, health, keyStatus, newIdentity, newPartnerId, register, send, signed } from './raw-client.js';
+import { enrol, health, keyStatus, newIdentity, newPartnerId, register, send, signed } from './support/raw-client.js';
 
 async function mountTmpfs(dir: string): Promise<string | undefined> {
   try {

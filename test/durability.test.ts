@@ -6,8 +6,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { KMGRD, startServer, tempDir } from './helpers.js';
-import { enrol, health, historyAll, keyStatus, newIdentity, newPartnerId, register, send, signed, type Identity, type Target } from './raw-client.js';
-import { mulberry32 } from './prng.js';
+import { enrol, health, historyAll, keyStatus, newIdentity, newPartnerId, register, send, signed, type Identity, type Target } from './support/raw-client.js';
+import { mulberry32 } from './support/prng.js';
 
 const LONG = process.argv.includes('--long') || process.env.KMGR_LONG_TESTS === '1';
 

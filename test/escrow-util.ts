@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
 import { KMGRD, PASSPHRASE, tempDir, testDatabaseOf, type RunResult, type TestServer } from './helpers.js';
 import { cli, jsonError } from './cli-util.js';
-import type { Identity } from './raw-client.js';
+import type { Identity } from './support/raw-client.js';
 import { openSession } from '../src/client/session.js';
 import { homePaths } from '../src/client/home.js';
 import { signerFromSeed } from '../src/crypto/sign.js';

@@ -10,7 +10,7 @@ import { chmod, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { initClient, kmgr, startServer, tempDir, PASSPHRASE, type TestServer } from './helpers.js';
-import { startLyingProxy } from './lying-proxy.js';
+import { startLyingProxy } from './support/lying-proxy.js';
 import { jsonError, partnerId, snapshot } from './cli-util.js';
 import { newHome } from './escrow-util.js';
 import type { KeyStatus, PersonInfo } from '../src/protocol/messages.js';

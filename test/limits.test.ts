@@ -3,7 +3,7 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { startServer } from './helpers.js';
-import { enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './raw-client.js';
+import { enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './support/raw-client.js';
 
 const LIMIT_FIELDS = ['maxUses', 'maxPerDay', 'maxPerWeek', 'maxPerMonth'] as const;
 

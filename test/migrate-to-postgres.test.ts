@@ -5,7 +5,7 @@ import t from 'tap';
 import { startServer } from './helpers.js';
 import { kmgrd } from './escrow-util.js';
 import { pgUnavailable, testDatabase } from './pg-util.js';
-import { enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './raw-client.js';
+import { enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './support/raw-client.js';
 
 const noPg = await pgUnavailable();
 

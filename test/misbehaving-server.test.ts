@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
 import { startServer, initClient, tempDir, type TestServer, type RunResult } from './helpers.js';
 import { homeFor, newHome } from './escrow-util.js';
-import { startLyingProxy, type LyingProxy } from './lying-proxy.js';
+import { startLyingProxy, type LyingProxy } from './support/lying-proxy.js';
 
 type T = TapTest;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

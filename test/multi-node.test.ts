@@ -12,7 +12,7 @@ import { loadPartners } from '../src/client/partners.js';
 import { homePaths } from '../src/client/home.js';
 import { pgUnavailable, testDatabase } from './pg-util.js';
 import { clusterUnavailable, makeCluster } from './pg-cluster.js';
-import { enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Identity, type Target } from './raw-client.js';
+import { enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Identity, type Target } from './support/raw-client.js';
 
 const noPg = await pgUnavailable();
 const noCluster = clusterUnavailable();

@@ -6,7 +6,7 @@ import t from 'tap';
 import { generateKeyPairSync } from 'node:crypto';
 import { startServer } from './helpers.js';
 import { newHome, rawIdentity } from './escrow-util.js';
-import { enrol, newIdentity, newPartnerId, send, signed, type RawReply, type Target } from './raw-client.js';
+import { enrol, newIdentity, newPartnerId, send, signed, type RawReply, type Target } from './support/raw-client.js';
 
 const pem = (): string => generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }) as string;
 

@@ -5,9 +5,9 @@ import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { initClient, startServer, type TestServer } from './helpers.js';
-import { startLyingProxy } from './lying-proxy.js';
+import { startLyingProxy } from './support/lying-proxy.js';
 import { ownerView } from './escrow-util.js';
-import { enrol, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './raw-client.js';
+import { enrol, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './support/raw-client.js';
 import { HISTORY_CLIENT_MAX } from '../src/client/api.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

@@ -6,7 +6,7 @@ import { request as httpsRequest } from 'node:https';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { startServer } from './helpers.js';
-import { enrol, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './raw-client.js';
+import { enrol, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './support/raw-client.js';
 
 const get = (target: Target, path: string) => send(target, { method: 'GET', path, headers: { host: new URL(target.url).host }, body: new Uint8Array(0) });
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { KMGR, startServer } from './helpers.js';
 import { jsonError } from './cli-util.js';
 import { newHome, ok, type Home } from './escrow-util.js';
-import { mulberry32 } from './prng.js';
+import { mulberry32 } from './support/prng.js';
 import { homePaths } from '../src/client/home.js';
 import { openSession } from '../src/client/session.js';
 import { loadPartners } from '../src/client/partners.js';

@@ -7,7 +7,7 @@ import t from 'tap';
 import { startServer } from './helpers.js';
 import { errCode, jsonError, snapshot, sameSnapshot } from './cli-util.js';
 import { newHome, ok, ownerView } from './escrow-util.js';
-import { startLyingProxy } from './lying-proxy.js';
+import { startLyingProxy } from './support/lying-proxy.js';
 import { api } from '../src/client/api.js';
 import { signedRequest } from '../src/client/http.js';
 import { FetchResponse, RekeyExport, PersonInfo } from '../src/protocol/messages.js';

@@ -5,7 +5,7 @@ import { startServer, type TestServer } from './helpers.js';
 import {
   enrol, flipSignatureBit, keyStatus, newIdentity, newNonce, newPartnerId, nowSeconds, register, registerBody, send, signed,
   type Identity, type RawReply,
-} from './raw-client.js';
+} from './support/raw-client.js';
 import * as sigbase from '../src/protocol/sigbase.js';
 import { TAG_BINDING } from '../src/crypto/sign.js';
 import { sha256 } from '../src/crypto/hash.js';

@@ -5,7 +5,7 @@
 import t from 'tap';
 import { connect, type TLSSocket } from 'node:tls';
 import { startServer, type TestServer } from './helpers.js';
-import { caPem, health } from './raw-client.js';
+import { caPem, health } from './support/raw-client.js';
 import { addressKey } from '../src/server/connections.js';
 
 /** A TLS connection from `localAddress` that completes its handshake and then sends nothing. */

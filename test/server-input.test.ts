@@ -8,10 +8,10 @@ import { startServer, type TestServer } from './helpers.js';
 import {
   bodyBytes, caPem, enrol, flipSignatureBit, health, keyStatus, newIdentity, newPartnerId, nowSeconds, register, registerBody, send, signed,
   type Built, type RawReply, type RawRequest, type Target,
-} from './raw-client.js';
+} from './support/raw-client.js';
 import { TAG_BINDING } from '../src/crypto/sign.js';
 import { utf8 } from '../src/crypto/bytes.js';
-import { mulberry32 } from './prng.js';
+import { mulberry32 } from './support/prng.js';
 
 type T = TapTest;
 

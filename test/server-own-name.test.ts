@@ -6,7 +6,7 @@ import t, { type Test as TapTest } from 'tap';
 import { connect } from 'node:tls';
 import { startServer, type TestServer } from './helpers.js';
 import { kmgrd } from './escrow-util.js';
-import { caPem, enrol, keyStatus, newIdentity, newPartnerId, register, send, signed, type RawReply } from './raw-client.js';
+import { caPem, enrol, keyStatus, newIdentity, newPartnerId, register, send, signed, type RawReply } from './support/raw-client.js';
 import { Authorities, certificateNames } from '../src/server/authorities.js';
 import { makeSelfSignedCert } from '../src/server/tls/selfsigned.js';
 

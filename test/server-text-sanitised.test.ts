@@ -4,7 +4,7 @@
 // overrides and zero-width characters into notices, history and errors.
 import t, { type Test } from 'tap';
 import { initClient, startServer, type TestServer, type RunResult } from './helpers.js';
-import { startLyingProxy } from './lying-proxy.js';
+import { startLyingProxy } from './support/lying-proxy.js';
 import { partnerId } from './cli-util.js';
 import type { HistoryList } from '../src/protocol/messages.js';
 

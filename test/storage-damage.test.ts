@@ -7,7 +7,7 @@ import { Level } from 'level';
 import { startServer, tempDir } from './helpers.js';
 import { kmgrd } from './escrow-util.js';
 import { oneLine, snapshot, sameSnapshot } from './cli-util.js';
-import { enrol, health, keyStatus, newIdentity, newPartnerId, register, send, signed, type Identity } from './raw-client.js';
+import { enrol, health, keyStatus, newIdentity, newPartnerId, register, send, signed, type Identity } from './support/raw-client.js';
 import { LevelStorage } from '../src/store/level-storage.js';
 import { encodeText } from '../src/store/record-codec.js';
 

@@ -8,7 +8,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startServer } from './helpers.js';
 import { zoneAtNoon, kmgrd, newHome, ownerView, rawIdentity, ok, refused77 } from './escrow-util.js';
-import { send, signed, type Target } from './raw-client.js';
+import { send, signed, type Target } from './support/raw-client.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;

@@ -5,7 +5,7 @@ import { createServer, request, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { TestServer } from './helpers.js';
+import type { TestServer } from '../helpers.js';
 
 /**
  * A rewrite of a JSON reply. Each names the reply type it expects (a protocol reply

@@ -8,10 +8,10 @@ import { readFileSync } from 'node:fs';
 import {
   DEFAULT_LIFETIME_SECONDS, formatContentDigest, formatSignature, serializeParams, signatureBase, SIG_LABEL,
   type SignatureParams,
-} from '../src/protocol/sigbase.js';
-import { managementKeyId, signerFromSeed, TAG_REQUEST, type Signer, type SignatureTag } from '../src/crypto/sign.js';
-import { sha256 } from '../src/crypto/hash.js';
-import { fromB64, toB64, toB64url, utf8 } from '../src/crypto/bytes.js';
+} from '../../src/protocol/sigbase.js';
+import { managementKeyId, signerFromSeed, TAG_REQUEST, type Signer, type SignatureTag } from '../../src/crypto/sign.js';
+import { sha256 } from '../../src/crypto/hash.js';
+import { fromB64, toB64, toB64url, utf8 } from '../../src/crypto/bytes.js';
 
 export interface Target {
   url: string;
