@@ -5,8 +5,7 @@ import { createHmac } from 'node:crypto';
 import { readFileSync, existsSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServer, tempDir } from './helpers.js';
-import { enrol, newIdentity, newPartnerId, register, send, signed, type Target } from './support/raw-client.js';
+import { startServer, tempDir, enrol, newIdentity, newPartnerId, register, send, signed, type Target } from './support/index.js';
 
 const KEY_HEX = 'a1'.repeat(32);
 const pseudonym = (id: string): string => createHmac('sha256', Buffer.from(KEY_HEX)).update('kmgrd-audit-id\0').update(id).digest('hex').slice(0, 32);

@@ -4,10 +4,7 @@
 import t, { type Test } from 'tap';
 import { readFile, stat, writeFile, readdir, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServer, tempDir } from './helpers.js';
-import { kmgrd } from './escrow-util.js';
-import { oneLine } from './cli-util.js';
-import { enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Identity, type Target } from './support/raw-client.js';
+import { startServer, tempDir, kmgrd, oneLine, enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Identity, type Target } from './support/index.js';
 
 const fetchOnce = (target: Target, id: Identity, partner: string) => send(target, signed(target, id, 'POST', `/v1/keys/${partner}/fetch`, {}));
 const history = async (target: Target, id: Identity, partner: string) => (await send(target, signed(target, id, 'GET', `/v1/keys/${partner}/history`))).json.history;

@@ -10,8 +10,7 @@ import { Level } from 'level';
 import { LevelStorage } from '../src/store/level-storage.js';
 import type { KeyRecord, NonceClaim, PersonRecord, SignedRequestRecord } from '../src/store/types.js';
 import { periodsAt } from '../src/terms/periods.js';
-import { startServer, tempDir } from './helpers.js';
-import { enrol, newIdentity, newPartnerId, register, send, signed, type Target } from './support/raw-client.js';
+import { startServer, tempDir, enrol, newIdentity, newPartnerId, register, send, signed, type Target } from './support/index.js';
 import { request } from 'node:http';
 
 const T0 = Date.parse('2030-01-15T12:00:00Z');

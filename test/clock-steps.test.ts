@@ -3,8 +3,7 @@
 // of an in-process kmgrd, across midnight, a week's end and a month's end.
 import t, { type Test } from 'tap';
 import { join } from 'node:path';
-import { startServer, tempDir, type TestServer } from './helpers.js';
-import { enrol, health, newIdentity, newPartnerId, register, registerBody, send, signed, type Identity, type Target } from './support/raw-client.js';
+import { startServer, tempDir, enrol, health, newIdentity, newPartnerId, register, registerBody, send, signed, type TestServer, type Identity, type Target } from './support/index.js';
 import { judgeUse, type KeyTerms, type Uses } from '../src/terms/judge.js';
 import { periodsAt } from '../src/terms/periods.js';
 import { RateLimiter } from '../src/server/rate-limit.js';

@@ -5,9 +5,7 @@
 // are refused, and what it holds opens nothing served afterwards.
 import t, { type Test } from 'tap';
 import { join } from 'node:path';
-import { startServer, tempDir } from './helpers.js';
-import { errCode, jsonError } from './cli-util.js';
-import { homeFor, newHome, ok, ownerView, writePassphrase, type Home } from './escrow-util.js';
+import { startServer, tempDir, errCode, jsonError, homeFor, newHome, ok, ownerView, writePassphrase, type Home } from './support/index.js';
 import { signedRequest } from '../src/client/http.js';
 import { AddDeviceRequest, DeviceView, FetchResponse } from '../src/protocol/messages.js';
 import { openBlob } from '../src/crypto/blob.js';

@@ -5,10 +5,7 @@
 import t, { type Test } from 'tap';
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServer, tempDir } from './helpers.js';
-import { jsonError, snapshot, HAVE_SCRIPT, underPty } from './cli-util.js';
-import { homeFor, keyPairMatches, newHome, ownerView, rawIdentity, readJson, writePassphrase, ok } from './escrow-util.js';
-import { send, signed, type Target } from './support/raw-client.js';
+import { startServer, tempDir, jsonError, snapshot, hasScript, underPty, homeFor, keyPairMatches, newHome, ownerView, rawIdentity, readJson, writePassphrase, ok, send, signed, type Target } from './support/index.js';
 import { newTransferCode } from '../src/crypto/transfer.js';
 import { toB64 } from '../src/crypto/bytes.js';
 
@@ -115,7 +112,7 @@ t.test('device export/import: a second device with its own passphrase fetches wi
   t.match(auditPhone.stdout, /DEVICE .*your device laptop/, 'naming the laptop');
 });
 
-t.test('device export refuses to print to a terminal', { skip: HAVE_SCRIPT ? false : 'util-linux script(1) is not installed' }, async (t) => {
+t.test('device export refuses to print to a terminal', { skip: hasScript() ? false : 'util-linux script(1) is not installed' }, async (t) => {
   const server = await startServer(t);
   const a = await newHome(t, server);
   const r = await underPty(['device', 'export', '--passphrase-file', a.pp], a.home);

@@ -5,9 +5,7 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServer, tempDir } from './helpers.js';
-import { kmgrd } from './escrow-util.js';
-import { enrol, health, keyStatus, newIdentity, newPartnerId, register, send, signed } from './support/raw-client.js';
+import { startServer, tempDir, kmgrd, enrol, health, keyStatus, newIdentity, newPartnerId, register, send, signed } from './support/index.js';
 
 async function mountTmpfs(dir: string): Promise<string | undefined> {
   try {

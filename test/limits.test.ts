@@ -2,8 +2,7 @@
 // a key with limit L serves exactly min(N, L) and stores exactly that count.
 import t from 'tap';
 import fc from 'fast-check';
-import { startServer } from './helpers.js';
-import { enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './support/raw-client.js';
+import { startServer, enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './support/index.js';
 
 const LIMIT_FIELDS = ['maxUses', 'maxPerDay', 'maxPerWeek', 'maxPerMonth'] as const;
 

@@ -2,10 +2,7 @@
 // count, history record, notice, partner and nonce arrives, the limits hold on
 // the new backend, and a second run (or a non-empty database) is refused.
 import t from 'tap';
-import { startServer } from './helpers.js';
-import { kmgrd } from './escrow-util.js';
-import { pgUnavailable, testDatabase } from './pg-util.js';
-import { enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './support/raw-client.js';
+import { startServer, kmgrd, pgUnavailable, testDatabase, enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './support/index.js';
 
 const noPg = await pgUnavailable();
 

@@ -6,9 +6,7 @@ import t, { type Test as TapTest } from 'tap';
 import { cp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
-import { startServer, initClient, tempDir, type TestServer, type RunResult } from './helpers.js';
-import { homeFor, newHome } from './escrow-util.js';
-import { startLyingProxy, type LyingProxy } from './support/lying-proxy.js';
+import { startServer, tempDir, homeFor, newHome, partnerId, startLyingProxy, type TestServer, type RunResult, type LyingProxy } from './support/index.js';
 
 type T = TapTest;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -17,14 +15,6 @@ type Json = any;
 /** An HTTPS server with kmgrd's own certificate that forwards to kmgrd and may lie about the reply. */
 const startDouble = (t: T, server: TestServer): Promise<LyingProxy> => startLyingProxy(t, server);
 
-type Client = Awaited<ReturnType<typeof initClient>>;
-
-async function partnerId(c: Client, name: string): Promise<string> {
-  const idx = JSON.parse(await readFile(join(c.home, 'partners.json'), 'utf8')) as { partners: Array<{ id: string; name: string }> };
-  const p = idx.partners.find((x) => x.name === name);
-  if (!p) throw new Error(`no partner ${name}`);
-  return p.id;
-}
 
 const fetchPath = (id: string): string => `/v1/keys/${id}/fetch`;
 
@@ -55,8 +45,7 @@ const b64 = {
 t.test('a lying server is detected: exit 65, nothing on stdout', async (t) => {
   const server = await startServer(t);
   const double = await startDouble(t, server);
-  const viaDouble = { url: double.url, ca: double.ca } as TestServer;
-  const [c1, c2] = await Promise.all([initClient(t, viaDouble), initClient(t, viaDouble)]); // two persons
+  const [c1, c2] = await Promise.all([newHome(t, double), newHome(t, double)]); // two persons
 
   // c1 works sequentially (one home); c2, another person with its own home, alongside.
   const c2Setup = (async () => {
@@ -157,7 +146,7 @@ t.test('a lying server is detected: exit 65, nothing on stdout', async (t) => {
 t.test('(f) rollback: an older key version is refused', async (t) => {
   const server = await startServer(t);
   const double = await startDouble(t, server);
-  const c = await initClient(t, { url: double.url, ca: double.ca } as TestServer);
+  const c = await newHome(t, double);
   const partnersFile = join(c.home, 'partners.json');
 
   await t.test('simulated: the client has seen v2, the server serves v1', async (t) => {

@@ -6,13 +6,9 @@
 // serving the same certificate, as behind a load balancer.
 import t, { type Test } from 'tap';
 import { join } from 'node:path';
-import { spawnServe, tempDir, type ServeProcess, type TestServer } from './helpers.js';
-import { newHome, rawIdentity } from './escrow-util.js';
+import { spawnServe, tempDir, newHome, rawIdentity, pgUnavailable, testDatabase, clusterUnavailable, makeCluster, enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type ServeProcess , type Identity, type Target } from './support/index.js';
 import { loadPartners } from '../src/client/partners.js';
 import { homePaths } from '../src/client/home.js';
-import { pgUnavailable, testDatabase } from './pg-util.js';
-import { clusterUnavailable, makeCluster } from './pg-cluster.js';
-import { enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Identity, type Target } from './support/raw-client.js';
 
 const noPg = await pgUnavailable();
 const noCluster = clusterUnavailable();
@@ -106,7 +102,7 @@ t.test('two nodes on one database', { skip: noPg ?? false }, async (t) => {
   });
 
   t.test('kmgr rekey through node A: node B refuses the replaced key at once, though it had verified it before', async (t) => {
-    const h = await newHome(t, { url: ta.url, ca: ta.ca } as TestServer);
+    const h = await newHome(t, ta);
     const reg = await h.run(['register', 'bank-a']);
     t.equal(reg.code, 0, reg.stderr);
     const partner = (await loadPartners(homePaths(h.home))).partners.find((p) => p.name === 'bank-a')!.id;

@@ -4,9 +4,7 @@
 // from unknown ones by how a request is refused.
 import t from 'tap';
 import { generateKeyPairSync } from 'node:crypto';
-import { startServer } from './helpers.js';
-import { newHome, rawIdentity } from './escrow-util.js';
-import { enrol, newIdentity, newPartnerId, send, signed, type RawReply, type Target } from './support/raw-client.js';
+import { startServer, newHome, rawIdentity, enrol, newIdentity, newPartnerId, send, signed, type RawReply, type Target } from './support/index.js';
 
 const pem = (): string => generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }) as string;
 

@@ -4,10 +4,7 @@
 import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { initClient, startServer, type TestServer } from './helpers.js';
-import { startLyingProxy } from './support/lying-proxy.js';
-import { ownerView } from './escrow-util.js';
-import { enrol, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './support/raw-client.js';
+import { newHome, startServer, startLyingProxy, ownerView, enrol, newIdentity, newPartnerId, register, registerBody, send, signed , type Target } from './support/index.js';
 import { HISTORY_CLIENT_MAX } from '../src/client/api.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -84,7 +81,7 @@ t.test('GET /v1/keys and GET /v1/notices are paged with a cursor', async (t) => 
 
 t.test('the client pages through history in several pages and stops at the oldest entry', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'bank-a'])).code, 0);
   for (let i = 0; i < 7; i++) t.equal((await c.run(['fetch', 'bank-a'])).code, 0);
   const view = await ownerView(c);
@@ -100,7 +97,7 @@ t.test('the client pages through history in several pages and stops at the oldes
 t.test('a hostile server cannot page the client forever: sequence numbers bounded by the counter, the total capped', async (t) => {
   const server = await startServer(t);
   const proxy = await startLyingProxy(t, server);
-  const c = await initClient(t, { url: proxy.url, ca: proxy.ca } as TestServer);
+  const c = await newHome(t, proxy);
   t.equal((await c.run(['register', 'bank-a'])).code, 0);
   t.equal((await c.run(['fetch', 'bank-a'])).code, 0);
   const idx = JSON.parse(await readFile(join(c.home, 'partners.json'), 'utf8')) as { partners: Array<{ id: string; name: string }> };

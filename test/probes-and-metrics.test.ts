@@ -5,8 +5,7 @@ import { request } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { startServer } from './helpers.js';
-import { enrol, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './support/raw-client.js';
+import { startServer, enrol, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './support/index.js';
 
 const get = (target: Target, path: string) => send(target, { method: 'GET', path, headers: { host: new URL(target.url).host }, body: new Uint8Array(0) });
 

@@ -4,10 +4,7 @@
 // each at its current version, signed by both keys; and fetches racing the
 // switch are each served (and counted) before it or refused after it.
 import t from 'tap';
-import { startServer } from './helpers.js';
-import { errCode, jsonError, snapshot, sameSnapshot } from './cli-util.js';
-import { newHome, ok, ownerView } from './escrow-util.js';
-import { startLyingProxy } from './support/lying-proxy.js';
+import { startServer, errCode, jsonError, snapshot, sameSnapshot, newHome, ok, ownerView, startLyingProxy } from './support/index.js';
 import { api } from '../src/client/api.js';
 import { signedRequest } from '../src/client/http.js';
 import { FetchResponse, RekeyExport, PersonInfo } from '../src/protocol/messages.js';

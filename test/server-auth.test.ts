@@ -1,11 +1,7 @@
 // Server-side request authentication (threats 7 and 8), over raw HTTPS with
 // requests signed by hand so that each part can be tampered with after signing.
 import t, { type Test as TapTest } from 'tap';
-import { startServer, type TestServer } from './helpers.js';
-import {
-  enrol, flipSignatureBit, keyStatus, newIdentity, newNonce, newPartnerId, nowSeconds, register, registerBody, send, signed,
-  type Identity, type RawReply,
-} from './support/raw-client.js';
+import { startServer, enrol, flipSignatureBit, keyStatus, newIdentity, newNonce, newPartnerId, nowSeconds, register, registerBody, send, signed, type TestServer, type Identity, type RawReply } from './support/index.js';
 import * as sigbase from '../src/protocol/sigbase.js';
 import { TAG_BINDING } from '../src/crypto/sign.js';
 import { sha256 } from '../src/crypto/hash.js';

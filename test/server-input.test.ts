@@ -4,14 +4,9 @@
 import t, { type Test as TapTest } from 'tap';
 import { connect, type TLSSocket } from 'node:tls';
 import { connect as netConnect } from 'node:net';
-import { startServer, type TestServer } from './helpers.js';
-import {
-  bodyBytes, caPem, enrol, flipSignatureBit, health, keyStatus, newIdentity, newPartnerId, nowSeconds, register, registerBody, send, signed,
-  type Built, type RawReply, type RawRequest, type Target,
-} from './support/raw-client.js';
+import { startServer, bodyBytes, caPem, enrol, flipSignatureBit, health, keyStatus, newIdentity, newPartnerId, nowSeconds, register, registerBody, send, signed, mulberry32, type TestServer, type Built, type RawReply, type RawRequest, type Target } from './support/index.js';
 import { TAG_BINDING } from '../src/crypto/sign.js';
 import { utf8 } from '../src/crypto/bytes.js';
-import { mulberry32 } from './support/prng.js';
 
 type T = TapTest;
 

@@ -4,9 +4,7 @@
 // management key is enrolled.
 import t, { type Test as TapTest } from 'tap';
 import { connect } from 'node:tls';
-import { startServer, type TestServer } from './helpers.js';
-import { kmgrd } from './escrow-util.js';
-import { caPem, enrol, keyStatus, newIdentity, newPartnerId, register, send, signed, type RawReply } from './support/raw-client.js';
+import { startServer, kmgrd, caPem, enrol, keyStatus, newIdentity, newPartnerId, register, send, signed, type TestServer, type RawReply } from './support/index.js';
 import { Authorities, certificateNames } from '../src/server/authorities.js';
 import { makeSelfSignedCert } from '../src/server/tls/selfsigned.js';
 

@@ -4,8 +4,7 @@
 // never from the wall clock.
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
-import { tempDir } from './helpers.js';
-import { pgUnavailable, testDatabase } from './pg-util.js';
+import { tempDir, pgUnavailable, testDatabase } from './support/index.js';
 import { openStorage } from '../src/store/open.js';
 import { periodsAt } from '../src/terms/periods.js';
 import { VERIFY_RECORDS_PER_MINUTE } from '../src/terms/verify-flood.js';

@@ -7,9 +7,7 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { cp, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KMGR, startServer, tempDir } from './helpers.js';
-import { homeFor, keyPairMatches, newHome, ownerView, writePassphrase, ok, refused77 } from './escrow-util.js';
-import { mulberry32 } from './support/prng.js';
+import { KMGR, startServer, tempDir, homeFor, keyPairMatches, newHome, ownerView, writePassphrase, ok, refused77, mulberry32 } from './support/index.js';
 import { openKeystore } from '../src/crypto/keystore.js';
 import { fingerprint, signerFromSeed } from '../src/crypto/sign.js';
 

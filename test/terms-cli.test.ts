@@ -6,9 +6,7 @@ import t from 'tap';
 import { connect } from 'node:net';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServer } from './helpers.js';
-import { zoneAtNoon, kmgrd, newHome, ownerView, rawIdentity, ok, refused77 } from './escrow-util.js';
-import { send, signed, type Target } from './support/raw-client.js';
+import { startServer, zoneAtNoon, kmgrd, newHome, ownerView, rawIdentity, ok, refused77, send, signed, type Target } from './support/index.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;

@@ -8,12 +8,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level } from 'level';
-import { startLyingProxy, type Rewrite } from './support/lying-proxy.js';
+import { startLyingProxy, startServer, tempDir, kmgr, kmgrd, newHome, ownerView, rawIdentity, readJson, newIdentity, send, signed, type Rewrite, type RunResult, type TestServer, type Target } from './support/index.js';
 import type { VerifyResponse } from '../src/protocol/messages.js';
-import { startServer, tempDir, type RunResult, type TestServer } from './helpers.js';
-import { cli } from './cli-util.js';
-import { kmgrd, newHome, ownerView, rawIdentity, readJson } from './escrow-util.js';
-import { newIdentity, send, signed, type Target } from './support/raw-client.js';
 import { signedBinding } from '../src/client/binding.js';
 import { signBinding, type BindingStatement } from '../src/crypto/binding.js';
 import { toB64 } from '../src/crypto/bytes.js';
@@ -44,7 +40,7 @@ async function verifier(t: Test, name = 'verifier') {
     await writeFile(file, o.publicKey);
     const args = ['verify', '--server', server.url, '--ca', server.ca, '--person', o.person, `--partner=${o.partner}`, '--public-key', file, '--requester', o.requester ?? 'app-server-1'];
     if (o.owner !== undefined) args.push('--owner', o.owner);
-    return cli(o.json ? ['--json', ...args] : args, { home });
+    return kmgr(o.json ? ['--json', ...args] : args, { home });
   };
   return { home, run };
 }

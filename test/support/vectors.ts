@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RandomSource } from '../../src/crypto/random.js';
-import { ROOT } from '../helpers.js';
+import { ROOT } from './paths.js';
 
 export const VECTORS = join(ROOT, 'fixtures', 'vectors');
 
