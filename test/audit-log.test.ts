@@ -67,8 +67,8 @@ t.test('fail closed: when the audit line cannot be written, the request is answe
   const id = newIdentity();
   const r = await enrol(target, id);
   t.equal(r.status, 503);
-  t.equal(r.json.error.code, 'unavailable');
-  t.match(r.json.error.message, /audit log/);
+  t.equal(r.json.error?.code, 'unavailable');
+  t.match(r.json.error?.message, /audit log/);
   t.equal((await get(target, '/livez')).status, 200, 'probes still answer');
   t.ok(server.logs.lines.some((l) => /audit log write failed/.test(l)), 'the failure is logged');
 });

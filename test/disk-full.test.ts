@@ -99,7 +99,7 @@ t.test('a full disk: 503 without paths, health not ok, no acknowledged use lost,
   t.equal(check.code, 0, `the database is consistent after the failed writes: ${check.stdout}${check.stderr}`);
   server = await startServer(t, { dataDir });
   target = { url: server.url, ca: server.ca };
-  const total = (await keyStatus(target, id, partner)).json.uses.total as number;
+  const total = (await keyStatus(target, id, partner)).json.uses.total;
   t.ok(total >= acknowledged, `every acknowledged use is stored (${total} >= ${acknowledged})`);
   t.ok(total <= acknowledged + attempts, `no more than the attempts (${total} <= ${acknowledged + attempts})`);
 });

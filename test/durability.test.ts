@@ -101,7 +101,7 @@ t.test('SIGKILL at random moments under load: no acknowledged use is lost, none 
     proc = await spawnServe(t, dataDir);
     const status = await keyStatus(proc, id, partner);
     t.equal(status.status, 200, `cycle ${cycle}: the database opens and answers`);
-    const total = status.json.uses.total as number;
+    const total = status.json.uses.total;
     t.ok(total >= acknowledged, `cycle ${cycle}: stored count ${total} >= ${acknowledged} acknowledged`);
     t.ok(total <= maxPossible, `cycle ${cycle}: stored count ${total} <= ${maxPossible} (acknowledged + in flight at each kill)`);
     // Re-base on what is stored: a use in flight at the kill may or may not have been made durable.

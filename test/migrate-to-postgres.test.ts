@@ -2,7 +2,8 @@
 // count, history record, notice, partner and nonce arrives, the limits hold on
 // the new backend, and a second run (or a non-empty database) is refused.
 import t from 'tap';
-import { startServer, kmgrd, pgUnavailable, testDatabase, enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './support/index.js';
+import { startServer, kmgrd, pgUnavailable, testDatabase, enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Target, type PartnerList } from './support/index.js';
+import type { HistoryList } from '../src/protocol/messages.js';
 
 const noPg = await pgUnavailable();
 
@@ -46,9 +47,9 @@ t.test('kmgrd migrate copies a LevelDB deployment into PostgreSQL and checks the
   t.equal((await send(pt, signed(pt, id, 'POST', `/v1/keys/${partner}/fetch`, {}))).status, 200, 'the fourth use');
   const fifth = await send(pt, signed(pt, id, 'POST', `/v1/keys/${partner}/fetch`, {}));
   t.equal(fifth.json?.error?.code, 'terms_max_uses', 'the limit holds across the move');
-  const hist = await send(pt, signed(pt, id, 'GET', `/v1/keys/${partner}/history`));
+  const hist = await send<HistoryList>(pt, signed(pt, id, 'GET', `/v1/keys/${partner}/history`));
   t.same(hist.json.history.map((h: { seq: number }) => h.seq), [5, 4, 3, 2, 1], 'the history continues its sequence');
-  const partners = await send(pt, signed(pt, id, 'GET', '/v1/partners'));
+  const partners = await send<PartnerList>(pt, signed(pt, id, 'GET', '/v1/partners'));
   t.same(partners.json.partners.map((p: { name: string }) => p.name), ['shop']);
   const list = await kmgrd(['partner', 'list', '--data', level.dataDir, '--database-url', db, '--json']);
   t.equal(list.code, 0, list.stderr);

@@ -6,7 +6,7 @@
 import t from 'tap';
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServer, tempDir, kmgr, jsonError, snapshot, homeFor, newHome, ok, ownerView, writePassphrase } from './support/index.js';
+import { startServer, tempDir, kmgr, jsonError, snapshot, homeFor, newHome, ok, ownerView, writePassphrase, type DeviceListJson } from './support/index.js';
 import { toB64 } from '../src/crypto/bytes.js';
 import { newTransferCode } from '../src/crypto/transfer.js';
 
@@ -62,7 +62,7 @@ t.test('recovery kit: recover after the keystore is deleted; wrong code or edite
   const again = await rescued.run(['fetch', 'bank-a']);
   ok(t, again, 'the recovered home fetches with its new passphrase');
   t.equal(again.stdout, key.stdout, 'the same key');
-  const list = await rescued.json(['device', 'list']);
+  const list = await rescued.json<DeviceListJson>(['device', 'list']);
   t.match(list.devices, [{ label: 'laptop' }, { label: 'rescued', via: 'recovery' }], 'the recovered home is a device of its own');
 
   // A rekey makes the kit useless; rekey says so.

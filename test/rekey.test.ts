@@ -9,13 +9,12 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { createPublicKey } from 'node:crypto';
 import { startServer, tempDir, kmgr, jsonError, homeFor, newHome, ok, ownerView, readJson, type Home } from './support/index.js';
+import type { KeyStatus } from '../src/protocol/messages.js';
+import type { ClientConfig } from '../src/client/config.js';
 import { api } from '../src/client/api.js';
 import { homePaths } from '../src/client/home.js';
 import { loadPartners } from '../src/client/partners.js';
 import { LevelStorage } from '../src/store/level-storage.js';
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Json = any;
 
 const TYPES = ['ed25519', 'p256', 'secp256k1', 'x25519', 'aes256'] as const;
 
@@ -62,7 +61,7 @@ t.test('rekey re-wraps every key under a new management key without a use; the o
   const before = await fetchAll(h);
   const v0 = await ownerView(h);
   const ids = new Map((await loadPartners(homePaths(h.home))).partners.map((p) => [p.name, p.id]));
-  const statusBefore = new Map<string, Json>();
+  const statusBefore = new Map<string, KeyStatus>();
   for (const [name, id] of ids) statusBefore.set(name, await v0.status(id));
   const old = await copyHome(t, h);
   const kitOut = join(h.home, '..', 'kit.json');
@@ -79,7 +78,7 @@ t.test('rekey re-wraps every key under a new management key without a use; the o
   t.equal(out.rekeyed, ids.size, 'every key re-wrapped, locked and expired ones included');
   t.not(out.fingerprint, h.fingerprint, 'a new fingerprint');
   t.equal(out.recoveryKitsInvalidated, true, 'says older kits no longer work');
-  const cfg = await readJson(join(h.home, 'config.json'));
+  const cfg = await readJson<ClientConfig>(join(h.home, 'config.json'));
   t.equal(cfg.fingerprint, out.fingerprint, 'config names the new key');
   t.equal(cfg.previousKeys?.[0]?.keyId, JSON.parse((await kmgr(['--json', 'whoami'], { home: old.home })).stdout).keyId, 'the old key is remembered for the audit');
   await t.rejects(stat(join(h.home, 'rekey-pending.json')), 'the pending file is gone');
@@ -90,14 +89,14 @@ t.test('rekey re-wraps every key under a new management key without a use; the o
   const v1 = await ownerView(h);
   for (const [name, id] of ids) {
     const s = await v1.status(id);
-    const b = statusBefore.get(name);
+    const b = statusBefore.get(name)!;
     const fetched = after.has(name) ? 1 : 0;
     t.equal(s.uses.total, b.uses.total + fetched, `${name}: the rekey counted no use`);
     t.equal(s.keyVersion, b.keyVersion, `${name}: same version`);
     t.equal(s.inhibited, b.inhibited, `${name}: same lock flag`);
     t.equal(s.expiresAt, b.expiresAt, `${name}: same term`);
     const hist = await v1.history(id);
-    t.same(hist.filter((x: Json) => x.result === 'rekey').map((x: Json) => x.code).sort(), ['exported', 'rewrapped'], `${name}: the rekey is in its history, twice (blob handed out, blob replaced)`);
+    t.same(hist.filter((x) => x.result === 'rekey').map((x) => x.code).sort(), ['exported', 'rewrapped'], `${name}: the rekey is in its history, twice (blob handed out, blob replaced)`);
   }
   const locked = await h.run(['--json', 'fetch', 'locked']);
   t.equal(jsonError(locked).code, 'terms_inhibited', 'the locked key is still locked');
@@ -141,7 +140,7 @@ t.test('rekey re-wraps every key under a new management key without a use; the o
   await server.stop();
   const db = await LevelStorage.open(join(server.dataDir, 'db'), { tz: 'UTC', clock: Date.now, createIfMissing: false });
   try {
-    const oldKeyId = cfg.previousKeys[0].keyId;
+    const oldKeyId = cfg.previousKeys![0]!.keyId;
     const person = await db.personByKeyId(oldKeyId);
     t.equal(person?.personId, h.personId, 'the old key ID still names the person');
     t.not(person?.keyId, oldKeyId, 'whose key is another');

@@ -34,7 +34,7 @@ t.test('a request signed for one kmgrd is refused by another where the same key 
   const st = await keyStatus(two, atTwo, p);
   t.equal(st.status, 200, 'control: a request signed for two is served by two');
   t.equal(st.json.uses.total, 0, 'nothing was counted at two');
-  t.equal(st.json.locked ?? false, false, 'nothing was locked at two');
+  t.equal((st.json as { locked?: boolean }).locked ?? false, false, 'nothing was locked at two');
 });
 
 t.test('a request signed for a name that is not the server\'s is refused, whatever the Host says', async (t) => {

@@ -19,7 +19,7 @@ export interface Home {
    * Runs `kmgr ARGS --json` and expects exit `code`; gives stdout parsed (or, when code is not 0,
    * the JSON error from stderr) as the type the caller names: the command's own output type, checked by the test's assertions.
    */
-  json(args: string[], code?: number): Promise<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  json<T>(args: string[], code?: number): Promise<T>;
 }
 
 /**
@@ -57,11 +57,11 @@ export function homeFor(home: string, pp: string, personId = '', fingerprint = '
     fingerprint,
     device,
     run,
-    async json(args, code = 0) {
+    async json<T>(args: string[], code = 0): Promise<T> {
       const r = await run([...args, '--json']);
       if (r.code !== code) throw new Error(`kmgr ${args.join(' ')} --json: exit ${r.code}, expected ${code}: ${r.stderr.trim()}`);
-      if (code !== 0) return JSON.parse(r.stderr).error;
-      return JSON.parse(r.stdout);
+      if (code !== 0) return (JSON.parse(r.stderr) as { error: T }).error;
+      return JSON.parse(r.stdout) as T;
     },
   };
 }
@@ -92,7 +92,7 @@ export function pp(h: Pick<Home, 'pp'>): string[] {
 
 /** The partner ID the home's local index gives a partner name. */
 export async function partnerId(h: Pick<Home, 'home'>, name: string): Promise<string> {
-  const idx = (await readJson(join(h.home, 'partners.json'))) as { partners: Array<{ name: string; id: string }> };
+  const idx = await readJson<{ partners: Array<{ name: string; id: string }> }>(join(h.home, 'partners.json'));
   const p = idx.partners.find((x) => x.name === name);
   if (!p) throw new Error(`no partner ${name}`);
   return p.id;

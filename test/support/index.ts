@@ -3,6 +3,7 @@
 export * from './agent.js';
 export * from './audit.js';
 export * from './cli.js';
+export * from './cli-json.js';
 export * from './clock.js';
 export * from './files.js';
 export * from './home.js';
@@ -13,6 +14,7 @@ export * from './owner.js';
 export * from './paths.js';
 export * from './pg.js';
 export * from './prng.js';
+export * from './protocol.js';
 export * from './pty.js';
 export * from './raw-client.js';
 export * from './results.js';
