@@ -533,7 +533,7 @@ function conformance(t: Tap, b: Backend): void {
   });
 }
 
-// Without a server the PostgreSQL half skips with the reason (CI fails instead: see pg-util.ts).
+// Without a server the PostgreSQL half skips with the reason (CI fails instead: see support/pg.ts).
 const noPg = await pgUnavailable();
 for (const b of BACKENDS) {
   const skip = b.name === 'postgresql' && noPg ? noPg : false;
