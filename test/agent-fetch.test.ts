@@ -5,35 +5,31 @@
 import t, { type Test } from 'tap';
 import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServer, initClient, kmgr, type RunResult, type TestServer } from './helpers.js';
-import { startLyingProxy } from './lying-proxy.js';
+import { startServer, newHome, kmgr, startLyingProxy, tempDir, startAgent, type Home, type RunResult, type TestServer } from './support/index.js';
 import { AgentConnection, agentSocketPath } from '../src/agent/client.js';
-import { tempDir } from './helpers.js';
-import { startAgent } from './agent-util.js';
 import { homePaths } from '../src/client/home.js';
 
 t.jobs = 2;
 
-type Client = Awaited<ReturnType<typeof initClient>>;
 
 /** kmgr without a passphrase source (so only the agent can unlock), detached from any terminal. */
-const viaAgent = (c: Client, args: string[]): Promise<RunResult> => kmgr(args, { home: c.home, detached: true, extraCa: false });
+const viaAgent = (c: Home, args: string[]): Promise<RunResult> => kmgr(args, { home: c.home });
 /** kmgr with the agent skipped and the passphrase from a file. */
-const direct = (c: Client, args: string[]): Promise<RunResult> =>
-  kmgr([...args, '--passphrase-file', c.pp], { home: c.home, detached: true, extraCa: false, env: { KMGR_NO_AGENT: '1' } });
+const direct = (c: Home, args: string[]): Promise<RunResult> =>
+  kmgr([...args, '--passphrase-file', c.pp], { home: c.home, env: { KMGR_NO_AGENT: '1' } });
 
-async function served(c: Client): Promise<number> {
-  const s = await kmgr(['agent', 'status', '--json'], { home: c.home, detached: true, extraCa: false });
+async function served(c: Home): Promise<number> {
+  const s = await kmgr(['agent', 'status', '--json'], { home: c.home });
   return (JSON.parse(s.stdout) as { served: number }).served;
 }
 
-async function usesOf(c: Client, name: string): Promise<number> {
+async function usesOf(c: Home, name: string): Promise<number> {
   const r = await direct(c, ['--json', 'status', name]);
   return (JSON.parse(r.stdout) as { uses: { total: number } }).uses.total;
 }
 
-async function setup(t: Test, server?: TestServer): Promise<Client> {
-  const c = await initClient(t, server ?? (await startServer(t)));
+async function setup(t: Test, server?: TestServer): Promise<Home> {
+  const c = await newHome(t, server ?? (await startServer(t)));
   for (const args of [['register', 'bank'], ['register', 'vault', '--type', 'aes256'], ['register', 'once', '--max-uses', '1']]) {
     const r = await c.run(args);
     if (r.code !== 0) throw new Error(`${args.join(' ')} failed: ${r.stderr}`);
@@ -136,7 +132,7 @@ t.test('with XDG_RUNTIME_DIR, a home reached through a symbolic link is the same
   const runtime = join(await tempDir(t, 'kmgr-run-'), 'run');
   await mkdir(runtime, { mode: 0o700 });
   const env = { XDG_RUNTIME_DIR: runtime };
-  const as = (home: string, args: string[]): Promise<RunResult> => kmgr(args, { home, env, detached: true, extraCa: false });
+  const as = (home: string, args: string[]): Promise<RunResult> => kmgr(args, { home, env });
   await startAgent(t, c.home, c.pp, [], env);
   const link = join(await tempDir(t, 'kmgr-link-'), 'home-link');
   await symlink(c.home, link);
@@ -152,7 +148,7 @@ t.test('without XDG_RUNTIME_DIR, a home reached through a symbolic link finds th
   await startAgent(t, c.home, c.pp);
   const link = join(await tempDir(t, 'kmgr-link-'), 'home-link');
   await symlink(c.home, link);
-  const as = (args: string[]): Promise<RunResult> => kmgr(args, { home: link, detached: true, extraCa: false });
+  const as = (args: string[]): Promise<RunResult> => kmgr(args, { home: link });
   const f = await as(['fetch', 'bank']);
   t.equal(f.code, 0, `fetch through the link, with no passphrase: the agent served it (${f.stderr.trim()})`);
   const st = await as(['agent', 'status', '--json']);

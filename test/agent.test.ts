@@ -8,8 +8,7 @@ import { readFile, readdir, stat, writeFile, mkdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join, dirname } from 'node:path';
-import { startServer, initClient, tempDir, KMGR, PASSPHRASE } from './helpers.js';
-import { HAVE_PY_PTY, PTY_RELAY, agent, isAlive, reap, runNode, startAgent } from './agent-util.js';
+import { startServer, newHome, tempDir, KMGR, PASSPHRASE, hasPyPty, PTY_RELAY, agent, isAlive, reap, kmgr, startAgent } from './support/index.js';
 import { homePaths } from '../src/client/home.js';
 import { loadConfig } from '../src/client/config.js';
 import { unlockKeystore } from '../src/client/keystore-file.js';
@@ -64,7 +63,7 @@ async function agentPidsFor(home: string): Promise<number[]> {
 /** A client home (real init against a real server) with its unlocked secrets, for checking the agent's answers. */
 async function setup(t: Test) {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   const paths = homePaths(c.home);
   const config = await loadConfig(paths);
   const secrets = await unlockKeystore(paths, utf8(PASSPHRASE));
@@ -359,7 +358,7 @@ t.test('a removed socket: the unreachable agent wipes its key and exits', async 
   t.same(await agentPidsFor(c.home), []);
 });
 
-t.test('--confirm asks on the starting terminal (python3 pty)', { skip: HAVE_PY_PTY ? false : 'needs python3 (pty module) on Linux' }, async (t) => {
+t.test('--confirm asks on the starting terminal (python3 pty)', { skip: hasPyPty() ? false : 'needs python3 (pty module) on Linux' }, async (t) => {
   const c = await setup(t);
   t.equal((await c.run(['register', 'bank'])).code, 0, 'a key to fetch (registered with the passphrase)');
   const script = KMGR;
@@ -420,13 +419,13 @@ t.test('--confirm asks on the starting terminal (python3 pty)', { skip: HAVE_PY_
 
   // A fetch through the agent asks before its request is sent: refusing costs no use.
   out = '';
-  const fetching = runNode(['fetch', 'bank'], { home: c.home });
+  const fetching = kmgr(['fetch', 'bank'], { home: c.home });
   t.ok(await seen(/allow fetch and decrypt the key for partner bank from https:\/\/127\.0\.0\.1:\d+\? \[y\/N\]/), 'it asks before fetching, naming the partner and the server');
   p.stdin.write('n\n');
   const refusedFetch = await fetching;
   t.equal(refusedFetch.code, 77, `answered n: refused (77): ${refusedFetch.stderr.trim()}`);
   t.equal(refusedFetch.stdoutBytes.length, 0, 'nothing printed');
-  const st = await runNode(['--json', 'status', 'bank', '--passphrase-file', c.pp], { home: c.home, env: { KMGR_NO_AGENT: '1' } });
+  const st = await kmgr(['--json', 'status', 'bank', '--passphrase-file', c.pp], { home: c.home, env: { KMGR_NO_AGENT: '1' } });
   t.equal((JSON.parse(st.stdout) as { uses: { total: number } }).uses.total, 0, 'and nothing counted');
   t.equal((await agent(['stop'], { home: c.home })).code, 0);
   t.notOk(isAlive(s.status.pid));
@@ -434,7 +433,7 @@ t.test('--confirm asks on the starting terminal (python3 pty)', { skip: HAVE_PY_
 
 t.test('register and fetch use the agent, no passphrase needed; without it they fall back', async (t) => {
   const c = await setup(t);
-  const run = (args: string[]) => runNode(args, { home: c.home });
+  const run = (args: string[]) => kmgr(args, { home: c.home });
   const { pid } = await startAgent(t, c.home, c.pp);
   const reg = await run(['register', 'bank-a']);
   t.equal(reg.code, 0, `register with no passphrase source, through the agent: ${reg.stderr}`);

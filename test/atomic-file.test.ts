@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { writeFileAtomic, ensurePrivateDir, appendLineDurable, fsyncDir } from '../src/io/atomic-file.js';
-import { mulberry32 } from './prng.js';
+import { mulberry32 } from './support/index.js';
 
 
 async function tempDir(t: { teardown(fn: () => unknown): void }): Promise<string> {

@@ -6,9 +6,8 @@
 import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { auditSetup } from './audit-util.js';
+import { auditSetup, newIdentity, newPartnerId, signed, type Target } from './support/index.js';
 import type { FetchResponse } from '../src/protocol/messages.js';
-import { newIdentity, newPartnerId, signed, type Target } from './raw-client.js';
 import { auditHistory } from '../src/client/audit.js';
 import { publicKeyObject } from '../src/crypto/sign.js';
 

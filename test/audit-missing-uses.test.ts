@@ -4,7 +4,7 @@
 // restore or a damaged log would), or moves it to another version, fails the
 // audit. Real kmgrd behind the lying test double, the real CLI.
 import t from 'tap';
-import { auditSetup } from './audit-util.js';
+import { auditSetup } from './support/index.js';
 import type { HistoryList, KeyStatus } from '../src/protocol/messages.js';
 
 

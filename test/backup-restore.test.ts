@@ -4,13 +4,11 @@
 import t, { type Test } from 'tap';
 import { readFile, stat, writeFile, readdir, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServer, tempDir } from './helpers.js';
-import { kmgrd } from './escrow-util.js';
-import { oneLine } from './cli-util.js';
-import { enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Identity, type Target } from './raw-client.js';
+import { startServer, tempDir, kmgrd, oneLine, enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Identity, type Target } from './support/index.js';
+import type { HistoryList, NoticeList } from '../src/protocol/messages.js';
 
 const fetchOnce = (target: Target, id: Identity, partner: string) => send(target, signed(target, id, 'POST', `/v1/keys/${partner}/fetch`, {}));
-const history = async (target: Target, id: Identity, partner: string) => (await send(target, signed(target, id, 'GET', `/v1/keys/${partner}/history`))).json.history;
+const history = async (target: Target, id: Identity, partner: string) => (await send<HistoryList>(target, signed(target, id, 'GET', `/v1/keys/${partner}/history`))).json.history;
 
 async function serving(t: Test) {
   const dir = await tempDir(t, 'kmgrd-backup-');
@@ -54,7 +52,7 @@ t.test('a backup taken while kmgrd serves restores into a new directory with the
   t.equal(after.status, 200);
   t.same(after.json, before.json, 'same key, terms and counters as at the snapshot');
   t.same(await history(target2, s.id, s.partner), histBefore, 'same history as at the snapshot');
-  const notices = (await send(target2, signed(target2, s.id, 'GET', '/v1/notices'))).json.notices as { kind: string; message: string }[];
+  const notices = (await send<NoticeList>(target2, signed(target2, s.id, 'GET', '/v1/notices'))).json.notices;
   const restoredNotice = notices.find((n) => n.kind === 'restored');
   t.ok(restoredNotice, 'the owner has a notice about the restore');
   t.match(restoredNotice?.message, /restored from a backup taken at .*missing/);

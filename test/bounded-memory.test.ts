@@ -10,8 +10,8 @@ import { Level } from 'level';
 import { LevelStorage } from '../src/store/level-storage.js';
 import type { KeyRecord, NonceClaim, PersonRecord, SignedRequestRecord } from '../src/store/types.js';
 import { periodsAt } from '../src/terms/periods.js';
-import { startServer, tempDir } from './helpers.js';
-import { enrol, newIdentity, newPartnerId, register, send, signed, type Target } from './raw-client.js';
+import { startServer, tempDir, enrol, newIdentity, newPartnerId, register, send, signed, type Target } from './support/index.js';
+import type { FetchResponse } from '../src/protocol/messages.js';
 import { request } from 'node:http';
 
 const T0 = Date.parse('2030-01-15T12:00:00Z');
@@ -156,7 +156,7 @@ t.test('kmgrd_cache_entries shows the bound holding while a running kmgrd serves
   t.equal((await enrol(target, id)).status, 201);
   const partners = Array.from({ length: CAP * 10 }, newPartnerId);
   for (const p of partners) t.equal((await register(target, id, p)).status, 201);
-  const replies = await Promise.all(partners.map((p) => send(target, signed(target, id, 'POST', `/v1/keys/${p}/fetch`, {}))));
+  const replies = await Promise.all(partners.map((p) => send<FetchResponse>(target, signed(target, id, 'POST', `/v1/keys/${p}/fetch`, {}))));
   t.ok(replies.every((r) => r.status === 200 && r.json.status.uses.total === 1), 'every key served once, each counting one use');
   const text = await new Promise<string>((resolve, reject) => {
     request({ host: '127.0.0.1', port: server.daemon.metricsPort!, path: '/metrics' }, (res) => {

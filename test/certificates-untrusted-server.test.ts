@@ -7,10 +7,7 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { hasOpenssl, initClient, startServer, tempDir, type TestServer } from './helpers.js';
-import { startLyingProxy } from './lying-proxy.js';
-import { directClient, partnerId } from './cli-util.js';
-import { statusReader } from './cert-util.js';
+import { hasOpenssl, newHome, startServer, tempDir, startLyingProxy, directClient, partnerId, statusReader } from './support/index.js';
 import { signedRequest } from '../src/client/http.js';
 import { KeyStatus } from '../src/protocol/messages.js';
 
@@ -19,7 +16,7 @@ const openssl = (args: string[]): string => execFileSync('openssl', args, { enco
 t.test('a server that swaps or is sent a wrong chain', { skip: !hasOpenssl() && 'needs openssl' }, async (t) => {
   const server = await startServer(t);
   const double = await startLyingProxy(t, server);
-  const c = await initClient(t, { url: double.url, ca: double.ca } as TestServer);
+  const c = await newHome(t, double);
   const dir = await tempDir(t);
   const f = (n: string): string => join(dir, n);
   const pp = ['--passphrase-file', c.pp];

@@ -12,16 +12,13 @@ import { execFileSync } from 'node:child_process';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { hasOpenssl, initClient, startServer, tempDir } from './helpers.js';
-import { kmgrd } from './escrow-util.js';
-import { cli } from './cli-util.js';
-import { statusReader } from './cert-util.js';
+import { hasOpenssl, newHome, startServer, tempDir, kmgrd, kmgr, statusReader } from './support/index.js';
 
 const openssl = (args: string[]): string => execFileSync('openssl', args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
 
 t.test('certificates beside keys', { skip: !hasOpenssl() && 'needs openssl' }, async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   const dir = await tempDir(t);
   const f = (n: string): string => join(dir, n);
   const pp = ['--passphrase-file', c.pp];
@@ -100,11 +97,11 @@ t.test('certificates beside keys', { skip: !hasOpenssl() && 'needs openssl' }, a
     const keyIn = /-----BEGIN PRIVATE KEY-----[\s\S]+?-----END PRIVATE KEY-----/.exec(info)![0];
     t.equal(createPrivateKey(keyIn).export({ type: 'pkcs8', format: 'pem' }), createPrivateKey(key).export({ type: 'pkcs8', format: 'pem' }), 'and the key');
     t.throws(() => openssl(['pkcs12', '-info', '-in', f('a.p12'), '-passin', `file:${c.pp}`, '-noenc']), 'the keystore passphrase does not open it');
-    const viaFd = await cli(['fetch', 'bank-a', '--format', 'p12', '--out', f('fd.p12'), '--p12-passphrase-fd', '3', ...pp], { home: c.home, fd3: 'fd passphrase\n' });
+    const viaFd = await kmgr(['fetch', 'bank-a', '--format', 'p12', '--out', f('fd.p12'), '--p12-passphrase-fd', '3', ...pp], { home: c.home, fd3: 'fd passphrase\n' });
     t.equal(viaFd.code, 0, `--p12-passphrase-fd: ${viaFd.stderr}`);
     t.match(openssl(['pkcs12', '-info', '-in', f('fd.p12'), '-passin', 'pass:fd passphrase', '-noenc']), /BEGIN PRIVATE KEY/, 'opened with the passphrase from fd 3');
     t.equal(await uses('bank-a'), 3, 'each fetch is one counted use');
-    const noPass = await cli(['fetch', 'bank-a', '--format', 'p12', '--out', f('b.p12'), ...pp], { home: c.home });
+    const noPass = await kmgr(['fetch', 'bank-a', '--format', 'p12', '--out', f('b.p12'), ...pp], { home: c.home });
     t.equal(noPass.code, 64, 'no PKCS#12 passphrase source and no terminal: a usage error');
     t.match(noPass.stderr, /PKCS#12 passphrase/);
     t.equal(await uses('bank-a'), 3, 'asked before anything is counted');

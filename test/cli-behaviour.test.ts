@@ -5,12 +5,11 @@ import t from 'tap';
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { createPrivateKey, createPublicKey, scrypt, sign, verify } from 'node:crypto';
-import { startServer, initClient, tempDir, PASSPHRASE, type RunResult } from './helpers.js';
+import { startServer, newHome, tempDir, PASSPHRASE, kmgr, snapshot, sameSnapshot, oneLine, jsonError, pp, freePort, countingListener, MSG, hasScript, underPty, type RunResult } from './support/index.js';
 import { openSession } from '../src/client/session.js';
 import { homePaths } from '../src/client/home.js';
 import { seal } from '../src/crypto/aead.js';
 import { encodeFields } from '../src/crypto/bytes.js';
-import { cli, snapshot, sameSnapshot, oneLine, jsonError, pp, closedPort, countingListener, MSG, HAVE_SCRIPT, underPty } from './cli-util.js';
 
 // ---------------------------------------------------------------- tests
 
@@ -19,7 +18,7 @@ t.jobs = 3;
 
 t.test('wrong passphrase: exit 77, nothing on stdout, no file changed, nothing counted', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'bank-a', '--max-uses', '1'])).code, 0, 'register');
   const bad = join(dirname(c.pp), 'bad-passphrase');
   await writeFile(bad, 'not the passphrase\n', { mode: 0o600 });
@@ -27,17 +26,17 @@ t.test('wrong passphrase: exit 77, nothing on stdout, no file changed, nothing c
   t.ok(before.has('keystore.json') && before.has('partners.json') && before.has('config.json'), 'the home holds keystore, partners and config');
   const logsBefore = server.logs.lines.length;
 
-  const f = await cli(['fetch', 'bank-a', '--passphrase-file', bad], { home: c.home });
+  const f = await kmgr(['fetch', 'bank-a', '--passphrase-file', bad], { home: c.home });
   t.equal(f.code, 77, 'fetch with a wrong passphrase exits 77');
   t.equal(f.stdoutBytes.length, 0, 'nothing on stdout');
   t.ok(oneLine(f.stderr), 'one line on stderr');
-  const fj = await cli(['--json', 'fetch', 'bank-a', '--passphrase-file', bad], { home: c.home });
+  const fj = await kmgr(['--json', 'fetch', 'bank-a', '--passphrase-file', bad], { home: c.home });
   t.equal(fj.code, 77);
   t.equal(jsonError(fj).code, 'wrong_passphrase', '--json error code wrong_passphrase');
-  const r = await cli(['register', 'bank-b', '--passphrase-file', bad], { home: c.home });
+  const r = await kmgr(['register', 'bank-b', '--passphrase-file', bad], { home: c.home });
   t.equal(r.code, 77, 'register with a wrong passphrase exits 77');
   t.equal(r.stdoutBytes.length, 0, 'nothing on stdout');
-  const e = await cli(['fetch', 'bank-a'], { home: c.home, env: { KMGR_PASSPHRASE: 'nope' } });
+  const e = await kmgr(['fetch', 'bank-a'], { home: c.home, env: { KMGR_PASSPHRASE: 'nope' } });
   t.equal(e.code, 77, 'a wrong KMGR_PASSPHRASE exits 77');
 
   sameSnapshot(t, before, await snapshot(c.home), 'after wrong passphrases');
@@ -48,7 +47,7 @@ t.test('wrong passphrase: exit 77, nothing on stdout, no file changed, nothing c
 
 t.test('a keystore readable by others is refused (exit 78, unsafe_permissions)', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'bank-a'])).code, 0, 'register');
   const ks = join(c.home, 'keystore.json');
   t.equal((await stat(ks)).mode & 0o777, 0o600, 'init wrote the keystore 0600');
@@ -56,11 +55,11 @@ t.test('a keystore readable by others is refused (exit 78, unsafe_permissions)',
   for (const mode of [0o644, 0o640, 0o604]) {
     await chmod(ks, mode);
     const before = await snapshot(c.home);
-    const r = await cli(['--json', 'fetch', 'bank-a', ...pp(c)], { home: c.home });
+    const r = await kmgr(['--json', 'fetch', 'bank-a', ...pp(c)], { home: c.home });
     t.equal(r.code, 78, `mode ${mode.toString(8)}: exit 78`);
     t.equal(jsonError(r).code, 'unsafe_permissions', `mode ${mode.toString(8)}: code unsafe_permissions`);
     t.equal(r.stdoutBytes.length, 0, 'nothing on stdout');
-    const plain = await cli(['fetch', 'bank-a', ...pp(c)], { home: c.home });
+    const plain = await kmgr(['fetch', 'bank-a', ...pp(c)], { home: c.home });
     t.equal(plain.code, 78);
     t.ok(oneLine(plain.stderr) && /chmod/.test(plain.stderr), 'one line telling how to fix it');
     sameSnapshot(t, before, await snapshot(c.home), `mode ${mode.toString(8)}`);
@@ -72,7 +71,7 @@ t.test('a keystore readable by others is refused (exit 78, unsafe_permissions)',
 
 t.test('keystore tampering: KDF downgrade exit 65 even with the right passphrase; an edited box, salt or parameter exit 77', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'bank-a'])).code, 0, 'register');
   const ksPath = join(c.home, 'keystore.json');
   const original = await readFile(ksPath, 'utf8');
@@ -83,7 +82,7 @@ t.test('keystore tampering: KDF downgrade exit 65 even with the right passphrase
     const d = JSON.parse(original) as typeof doc;
     edit(d);
     await writeFile(ksPath, JSON.stringify(d, null, 2) + '\n', { mode: 0o600 });
-    const r = await cli(['--json', 'fetch', 'bank-a', ...pp(c)], { home: c.home });
+    const r = await kmgr(['--json', 'fetch', 'bank-a', ...pp(c)], { home: c.home });
     t.equal(r.stdoutBytes.length, 0, `${what}: nothing on stdout`);
     return r;
   };
@@ -131,10 +130,10 @@ t.test('keystore tampering: KDF downgrade exit 65 even with the right passphrase
     return JSON.stringify({ format: 'kmgr-keystore', v: 1, kdf: { alg: 'scrypt', logN, r: 8, p: 1, salt: salt.toString('base64') }, box: Buffer.from(box).toString('base64') }, null, 2) + '\n';
   };
   await writeFile(ksPath, await craft(15), { mode: 0o600 });
-  const control = await cli(['fetch', 'bank-a', ...pp(c)], { home: c.home });
+  const control = await kmgr(['fetch', 'bank-a', ...pp(c)], { home: c.home });
   t.equal(control.code, 0, `control: a keystore sealed by this test at logN 15 opens${control.code ? `: ${control.stderr}` : ''}`);
   await writeFile(ksPath, await craft(14), { mode: 0o600 });
-  r = await cli(['--json', 'fetch', 'bank-a', ...pp(c)], { home: c.home });
+  r = await kmgr(['--json', 'fetch', 'bank-a', ...pp(c)], { home: c.home });
   t.equal(r.code, 65, 'a keystore validly sealed at logN 14 is refused: exit 65');
   t.equal(jsonError(r).code, 'kdf_too_weak');
   t.equal(r.stdoutBytes.length, 0, 'nothing on stdout');
@@ -145,7 +144,7 @@ t.test('keystore tampering: KDF downgrade exit 65 even with the right passphrase
 
 t.test('init twice: exit 73 and nothing changed; --force succeeds and keeps the old files as *.old-*', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'bank-a'])).code, 0, 'register');
   t.equal((await c.run(['fetch', 'bank-a'])).code, 0, 'fetch (so a fetch log exists)');
   const before = await snapshot(c.home);
@@ -153,17 +152,17 @@ t.test('init twice: exit 73 and nothing changed; --force succeeds and keeps the 
   const logsBefore = server.logs.lines.length;
   const initArgs = ['init', '--server', server.url, '--ca', server.ca, ...pp(c), '--kdf-cost', '15'];
 
-  const again = await cli(initArgs, { home: c.home });
+  const again = await kmgr(initArgs, { home: c.home });
   t.equal(again.code, 73, 'init again without --force: exit 73');
   t.equal(again.stdoutBytes.length, 0, 'nothing on stdout');
   t.ok(oneLine(again.stderr) && /--force/.test(again.stderr), 'one line mentioning --force');
-  const againJson = await cli(['--json', ...initArgs], { home: c.home });
+  const againJson = await kmgr(['--json', ...initArgs], { home: c.home });
   t.equal(againJson.code, 73);
   t.equal(jsonError(againJson).code, 'keystore_exists', 'code keystore_exists');
   sameSnapshot(t, before, await snapshot(c.home), 'after a refused init');
   t.equal(server.logs.lines.length, logsBefore, 'the server was not contacted (no enrolment logged)');
 
-  const forced = await cli([...initArgs, '--force'], { home: c.home });
+  const forced = await kmgr([...initArgs, '--force'], { home: c.home });
   t.equal(forced.code, 0, `init --force: exit 0${forced.code ? `: ${forced.stderr}` : ''}`);
   const after = await snapshot(c.home);
   for (const f of ['keystore.json', 'config.json', 'partners.json', 'fetch-log.jsonl']) {
@@ -189,9 +188,9 @@ t.test('init against an unreachable server exits 69 and writes nothing; without 
   const ppFile = join(root, 'pp');
   await writeFile(ppFile, PASSPHRASE + '\n', { mode: 0o600 });
 
-  const port = await closedPort();
+  const port = await freePort();
   const home1 = join(root, 'home1');
-  const r1 = await cli(['init', '--server', `https://127.0.0.1:${port}`, '--ca', server.ca, '--passphrase-file', ppFile, '--kdf-cost', '15'], { home: home1 });
+  const r1 = await kmgr(['init', '--server', `https://127.0.0.1:${port}`, '--ca', server.ca, '--passphrase-file', ppFile, '--kdf-cost', '15'], { home: home1 });
   t.equal(r1.code, 69, 'closed port: exit 69');
   t.equal(r1.stdoutBytes.length, 0, 'nothing on stdout');
   t.ok(oneLine(r1.stderr), 'one line on stderr');
@@ -199,7 +198,7 @@ t.test('init against an unreachable server exits 69 and writes nothing; without 
 
   const logsBefore = server.logs.lines.length;
   const home2 = join(root, 'home2');
-  const r2 = await cli(['init', '--server', server.url, '--passphrase-file', ppFile, '--kdf-cost', '15'], { home: home2 });
+  const r2 = await kmgr(['init', '--server', server.url, '--passphrase-file', ppFile, '--kdf-cost', '15'], { home: home2 });
   t.equal(r2.code, 69, 'self-signed server without --ca: exit 69');
   t.match(r2.stderr, /--ca/, 'the message mentions --ca');
   t.ok(oneLine(r2.stderr), 'one line on stderr');
@@ -207,13 +206,13 @@ t.test('init against an unreachable server exits 69 and writes nothing; without 
   t.notOk(server.logs.lines.slice(logsBefore).some((l) => l.includes('person enrolled')), 'nobody was enrolled');
 
   const home3 = join(root, 'home3');
-  const r3 = await cli(['init', '--server', server.url, '--ca', server.ca, '--passphrase-file', ppFile, '--kdf-cost', '15'], { home: home3 });
+  const r3 = await kmgr(['init', '--server', server.url, '--ca', server.ca, '--passphrase-file', ppFile, '--kdf-cost', '15'], { home: home3 });
   t.equal(r3.code, 0, 'control: with --ca it succeeds');
 });
 
 t.test('passphrase sources: file, fd, KMGR_PASSPHRASE; none and no terminal: exit 64', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   const reg = await c.run(['register', 'bank-a']);
   t.equal(reg.code, 0, 'register');
   const pub = createPublicKey(reg.stdout);
@@ -223,15 +222,15 @@ t.test('passphrase sources: file, fd, KMGR_PASSPHRASE; none and no terminal: exi
   };
 
   const [file, fd, env, fdBad, envBad, none, both, lowFd, emptyFd] = await Promise.all([
-    cli(['fetch', 'bank-a', '--passphrase-file', c.pp], { home: c.home }),
-    cli(['fetch', 'bank-a', '--passphrase-fd', '3'], { home: c.home, fd3: PASSPHRASE + '\n' }),
-    cli(['fetch', 'bank-a'], { home: c.home, env: { KMGR_PASSPHRASE: PASSPHRASE } }),
-    cli(['fetch', 'bank-a', '--passphrase-fd', '3'], { home: c.home, fd3: 'wrong\n' }),
-    cli(['fetch', 'bank-a'], { home: c.home, env: { KMGR_PASSPHRASE: 'wrong' } }),
-    cli(['fetch', 'bank-a'], { home: c.home }),
-    cli(['fetch', 'bank-a', '--passphrase-file', c.pp, '--passphrase-fd', '3'], { home: c.home, fd3: PASSPHRASE + '\n' }),
-    cli(['fetch', 'bank-a', '--passphrase-fd', '2'], { home: c.home }),
-    cli(['fetch', 'bank-a', '--passphrase-fd', '3'], { home: c.home, fd3: '' }),
+    kmgr(['fetch', 'bank-a', '--passphrase-file', c.pp], { home: c.home }),
+    kmgr(['fetch', 'bank-a', '--passphrase-fd', '3'], { home: c.home, fd3: PASSPHRASE + '\n' }),
+    kmgr(['fetch', 'bank-a'], { home: c.home, env: { KMGR_PASSPHRASE: PASSPHRASE } }),
+    kmgr(['fetch', 'bank-a', '--passphrase-fd', '3'], { home: c.home, fd3: 'wrong\n' }),
+    kmgr(['fetch', 'bank-a'], { home: c.home, env: { KMGR_PASSPHRASE: 'wrong' } }),
+    kmgr(['fetch', 'bank-a'], { home: c.home }),
+    kmgr(['fetch', 'bank-a', '--passphrase-file', c.pp, '--passphrase-fd', '3'], { home: c.home, fd3: PASSPHRASE + '\n' }),
+    kmgr(['fetch', 'bank-a', '--passphrase-fd', '2'], { home: c.home }),
+    kmgr(['fetch', 'bank-a', '--passphrase-fd', '3'], { home: c.home, fd3: '' }),
   ]);
   works(file, '--passphrase-file');
   works(fd, '--passphrase-fd 3');
@@ -248,7 +247,7 @@ t.test('passphrase sources: file, fd, KMGR_PASSPHRASE; none and no terminal: exi
 
 t.test('usage errors: exit 64, one line on stderr, no file changed, the server not contacted', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'bank', '--type', 'ed25519'])).code, 0, 'register bank');
   t.equal((await c.run(['register', 'vault', '--type', 'aes256'])).code, 0, 'register vault (aes256)');
   t.equal((await c.run(['fetch', 'bank'])).code, 0, 'fetch once so a fetch log exists');
@@ -273,7 +272,7 @@ t.test('usage errors: exit 64, one line on stderr, no file changed, the server n
     ['--format der', ['fetch', 'bank', '--format', 'der', ...P]],
   ];
   const runAll = async (what: string): Promise<void> => {
-    const results = await Promise.all(cases.map(([, args]) => cli(args, { home: c.home })));
+    const results = await Promise.all(cases.map(([, args]) => kmgr(args, { home: c.home })));
     cases.forEach(([name], i) => {
       const r = results[i]!;
       t.equal(r.code, 64, `${what}: ${name}: exit 64`);
@@ -292,7 +291,7 @@ t.test('usage errors: exit 64, one line on stderr, no file changed, the server n
   // Under --json every usage error is a JSON error with the stable code "usage",
   // whether kmgr or its option parser caught it.
   const jsonCases = cases.filter(([name]) => ['unknown option', '--type rsa', '--max-uses 0', '--expires tomorrow'].includes(name));
-  const jsonResults = await Promise.all(jsonCases.map(([, args]) => cli(['--json', ...args], { home: c.home })));
+  const jsonResults = await Promise.all(jsonCases.map(([, args]) => kmgr(['--json', ...args], { home: c.home })));
   jsonCases.forEach(([name], i) => {
     const r = jsonResults[i]!;
     t.equal(r.code, 64, `--json ${name}: exit 64`);
@@ -309,7 +308,7 @@ t.test('usage errors: exit 64, one line on stderr, no file changed, the server n
   await runAll('counting listener');
   t.equal(counter.count(), 0, 'no usage error opened a connection to the server');
   sameSnapshot(t, before2, await snapshot(c.home), 'after usage errors (counting listener)');
-  const control = await cli(['fetch', 'bank', ...P], { home: c.home });
+  const control = await kmgr(['fetch', 'bank', ...P], { home: c.home });
   t.equal(control.code, 69, 'control: a valid fetch does try the (dead) server: exit 69');
   t.ok(counter.count() >= 1, 'control: and the listener counted it');
   await writeFile(confPath, conf, { mode: 0o600 });
@@ -319,16 +318,16 @@ t.test('usage errors: exit 64, one line on stderr, no file changed, the server n
 
 t.test('unknown partner or key: exit 66; registering a partner that has a key: exit 73', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'bank-a'])).code, 0, 'register');
   const u = await c.run(['fetch', 'nobody']);
   t.equal(u.code, 66, 'fetch of an unknown partner: 66');
   t.equal(u.stdoutBytes.length, 0);
   t.ok(oneLine(u.stderr), 'one line');
-  const uj = await cli(['--json', 'fetch', 'nobody', ...pp(c)], { home: c.home });
+  const uj = await kmgr(['--json', 'fetch', 'nobody', ...pp(c)], { home: c.home });
   t.equal(jsonError(uj).code, 'unknown_partner', 'code unknown_partner');
   t.equal((await c.run(['partner', 'add', 'keyless'])).code, 0, 'partner add keyless');
-  const k = await cli(['--json', 'fetch', 'keyless', ...pp(c)], { home: c.home });
+  const k = await kmgr(['--json', 'fetch', 'keyless', ...pp(c)], { home: c.home });
   t.equal(k.code, 66, 'fetch of a partner without a key: 66');
   t.equal(jsonError(k).code, 'unknown_key', 'code unknown_key');
 
@@ -336,7 +335,7 @@ t.test('unknown partner or key: exit 66; registering a partner that has a key: e
   const again = await c.run(['register', 'bank-a']);
   t.equal(again.code, 73, 'register bank-a again: 73');
   t.equal(again.stdoutBytes.length, 0, 'nothing on stdout');
-  const againJ = await cli(['--json', 'register', 'bank-a', ...pp(c)], { home: c.home });
+  const againJ = await kmgr(['--json', 'register', 'bank-a', ...pp(c)], { home: c.home });
   t.equal(jsonError(againJ).code, 'key_exists', 'code key_exists');
   sameSnapshot(t, before, await snapshot(c.home), 'after refused re-registration');
   t.equal((await c.run(['fetch', 'bank-a'])).code, 0, 'the original key still fetches');
@@ -344,7 +343,7 @@ t.test('unknown partner or key: exit 66; registering a partner that has a key: e
 
 t.test('the fetch log gets one line per successful fetch and none for refused ones', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   const reg = await c.run(['register', 'logp', '--max-uses', '2', '--json']);
   t.equal(reg.code, 0, 'register');
   const rec = JSON.parse(reg.stdout) as { keyId: string; partnerId: string };
@@ -362,13 +361,13 @@ t.test('the fetch log gets one line per successful fetch and none for refused on
   t.equal((await c.run(['fetch', 'logp', '--format', 'hex'])).code, 0, 'fetch 2');
   t.equal((await lines()).length, 2, 'two lines');
 
-  const refused = await cli(['--json', 'fetch', 'logp', ...pp(c)], { home: c.home });
+  const refused = await kmgr(['--json', 'fetch', 'logp', ...pp(c)], { home: c.home });
   t.equal(refused.code, 77, 'fetch 3 refused by --max-uses 2: 77');
   t.equal(jsonError(refused).code, 'terms_max_uses', 'code terms_max_uses');
   t.equal(refused.stdoutBytes.length, 0, 'nothing on stdout');
   const bad = join(dirname(c.pp), 'bad');
   await writeFile(bad, 'wrong\n', { mode: 0o600 });
-  t.equal((await cli(['fetch', 'logp', '--passphrase-file', bad], { home: c.home })).code, 77, 'wrong passphrase: 77');
+  t.equal((await kmgr(['fetch', 'logp', '--passphrase-file', bad], { home: c.home })).code, 77, 'wrong passphrase: 77');
   t.equal((await c.run(['fetch', 'nobody'])).code, 66, 'unknown partner: 66');
   t.equal((await c.run(['fetch', 'logp', '--format', 'nope'])).code, 64, 'usage error: 64');
 
@@ -390,7 +389,7 @@ t.test('the fetch log gets one line per successful fetch and none for refused on
 
 t.test('kmgr partner add/list/show/rm with --json; rm of a partner with a key needs --force', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   /** What partner add/show/list/rm and list print with --json, or the error's code, as far as this test reads them. */
   interface PartnerJson {
     partnerId?: string;
@@ -398,7 +397,7 @@ t.test('kmgr partner add/list/show/rm with --json; rm of a partner with a key ne
     code?: string;
   }
   const j = async (args: string[], code = 0): Promise<PartnerJson> => {
-    const r = await cli([...args, '--json'], { home: c.home });
+    const r = await kmgr([...args, '--json'], { home: c.home });
     t.equal(r.code, code, `${args.join(' ')} --json: exit ${code}${r.code !== code ? `: ${r.stderr}` : ''}`);
     if (code !== 0) {
       t.equal(r.stdoutBytes.length, 0, 'nothing on stdout');
@@ -439,9 +438,9 @@ t.test('kmgr partner add/list/show/rm with --json; rm of a partner with a key ne
 });
 
 
-t.test('under a pseudo-terminal, fetch refuses (64, nothing counted); with --force it prints the key', { skip: HAVE_SCRIPT ? false : 'util-linux script(1) is not installed' }, async (t) => {
+t.test('under a pseudo-terminal, fetch refuses (64, nothing counted); with --force it prints the key', { skip: hasScript() ? false : 'util-linux script(1) is not installed' }, async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'pty-a', '--max-uses', '1'])).code, 0, 'register pty-a --max-uses 1');
   const regB = await c.run(['register', 'pty-b', '--type', 'secp256k1']);
   t.equal(regB.code, 0, 'register pty-b');

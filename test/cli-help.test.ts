@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdir, writeFile, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KMGR, KMGRD, startServer, initClient, tempDir } from './helpers.js';
+import { KMGR, KMGRD, startServer, newHome, tempDir } from './support/index.js';
 
 function help(bin: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -44,7 +44,7 @@ t.test('every kmgr and kmgrd command --help ends with examples', async (t) => {
 
 t.test('kmgr completion bash completes commands, options and partner names', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   for (const name of ['bank-a', 'bank-b']) t.equal((await c.run(['partner', 'add', name])).code, 0);
   const dir = await tempDir(t);
   await mkdir(join(dir, 'bin'));

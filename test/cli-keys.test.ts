@@ -9,7 +9,7 @@ import {
   createCipheriv, createDecipheriv, createECDH, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync,
   randomBytes, sign, verify, type KeyObject,
 } from 'node:crypto';
-import { startServer, initClient, tempDir, type RunResult } from './helpers.js';
+import { startServer, newHome, tempDir, type RunResult } from './support/index.js';
 
 type AsymType = 'ed25519' | 'p256' | 'secp256k1' | 'x25519';
 const ASYM: AsymType[] = ['ed25519', 'p256', 'secp256k1', 'x25519'];
@@ -77,7 +77,7 @@ function ok(t: Test, r: RunResult, what: string): void {
 
 t.test('each key pair type: fetch in every format yields the private half of the registered public key', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   for (const type of ASYM) {
     await t.test(type, async (t) => {
       const name = `partner-${type}`;
@@ -136,7 +136,7 @@ t.test('each key pair type: fetch in every format yields the private half of the
 
 t.test('aes256: register prints nothing on stdout; every format gives the same 32 bytes; AES-256-GCM round trip', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   const reg = await c.run(['register', 'vault', '--type', 'aes256']);
   ok(t, reg, 'register');
   t.equal(reg.stdout, '', 'symmetric register prints nothing on stdout');
@@ -191,7 +191,7 @@ t.test('aes256: register prints nothing on stdout; every format gives the same 3
 
 t.test('register --import: PEM (PKCS#8 and SEC1) and JWK keys register and fetch back as the same key', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   const dir = await tempDir(t, 'kmgr-import-');
 
   const cases: Array<{ name: string; type: string; file: string; text: string; priv: KeyObject | Buffer }> = [];
@@ -255,7 +255,7 @@ t.test('register --import: PEM (PKCS#8 and SEC1) and JWK keys register and fetch
 
 t.test('register --json prints a JSON record with the public key and the status', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   const reg = await c.run(['register', 'bank-j', '--type', 'p256', '--max-uses', '7', '--max-per-day', '3', '--expires', '2099-06-30', '--json']);
   ok(t, reg, 'register --json');
   // The same shape as kmgr status --json and rotate --json.

@@ -8,13 +8,12 @@ import { spawn, execFileSync } from 'node:child_process';
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createPublicKey } from 'node:crypto';
-import { startServer, initClient, KMGR, tempDir } from './helpers.js';
-import { cli, pp, type Client } from './cli-util.js';
+import { startServer, newHome, KMGR, tempDir, kmgr, pp, type Home } from './support/index.js';
 
 t.jobs = 2;
 
 /** Runs kmgr through sh, so the test can use the shell's own redirections (`>&-`, `> /dev/full`, `| true`). */
-function sh(c: Client, args: string[], redirect: string): Promise<{ code: number; stderr: string }> {
+function sh(c: Home, args: string[], redirect: string): Promise<{ code: number; stderr: string }> {
   const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
   // In a pipeline, the exit status reported is kmgr's (the left side), taken from a file.
   const status = join(c.home, '..', 'status');
@@ -33,14 +32,14 @@ function sh(c: Client, args: string[], redirect: string): Promise<{ code: number
   });
 }
 
-async function uses(c: Client, name: string): Promise<number> {
+async function uses(c: Home, name: string): Promise<number> {
   const r = await c.run(['status', name, '--json']);
   return (JSON.parse(r.stdout) as { uses: { total: number } }).uses.total;
 }
 
 t.test('a stdout that cannot take the output exits 74 with one line naming what was lost', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'bank-a'])).code, 0);
 
   const closed = await sh(c, ['fetch', 'bank-a', ...pp(c)], '>&-');
@@ -67,7 +66,7 @@ t.test('a stdout that cannot take the output exits 74 with one line naming what 
 
 t.test('fetch --out: atomic, 0600, refreshes its own file, never replaces another file unless --force', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'bank-a'])).code, 0);
   const dir = await tempDir(t, 'kmgr-out-');
   const file = join(dir, 'bank-a.pem');
@@ -100,7 +99,7 @@ t.test('fetch --out: atomic, 0600, refreshes its own file, never replaces anothe
 
 t.test('register --out writes the public key the same way', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   const dir = await tempDir(t, 'kmgr-out-');
   const taken = join(dir, 'taken.pub');
   await writeFile(taken, 'x');
@@ -117,7 +116,7 @@ t.test('register --out writes the public key the same way', async (t) => {
 
 t.test('pubkey and status show the public key at no cost; --format openssh is read by ssh-keygen', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   for (const [name, type] of [['ed', 'ed25519'], ['ec', 'p256']]) {
     const reg = await c.run(['register', name!, '--type', type!, '--max-uses', '1']);
     t.equal(reg.code, 0);
@@ -147,9 +146,9 @@ t.test('pubkey and status show the public key at no cost; --format openssh is re
 
 t.test('fetch --json puts the key and its format in an object', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'sym', '--type', 'aes256'])).code, 0);
-  const r = await cli(['--json', 'fetch', 'sym', ...pp(c)], { home: c.home });
+  const r = await kmgr(['--json', 'fetch', 'sym', ...pp(c)], { home: c.home });
   t.equal(r.code, 0);
   const o = JSON.parse(r.stdout) as { partner: string; format: string; key: string };
   t.equal(o.partner, 'sym');

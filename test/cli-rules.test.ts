@@ -9,8 +9,7 @@ import { writeFile } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { existsSync } from 'node:fs';
 import { generateKeyPairSync } from 'node:crypto';
-import { startServer, initClient, kmgr, tempDir, PASSPHRASE } from './helpers.js';
-import { cli, pp, jsonError, snapshot, sameSnapshot } from './cli-util.js';
+import { startServer, newHome, tempDir, PASSPHRASE, kmgr, pp, jsonError, snapshot, sameSnapshot } from './support/index.js';
 import { parseDuration, parseTimeout } from '../src/cli/parse.js';
 import { plural, timeAhead } from '../src/protocol/words.js';
 import { checkNewPassphrase } from '../src/client/passphrase.js';
@@ -48,10 +47,10 @@ t.test('durations: s, m, h, d, w everywhere; each refusal says what is wrong', a
   t.throws(() => parseTimeout('1.5h'), /whole number with a smaller unit/, 'and the same refusals as every duration');
 
   const home = join(await tempDir(t), 'h');
-  const r = await cli(['register', 'x', '--valid-for', '90'], { home });
+  const r = await kmgr(['register', 'x', '--valid-for', '90'], { home });
   t.equal(r.code, 64, 'register --valid-for 90: 64 before anything else');
   t.match(r.stderr, /--valid-for "90": the number needs a unit/);
-  const a = await cli(['agent', 'start', '--ttl', '3x'], { home });
+  const a = await kmgr(['agent', 'start', '--ttl', '3x'], { home });
   t.equal(a.code, 64);
   t.match(a.stderr, /--ttl "3x": unknown unit/);
 });
@@ -67,7 +66,7 @@ t.test('words: never "1 days"', async (t) => {
 
 t.test('warnings: expiry in hours, the last permitted use, a limit set below what is used; refusal details in the status shape', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'soon', '--valid-for', '5h'])).code, 0);
   const s = await c.run(['fetch', 'soon']);
   t.match(s.stderr, /soon: the key expires at .* \(in 5 hours\)/, 'expiry in hours, not "0 days"');
@@ -77,7 +76,7 @@ t.test('warnings: expiry in hours, the last permitted use, a limit set below wha
   const last = await c.run(['fetch', 'two']);
   t.equal(last.code, 0);
   t.match(last.stderr, /two: that was the last use its total limit of 2 permits; the next fetch is refused/, 'the fetch taking the last use says so');
-  const refused = await cli(['--json', 'fetch', 'two', ...pp(c)], { home: c.home });
+  const refused = await kmgr(['--json', 'fetch', 'two', ...pp(c)], { home: c.home });
   t.equal(refused.code, 77);
   const details = (JSON.parse(refused.stderr) as { error: { details: { status: Record<string, unknown> } } }).error.details;
   const status = JSON.parse((await c.run(['status', 'two', '--json'])).stdout) as Record<string, unknown>;
@@ -93,7 +92,7 @@ t.test('warnings: expiry in hours, the last permitted use, a limit set below wha
 
 t.test('a missing or unreadable input file is 66, whichever option names it', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   const nope = join(dirname(c.pp), 'no-such-file');
   const pub = join(dirname(c.pp), 'pub.pem');
   await writeFile(pub, generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }));
@@ -105,7 +104,7 @@ t.test('a missing or unreadable input file is 66, whichever option names it', as
     ['config', 'set', 'ca', nope, '--yes'],
     ['init', '--server', server.url, '--ca', nope, '--passphrase-file', c.pp, '--force'],
   ]) {
-    const r = await cli(['--json', ...args], { home: c.home });
+    const r = await kmgr(['--json', ...args], { home: c.home });
     t.equal(r.code, 66, `${args.slice(0, 3).join(' ')}: 66`);
     t.equal(jsonError(r).code, 'no_input', 'no_input');
   }
@@ -123,30 +122,30 @@ t.test('passphrases: a floor for new ones (with an override), empty KMGR_PASSPHR
   const weakFile = join(dir, 'weak');
   await writeFile(weakFile, 'password\n', { mode: 0o600 });
   const home = join(dir, 'h');
-  const w = await cli(['--json', 'init', '--server', server.url, '--ca', server.ca, '--passphrase-file', weakFile, '--kdf-cost', '15'], { home });
+  const w = await kmgr(['--json', 'init', '--server', server.url, '--ca', server.ca, '--passphrase-file', weakFile, '--kdf-cost', '15'], { home });
   t.equal(w.code, 64, 'init with "password": 64');
   t.equal(jsonError(w).code, 'weak_passphrase');
   t.match(jsonError(w).message, /fewer than 12.*--allow-weak-passphrase/);
   t.notOk(existsSync(join(home, 'keystore.json')), 'nothing was made');
-  const forced = await cli(['init', '--server', server.url, '--ca', server.ca, '--passphrase-file', weakFile, '--kdf-cost', '15', '--allow-weak-passphrase'], { home });
+  const forced = await kmgr(['init', '--server', server.url, '--ca', server.ca, '--passphrase-file', weakFile, '--kdf-cost', '15', '--allow-weak-passphrase'], { home });
   t.equal(forced.code, 0, '--allow-weak-passphrase lets it through');
 
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   const before = await snapshot(c.home);
-  const pw = await cli(['passwd', ...pp(c), '--new-passphrase-file', weakFile], { home: c.home });
+  const pw = await kmgr(['passwd', ...pp(c), '--new-passphrase-file', weakFile], { home: c.home });
   t.equal(pw.code, 64, 'passwd to a weak passphrase: 64');
   sameSnapshot(t, before, await snapshot(c.home), 'the keystore is unchanged');
 
   t.equal((await c.run(['register', 'bank-a'])).code, 0);
-  const empty = await cli(['fetch', 'bank-a', ...pp(c)], { home: c.home, env: { KMGR_PASSPHRASE: '' } });
+  const empty = await kmgr(['fetch', 'bank-a', ...pp(c)], { home: c.home, env: { KMGR_PASSPHRASE: '' } });
   t.equal(empty.code, 0, 'an empty KMGR_PASSPHRASE is unset: the file is used');
-  const emptyOnly = await cli(['fetch', 'bank-a'], { home: c.home, env: { KMGR_PASSPHRASE: '' } });
+  const emptyOnly = await kmgr(['fetch', 'bank-a'], { home: c.home, env: { KMGR_PASSPHRASE: '' } });
   t.equal(emptyOnly.code, 64, 'with nothing else: the prompt, and no terminal to ask on');
   t.match(emptyOnly.stderr, /no terminal/);
 
-  const fd0 = await kmgr(['fetch', 'bank-a', '--passphrase-fd', '0'], { home: c.home, input: PASSPHRASE + '\n', detached: true });
+  const fd0 = await kmgr(['fetch', 'bank-a', '--passphrase-fd', '0'], { home: c.home, input: PASSPHRASE + '\n' });
   t.equal(fd0.code, 0, '--passphrase-fd 0 reads stdin');
   t.match(fd0.stdout, /PRIVATE KEY/);
-  t.equal((await kmgr(['fetch', 'bank-a', '--passphrase-fd', '1'], { home: c.home, detached: true })).code, 64, 'fd 1 is refused');
+  t.equal((await kmgr(['fetch', 'bank-a', '--passphrase-fd', '1'], { home: c.home })).code, 64, 'fd 1 is refused');
 
 });

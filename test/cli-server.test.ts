@@ -3,14 +3,13 @@
 import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
-import { startServer, initClient } from './helpers.js';
+import { startServer, newHome, kmgr, snapshot, jsonError, pp, partnerId, directClient, errCode, MSG } from './support/index.js';
 import { signedRequest, type Endpoint } from '../src/client/http.js';
 import { FetchResponse, KeyStatus } from '../src/protocol/messages.js';
-import { cli, snapshot, jsonError, pp, partnerId, directClient, errCode, MSG } from './cli-util.js';
 
 t.test('200 concurrent fetches against --max-uses 10: exactly 10 served; a restarted server counts 10', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'race', '--max-uses', '10'])).code, 0, 'register race --max-uses 10');
   const pid = await partnerId(c, 'race');
   const { ep, id } = await directClient(c);
@@ -47,7 +46,7 @@ t.test('200 concurrent fetches against --max-uses 10: exactly 10 served; a resta
 
 t.test('restart keeps everything: the key, the enrolment and the count', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   const reg = await c.run(['register', 'keep', '--type', 'p256', '--max-uses', '3']);
   t.equal(reg.code, 0, 'register keep --max-uses 3');
   const f1 = await c.run(['fetch', 'keep']);
@@ -66,7 +65,7 @@ t.test('restart keeps everything: the key, the enrolment and the count', async (
   t.equal(f3.code, 0, `fetch 3 after the restart works${f3.code ? `: ${f3.stderr}` : ''}`);
   t.equal(f3.stdout, f1.stdout, 'the same key as before the restart');
   t.ok(verify('sha256', MSG, createPublicKey(reg.stdout), sign('sha256', MSG, createPrivateKey(f3.stdout))), 'and it signs for the registered key');
-  const f4 = await cli(['--json', 'fetch', 'keep', ...pp(c)], { home: c.home });
+  const f4 = await kmgr(['--json', 'fetch', 'keep', ...pp(c)], { home: c.home });
   t.equal(f4.code, 77, 'fetch 4: refused, the count continued across the restart (3 of 3 used)');
   t.equal(jsonError(f4).code, 'terms_max_uses', 'code terms_max_uses');
   t.equal((await c.run(['register', 'after-restart'])).code, 0, 'the enrolment survived: a new registration works');
@@ -75,7 +74,7 @@ t.test('restart keeps everything: the key, the enrolment and the count', async (
 t.test('no file under the server data directory holds a private key; no server log line holds a key, blob or signature', async (t) => {
   // LevelDB on purpose (also under KMGR_TEST_STORE=postgres): the search is over the data directory's files.
   const server = await startServer(t, { databaseUrl: '' });
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   const types = ['ed25519', 'p256', 'x25519', 'aes256'] as const;
   const needles: Array<[string, Buffer]> = [];
   const logNeedles: Array<[string, string]> = [];

@@ -10,8 +10,7 @@ import { createServer as createTlsServer, type Server as TlsServer, type TLSSock
 import { createServer as createNetServer, type Server as NetServer, type Socket, type AddressInfo } from 'node:net';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { initClient, kmgr, startServer, tempDir, PASSPHRASE, type TestServer } from './helpers.js';
-import { startAgent } from './agent-util.js';
+import { newHome, kmgr, startServer, tempDir, PASSPHRASE, startAgent, type TestServer } from './support/index.js';
 
 type Behaviour = 'silent' | 'trickle' | 'no-handshake';
 
@@ -66,7 +65,7 @@ async function pointAt(home: string, url: string): Promise<void> {
 
 t.test('a silent or trickling server, or one that never completes TLS, cannot hold the client', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'bank-a'])).code, 0, 'registered');
   const [silent, trickle, noTls] = await Promise.all([badPeer(t, server, 'silent'), badPeer(t, server, 'trickle'), badPeer(t, server, 'no-handshake')]);
   const fast = { KMGR_TIMEOUT: '1' };
@@ -114,12 +113,12 @@ t.test('a silent or trickling server, or one that never completes TLS, cannot ho
 
 t.test("the agent's fetch path has the same deadline", async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'bank-a'])).code, 0, 'registered');
   const silent = await badPeer(t, server, 'silent');
   await pointAt(c.home, silent.url);
   await startAgent(t, c.home, c.pp, [], { KMGR_TIMEOUT: '1' });
-  const f = await kmgr(['fetch', 'bank-a'], { home: c.home, detached: true, extraCa: false });
+  const f = await kmgr(['fetch', 'bank-a'], { home: c.home });
   t.equal(f.code, 69, `fetch through the agent (started with KMGR_TIMEOUT=1) against a silent server: unavailable (${f.stderr.trim()})`);
   t.equal(f.stdoutBytes.length, 0, 'nothing on stdout');
   t.match(f.stderr, /sent nothing for 0\.5 s .*may have counted it/, "the agent's own deadline fired and says the use may have been counted");

@@ -6,12 +6,12 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { initClient, startServer, tempDir } from './helpers.js';
+import { newHome, startServer, tempDir } from './support/index.js';
 import { writeFileAtomic } from '../src/io/atomic-file.js';
 
 t.test('a fetch log that cannot be written does not withhold a counted key', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'bank-a'])).code, 0);
   const log = join(c.home, 'fetch-log.jsonl');
   await rm(log, { force: true });
@@ -26,7 +26,7 @@ t.test('a fetch log that cannot be written does not withhold a counted key', asy
 
 t.test('fetch-log lines are appended whole: a torn line does not swallow the next', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'bank-a'])).code, 0);
   const log = join(c.home, 'fetch-log.jsonl');
   await writeFile(log, '{"at":"2026-01-01T00:00:00.000Z","partner":"bank-a","par', { mode: 0o600 }); // cut short by a full disk
@@ -41,7 +41,7 @@ t.test('fetch-log lines are appended whole: a torn line does not swallow the nex
 
 t.test('register never strands a key: a partner whose local record was lost adopts the key the server holds', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'bank-a'])).code, 0);
   const path = join(c.home, 'partners.json');
   const idx = JSON.parse(await readFile(path, 'utf8'));

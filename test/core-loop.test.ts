@@ -3,11 +3,11 @@ import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServer, initClient, tempDir } from './helpers.js';
+import { startServer, newHome, tempDir } from './support/index.js';
 
 t.test('init, register, fetch: the key printed by fetch signs for the public key register printed', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   const reg = await c.run(['register', 'bank-a', '--expires', '2099-06-30', '--max-uses', '1000', '--max-per-day', '50']);
   t.equal(reg.code, 0, reg.stderr);
   const pub = createPublicKey(reg.stdout);
@@ -22,7 +22,7 @@ t.test('init, register, fetch: the key printed by fetch signs for the public key
 const haveOpenssl = spawnSync('openssl', ['version'], { stdio: 'ignore' }).status === 0;
 t.test('kmgr fetch --format pem | openssl pkey works, and an openssl signature verifies against the registered key', { skip: haveOpenssl ? false : 'openssl is not installed' }, async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   const reg = await c.run(['register', 'bank-a', '--type', 'ed25519']);
   t.equal(reg.code, 0, reg.stderr);
   const dir = await tempDir(t, 'kmgr-openssl-');
@@ -45,7 +45,7 @@ t.test('kmgr fetch --format pem | openssl pkey works, and an openssl signature v
 
 t.test('with --verify-threads 0 (signatures verified on the main thread) the loop works the same', async (t) => {
   const server = await startServer(t, { verifyThreads: 0 });
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   const reg = await c.run(['register', 'bank-a', '--type', 'p256']);
   t.equal(reg.code, 0, reg.stderr);
   const f = await c.run(['fetch', 'bank-a']);

@@ -52,7 +52,7 @@ import {
   type TransactionKey,
 } from '../src/crypto/txkey.js';
 import { KmgrError, IntegrityError, RefusedError, UsageError } from '../src/protocol/errors.js';
-import { mulberry32 } from './prng.js';
+import { mulberry32 } from './support/index.js';
 
 // ---------------------------------------------------------------- helpers
 

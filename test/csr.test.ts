@@ -7,15 +7,14 @@ import { execFileSync } from 'node:child_process';
 import { createPublicKey } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { hasOpenssl, initClient, startServer, tempDir } from './helpers.js';
-import { statusReader } from './cert-util.js';
+import { hasOpenssl, newHome, startServer, tempDir, statusReader } from './support/index.js';
 
 const openssl = (args: string[]): string => execFileSync('openssl', args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
 const spki = (pem: string): string => createPublicKey(pem).export({ type: 'spki', format: 'der' }).toString('hex');
 
 t.test('kmgr csr', { skip: !hasOpenssl() && 'needs openssl' }, async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   const dir = await tempDir(t);
   const pub: Record<string, string> = {};
   for (const [name, type] of [['bank-a', 'p256'], ['bank-e', 'ed25519'], ['bank-k', 'secp256k1'], ['bank-x', 'x25519'], ['bank-s', 'aes256']] as const) {

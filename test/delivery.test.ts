@@ -5,7 +5,7 @@ import { createServer as createHttpServer, type IncomingMessage } from 'node:htt
 import { createServer as createTcpServer, type Socket } from 'node:net';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { startServer, initClient } from './helpers.js';
+import { startServer, newHome } from './support/index.js';
 import { isPublicAddress } from '../src/server/delivery/webhook.js';
 
 interface Hook {
@@ -86,7 +86,7 @@ async function smtpSink(t: { teardown(fn: () => unknown): void }) {
 t.test('webhook: a signed JSON POST per notice, retried with backoff after failures', async (t) => {
   const hook = await receiver(t, 2);
   const server = await startServer(t, { webhooks: 'any', deliverEveryMs: 3_600_000 });
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   const set = await c.run(['notify', '--webhook', hook.url, '--json']);
   t.equal(set.code, 0, set.stderr);
   const secret = Buffer.from(JSON.parse(set.stdout).webhookSecret as string, 'base64');
@@ -131,7 +131,7 @@ t.test('webhook: a signed JSON POST per notice, retried with backoff after failu
 t.test('webhooks are https-only by default', async (t) => {
   const hook = await receiver(t, 0);
   const server = await startServer(t, { deliverEveryMs: 3_600_000 });
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['notify', '--webhook', hook.url])).code, 0);
   await c.run(['register', 'bank-a', '--max-uses', '1']);
   await c.run(['fetch', 'bank-a']);
@@ -144,7 +144,7 @@ t.test('webhooks are https-only by default', async (t) => {
 t.test('e-mail through an SMTP relay', async (t) => {
   const sink = await smtpSink(t);
   const server = await startServer(t, { mail: { from: 'kmgrd@test.invalid', smtp: { host: '127.0.0.1', port: sink.port } }, deliverEveryMs: 3_600_000 });
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['notify', '--email', 'owner@example.test'])).code, 0);
   t.equal((await c.run(['notify', '--email', 'bad address'])).code, 64, 'an address with a space is a usage error at the server (400)');
   await c.run(['register', 'bank-a']);

@@ -5,9 +5,7 @@
 // are refused, and what it holds opens nothing served afterwards.
 import t, { type Test } from 'tap';
 import { join } from 'node:path';
-import { startServer, tempDir } from './helpers.js';
-import { errCode, jsonError } from './cli-util.js';
-import { homeFor, newHome, ok, ownerView, writePassphrase, type Home } from './escrow-util.js';
+import { startServer, tempDir, errCode, jsonError, homeFor, newHome, ok, ownerView, writePassphrase, type Home, type DeviceListJson } from './support/index.js';
 import { signedRequest } from '../src/client/http.js';
 import { AddDeviceRequest, DeviceView, FetchResponse } from '../src/protocol/messages.js';
 import { openBlob } from '../src/crypto/blob.js';
@@ -15,8 +13,6 @@ import { fromB64 } from '../src/crypto/bytes.js';
 import { loadPartners } from '../src/client/partners.js';
 import { homePaths } from '../src/client/home.js';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Json = any;
 const CODE = /\b[0-9A-HJKMNP-TV-Z]{4}(?:-[0-9A-HJKMNP-TV-Z]{4}){7}\b/;
 
 async function exportFrom(h: Home, name: string): Promise<{ file: string; code: string }> {
@@ -69,13 +65,13 @@ t.test('a device export is accepted for one import; device list shows each devic
   server.clock.now = undefined;
 
   ok(t, await phone.dev.run(['fetch', 'bank-a']), 'the phone fetches');
-  const list = await laptop.json(['device', 'list']);
+  const list = await laptop.json<DeviceListJson>(['device', 'list']);
   t.match(list.devices, [
     { label: 'laptop', via: 'init', current: true, revokedAt: null, thisDevice: true },
     { label: 'phone', via: 'import', current: true, revokedAt: null, thisDevice: false },
   ], 'device list: both devices, how each came, and which one this is');
   t.equal(list.devices.length, 2, 'and no others');
-  t.ok(list.devices.every((d: Json) => typeof d.addedAt === 'string' && typeof d.lastUsedAt === 'string'), 'each with when it was added and last used');
+  t.ok(list.devices.every((d) => typeof d.addedAt === 'string' && typeof d.lastUsedAt === 'string'), 'each with when it was added and last used');
 
   // A use signed with the key under a label that is no device of this person is a finding.
   const pid = (await loadPartners(homePaths(laptop.home))).partners.find((p) => p.name === 'bank-a')!.id;
@@ -116,9 +112,9 @@ t.test('device revoke: the revoked device is refused, and what it holds opens no
   const refused = await phone.dev.run(['--json', 'fetch', 'bank-a']);
   t.equal(refused.code, 77, `the revoked phone's fetch: exit 77 (${refused.stderr.trim()})`);
   t.equal(refused.stdout, '', 'nothing printed');
-  const list = await laptop.json(['device', 'list']);
-  t.match(list.devices.find((d: Json) => d.label === 'phone'), { revokedAt: /^\d{4}-/ }, 'device list shows the phone revoked');
-  t.match(list.devices.find((d: Json) => d.label === 'tablet'), { current: false, revokedAt: null }, 'and the tablet as needing a fresh export');
+  const list = await laptop.json<DeviceListJson>(['device', 'list']);
+  t.match(list.devices.find((d) => d.label === 'phone'), { revokedAt: /^\d{4}-/ }, 'device list shows the phone revoked');
+  t.match(list.devices.find((d) => d.label === 'tablet'), { current: false, revokedAt: null }, 'and the tablet as needing a fresh export');
   const text = await laptop.run(['device', 'list']);
   t.match(text.stdout, /^\* laptop .*\(current key\)$/m, 'in text: this device marked, with its state');
   t.match(text.stdout, /^ {2}phone .*\(revoked /m, 'the phone revoked');

@@ -5,15 +5,10 @@
 import t, { type Test } from 'tap';
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServer, tempDir } from './helpers.js';
-import { jsonError, snapshot, HAVE_SCRIPT, underPty } from './cli-util.js';
-import { homeFor, keyPairMatches, newHome, ownerView, rawIdentity, readJson, writePassphrase, ok } from './escrow-util.js';
-import { send, signed, type Target } from './raw-client.js';
+import { startServer, tempDir, jsonError, snapshot, hasScript, underPty, homeFor, keyPairMatches, newHome, ownerView, rawIdentity, readJson, writePassphrase, ok, send, signed, type Target, type PartnerList, type HistoryJson, type PartnerListJson, type PartnerPushJson, type KeyPairStatusJson, type WhoamiJson } from './support/index.js';
+import type { ClientConfig } from '../src/client/config.js';
 import { newTransferCode } from '../src/crypto/transfer.js';
 import { toB64 } from '../src/crypto/bytes.js';
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Json = any;
 
 const CODE = /\b[0-9A-HJKMNP-TV-Z]{4}(?:-[0-9A-HJKMNP-TV-Z]{4}){7}\b/;
 
@@ -32,7 +27,7 @@ async function importInto(t: Test, file: string, code: string, label: string, op
 t.test('device export/import: a second device with its own passphrase fetches with nothing else copied; both devices in history and audit', async (t) => {
   const server = await startServer(t);
   const a = await newHome(t, server, { partners: 'server', device: 'laptop' });
-  const reg = await a.json(['register', 'bank-a']);
+  const reg = await a.json<KeyPairStatusJson>(['register', 'bank-a']);
   ok(t, await a.run(['fetch', 'bank-a']), 'the laptop fetches bank-a');
   const out = join(a.home, '..', 'export.kmgr');
 
@@ -87,9 +82,9 @@ t.test('device export/import: a second device with its own passphrase fetches wi
   t.match(imp.r.stdout, new RegExp(`${a.personId}.*device phone`), 'says who and which device');
   const phone = imp.dev;
   t.equal((await stat(join(imp.home, 'keystore.json'))).mode & 0o777, 0o600, "the phone's keystore is 0600");
-  const who = await phone.json(['whoami']);
+  const who = await phone.json<WhoamiJson>(['whoami']);
   t.same([who.personId, who.fingerprint], [a.personId, a.fingerprint], 'the same person and management key');
-  t.equal((await readJson(join(imp.home, 'config.json'))).device, 'phone', 'labelled phone');
+  t.equal((await readJson<ClientConfig>(join(imp.home, 'config.json'))).device, 'phone', 'labelled phone');
   const withLaptopPp = await homeFor(imp.home, a.pp).run(['--json', 'notices']);
   t.equal(withLaptopPp.code, 77, "the phone has its own passphrase: the laptop's is refused (77)");
 
@@ -102,7 +97,7 @@ t.test('device export/import: a second device with its own passphrase fetches wi
   ok(t, fetched, 'the phone fetches bank-a with no local partner index');
   t.ok(keyPairMatches(fetched.stdout, reg.publicKey), 'the key matches the registered public key');
 
-  const hist = (await a.json(['history', 'bank-a'])).history as Json[];
+  const hist = (await a.json<HistoryJson>(['history', 'bank-a'])).history;
   t.same(hist.map((h) => h.device), ['phone', 'laptop'], "the laptop's history shows which device made each use");
   // Both are the person's registered devices (kmgr device list): each one's uses are not findings for the other.
   const audit = await a.run(['audit', '--json']);
@@ -115,7 +110,7 @@ t.test('device export/import: a second device with its own passphrase fetches wi
   t.match(auditPhone.stdout, /DEVICE .*your device laptop/, 'naming the laptop');
 });
 
-t.test('device export refuses to print to a terminal', { skip: HAVE_SCRIPT ? false : 'util-linux script(1) is not installed' }, async (t) => {
+t.test('device export refuses to print to a terminal', { skip: hasScript() ? false : 'util-linux script(1) is not installed' }, async (t) => {
   const server = await startServer(t);
   const a = await newHome(t, server);
   const r = await underPty(['device', 'export', '--passphrase-file', a.pp], a.home);
@@ -128,13 +123,13 @@ t.test('device export refuses to print to a terminal', { skip: HAVE_SCRIPT ? fal
 t.test('partner push: a local index moves to the server; a device imported after that fetches the pushed partner', async (t) => {
   const server = await startServer(t);
   const desk = await newHome(t, server, { partners: 'local', device: 'desk' });
-  const reg = await desk.json(['register', 'acme', '--name', 'Acme Bank']);
-  const pushed = await desk.json(['partner', 'push']);
+  const reg = await desk.json<KeyPairStatusJson>(['register', 'acme', '--name', 'Acme Bank']);
+  const pushed = await desk.json<PartnerPushJson>(['partner', 'push']);
   t.same(pushed, { moved: 1, total: 1 }, 'partner push --json: one partner moved');
-  t.equal((await readJson(join(desk.home, 'config.json'))).partners, 'server', 'the config now says the index is on the server');
+  t.equal((await readJson<ClientConfig>(join(desk.home, 'config.json'))).partners, 'server', 'the config now says the index is on the server');
   const target: Target = { url: server.url, ca: server.ca };
-  const list = await send(target, signed(target, await rawIdentity(desk), 'GET', '/v1/partners'));
-  t.same(list.json.partners.map((p: Json) => [p.name, p.partnerId, p.displayName, p.shared]), [['acme', reg.partnerId, 'Acme Bank', false]], 'the server holds acme under its local ID');
+  const list = await send<PartnerList>(target, signed(target, await rawIdentity(desk), 'GET', '/v1/partners'));
+  t.same(list.json.partners.map((p) => [p.name, p.partnerId, p.displayName, p.shared]), [['acme', reg.partnerId, 'Acme Bank', false]], 'the server holds acme under its local ID');
   const again = await desk.run(['partner', 'push']);
   t.equal(again.code, 64, 'a second push: usage error (already on the server)');
   ok(t, await desk.run(['partner', 'add', 'beta']), 'a partner added after the push');
@@ -151,8 +146,8 @@ t.test('partner push: a local index moves to the server; a device imported after
   const fetched = await imp.dev.run(['fetch', 'acme']);
   ok(t, fetched, 'the tablet fetches the pushed partner, with no local index');
   t.ok(keyPairMatches(fetched.stdout, reg.publicKey), 'the key registered on the desk');
-  const tabletList = await imp.dev.json(['partner', 'list']);
-  t.same(tabletList.partners.map((p: Json) => p.name).sort(), ['acme', 'beta'], "the tablet lists the server's index, including the partner added after the push");
-  const hist = (await desk.json(['history', 'acme'])).history as Json[];
+  const tabletList = await imp.dev.json<PartnerListJson>(['partner', 'list']);
+  t.same(tabletList.partners.map((p) => p.name).sort(), ['acme', 'beta'], "the tablet lists the server's index, including the partner added after the push");
+  const hist = (await desk.json<HistoryJson>(['history', 'acme'])).history;
   t.same(hist.map((h) => h.device), ['tablet', 'desk'], "the desk's history shows the tablet's use and its own");
 });

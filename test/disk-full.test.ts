@@ -5,9 +5,7 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServer, tempDir } from './helpers.js';
-import { kmgrd } from './escrow-util.js';
-import { enrol, health, keyStatus, newIdentity, newPartnerId, register, send, signed } from './raw-client.js';
+import { startServer, tempDir, kmgrd, enrol, health, keyStatus, newIdentity, newPartnerId, register, send, signed } from './support/index.js';
 
 async function mountTmpfs(dir: string): Promise<string | undefined> {
   try {
@@ -101,7 +99,7 @@ t.test('a full disk: 503 without paths, health not ok, no acknowledged use lost,
   t.equal(check.code, 0, `the database is consistent after the failed writes: ${check.stdout}${check.stderr}`);
   server = await startServer(t, { dataDir });
   target = { url: server.url, ca: server.ca };
-  const total = (await keyStatus(target, id, partner)).json.uses.total as number;
+  const total = (await keyStatus(target, id, partner)).json.uses.total;
   t.ok(total >= acknowledged, `every acknowledged use is stored (${total} >= ${acknowledged})`);
   t.ok(total <= acknowledged + attempts, `no more than the attempts (${total} <= ${acknowledged + attempts})`);
 });

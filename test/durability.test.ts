@@ -2,12 +2,8 @@
 // under load, and SIGTERM under load. Each cycle is real: a kmgrd process on
 // 127.0.0.1 with its own LevelDB, killed and restarted.
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
-import { KMGRD, startServer, tempDir } from './helpers.js';
-import { enrol, health, historyAll, keyStatus, newIdentity, newPartnerId, register, send, signed, type Identity, type Target } from './raw-client.js';
-import { mulberry32 } from './prng.js';
+import { spawnServe, startServer, tempDir, enrol, health, historyAll, keyStatus, newIdentity, newPartnerId, register, send, signed, mulberry32, type Identity, type Target } from './support/index.js';
 
 const LONG = process.argv.includes('--long') || process.env.KMGR_LONG_TESTS === '1';
 
@@ -54,32 +50,6 @@ t.test('rate limits per key: refused requests count nothing', async (t) => {
   t.equal(status.json.uses.total, served, 'the stored count equals the fetches served');
 });
 
-interface Proc {
-  child: ChildProcess;
-  target: Target;
-  exited: Promise<number | null>;
-}
-
-async function startKmgrd(dataDir: string): Promise<Proc> {
-  const child = spawn(process.execPath, [KMGRD, 'serve', '--data', dataDir, '--listen', '127.0.0.1:0', '--rate-per-address', '0', '--rate-per-key', '0'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  const port = await new Promise<number>((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout });
-    const timer = setTimeout(() => reject(new Error('kmgrd did not start')), 30_000);
-    lines.on('line', (l) => {
-      const m = /"port":(\d+)/.exec(l);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-    void exited.then((c) => reject(new Error(`kmgrd exited with ${c}`)));
-  });
-  return { child, target: { url: `https://127.0.0.1:${port}`, ca: join(dataDir, 'tls', 'cert.pem') }, exited };
-}
-
 /** Fires fetches with `concurrency` in flight until stop() is called; counts what the client saw. */
 function load(target: Target, id: Identity, partner: string, concurrency: number) {
   let running = true;
@@ -111,16 +81,16 @@ function load(target: Target, id: Identity, partner: string, concurrency: number
 t.test('SIGKILL at random moments under load: no acknowledged use is lost, none invented, the database always opens', async (t) => {
   const dataDir = join(await tempDir(t, 'kmgrd-crash-'), 'data');
   const cycles = LONG ? 30 : 4;
-  const first = await startKmgrd(dataDir);
+  const first = await spawnServe(t, dataDir);
   const id = newIdentity();
-  t.equal((await enrol(first.target, id)).status, 201);
+  t.equal((await enrol(first, id)).status, 201);
   const partner = newPartnerId();
-  t.equal((await register(first.target, id, partner)).status, 201);
+  t.equal((await register(first, id, partner)).status, 201);
   let acknowledged = 0;
   let maxPossible = 0;
   let proc = first;
   for (let cycle = 0; cycle < cycles; cycle++) {
-    const l = load(proc.target, id, partner, 16);
+    const l = load(proc, id, partner, 16);
     await new Promise((r) => setTimeout(r, 150 + Math.floor(rand() * 500)));
     const inFlightAtKill = l.seen.inFlight;
     proc.child.kill('SIGKILL');
@@ -128,16 +98,16 @@ t.test('SIGKILL at random moments under load: no acknowledged use is lost, none 
     await l.stop();
     acknowledged += l.seen.ok;
     maxPossible += l.seen.ok + inFlightAtKill;
-    proc = await startKmgrd(dataDir);
-    const status = await keyStatus(proc.target, id, partner);
+    proc = await spawnServe(t, dataDir);
+    const status = await keyStatus(proc, id, partner);
     t.equal(status.status, 200, `cycle ${cycle}: the database opens and answers`);
-    const total = status.json.uses.total as number;
+    const total = status.json.uses.total;
     t.ok(total >= acknowledged, `cycle ${cycle}: stored count ${total} >= ${acknowledged} acknowledged`);
     t.ok(total <= maxPossible, `cycle ${cycle}: stored count ${total} <= ${maxPossible} (acknowledged + in flight at each kill)`);
     // Re-base on what is stored: a use in flight at the kill may or may not have been made durable.
     acknowledged = total;
     maxPossible = total;
-    const hist = await historyAll(proc.target, id, partner);
+    const hist = await historyAll(proc, id, partner);
     t.equal(hist.filter((h) => h.result === 'served').length, total, `cycle ${cycle}: history reads back whole, one record per counted use`);
   }
   proc.child.kill('SIGTERM');
@@ -146,19 +116,19 @@ t.test('SIGKILL at random moments under load: no acknowledged use is lost, none 
 
 t.test('SIGTERM under load: in-flight requests finish, every acknowledged use is stored, exit 0', async (t) => {
   const dataDir = join(await tempDir(t, 'kmgrd-term-'), 'data');
-  let proc = await startKmgrd(dataDir);
+  let proc = await spawnServe(t, dataDir);
   const id = newIdentity();
-  t.equal((await enrol(proc.target, id)).status, 201);
+  t.equal((await enrol(proc, id)).status, 201);
   const partner = newPartnerId();
-  t.equal((await register(proc.target, id, partner)).status, 201);
-  const l = load(proc.target, id, partner, 16);
+  t.equal((await register(proc, id, partner)).status, 201);
+  const l = load(proc, id, partner, 16);
   await new Promise((r) => setTimeout(r, 400));
   proc.child.kill('SIGTERM');
   t.equal(await proc.exited, 0, 'kmgrd exits 0 after SIGTERM');
   await l.stop();
   t.ok(l.seen.ok > 0, `load was served before the stop (${l.seen.ok})`);
-  proc = await startKmgrd(dataDir);
-  const status = await keyStatus(proc.target, id, partner);
+  proc = await spawnServe(t, dataDir);
+  const status = await keyStatus(proc, id, partner);
   t.ok(status.json.uses.total >= l.seen.ok, `stored ${status.json.uses.total} >= ${l.seen.ok} acknowledged`);
   proc.child.kill('SIGTERM');
   await proc.exited;

@@ -8,9 +8,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { KMGR, initClient, startServer } from './helpers.js';
-import { agent, startAgent } from './agent-util.js';
-import { statusReader } from './cert-util.js';
+import { KMGR, kmgr, newHome, startServer, agent, startAgent, statusReader } from './support/index.js';
 
 const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
 
@@ -31,13 +29,14 @@ if (then === 'die') { console.log('ready'); setInterval(() => {}, 1000); }
 
 t.test('kmgr exec', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'bank-a', '--type', 'p256'])).code, 0);
   t.equal((await c.run(['register', 'bank-b', '--type', 'aes256', '--max-uses', '3'])).code, 0);
   const keyA = (await c.run(['fetch', 'bank-a'])).stdoutBytes;
   const keyB = (await c.run(['fetch', 'bank-b'])).stdoutBytes;
   const pp = ['--passphrase-file', c.pp];
-  const exec = (args: string[], env: Record<string, string> = {}) => c.run(['exec', ...args], env);
+  // Each case names its own passphrase source (or none, for the agent), so kmgr runs as given.
+  const exec = (args: string[], env: Record<string, string> = {}) => kmgr(['exec', ...args], { home: c.home, env });
   const uses = await statusReader(c);
 
   await t.test('a key in a variable, and the exit status passed on', async (t) => {

@@ -21,7 +21,7 @@ import {
   formatContentDigest, formatSignature, parseSignature, parseSignatureInput, serializeParams, signatureBase, SIG_LABEL, SIG_TAG,
   type RequestParts, type SignatureParams,
 } from '../src/protocol/sigbase.js';
-import { VECTORS, hex, readVector, replay, unhex } from './vector-util.js';
+import { VECTORS, hex, readVector, replay, unhex } from './support/index.js';
 
 t.test('a vector exists for the version of each format the code declares', async (t) => {
   for (const name of [

@@ -5,7 +5,7 @@ import t from 'tap';
 import { Level } from 'level';
 import { join } from 'node:path';
 import { coalesce, GroupCommit, type Op } from '../src/store/group-commit.js';
-import { tempDir } from './helpers.js';
+import { tempDir } from './support/index.js';
 
 const put = (key: string, value: string): Op => ({ type: 'put', key, value });
 

@@ -9,17 +9,14 @@ import { execFileSync } from 'node:child_process';
 import { chmod, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { initClient, kmgr, startServer, tempDir, PASSPHRASE, type TestServer } from './helpers.js';
-import { startLyingProxy } from './lying-proxy.js';
-import { jsonError, partnerId, snapshot } from './cli-util.js';
-import { newHome } from './escrow-util.js';
+import { kmgr, startServer, tempDir, PASSPHRASE, startLyingProxy, jsonError, partnerId, snapshot, newHome } from './support/index.js';
 import type { KeyStatus, PersonInfo } from '../src/protocol/messages.js';
 
 
 t.test("rotate does not take the server's version number on its word", async (t) => {
   const server = await startServer(t);
   const double = await startLyingProxy(t, server);
-  const c = await initClient(t, { url: double.url, ca: double.ca } as TestServer);
+  const c = await newHome(t, double);
   t.equal((await c.run(['register', 'bank-a'])).code, 0, 'registered');
   const id = await partnerId(c, 'bank-a');
   const before = await snapshot(c.home);
@@ -40,7 +37,7 @@ t.test("rotate does not take the server's version number on its word", async (t)
 
 t.test('a FIFO or a device in the place of a state file fails at once', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'bank-a'])).code, 0, 'registered');
   const ks = join(c.home, 'keystore.json');
   const saved = await readFile(ks);
@@ -69,7 +66,7 @@ t.test('a FIFO or a device in the place of a state file fails at once', async (t
 
 t.test('KDF parameters edited up to the old ceiling are refused without running scrypt', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'bank-a'])).code, 0, 'registered');
   const ks = join(c.home, 'keystore.json');
   const doc = JSON.parse(await readFile(ks, 'utf8')) as { kdf: { logN: number; r: number; p: number } };
@@ -83,7 +80,7 @@ t.test('KDF parameters edited up to the old ceiling are refused without running 
 
 t.test('ca.pem and the fetch logs get the permission checks of the other state files', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'bank-a'])).code, 0, 'registered');
   t.equal((await c.run(['fetch', 'bank-a'])).code, 0, 'fetched: both logs exist');
   for (const f of ['ca.pem', 'fetch-sent.jsonl', 'fetch-log.jsonl']) {
@@ -102,7 +99,7 @@ t.test('ca.pem and the fetch logs get the permission checks of the other state f
 t.test('init refuses an enrolment the server does not stand by', async (t) => {
   const server = await startServer(t);
   const double = await startLyingProxy(t, server);
-  const other = await initClient(t, server); // somebody else's person ID
+  const other = await newHome(t, server); // somebody else's person ID
   const otherId = JSON.parse(await readFile(join(other.home, 'config.json'), 'utf8')).personId as string;
   double.rewrite.set('/v1/persons', (r: PersonInfo) => ({ ...r, personId: otherId }));
   const home = join(await tempDir(t, 'kmgr-home-'), 'home');

@@ -4,7 +4,7 @@
 import t from 'tap';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
-import { ROOT } from './helpers.js';
+import { ROOT } from './support/index.js';
 
 const SRC = join(ROOT, 'src');
 

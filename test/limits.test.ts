@@ -2,8 +2,8 @@
 // a key with limit L serves exactly min(N, L) and stores exactly that count.
 import t from 'tap';
 import fc from 'fast-check';
-import { startServer } from './helpers.js';
-import { enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './raw-client.js';
+import { startServer, enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './support/index.js';
+import type { KeyStatus } from '../src/protocol/messages.js';
 
 const LIMIT_FIELDS = ['maxUses', 'maxPerDay', 'maxPerWeek', 'maxPerMonth'] as const;
 
@@ -52,7 +52,7 @@ t.test('200 parallel HTTPS fetches against --max-uses 10: exactly ten are served
   t.equal((await register(target, id, partner, registerBody({ terms }))).status, 201);
   const replies = await Promise.all(Array.from({ length: 200 }, () => send(target, signed(target, id, 'POST', `/v1/keys/${partner}/fetch`, {}))));
   t.equal(replies.filter((r) => r.status === 200).length, 10, 'ten served');
-  t.equal(replies.filter((r) => r.status === 403 && r.json.error.code === 'terms_max_uses').length, 190, 'the rest refused with terms_max_uses');
+  t.equal(replies.filter((r) => r.status === 403 && r.json.error?.code === 'terms_max_uses').length, 190, 'the rest refused with terms_max_uses');
   t.equal((await keyStatus(target, id, partner)).json.uses.total, 10, 'stored count is ten');
 });
 
@@ -70,10 +70,10 @@ t.test('100 concurrent fetches against --max-per-day 7 (injected clock): seven t
   const burst = () => Promise.all(Array.from({ length: 100 }, () => send(target, signed(target, id, 'POST', `/v1/keys/${partner}/fetch`, {}, { created: created() }))));
   const first = await burst();
   t.equal(first.filter((r) => r.status === 200).length, 7, 'seven served on day one');
-  t.ok(first.filter((r) => r.status !== 200).every((r) => r.json.error.code === 'terms_max_per_day'), 'the rest refused for the day limit');
+  t.ok(first.filter((r) => r.status !== 200).every((r) => r.json.error?.code === 'terms_max_per_day'), 'the rest refused for the day limit');
   server.clock.now = day1 + 86_400_000;
   const second = await burst();
   t.equal(second.filter((r) => r.status === 200).length, 7, 'seven more the next day');
-  const status = await send(target, signed(target, id, 'GET', `/v1/keys/${partner}`, undefined, { created: created() }));
+  const status = await send<KeyStatus>(target, signed(target, id, 'GET', `/v1/keys/${partner}`, undefined, { created: created() }));
   t.same(status.json.uses, { total: 14, day: 7, week: 14, month: 14 }, 'counts: 14 in all, 7 today, 14 this week and month');
 });

@@ -19,7 +19,7 @@ import { fingerprint, managementKeyId, signerFromSeed, TAG_REQUEST } from '../sr
 import { encodeFields, toB64, toB64url, utf8 } from '../src/crypto/bytes.js';
 import { sha256 } from '../src/crypto/hash.js';
 import { formatContentDigest, formatSignature, serializeParams, signatureBase, SIG_LABEL, SIG_TAG, type RequestParts, type SignatureParams } from '../src/protocol/sigbase.js';
-import { VECTORS, hex, inputBytes, replay } from './vector-util.js';
+import { VECTORS, hex, inputBytes, replay } from './support/index.js';
 
 const write = (name: string, v: unknown): void => writeFileSync(join(VECTORS, name), JSON.stringify(v, null, 2) + '\n');
 

@@ -3,10 +3,8 @@
 // the new backend, and a second run (or a non-empty database) is refused.
 import t from 'tap';
 import { join } from 'node:path';
-import { startServer, tempDir } from './helpers.js';
-import { kmgrd } from './escrow-util.js';
-import { pgUnavailable, testDatabase } from './pg-util.js';
-import { enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './raw-client.js';
+import { startServer, tempDir, kmgrd, pgUnavailable, testDatabase, enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Target, type PartnerList } from './support/index.js';
+import type { HistoryList, NoticeList } from '../src/protocol/messages.js';
 
 const noPg = await pgUnavailable();
 
@@ -56,9 +54,9 @@ t.test('kmgrd migrate copies a LevelDB deployment into PostgreSQL and checks the
   t.equal((await send(pt, signed(pt, id, 'POST', `/v1/keys/${partner}/fetch`, {}))).status, 200, 'the fourth use');
   const fifth = await send(pt, signed(pt, id, 'POST', `/v1/keys/${partner}/fetch`, {}));
   t.equal(fifth.json?.error?.code, 'terms_max_uses', 'the limit holds across the move');
-  const hist = await send(pt, signed(pt, id, 'GET', `/v1/keys/${partner}/history`));
+  const hist = await send<HistoryList>(pt, signed(pt, id, 'GET', `/v1/keys/${partner}/history`));
   t.same(hist.json.history.map((h: { seq: number }) => h.seq), [5, 4, 3, 2, 1], 'the history continues its sequence');
-  const partners = await send(pt, signed(pt, id, 'GET', '/v1/partners'));
+  const partners = await send<PartnerList>(pt, signed(pt, id, 'GET', '/v1/partners'));
   t.same(partners.json.partners.map((p: { name: string }) => p.name), ['shop']);
   const list = await kmgrd(['partner', 'list', '--data', level.dataDir, '--database-url', db, '--json']);
   t.equal(list.code, 0, list.stderr);
@@ -100,7 +98,7 @@ t.test('a LevelDB backup restores into PostgreSQL, and a PostgreSQL backup back 
   t.ok(pg.logs.lines.some((l) => /database restored from a snapshot/.test(l)), 'kmgrd says at start that the database was restored');
   const pt: Target = { url: pg.url, ca: pg.ca };
   t.equal((await keyStatus(pt, id, partner)).json.uses.total, 2, 'the count arrived');
-  const notices = await send(pt, signed(pt, id, 'GET', '/v1/notices'));
+  const notices = await send<NoticeList>(pt, signed(pt, id, 'GET', '/v1/notices'));
   t.same(notices.json.notices.map((n: { kind: string }) => n.kind), ['restored'], 'with a notice that later uses may be missing');
   t.equal((await send(pt, signed(pt, id, 'POST', `/v1/keys/${partner}/fetch`, {}))).status, 200, 'the third use');
   t.equal((await send(pt, signed(pt, id, 'POST', `/v1/keys/${partner}/fetch`, {}))).json?.error?.code, 'terms_max_uses', 'the limit holds');

@@ -6,25 +6,15 @@ import t, { type Test as TapTest } from 'tap';
 import { cp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
-import { startServer, initClient, tempDir, type TestServer, type RunResult } from './helpers.js';
-import { homeFor, newHome } from './escrow-util.js';
-import { startLyingProxy, type LyingProxy } from './lying-proxy.js';
+import { startServer, tempDir, homeFor, newHome, partnerId, startLyingProxy, type TestServer, type RunResult, type LyingProxy, type StatusJson, readJson } from './support/index.js';
+import type { FetchResponse } from '../src/protocol/messages.js';
+import type { PartnerIndex } from '../src/client/partners.js';
 
 type T = TapTest;
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Json = any;
 
 /** An HTTPS server with kmgrd's own certificate that forwards to kmgrd and may lie about the reply. */
 const startDouble = (t: T, server: TestServer): Promise<LyingProxy> => startLyingProxy(t, server);
 
-type Client = Awaited<ReturnType<typeof initClient>>;
-
-async function partnerId(c: Client, name: string): Promise<string> {
-  const idx = JSON.parse(await readFile(join(c.home, 'partners.json'), 'utf8')) as { partners: Array<{ id: string; name: string }> };
-  const p = idx.partners.find((x) => x.name === name);
-  if (!p) throw new Error(`no partner ${name}`);
-  return p.id;
-}
 
 const fetchPath = (id: string): string => `/v1/keys/${id}/fetch`;
 
@@ -55,8 +45,7 @@ const b64 = {
 t.test('a lying server is detected: exit 65, nothing on stdout', async (t) => {
   const server = await startServer(t);
   const double = await startDouble(t, server);
-  const viaDouble = { url: double.url, ca: double.ca } as TestServer;
-  const [c1, c2] = await Promise.all([initClient(t, viaDouble), initClient(t, viaDouble)]); // two persons
+  const [c1, c2] = await Promise.all([newHome(t, double), newHome(t, double)]); // two persons
 
   // c1 works sequentially (one home); c2, another person with its own home, alongside.
   const c2Setup = (async () => {
@@ -89,7 +78,7 @@ t.test('a lying server is detected: exit 65, nothing on stdout', async (t) => {
   const partnersFile = join(c1.home, 'partners.json');
   const partnersBefore = await readFile(partnersFile, 'utf8');
 
-  const lie = async (t: T, what: string, fn: (reply: Json) => Json, pattern?: RegExp): Promise<RunResult> => {
+  const lie = async (t: T, what: string, fn: (reply: FetchResponse) => unknown, pattern?: RegExp): Promise<RunResult> => {
     double.rewrite.set(fetchPath(idA), fn);
     try {
       const r = await c1.run(['fetch', 'bank-a']);
@@ -99,7 +88,7 @@ t.test('a lying server is detected: exit 65, nothing on stdout', async (t) => {
       double.rewrite.delete(fetchPath(idA));
     }
   };
-  const withBlob = (reply: Json, blob: Uint8Array): Json => ({ ...reply, blob: b64.encode(blob) });
+  const withBlob = (reply: FetchResponse, blob: Uint8Array): FetchResponse => ({ ...reply, blob: b64.encode(blob) });
 
   await t.test("(a) another partner's reply, same person", async (t) => {
     await lie(t, 'bank-b reply for bank-a', () => replyB);
@@ -157,7 +146,7 @@ t.test('a lying server is detected: exit 65, nothing on stdout', async (t) => {
 t.test('(f) rollback: an older key version is refused', async (t) => {
   const server = await startServer(t);
   const double = await startDouble(t, server);
-  const c = await initClient(t, { url: double.url, ca: double.ca } as TestServer);
+  const c = await newHome(t, double);
   const partnersFile = join(c.home, 'partners.json');
 
   await t.test('simulated: the client has seen v2, the server serves v1', async (t) => {
@@ -166,10 +155,10 @@ t.test('(f) rollback: an older key version is refused', async (t) => {
     const id = await partnerId(c, 'bank-x');
     const ok = await c.run(['fetch', 'bank-x']);
     t.equal(ok.code, 0, `v1 fetches before: ${ok.stderr}`);
-    const idx = JSON.parse(await readFile(partnersFile, 'utf8'));
-    const entry = idx.partners.find((p: Json) => p.name === 'bank-x');
+    const idx = await readJson<PartnerIndex>(partnersFile);
+    const entry = idx.partners.find((p) => p.name === 'bank-x')!;
     entry.highWater = 2;
-    entry.key.version = 2;
+    entry.key!.version = 2;
     await writeFile(partnersFile, JSON.stringify(idx, null, 2) + '\n', { mode: 0o600 });
     const edited = await readFile(partnersFile, 'utf8');
     const r = await c.run(['fetch', 'bank-x']);
@@ -198,7 +187,7 @@ t.test('(f) rollback: an older key version is refused', async (t) => {
     const replyV2 = JSON.parse(double.captured.get(fetchPath(id))!.text);
     t.equal(replyV2.keyVersion, 2, 'the server now serves v2');
     const before = await readFile(partnersFile, 'utf8');
-    const serve = async (t: T, what: string, fn: (reply: Json) => Json, pattern?: RegExp): Promise<void> => {
+    const serve = async (t: T, what: string, fn: (reply: FetchResponse) => unknown, pattern?: RegExp): Promise<void> => {
       double.rewrite.set(fetchPath(id), fn);
       try {
         refused(t, await c.run(['fetch', 'bank-y']), what, pattern);
@@ -220,8 +209,8 @@ t.test('(f) rollback: an older key version is refused', async (t) => {
 t.test('a server that maps a partner name to another partner\'s ID gets a blob that does not open (65)', async (t) => {
   const server = await startServer(t);
   const a = await newHome(t, server, { partners: 'server' });
-  const ra = await a.json(['register', 'bank-a']);
-  const rb = await a.json(['register', 'bank-b']);
+  const ra = await a.json<StatusJson>(['register', 'bank-a']);
+  const rb = await a.json<StatusJson>(['register', 'bank-b']);
   // A fresh device: same home, but no local partner cache, talking through a lying proxy.
   const proxy = await startLyingProxy(t, server);
   proxy.rewrite.set('/v1/partners', (reply: { partners: Array<{ name: string; partnerId: string }> }) => ({

@@ -6,13 +6,10 @@
 // serving the same certificate, as behind a load balancer.
 import t, { type Test } from 'tap';
 import { join } from 'node:path';
-import { spawnServe, tempDir, type ServeProcess, type TestServer } from './helpers.js';
-import { newHome, rawIdentity } from './escrow-util.js';
+import { spawnServe, tempDir, newHome, rawIdentity, pgUnavailable, testDatabase, clusterUnavailable, makeCluster, enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type ServeProcess , type Identity, type Target } from './support/index.js';
+import type { HistoryList } from '../src/protocol/messages.js';
 import { loadPartners } from '../src/client/partners.js';
 import { homePaths } from '../src/client/home.js';
-import { pgUnavailable, testDatabase } from './pg-util.js';
-import { clusterUnavailable, makeCluster } from './pg-cluster.js';
-import { enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Identity, type Target } from './raw-client.js';
 
 const noPg = await pgUnavailable();
 const noCluster = clusterUnavailable();
@@ -40,7 +37,7 @@ async function keyWith(target: Target, terms: Record<string, unknown>): Promise<
 const fetchVia = (target: Target, id: Identity, partner: string) => send(target, signed(target, id, 'POST', `/v1/keys/${partner}/fetch`, {}));
 
 async function history(target: Target, id: Identity, partner: string): Promise<Array<{ seq: number; result: string }>> {
-  const r = await send(target, signed(target, id, 'GET', `/v1/keys/${partner}/history?limit=5000`));
+  const r = await send<HistoryList>(target, signed(target, id, 'GET', `/v1/keys/${partner}/history?limit=5000`));
   if (r.status !== 200) throw new Error(`history: ${r.status} ${r.text}`);
   return r.json.history;
 }
@@ -85,7 +82,7 @@ t.test('two nodes on one database', { skip: noPg ?? false }, async (t) => {
     t.equal(lock.status, 200);
     const refused = await fetchVia(tb, id, partner);
     t.equal(refused.status, 403);
-    t.equal(refused.json.error.code, 'terms_inhibited');
+    t.equal(refused.json.error?.code, 'terms_inhibited');
     const unlock = await send(tb, signed(tb, id, 'PATCH', `/v1/keys/${partner}`, { inhibited: false }));
     t.equal(unlock.status, 200);
     t.equal((await fetchVia(ta, id, partner)).status, 200, 'A serves after the unlock through B');
@@ -97,7 +94,7 @@ t.test('two nodes on one database', { skip: noPg ?? false }, async (t) => {
     t.equal((await send(ta, req)).status, 200);
     const replayed = await send(tb, req);
     t.equal(replayed.status, 401);
-    t.equal(replayed.json.error.code, 'auth_replay');
+    t.equal(replayed.json.error?.code, 'auth_replay');
     // And the other way round, racing: one copy wins, the other is refused.
     const twin = signed(ta, id, 'POST', `/v1/keys/${partner}/fetch`, {});
     const both = await Promise.all([send(ta, twin), send(tb, twin)]);
@@ -106,7 +103,7 @@ t.test('two nodes on one database', { skip: noPg ?? false }, async (t) => {
   });
 
   t.test('kmgr rekey through node A: node B refuses the replaced key at once, though it had verified it before', async (t) => {
-    const h = await newHome(t, { url: ta.url, ca: ta.ca } as TestServer);
+    const h = await newHome(t, ta);
     const reg = await h.run(['register', 'bank-a']);
     t.equal(reg.code, 0, reg.stderr);
     const partner = (await loadPartners(homePaths(h.home))).partners.find((p) => p.name === 'bank-a')!.id;
@@ -190,7 +187,7 @@ t.test('SIGKILL of one node under load: the other keeps serving, no acknowledged
   await until('B served more after the kill', () => onB.seen.ok > bBefore + 20);
   await onB.stop();
   const acknowledged = onA.seen.ok + onB.seen.ok;
-  const total = (await keyStatus(tb, id, partner)).json.uses.total as number;
+  const total = (await keyStatus(tb, id, partner)).json.uses.total;
   t.ok(total >= acknowledged, `stored count ${total} >= ${acknowledged} acknowledged`);
   t.ok(total <= acknowledged + inFlightAtKill, `stored count ${total} <= ${acknowledged} + ${inFlightAtKill} in flight at the kill`);
   const h = await history(tb, id, partner);
@@ -219,7 +216,7 @@ t.test('PostgreSQL restarted under load: 503 while it is down, served again with
   t.equal(readyUp.status, 200, '/readyz says ready again');
   await l.stop();
   t.ok(okBeforeCrash > 0);
-  const total = (await keyStatus(target, id, partner)).json.uses.total as number;
+  const total = (await keyStatus(target, id, partner)).json.uses.total;
   t.ok(total >= l.seen.ok, `stored count ${total} >= ${l.seen.ok} acknowledged`);
   // Only the (at most 8) requests in flight at the crash may have counted unacknowledged; later ones got 503 before any write.
   t.ok(total <= l.seen.ok + 8, `stored count ${total} <= ${l.seen.ok} acknowledged + 8 in flight at the crash`);
@@ -247,7 +244,7 @@ t.test('failover to a synchronous standby under load: no acknowledged use is mis
   // kmgrd pointed at the new primary: a restart with its URL (the same --data, so the same certificate).
   const second = await spawnServe(t, join(dir, 'node'), ['--database-url', standby.url]);
   const t2: Target = { url: second.url, ca: second.ca };
-  const total = (await keyStatus(t2, id, partner)).json.uses.total as number;
+  const total = (await keyStatus(t2, id, partner)).json.uses.total;
   t.ok(total >= acknowledged, `the promoted standby holds ${total} uses >= ${acknowledged} acknowledged`);
   t.ok(total <= acknowledged + 8, `and at most ${acknowledged} + 8 in flight at the loss`);
   const h = await history(t2, id, partner);

@@ -11,7 +11,7 @@ import { ERROR_CODES, KmgrError, type ErrorCode } from '../src/protocol/errors.j
 import { isOptional, shapeOf, type Schema } from '../src/protocol/schema.js';
 import { routeList } from '../src/server/router.js';
 import { httpStatus } from '../src/server/http-status.js';
-import { ROOT } from './helpers.js';
+import { ROOT } from './support/index.js';
 
 interface ObjectSchema {
   type?: string;

@@ -4,13 +4,12 @@
 // from unknown ones by how a request is refused.
 import t from 'tap';
 import { generateKeyPairSync } from 'node:crypto';
-import { startServer } from './helpers.js';
-import { newHome, rawIdentity } from './escrow-util.js';
-import { enrol, newIdentity, newPartnerId, send, signed, type RawReply, type Target } from './raw-client.js';
+import { startServer, newHome, rawIdentity, enrol, newIdentity, newPartnerId, send, signed, type RawReply, type Target, type HistoryJson, type StatusJson } from './support/index.js';
+import type { VerifyResponse } from '../src/protocol/messages.js';
 
 const pem = (): string => generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }) as string;
 
-function ask(target: Target, body: Record<string, unknown>): Promise<RawReply> {
+function ask(target: Target, body: Record<string, unknown>): Promise<RawReply<VerifyResponse>> {
   const bytes = new TextEncoder().encode(JSON.stringify(body));
   return send(target, { method: 'POST', path: '/v1/verify', headers: { host: new URL(target.url).host, 'content-type': 'application/json' }, body: bytes });
 }
@@ -19,7 +18,7 @@ t.test("a stranger's verify probe is answered the same whether or not the key ex
   const server = await startServer(t);
   const target: Target = { url: server.url, ca: server.ca };
   const a = await newHome(t, server);
-  const reg = await a.json(['register', 'bank-a']);
+  const reg = await a.json<StatusJson>(['register', 'bank-a']);
   const other = await newHome(t, server);
   const probe = (personId: string, partnerId: string): Promise<RawReply> => ask(target, { personId, partnerId, publicKey: pem(), requester: 'prober' });
   const exists = await probe(a.personId, reg.partnerId);
@@ -35,7 +34,7 @@ t.test("a stranger's verify probe is answered the same whether or not the key ex
   const real = await ask(target, { personId: a.personId, partnerId: reg.partnerId, publicKey: reg.publicKey, requester: 'bank-a-app' });
   t.equal(real.json.result, 'match', 'control: the real public key matches');
   t.ok(real.json.binding, "and carries the owner's binding");
-  const h = await a.json(['history', 'bank-a']);
+  const h = await a.json<HistoryJson>(['history', 'bank-a']);
   t.ok((h.history as Array<{ result: string; code: string; requester: string }>).some((e) => e.result === 'verify' && e.code === 'mismatch' && e.requester === 'prober'), 'the owner sees the probe as a mismatch');
 });
 
@@ -68,5 +67,5 @@ t.test('unknown and enrolled management key IDs are refused the same way', async
   t.equal(enrolledId.status, 401, "an enrolled key ID, someone else's signature: 401");
   t.equal(unknownId.status, enrolledId.status, 'an unknown key ID: the same status');
   t.equal(unknownId.text, enrolledId.text, 'and the same body, byte for byte');
-  t.equal(unknownId.json.error.code, 'auth_bad_signature', 'one code for both');
+  t.equal(unknownId.json.error?.code, 'auth_bad_signature', 'one code for both');
 });

@@ -4,14 +4,9 @@
 import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { initClient, startServer, type TestServer } from './helpers.js';
-import { startLyingProxy } from './lying-proxy.js';
-import { ownerView } from './escrow-util.js';
-import { enrol, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './raw-client.js';
+import { newHome, startServer, startLyingProxy, ownerView, enrol, newIdentity, newPartnerId, register, registerBody, send, signed, type RawReply, type Target } from './support/index.js';
+import type { HistoryList, NoticeList, KeyStatus, KeyList } from '../src/protocol/messages.js';
 import { HISTORY_CLIENT_MAX } from '../src/client/api.js';
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Json = any;
 
 t.test('history pages by default (100), refuses pages over 5000, and the client pages through', async (t) => {
   const server = await startServer(t);
@@ -24,17 +19,17 @@ t.test('history pages by default (100), refuses pages over 5000, and the client 
     const replies = await Promise.all(Array.from({ length: 10 }, () => send(target, signed(target, id, 'POST', `/v1/keys/${partner}/fetch`, {}))));
     t.ok(replies.every((r) => r.status === 200));
   }
-  const page = await send(target, signed(target, id, 'GET', `/v1/keys/${partner}/history`));
+  const page = await send<HistoryList>(target, signed(target, id, 'GET', `/v1/keys/${partner}/history`));
   t.equal(page.status, 200);
   t.equal(page.json.history.length, 100, 'without limit, one page of 100');
-  t.equal(page.json.history[0].seq, 120, 'newest first');
-  const older = await send(target, signed(target, id, 'GET', `/v1/keys/${partner}/history?before=21`));
-  t.same(older.json.history.map((h: Json) => h.seq), Array.from({ length: 20 }, (_, i) => 20 - i), 'before pages back');
+  t.equal(page.json.history[0]?.seq, 120, 'newest first');
+  const older = await send<HistoryList>(target, signed(target, id, 'GET', `/v1/keys/${partner}/history?before=21`));
+  t.same(older.json.history.map((h) => h.seq), Array.from({ length: 20 }, (_, i) => 20 - i), 'before pages back');
   t.equal((await send(target, signed(target, id, 'GET', `/v1/keys/${partner}/history?limit=5000`))).status, 200);
   const tooMany = await send(target, signed(target, id, 'GET', `/v1/keys/${partner}/history?limit=5001`));
   t.equal(tooMany.status, 400);
-  t.match(tooMany.json.error.message, /1 to 5000/);
-  const status = await send(target, signed(target, id, 'GET', `/v1/keys/${partner}`));
+  t.match(tooMany.json.error?.message, /1 to 5000/);
+  const status = await send<KeyStatus>(target, signed(target, id, 'GET', `/v1/keys/${partner}`));
   t.equal(status.json.historySeq, 120, "the key's status shows its history counter");
 });
 
@@ -55,26 +50,26 @@ t.test('GET /v1/keys and GET /v1/notices are paged with a cursor', async (t) => 
   let after: string | null = null;
   let pages = 0;
   do {
-    const r = await send(target, signed(target, id, 'GET', `/v1/keys?limit=2${after ? `&after=${after}` : ''}`));
+    const r: RawReply<KeyList> = await send(target, signed(target, id, 'GET', `/v1/keys?limit=2${after ? `&after=${after}` : ''}`));
     t.equal(r.status, 200);
     t.ok(r.json.keys.length <= 2);
-    seen.push(...r.json.keys.map((k: Json) => k.partnerId));
-    after = r.json.next;
+    seen.push(...r.json.keys.map((k) => k.partnerId));
+    after = r.json.next ?? null;
     pages++;
   } while (after);
   t.equal(pages, 3, 'five keys in pages of two');
   t.same(seen, [...partners].sort(), 'every key once, in partner ID order');
-  t.equal((await send(target, signed(target, id, 'GET', '/v1/keys'))).json.keys.length, 5, 'the default page holds them all');
+  t.equal((await send<KeyList>(target, signed(target, id, 'GET', '/v1/keys'))).json.keys.length, 5, 'the default page holds them all');
   t.equal((await send(target, signed(target, id, 'GET', '/v1/keys?limit=1001'))).status, 400, 'at most 1000 a page');
   t.equal((await send(target, signed(target, id, 'GET', '/v1/keys?after=..'))).status, 400);
 
   const ids: string[] = [];
   let before: string | null = null;
   do {
-    const r = await send(target, signed(target, id, 'GET', `/v1/notices?limit=3${before ? `&before=${before}` : ''}`));
+    const r: RawReply<NoticeList> = await send(target, signed(target, id, 'GET', `/v1/notices?limit=3${before ? `&before=${before}` : ''}`));
     t.equal(r.status, 200);
-    ids.push(...r.json.notices.map((n: Json) => n.id));
-    before = r.json.next;
+    ids.push(...r.json.notices.map((n) => n.id));
+    before = r.json.next ?? null;
   } while (before);
   t.equal(ids.length, 10, 'ten notices over the pages');
   t.same(ids, [...ids].sort().reverse(), 'newest first, none twice');
@@ -84,7 +79,7 @@ t.test('GET /v1/keys and GET /v1/notices are paged with a cursor', async (t) => 
 
 t.test('the client pages through history in several pages and stops at the oldest entry', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'bank-a'])).code, 0);
   for (let i = 0; i < 7; i++) t.equal((await c.run(['fetch', 'bank-a'])).code, 0);
   const view = await ownerView(c);
@@ -100,7 +95,7 @@ t.test('the client pages through history in several pages and stops at the oldes
 t.test('a hostile server cannot page the client forever: sequence numbers bounded by the counter, the total capped', async (t) => {
   const server = await startServer(t);
   const proxy = await startLyingProxy(t, server);
-  const c = await initClient(t, { url: proxy.url, ca: proxy.ca } as TestServer);
+  const c = await newHome(t, proxy);
   t.equal((await c.run(['register', 'bank-a'])).code, 0);
   t.equal((await c.run(['fetch', 'bank-a'])).code, 0);
   const idx = JSON.parse(await readFile(join(c.home, 'partners.json'), 'utf8')) as { partners: Array<{ id: string; name: string }> };
@@ -108,7 +103,7 @@ t.test('a hostile server cannot page the client forever: sequence numbers bounde
   const histPrefix = `/v1/keys/${id}/history?`;
   // Full pages of invented entries, each page going back from `before` (or from 10^12).
   let pagesServed = 0;
-  proxy.rewritePrefix.set(histPrefix, (_reply: Json, path: string) => {
+  proxy.rewritePrefix.set(histPrefix, (_reply: HistoryList, path: string) => {
     pagesServed++;
     const q = new URLSearchParams(path.slice(path.indexOf('?')));
     const limit = Number(q.get('limit'));
@@ -128,7 +123,7 @@ t.test('a hostile server cannot page the client forever: sequence numbers bounde
   t.equal(audit.code, 65, `kmgr audit too (got ${audit.code}: ${audit.stderr.trim()})`);
 
   // The server lies about the counter as well: then the total cap stops the client.
-  proxy.rewrite.set(`/v1/keys/${id}`, (s: Json) => ({ ...s, historySeq: 1e12 }));
+  proxy.rewrite.set(`/v1/keys/${id}`, (s: KeyStatus) => ({ ...s, historySeq: 1e12 }));
   pagesServed = 0;
   const capped = await c.run(['history', 'bank-a']);
   t.equal(capped.code, 64, `the total is capped (got ${capped.code}: ${capped.stderr.trim().slice(0, 200)})`);

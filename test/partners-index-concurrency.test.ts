@@ -3,8 +3,7 @@
 import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServer } from './helpers.js';
-import { newHome } from './escrow-util.js';
+import { startServer, newHome } from './support/index.js';
 
 t.test('concurrent commands do not lose each other\'s partners.json changes', async (t) => {
   const server = await startServer(t);

@@ -4,7 +4,7 @@
 // unreachable database is "unavailable", never a crash.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { pgUnavailable, testDatabase } from './pg-util.js';
+import { pgUnavailable, testDatabase } from './support/index.js';
 import { openStorage } from '../src/store/open.js';
 import { SCHEMA_VERSION } from '../src/store/pg/schema.js';
 import { runSql } from '../src/store/pg/databases.js';

@@ -5,10 +5,16 @@ import { request } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { startServer } from './helpers.js';
-import { enrol, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './raw-client.js';
+import { startServer, enrol, newIdentity, newPartnerId, register, registerBody, send, signed, type Target } from './support/index.js';
+import type { FetchResponse } from '../src/protocol/messages.js';
 
-const get = (target: Target, path: string) => send(target, { method: 'GET', path, headers: { host: new URL(target.url).host }, body: new Uint8Array(0) });
+/** What /livez and /readyz answer. */
+interface ProbeReply {
+  ok: boolean;
+  reason?: string;
+}
+
+const get = (target: Target, path: string) => send<ProbeReply>(target, { method: 'GET', path, headers: { host: new URL(target.url).host }, body: new Uint8Array(0) });
 
 function scrape(port: number, path = '/metrics'): Promise<{ status: number; type: string; text: string }> {
   return new Promise((resolve, reject) => {
@@ -127,8 +133,8 @@ t.test('metrics: scraped and parsed; the served-fetch counter equals what client
   for (let i = 0; i < 5; i++) {
     const a = await send(target, signed(target, id, 'POST', `/v1/keys/${limited}/fetch`, {}));
     if (a.status === 200) seen.served++;
-    else if (a.status === 403 && a.json.error.code === 'terms_max_uses') seen.refused++;
-    const b = await send(target, signed(target, id, 'POST', `/v1/keys/${notify}/fetch`, {}));
+    else if (a.status === 403 && a.json.error?.code === 'terms_max_uses') seen.refused++;
+    const b = await send<FetchResponse>(target, signed(target, id, 'POST', `/v1/keys/${notify}/fetch`, {}));
     if (b.status === 200 && b.json.overLimit) seen.over++;
     else if (b.status === 200) seen.served++;
   }

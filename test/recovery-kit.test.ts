@@ -6,9 +6,7 @@
 import t from 'tap';
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServer, tempDir } from './helpers.js';
-import { cli, jsonError, snapshot } from './cli-util.js';
-import { homeFor, newHome, ok, ownerView, writePassphrase } from './escrow-util.js';
+import { startServer, tempDir, kmgr, jsonError, snapshot, homeFor, newHome, ok, ownerView, writePassphrase, type DeviceListJson } from './support/index.js';
 import { toB64 } from '../src/crypto/bytes.js';
 import { newTransferCode } from '../src/crypto/transfer.js';
 
@@ -44,7 +42,7 @@ t.test('recovery kit: recover after the keystore is deleted; wrong code or edite
   const pp = await writePassphrase(base, 'new-pp', 'a brand new passphrase');
   const home = join(base, 'home');
   const recover = (args: string[], codeAt = codeFile) =>
-    cli(['--json', 'recover', ...args, '--code-file', codeAt, '--label', 'rescued', '--passphrase-file', pp, '--kdf-cost', '15'], { home });
+    kmgr(['--json', 'recover', ...args, '--code-file', codeAt, '--label', 'rescued', '--passphrase-file', pp, '--kdf-cost', '15'], { home });
 
   const wrong = await recover([kit], await writePassphrase(base, 'wrong', newTransferCode()));
   t.equal(wrong.code, 77, 'a wrong code: 77');
@@ -64,7 +62,7 @@ t.test('recovery kit: recover after the keystore is deleted; wrong code or edite
   const again = await rescued.run(['fetch', 'bank-a']);
   ok(t, again, 'the recovered home fetches with its new passphrase');
   t.equal(again.stdout, key.stdout, 'the same key');
-  const list = await rescued.json(['device', 'list']);
+  const list = await rescued.json<DeviceListJson>(['device', 'list']);
   t.match(list.devices, [{ label: 'laptop' }, { label: 'rescued', via: 'recovery' }], 'the recovered home is a device of its own');
 
   // A rekey makes the kit useless; rekey says so.
@@ -72,7 +70,7 @@ t.test('recovery kit: recover after the keystore is deleted; wrong code or edite
   ok(t, rk, 'rekey in the recovered home');
   t.match(rk.stderr, /Recovery kits made before now no longer work: make a new one with kmgr recovery-kit/, 'rekey says older kits no longer work and offers a new one');
   const home2 = join(base, 'home2');
-  const old = await cli(['--json', 'recover', kit, '--code-file', codeFile, '--label', 'rescued-2', '--passphrase-file', pp, '--kdf-cost', '15'], { home: home2 });
+  const old = await kmgr(['--json', 'recover', kit, '--code-file', codeFile, '--label', 'rescued-2', '--passphrase-file', pp, '--kdf-cost', '15'], { home: home2 });
   t.equal(old.code, 77, `a kit from before the rekey: 77 (${old.stderr.trim()})`);
   t.equal(jsonError(old).code, 'key_replaced', 'refused: its key was replaced');
   t.match(jsonError(old).message, /later rekey/, 'says why');
@@ -83,7 +81,7 @@ t.test('recovery kit: recover after the keystore is deleted; wrong code or edite
   const code2 = join(base, 'code2');
   ok(t, await rescued.run(['recovery-kit', '--out', kit2, '--code-out', code2]), 'a new kit, code into a file');
   t.equal((await stat(code2)).mode & 0o777, 0o600, 'the code file is 0600');
-  const r2 = await cli(['--json', 'recover', kit2, '--code-file', code2, '--label', 'rescued-3', '--passphrase-file', pp, '--kdf-cost', '15'], { home: home2 });
+  const r2 = await kmgr(['--json', 'recover', kit2, '--code-file', code2, '--label', 'rescued-3', '--passphrase-file', pp, '--kdf-cost', '15'], { home: home2 });
   ok(t, r2, 'the new kit recovers');
   ok(t, await homeFor(home2, pp).run(['fetch', 'bank-a']), 'and fetches');
 });

@@ -4,10 +4,7 @@
 // each at its current version, signed by both keys; and fetches racing the
 // switch are each served (and counted) before it or refused after it.
 import t from 'tap';
-import { startServer } from './helpers.js';
-import { errCode, jsonError, snapshot, sameSnapshot } from './cli-util.js';
-import { newHome, ok, ownerView } from './escrow-util.js';
-import { startLyingProxy } from './lying-proxy.js';
+import { startServer, errCode, jsonError, snapshot, sameSnapshot, newHome, ok, ownerView, startLyingProxy } from './support/index.js';
 import { api } from '../src/client/api.js';
 import { signedRequest } from '../src/client/http.js';
 import { FetchResponse, RekeyExport, PersonInfo } from '../src/protocol/messages.js';
@@ -19,9 +16,6 @@ import { generateSecrets } from '../src/crypto/keystore.js';
 import { signerFromSeed, managementKeyId } from '../src/crypto/sign.js';
 import { signSuccession } from '../src/crypto/succession.js';
 import { fromB64, toB64, toB64url } from '../src/crypto/bytes.js';
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Json = any;
 
 t.test('a lying server that hides, adds or rolls back a key makes rekey stop before changing anything', async (t) => {
   const server = await startServer(t);
@@ -35,13 +29,13 @@ t.test('a lying server that hides, adds or rolls back a key makes rekey stop bef
   const before = await snapshot(h.home);
   const fp = h.fingerprint;
 
-  const lies: Array<[string, (r: Json) => Json, RegExp]> = [
+  const lies: Array<[string, (r: RekeyExport) => unknown, RegExp]> = [
     ['hides a key', (r) => ({ ...r, keys: r.keys.slice(1) }), /did not hand out the key/],
     ['adds a key', (r) => ({ ...r, keys: [...r.keys, { ...r.keys[0], partnerId: 'someone-else-entirely' }] }), /does not know/],
-    ['serves an older version', (r) => ({ ...r, keys: r.keys.map((k: Json) => (k.keyVersion === 2 ? { ...k, keyVersion: 1 } : k)) }), /rollback/],
+    ['serves an older version', (r) => ({ ...r, keys: r.keys.map((k) => (k.keyVersion === 2 ? { ...k, keyVersion: 1 } : k)) }), /rollback/],
     // Re-signing what the server says would turn the owner's "locked" into "usable" for every verifier.
-    ['says a locked key is usable', (r) => ({ ...r, keys: r.keys.map((k: Json) => ({ ...k, locked: false })) }), /says bank-c is usable, but the owner's latest statement says locked/],
-    ['swaps two blobs', (r) => ({ ...r, keys: r.keys.map((k: Json, i: number) => ({ ...k, blob: r.keys[(i + 1) % r.keys.length].blob })) }), /does not open/],
+    ['says a locked key is usable', (r) => ({ ...r, keys: r.keys.map((k) => ({ ...k, locked: false })) }), /says bank-c is usable, but the owner's latest statement says locked/],
+    ['swaps two blobs', (r) => ({ ...r, keys: r.keys.map((k, i) => ({ ...k, blob: r.keys[(i + 1) % r.keys.length]!.blob })) }), /does not open/],
   ];
   for (const [what, lie, msg] of lies) {
     proxy.rewrite.set('/v1/rekey/prepare', lie);
@@ -81,8 +75,8 @@ t.test('the server accepts a switch only for exactly the keys it holds, each at 
     issuedAt: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
   };
   const succession = { statement, signature: toB64(signSuccession(curSigner, statement)), newSignature: toB64(signSuccession(nextSigner, statement)) };
-  const send = (body: Json) => signedRequest(s.endpoint, s.identity, 'POST', '/v1/rekey', body, PersonInfo);
-  const refusal = async (body: Json, code: string, what: string) => {
+  const send = (body: unknown) => signedRequest(s.endpoint, s.identity, 'POST', '/v1/rekey', body, PersonInfo);
+  const refusal = async (body: unknown, code: string, what: string) => {
     try {
       await send(body);
       t.fail(`${what}: accepted`);
@@ -101,19 +95,19 @@ t.test('the server accepts a switch only for exactly the keys it holds, each at 
   const pid = exp.keys[0]!.partnerId;
   const ctx = { personId: s.config.personId, partnerId: pid, keyId: exp.keys[0]!.keyId, alg: exp.keys[0]!.alg, keyVersion: exp.keys[0]!.keyVersion, partnerName: (await loadPartners(homePaths(h.home))).partners.find((p) => p.id === pid)!.name };
   const before = (await api.status(s, pid)).uses.total;
-  const fetchOnce = () => signedRequest(s.endpoint, s.identity, 'POST', `/v1/keys/${pid}/fetch`, {}, FetchResponse).then((r): Json => r.body, (e: unknown) => errCode(e));
+  const fetchOnce = () => signedRequest(s.endpoint, s.identity, 'POST', `/v1/keys/${pid}/fetch`, {}, FetchResponse).then((r): FetchResponse | string | undefined => r.body, (e: unknown) => errCode(e));
   const switching = send({ succession, keys, revokeDevices: [] });
   let settled = false;
   void switching.finally(() => (settled = true)).catch(() => undefined);
   // Fetches one after another while the switch is written, and three after it.
-  const fetched: Json[] = []; // a FetchResponse, or the refusal's error code
+  const fetched: Array<FetchResponse | string | undefined> = []; // a FetchResponse, or the refusal's error code
   for (let after = 0; after < 3 && fetched.length < 500; ) {
     fetched.push(await fetchOnce());
     if (settled) after++;
   }
   const switched = await switching;
   t.equal(switched.body.keyId, statement.newKeyId, 'the switch is made');
-  const served = fetched.filter((f): f is Json => typeof f === 'object');
+  const served = fetched.filter((f): f is FetchResponse => typeof f === 'object');
   t.ok(fetched.every((f) => typeof f === 'object' || f === 'key_replaced'), 'every racing fetch was served or refused as replaced');
   for (const f of served) t.doesNotThrow(() => openBlob(s.secrets!.wrapKey, ctx, fromB64(f.blob)!), 'a fetch served during the race got the old blob, which the old key opens');
   const newSession = { ...s, identity: { keyId: statement.newKeyId, signer: nextSigner } };

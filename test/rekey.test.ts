@@ -8,16 +8,13 @@ import { cp, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { createPublicKey } from 'node:crypto';
-import { startServer, tempDir } from './helpers.js';
-import { cli, jsonError } from './cli-util.js';
-import { homeFor, newHome, ok, ownerView, readJson, type Home } from './escrow-util.js';
+import { startServer, tempDir, kmgr, jsonError, homeFor, newHome, ok, ownerView, readJson, type Home } from './support/index.js';
+import type { KeyStatus } from '../src/protocol/messages.js';
+import type { ClientConfig } from '../src/client/config.js';
 import { api } from '../src/client/api.js';
 import { homePaths } from '../src/client/home.js';
 import { loadPartners } from '../src/client/partners.js';
 import { LevelStorage } from '../src/store/level-storage.js';
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Json = any;
 
 const TYPES = ['ed25519', 'p256', 'secp256k1', 'x25519', 'aes256'] as const;
 
@@ -64,7 +61,7 @@ t.test('rekey re-wraps every key under a new management key without a use; the o
   const before = await fetchAll(h);
   const v0 = await ownerView(h);
   const ids = new Map((await loadPartners(homePaths(h.home))).partners.map((p) => [p.name, p.id]));
-  const statusBefore = new Map<string, Json>();
+  const statusBefore = new Map<string, KeyStatus>();
   for (const [name, id] of ids) statusBefore.set(name, await v0.status(id));
   const old = await copyHome(t, h);
   const kitOut = join(h.home, '..', 'kit.json');
@@ -81,9 +78,9 @@ t.test('rekey re-wraps every key under a new management key without a use; the o
   t.equal(out.rekeyed, ids.size, 'every key re-wrapped, locked and expired ones included');
   t.not(out.fingerprint, h.fingerprint, 'a new fingerprint');
   t.equal(out.recoveryKitsInvalidated, true, 'says older kits no longer work');
-  const cfg = await readJson(join(h.home, 'config.json'));
+  const cfg = await readJson<ClientConfig>(join(h.home, 'config.json'));
   t.equal(cfg.fingerprint, out.fingerprint, 'config names the new key');
-  t.equal(cfg.previousKeys?.[0]?.keyId, JSON.parse((await cli(['--json', 'whoami'], { home: old.home })).stdout).keyId, 'the old key is remembered for the audit');
+  t.equal(cfg.previousKeys?.[0]?.keyId, JSON.parse((await kmgr(['--json', 'whoami'], { home: old.home })).stdout).keyId, 'the old key is remembered for the audit');
   await t.rejects(stat(join(h.home, 'rekey-pending.json')), 'the pending file is gone');
 
   // Same keys, same terms, no use counted; locked stays locked, expired stays expired.
@@ -92,14 +89,14 @@ t.test('rekey re-wraps every key under a new management key without a use; the o
   const v1 = await ownerView(h);
   for (const [name, id] of ids) {
     const s = await v1.status(id);
-    const b = statusBefore.get(name);
+    const b = statusBefore.get(name)!;
     const fetched = after.has(name) ? 1 : 0;
     t.equal(s.uses.total, b.uses.total + fetched, `${name}: the rekey counted no use`);
     t.equal(s.keyVersion, b.keyVersion, `${name}: same version`);
     t.equal(s.inhibited, b.inhibited, `${name}: same lock flag`);
     t.equal(s.expiresAt, b.expiresAt, `${name}: same term`);
     const hist = await v1.history(id);
-    t.same(hist.filter((x: Json) => x.result === 'rekey').map((x: Json) => x.code).sort(), ['exported', 'rewrapped'], `${name}: the rekey is in its history, twice (blob handed out, blob replaced)`);
+    t.same(hist.filter((x) => x.result === 'rekey').map((x) => x.code).sort(), ['exported', 'rewrapped'], `${name}: the rekey is in its history, twice (blob handed out, blob replaced)`);
   }
   const locked = await h.run(['--json', 'fetch', 'locked']);
   t.equal(jsonError(locked).code, 'terms_inhibited', 'the locked key is still locked');
@@ -115,16 +112,16 @@ t.test('rekey re-wraps every key under a new management key without a use; the o
   t.equal(jsonError(oldStatus).code, 'key_replaced', 'status with the old key refused too');
 
   // The verifier that pinned the old fingerprint is led to the new one, once, with a warning.
-  const vr = await cli(['--json', ...verifyArgs], { home: join(h.home, '..', 'verifier') });
+  const vr = await kmgr(['--json', ...verifyArgs], { home: join(h.home, '..', 'verifier') });
   t.equal(vr.code, 0, `verify with the old pin: verified (${vr.stderr.trim()})`);
   t.equal(JSON.parse(vr.stdout).ownerReplacedBy, out.fingerprint, 'names the new fingerprint');
   t.match(vr.stderr, /replaced the management key/, 'and warns to re-pin');
 
   // A second rekey: a verifier pinned two keys back is not led down a chain.
   ok(t, await h.run(['rekey']), 'a second rekey');
-  const vr2 = await cli(['--json', ...verifyArgs], { home: join(h.home, '..', 'verifier') });
+  const vr2 = await kmgr(['--json', ...verifyArgs], { home: join(h.home, '..', 'verifier') });
   t.equal(vr2.code, 65, 'a pin two rekeys old is not followed');
-  const vr3 = await cli(['--json', ...verifyArgs.slice(0, -1), JSON.parse((await h.run(['whoami', '--json'])).stdout).fingerprint], { home: join(h.home, '..', 'verifier') });
+  const vr3 = await kmgr(['--json', ...verifyArgs.slice(0, -1), JSON.parse((await h.run(['whoami', '--json'])).stdout).fingerprint], { home: join(h.home, '..', 'verifier') });
   t.equal(vr3.code, 0, 'the current pin verifies with no statement to follow');
 
   // The audit still checks uses the replaced keys signed.
@@ -133,7 +130,7 @@ t.test('rekey re-wraps every key under a new management key without a use; the o
 
   // A kit from before the rekeys no longer recovers anything.
   const newHomeDir = join(await tempDir(t, 'kmgr-recover-'), 'home');
-  const rec = await cli(['--json', 'recover', kitOut, '--code-file', join(h.home, '..', 'kit.code'), '--label', 'rescued', '--passphrase-file', h.pp, '--kdf-cost', '15'], { home: newHomeDir });
+  const rec = await kmgr(['--json', 'recover', kitOut, '--code-file', join(h.home, '..', 'kit.code'), '--label', 'rescued', '--passphrase-file', h.pp, '--kdf-cost', '15'], { home: newHomeDir });
   t.equal(rec.code, 77, `an old kit: exit 77 (${rec.stderr.trim()})`);
   t.equal(jsonError(rec).code, 'key_replaced', 'refused: its key was replaced');
   await t.rejects(stat(newHomeDir), 'nothing written for the old kit');
@@ -143,7 +140,7 @@ t.test('rekey re-wraps every key under a new management key without a use; the o
   await server.stop();
   const db = await LevelStorage.open(join(server.dataDir, 'db'), { tz: 'UTC', clock: Date.now, createIfMissing: false });
   try {
-    const oldKeyId = cfg.previousKeys[0].keyId;
+    const oldKeyId = cfg.previousKeys![0]!.keyId;
     const person = await db.personByKeyId(oldKeyId);
     t.equal(person?.personId, h.personId, 'the old key ID still names the person');
     t.not(person?.keyId, oldKeyId, 'whose key is another');

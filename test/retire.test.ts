@@ -3,8 +3,7 @@
 // be registered again one version up; two concurrent registers of one name
 // never leave a key that no command can reach.
 import t from 'tap';
-import { startServer, initClient } from './helpers.js';
-import { cli, pp, jsonError, HAVE_SCRIPT, ptySession } from './cli-util.js';
+import { startServer, newHome, kmgr, pp, jsonError, hasScript, ptySession } from './support/index.js';
 import { LevelStorage } from '../src/store/level-storage.js';
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
@@ -13,11 +12,11 @@ t.jobs = 2;
 
 t.test('retire: refused without --yes off a terminal; then the blob is gone, history kept, the name registers again', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   const reg = JSON.parse((await c.run(['register', 'bank-a', '--json'])).stdout) as { partnerId: string; keyVersion: number; publicKey: string };
   t.equal((await c.run(['fetch', 'bank-a'])).code, 0, 'one use');
 
-  const unasked = await cli(['retire', 'bank-a', ...pp(c)], { home: c.home });
+  const unasked = await kmgr(['retire', 'bank-a', ...pp(c)], { home: c.home });
   t.equal(unasked.code, 64, 'no terminal, no --yes: refused');
   t.match(unasked.stderr, /--yes/);
   t.equal((await c.run(['fetch', 'bank-a'])).code, 0, 'the key still works');
@@ -27,7 +26,7 @@ t.test('retire: refused without --yes off a terminal; then the blob is gone, his
   const st = JSON.parse(r.stdout) as { retiredAt: string | null; keyVersion: number };
   t.type(st.retiredAt, 'string', 'the status says retired');
 
-  const f = await cli(['--json', 'fetch', 'bank-a', ...pp(c)], { home: c.home });
+  const f = await kmgr(['--json', 'fetch', 'bank-a', ...pp(c)], { home: c.home });
   t.equal(f.code, 66, 'fetch after retire: 66');
   const status = await c.run(['status', 'bank-a']);
   t.match(status.stdout, /RETIRED at/, 'status shows it retired');
@@ -38,11 +37,11 @@ t.test('retire: refused without --yes off a terminal; then the blob is gone, his
   t.equal((await c.run(['rotate', 'bank-a'])).code, 66, 'rotate of a retired key: 66');
   t.equal((await c.run(['retire', 'bank-a', '--yes'])).code, 66, 'retiring twice: 66');
 
-  const verify = await cli(['--json', 'verify', '--server', server.url, '--ca', server.ca, '--person', (JSON.parse((await c.run(['whoami', '--json'])).stdout) as { personId: string }).personId, '--partner-id', reg.partnerId, '--public-key', await pubFile(c, reg.publicKey)], { home: c.home });
+  const verify = await kmgr(['--json', 'verify', '--server', server.url, '--ca', server.ca, '--person', (JSON.parse((await c.run(['whoami', '--json'])).stdout) as { personId: string }).personId, '--partner-id', reg.partnerId, '--public-key', await pubFile(c, reg.publicKey)], { home: c.home });
   t.equal(verify.code, 1, 'verify: not verified');
   t.equal((JSON.parse(verify.stdout) as { result: string }).result, 'retired', 'because the key was retired (the asker holds it)');
   const other = JSON.parse((await c.run(['register', 'other-partner', '--json'])).stdout) as { publicKey: string };
-  const stranger = await cli(['--json', 'verify', '--server', server.url, '--ca', server.ca, '--person', (JSON.parse((await c.run(['whoami', '--json'])).stdout) as { personId: string }).personId, '--partner-id', reg.partnerId, '--public-key', await pubFile(c, other.publicKey)], { home: c.home });
+  const stranger = await kmgr(['--json', 'verify', '--server', server.url, '--ca', server.ca, '--person', (JSON.parse((await c.run(['whoami', '--json'])).stdout) as { personId: string }).personId, '--partner-id', reg.partnerId, '--public-key', await pubFile(c, other.publicKey)], { home: c.home });
   t.equal((JSON.parse(stranger.stdout) as { result: string }).result, 'unknown', 'an asker with another key is not told the key was retired');
 
   // The blob itself is gone from the server's database.
@@ -57,7 +56,7 @@ t.test('retire: refused without --yes off a terminal; then the blob is gone, his
 
 t.test('after retire, register makes a new key one version up with the same partner ID', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   const first = JSON.parse((await c.run(['register', 'bank-a', '--json'])).stdout) as { partnerId: string; keyVersion: number };
   t.equal((await c.run(['retire', 'bank-a', '--yes'])).code, 0);
   const again = await c.run(['register', 'bank-a', '--json', '--max-uses', '1']);
@@ -73,7 +72,7 @@ t.test('after retire, register makes a new key one version up with the same part
 
 t.test('a rekey leaves a retired key out (it has no blob to re-wrap) and re-wraps the rest', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'kept'])).code, 0);
   t.equal((await c.run(['register', 'gone'])).code, 0);
   t.equal((await c.run(['retire', 'gone', '--yes'])).code, 0);
@@ -88,8 +87,8 @@ t.test('a rekey leaves a retired key out (it has no blob to re-wrap) and re-wrap
 
 t.test('two concurrent registers of one name: one wins, the other is refused, and every server key is reachable', async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
-  const runs = await Promise.all([1, 2, 3].map(() => cli(['--json', 'register', 'race', ...pp(c)], { home: c.home })));
+  const c = await newHome(t, server);
+  const runs = await Promise.all([1, 2, 3].map(() => kmgr(['--json', 'register', 'race', ...pp(c)], { home: c.home })));
   const ok = runs.filter((r) => r.code === 0);
   t.equal(ok.length, 1, 'exactly one register succeeds');
   for (const r of runs.filter((x) => x.code !== 0)) {
@@ -108,9 +107,9 @@ t.test('two concurrent registers of one name: one wins, the other is refused, an
   t.same(list.map((k) => k.partnerId), idx.partners.map((p) => p.id), 'the server holds keys only under partner IDs the index names');
 });
 
-t.test('retire at a terminal asks first; n keeps the key', { skip: !HAVE_SCRIPT && 'script(1) missing' }, async (t) => {
+t.test('retire at a terminal asks first; n keeps the key', { skip: !hasScript() && 'script(1) missing' }, async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   t.equal((await c.run(['register', 'bank-a'])).code, 0);
   const no = ptySession(['retire', 'bank-a', ...pp(c)], c.home);
   await no.waitFor(/Retire bank-a's ed25519 key v1 \(0 uses\)\? .*\[y\/N\]/);

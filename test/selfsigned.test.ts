@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { createServer, request, type RequestOptions } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { makeSelfSignedCert } from '../src/server/tls/selfsigned.js';
-import { hasOpenssl } from './helpers.js';
+import { hasOpenssl } from './support/index.js';
 
 const DAY = 86_400_000;
 

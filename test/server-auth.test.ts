@@ -1,11 +1,8 @@
 // Server-side request authentication (threats 7 and 8), over raw HTTPS with
 // requests signed by hand so that each part can be tampered with after signing.
 import t, { type Test as TapTest } from 'tap';
-import { startServer, type TestServer } from './helpers.js';
-import {
-  enrol, flipSignatureBit, keyStatus, newIdentity, newNonce, newPartnerId, nowSeconds, register, registerBody, send, signed,
-  type Identity, type RawReply,
-} from './raw-client.js';
+import { startServer, enrol, flipSignatureBit, keyStatus, newIdentity, newNonce, newPartnerId, nowSeconds, register, registerBody, send, signed, type TestServer, type Identity, type RawReply } from './support/index.js';
+import type { FetchResponse, PersonInfo, KeyList } from '../src/protocol/messages.js';
 import * as sigbase from '../src/protocol/sigbase.js';
 import { TAG_BINDING } from '../src/crypto/sign.js';
 import { sha256 } from '../src/crypto/hash.js';
@@ -24,7 +21,7 @@ function isErr(t: T, r: RawReply, status: number, code: string, what: string): v
 async function uses(server: TestServer, id: Identity, partnerId: string): Promise<number> {
   const r = await keyStatus(server, id, partnerId);
   if (r.status !== 200) throw new Error(`status of ${partnerId}: HTTP ${r.status} ${r.text}`);
-  return r.json.uses.total as number;
+  return r.json.uses.total;
 }
 
 t.test('signed requests: what the server accepts and refuses', async (t) => {
@@ -49,7 +46,7 @@ t.test('signed requests: what the server accepts and refuses', async (t) => {
   const fetchA = (o?: Parameters<typeof signed>[5]) => signed(server, A, 'POST', `/v1/keys/${pA}/fetch`, {}, o);
 
   await t.test('a valid fetch is served and counted', async (t) => {
-    const r = await send(server, fetchA());
+    const r = await send<FetchResponse>(server, fetchA());
     t.equal(r.status, 200, why(r));
     served++;
     t.equal(r.json.keyId, bodyA.keyId, 'the registered key ID');
@@ -241,24 +238,24 @@ t.test('signed requests: what the server accepts and refuses', async (t) => {
     // B registering under A's partner ID lands in B's own space; A's record is untouched.
     const bodyB2 = registerBody();
     t.equal((await register(server, B, pA, bodyB2)).status, 201, "B registers a key under A's partner ID, for B");
-    const bf = await send(server, signed(server, B, 'POST', `/v1/keys/${pA}/fetch`, {}));
+    const bf = await send<FetchResponse>(server, signed(server, B, 'POST', `/v1/keys/${pA}/fetch`, {}));
     t.equal(bf.status, 200, "B fetches B's own key");
     t.equal(bf.json.blob, bodyB2.blob, "B gets B's blob");
     t.not(bf.json.blob, bodyA.blob, "never A's blob");
     const after = (await keyStatus(server, A, pA)).json;
     t.same(after, before, "A's record is unchanged");
     // Listing shows only one's own keys.
-    const listB = await send(server, signed(server, B, 'GET', '/v1/keys'));
+    const listB = await send<KeyList>(server, signed(server, B, 'GET', '/v1/keys'));
     t.equal(listB.status, 200);
     t.same((listB.json.keys as Array<{ partnerId: string }>).map((k) => k.partnerId).sort(), [pA, pB].sort(), 'B sees only B\'s keys');
     t.notOk((listB.json.keys as Array<{ keyId: string }>).some((k) => k.keyId === bodyA.keyId), "A's key ID is not in B's list");
-    const listA = await send(server, signed(server, A, 'GET', '/v1/keys'));
+    const listA = await send<KeyList>(server, signed(server, A, 'GET', '/v1/keys'));
     t.same((listA.json.keys as Array<{ partnerId: string }>).map((k) => k.partnerId).sort(), [pA, pA2].sort(), 'A sees only A\'s keys');
     t.notOk((listA.json.keys as Array<{ keyId: string }>).some((k) => k.keyId === bodyB.keyId || k.keyId === bodyB2.keyId), "B's key IDs are not in A's list");
     // A's register to A's own existing partner ID is refused, B's existence there notwithstanding.
     isErr(t, await register(server, A, pA), 409, 'key_exists', 'A registers pA again');
     t.same((await keyStatus(server, A, pA)).json, before, "A's record still unchanged");
-    const me = await send(server, signed(server, B, 'GET', '/v1/persons/me'));
+    const me = await send<PersonInfo>(server, signed(server, B, 'GET', '/v1/persons/me'));
     t.equal(me.json.personId, B.personId, 'whoami answers for the signer');
   });
 
@@ -302,7 +299,7 @@ t.test('nonces are durable: a replay after a restart on the same data is refused
   isErr(t, await send(second, fetch), 401, 'auth_replay', 'fetch replayed after restart');
   isErr(t, await send(second, whoami), 401, 'auth_replay', 'whoami replayed after restart');
   t.equal(await uses(second, A, p), 1, 'count unchanged by the replay');
-  const fresh = await send(second, signed(second, A, 'POST', `/v1/keys/${p}/fetch`, {}));
+  const fresh = await send<FetchResponse>(second, signed(second, A, 'POST', `/v1/keys/${p}/fetch`, {}));
   t.equal(fresh.status, 200, 'a fresh request is served');
   t.equal(fresh.json.status.uses.total, 2);
 });

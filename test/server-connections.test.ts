@@ -4,8 +4,7 @@
 // another address from being served.
 import t from 'tap';
 import { connect, type TLSSocket } from 'node:tls';
-import { startServer, type TestServer } from './helpers.js';
-import { caPem, health } from './raw-client.js';
+import { startServer, caPem, health, type TestServer } from './support/index.js';
 import { addressKey } from '../src/server/connections.js';
 
 /** A TLS connection from `localAddress` that completes its handshake and then sends nothing. */

@@ -4,14 +4,10 @@
 import t, { type Test as TapTest } from 'tap';
 import { connect, type TLSSocket } from 'node:tls';
 import { connect as netConnect } from 'node:net';
-import { startServer, type TestServer } from './helpers.js';
-import {
-  bodyBytes, caPem, enrol, flipSignatureBit, health, keyStatus, newIdentity, newPartnerId, nowSeconds, register, registerBody, send, signed,
-  type Built, type RawReply, type RawRequest, type Target,
-} from './raw-client.js';
+import { startServer, bodyBytes, caPem, enrol, flipSignatureBit, health, keyStatus, newIdentity, newPartnerId, nowSeconds, register, registerBody, send, signed, mulberry32, type TestServer, type Built, type RawReply, type RawRequest, type Target } from './support/index.js';
+import type { FetchResponse, KeyList } from '../src/protocol/messages.js';
 import { TAG_BINDING } from '../src/crypto/sign.js';
 import { utf8 } from '../src/crypto/bytes.js';
-import { mulberry32 } from './prng.js';
 
 type T = TapTest;
 
@@ -180,7 +176,7 @@ t.test('malformed requests get a JSON 4xx and the daemon keeps serving', async (
       }
     }
     isJsonErr(t, await send(server, signed(server, A, 'GET', '/v1/keys/../persons/me')), 404, 'dot-dot traversal', 'not_found');
-    const list = await send(server, signed(server, A, 'GET', '/v1/keys'));
+    const list = await send<KeyList>(server, signed(server, A, 'GET', '/v1/keys'));
     t.equal(list.json.keys.length, 1, 'still one key');
     await alive(t, server, 'bad partner IDs');
   });
@@ -532,11 +528,11 @@ t.test('fuzz: random and mutated requests never get a 5xx or change a key record
   const strip = (k: Record<string, unknown>) => ({ ...k, uses: undefined, lastUsedAt: undefined, historySeq: undefined });
   t.same(strip(after), strip(initial), 'the target key record is unchanged apart from its counts');
   t.equal(after.uses.total, initial.uses.total + validFetches, 'uses.total grew by exactly the valid fetches');
-  const f = await send(server, signed(server, A, 'POST', `/v1/keys/${target}/fetch`, {}));
+  const f = await send<FetchResponse>(server, signed(server, A, 'POST', `/v1/keys/${target}/fetch`, {}));
   t.equal(f.status, 200, 'the target still fetches');
   t.equal(f.json?.blob, targetBody.blob, 'with its original blob');
   t.equal(f.json?.keyId, targetBody.keyId, 'and key ID');
-  const listB = await send(server, signed(server, B, 'GET', '/v1/keys'));
+  const listB = await send<KeyList>(server, signed(server, B, 'GET', '/v1/keys'));
   t.notOk((listB.json.keys as Array<{ partnerId: string }>).some((k) => k.partnerId === target), 'B never gained the target');
   await alive(t, server, 'the fuzz run');
   t.same(errorLogs(server), [], 'the daemon logged no errors');
@@ -552,7 +548,7 @@ t.test('timestamps that are not real instants are refused (400), and nothing is 
     const terms = { expiresAt: bad, maxUses: null, maxPerDay: null, maxPerWeek: null, maxPerMonth: null, onLimit: 'deny' };
     const r = await register(target, id, p, registerBody({ terms }));
     t.equal(r.status, 400, `${bad}: 400`);
-    t.equal(r.json.error.code, 'bad_request');
+    t.equal(r.json.error?.code, 'bad_request');
     t.equal((await send(target, signed(target, id, 'GET', `/v1/keys/${p}`))).status, 404, `${bad}: no key was stored`);
   }
   const r = await send(target, signed(target, id, 'GET', '/v1/keys'));

@@ -4,9 +4,7 @@
 // management key is enrolled.
 import t, { type Test as TapTest } from 'tap';
 import { connect } from 'node:tls';
-import { startServer, type TestServer } from './helpers.js';
-import { kmgrd } from './escrow-util.js';
-import { caPem, enrol, keyStatus, newIdentity, newPartnerId, register, send, signed, type RawReply } from './raw-client.js';
+import { startServer, kmgrd, caPem, enrol, keyStatus, newIdentity, newPartnerId, register, send, signed, type TestServer, type RawReply } from './support/index.js';
 import { Authorities, certificateNames } from '../src/server/authorities.js';
 import { makeSelfSignedCert } from '../src/server/tls/selfsigned.js';
 
@@ -31,12 +29,12 @@ t.test('a request signed for one kmgrd is refused by another where the same key 
   const toTwo = (method: string, path: string, body?: unknown): Promise<RawReply> => send(two, signed(one, A, method, path, body));
   isErr(t, await toTwo('GET', '/v1/persons/me'), 401, 'auth_wrong_server', 'whoami signed for one, sent to two');
   isErr(t, await toTwo('PUT', `/v1/keys/${newPartnerId()}`, { keyId: 'k_' + 'a'.repeat(22) }), 401, 'auth_wrong_server', 'register signed for one, sent to two');
-  isErr(t, await toTwo('PATCH', `/v1/keys/${p}`, { locked: true }), 401, 'auth_wrong_server', 'lock signed for one, sent to two');
+  isErr(t, await toTwo('PATCH', `/v1/keys/${p}`, { inhibited: true }), 401, 'auth_wrong_server', 'lock signed for one, sent to two');
   isErr(t, await toTwo('POST', `/v1/keys/${p}/fetch`, {}), 401, 'auth_wrong_server', 'fetch signed for one, sent to two');
   const st = await keyStatus(two, atTwo, p);
   t.equal(st.status, 200, 'control: a request signed for two is served by two');
   t.equal(st.json.uses.total, 0, 'nothing was counted at two');
-  t.equal(st.json.locked ?? false, false, 'nothing was locked at two');
+  t.equal(st.json.inhibited, false, 'nothing was locked at two');
 });
 
 t.test('a request signed for a name that is not the server\'s is refused, whatever the Host says', async (t) => {

@@ -3,9 +3,7 @@
 // sequences, C1 controls, newlines that forge an extra line, bidirectional
 // overrides and zero-width characters into notices, history and errors.
 import t, { type Test } from 'tap';
-import { initClient, startServer, type TestServer, type RunResult } from './helpers.js';
-import { startLyingProxy } from './lying-proxy.js';
-import { partnerId } from './cli-util.js';
+import { newHome, startServer, startLyingProxy, partnerId , type RunResult } from './support/index.js';
 import type { HistoryList } from '../src/protocol/messages.js';
 
 
@@ -23,7 +21,7 @@ function noUnsafe(t: Test, r: RunResult, what: string): void {
 t.test('notices, history and errors from a lying server are cleaned in text and --json modes', async (t) => {
   const server = await startServer(t);
   const double = await startLyingProxy(t, server);
-  const c = await initClient(t, { url: double.url, ca: double.ca } as TestServer);
+  const c = await newHome(t, double);
   t.equal((await c.run(['register', 'bank-a'])).code, 0, 'registered');
   t.equal((await c.run(['fetch', 'bank-a'])).code, 0, 'fetched');
   const id = await partnerId(c, 'bank-a');

@@ -10,7 +10,7 @@ import type { TLSSocket } from 'node:tls';
 import { rename, writeFile } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KMGRD, tempDir } from './helpers.js';
+import { KMGRD, tempDir } from './support/index.js';
 import { makeSelfSignedCert } from '../src/server/tls/selfsigned.js';
 
 async function writeAtomic(path: string, text: string): Promise<void> {

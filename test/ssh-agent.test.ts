@@ -11,10 +11,7 @@ import { createConnection } from 'node:net';
 import { createPublicKey } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { initClient, startServer, tempDir } from './helpers.js';
-import { agent, HAVE_PY_PTY, PTY_RELAY, reap } from './agent-util.js';
-import { statusReader } from './cert-util.js';
-import { KMGR } from './helpers.js';
+import { newHome, startServer, tempDir, agent, hasPyPty, PTY_RELAY, reap, statusReader, KMGR } from './support/index.js';
 import { spawn } from 'node:child_process';
 
 const HAVE_SSH = spawnSync('ssh-add', ['-h'], { encoding: 'utf8' }).error === undefined && spawnSync('ssh-keygen', ['-?'], { encoding: 'utf8' }).error === undefined;
@@ -51,7 +48,7 @@ function raw(socket: string, bytes: Buffer, want: number): Promise<Buffer> {
 
 t.test('the SSH agent', { skip: !HAVE_SSH && 'needs ssh-add and ssh-keygen' }, async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   const dir = await tempDir(t);
   const pub: Record<string, string> = {};
   for (const [name, args] of [['bank-e', ['--type', 'ed25519', '--ssh']], ['bank-p', ['--type', 'p256']], ['bank-n', ['--type', 'ed25519']]] as const) {
@@ -169,9 +166,9 @@ t.test('the SSH agent', { skip: !HAVE_SSH && 'needs ssh-add and ssh-keygen' }, a
   t.notOk((await import('node:fs')).existsSync(sock), 'the SSH socket is removed when the agent stops');
 });
 
-t.test('--confirm asks before each SSH signature', { skip: (!HAVE_SSH && 'needs ssh-add and ssh-keygen') || (!HAVE_PY_PTY && 'needs python3 (pty)') }, async (t) => {
+t.test('--confirm asks before each SSH signature', { skip: (!HAVE_SSH && 'needs ssh-add and ssh-keygen') || (!hasPyPty() && 'needs python3 (pty)') }, async (t) => {
   const server = await startServer(t);
-  const c = await initClient(t, server);
+  const c = await newHome(t, server);
   const dir = await tempDir(t);
   t.equal((await c.run(['register', 'bank-e', '--type', 'ed25519', '--ssh'])).code, 0);
   // Counts are read in this process, not through the agent: with --confirm it would ask about those requests too.

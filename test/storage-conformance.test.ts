@@ -4,8 +4,7 @@
 // never from the wall clock.
 import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
-import { tempDir } from './helpers.js';
-import { pgUnavailable, testDatabase } from './pg-util.js';
+import { tempDir, pgUnavailable, testDatabase } from './support/index.js';
 import { openStorage } from '../src/store/open.js';
 import { periodsAt } from '../src/terms/periods.js';
 import { VERIFY_RECORDS_PER_MINUTE } from '../src/terms/verify-flood.js';
@@ -558,7 +557,7 @@ function conformance(t: Tap, b: Backend): void {
   });
 }
 
-// Without a server the PostgreSQL half skips with the reason (CI fails instead: see pg-util.ts).
+// Without a server the PostgreSQL half skips with the reason (CI fails instead: see support/pg.ts).
 const noPg = await pgUnavailable();
 for (const b of BACKENDS) {
   const skip = b.name === 'postgresql' && noPg ? noPg : false;

@@ -4,10 +4,7 @@ import t, { type Test } from 'tap';
 import { mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level } from 'level';
-import { startServer, tempDir } from './helpers.js';
-import { kmgrd } from './escrow-util.js';
-import { oneLine, snapshot, sameSnapshot } from './cli-util.js';
-import { enrol, health, keyStatus, newIdentity, newPartnerId, register, send, signed, type Identity } from './raw-client.js';
+import { startServer, tempDir, kmgrd, oneLine, snapshot, sameSnapshot, enrol, health, keyStatus, newIdentity, newPartnerId, register, send, signed, type Identity } from './support/index.js';
 import { LevelStorage } from '../src/store/level-storage.js';
 import { encodeText } from '../src/store/record-codec.js';
 

@@ -4,7 +4,7 @@ import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KMGRD, ROOT, tempDir } from './helpers.js';
+import { KMGRD, ROOT, tempDir } from './support/index.js';
 
 const DIR = join(ROOT, 'contrib', 'systemd');
 const UNITS = ['kmgrd.service', 'kmgrd-check-terms.service', 'kmgrd-check-terms.timer', 'kmgrd-backup.service', 'kmgrd-backup.timer'];

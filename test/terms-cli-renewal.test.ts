@@ -7,27 +7,22 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { cp, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KMGR, startServer, tempDir } from './helpers.js';
-import { homeFor, keyPairMatches, newHome, ownerView, writePassphrase, ok, refused77 } from './escrow-util.js';
-import { mulberry32 } from './prng.js';
+import { KMGR, startServer, tempDir, homeFor, keyPairMatches, newHome, ownerView, writePassphrase, ok, refused77, mulberry32, type HistoryJson, type StatusJson, type AuditJson } from './support/index.js';
 import { openKeystore } from '../src/crypto/keystore.js';
 import { fingerprint, signerFromSeed } from '../src/crypto/sign.js';
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Json = any;
 
 t.test('audit: clean, then a fetch made with a copy of the keystore in another home is found', async (t) => {
   const server = await startServer(t);
   const a = await newHome(t, server);
-  const idA = (await a.json(['register', 'bank-a'])).partnerId as string;
+  const idA = (await a.json<StatusJson>(['register', 'bank-a'])).partnerId;
   ok(t, await a.run(['register', 'bank-b']), 'register bank-b');
   ok(t, await a.run(['fetch', 'bank-a']), 'fetch bank-a');
   ok(t, await a.run(['fetch', 'bank-b']), 'fetch bank-b');
   const cleanR = await a.run(['audit', '--json']);
   t.equal(cleanR.code, 0, `audit with only our own uses: exit 0 (${cleanR.stderr.trim()})`);
-  const clean = JSON.parse(cleanR.stdout);
+  const clean = JSON.parse(cleanR.stdout) as AuditJson;
   t.equal(clean.clean, true, '--json: clean:true');
-  t.same(clean.partners.map((p: Json) => [p.partner, p.uses, p.ours, p.findings.length]).sort(), [['bank-a', 1, 1, 0], ['bank-b', 1, 1, 0]], 'every use is ours');
+  t.same(clean.partners.map((p) => [p.partner, p.uses, p.ours, p.findings.length]).sort(), [['bank-a', 1, 1, 0], ['bank-b', 1, 1, 0]], 'every use is ours');
 
   const copyHome = join(await tempDir(t, 'kmgr-copy-'), 'home');
   await cp(a.home, copyHome, { recursive: true });
@@ -42,13 +37,13 @@ t.test('audit: clean, then a fetch made with a copy of the keystore in another h
   t.match(found.stdout, /Audit found 1 /, 'one finding in all');
   const r = await a.run(['audit', '--json']);
   t.equal(r.code, 1, 'audit --json: exit 1');
-  const report = JSON.parse(r.stdout);
+  const report = JSON.parse(r.stdout) as AuditJson;
   t.equal(report.clean, false, '--json: clean:false');
-  const bankA = report.partners.find((p: Json) => p.partner === 'bank-a');
+  const bankA = report.partners.find((p) => p.partner === 'bank-a')!;
   t.same([bankA.uses, bankA.ours], [2, 1], 'bank-a: two uses on the server, one of them ours');
   t.match(bankA.findings, [{ seq: otherSeq, verdict: 'not_ours', result: 'served', device: 'primary' }], 'the other one is the finding');
   t.equal(bankA.findings.length, 1, 'and only it');
-  t.same(report.partners.find((p: Json) => p.partner === 'bank-b').findings, [], 'bank-b is clean');
+  t.same(report.partners.find((p) => p.partner === 'bank-b')?.findings, [], 'bank-b is clean');
   t.equal((await a.run(['audit', 'bank-b'])).code, 0, 'audit bank-b alone: clean, exit 0');
 });
 
@@ -64,7 +59,7 @@ t.test('rotate: a new key, version 2, counts reset, v1 history kept', async (t) 
   ok(t, rot, 'rotate');
   t.match(rot.stdout, /^-----BEGIN PUBLIC KEY-----/, 'prints the new public key');
   t.not(rot.stdout, reg.stdout, 'a different public key');
-  const st = await a.json(['status', 'bank-a']);
+  const st = await a.json<StatusJson>(['status', 'bank-a']);
   t.equal(st.keyVersion, 2, 'status: keyVersion 2');
   t.same(st.uses, { total: 0, day: 0, week: 0, month: 0 }, 'counts reset');
   t.same(st.limits, { total: null, day: null, week: null, month: 50 }, 'under the same terms');
@@ -72,7 +67,7 @@ t.test('rotate: a new key, version 2, counts reset, v1 history kept', async (t) 
   ok(t, v2, 'fetch after rotate');
   t.ok(keyPairMatches(v2.stdout, rot.stdout), 'the fetched key matches the new public key');
   t.notOk(keyPairMatches(v2.stdout, reg.stdout), 'and not the old one');
-  const h = (await a.json(['history', 'bank-a'])).history as Json[];
+  const h = (await a.json<HistoryJson>(['history', 'bank-a'])).history;
   t.same(h.map((e) => [e.keyVersion, e.result]), [[2, 'served'], [1, 'served']], 'history still lists the v1 use');
 });
 

@@ -6,21 +6,16 @@ import t from 'tap';
 import { connect } from 'node:net';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServer } from './helpers.js';
-import { zoneAtNoon, kmgrd, newHome, ownerView, rawIdentity, ok, refused77 } from './escrow-util.js';
-import { send, signed, type Target } from './raw-client.js';
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Json = any;
+import { startServer, zoneAtNoon, kmgrd, newHome, ownerView, rawIdentity, ok, refused77, send, signed, type Target, type HistoryJson, type HistoryJsonEntry, type NoticesJson, type StatusJson } from './support/index.js';
 
 t.test('status --json, terms (a limit of none removes it), deny versus notify', async (t) => {
   const server = await startServer(t, { tz: zoneAtNoon() });
   const a = await newHome(t, server);
-  const reg = await a.json(['register', 'bank-a', '--max-uses', '2']);
-  const id = reg.partnerId as string;
+  const reg = await a.json<StatusJson>(['register', 'bank-a', '--max-uses', '2']);
+  const id = reg.partnerId;
   const view = await ownerView(a);
 
-  let st = await a.json(['status', 'bank-a']);
+  let st = await a.json<StatusJson>(['status', 'bank-a']);
   t.same(st.uses, { total: 0, day: 0, week: 0, month: 0 }, 'status --json: uses.total/day/week/month start at zero');
   t.same(st.limits, { total: 2, day: null, week: null, month: null }, 'limits: the one set, null where unset');
   t.equal(st.expiresAt, null, 'expiresAt null without a term');
@@ -33,7 +28,7 @@ t.test('status --json, terms (a limit of none removes it), deny versus notify', 
   ok(t, f1, 'fetch 1');
   t.match(f1.stderr, /1 use left of its total limit of 2/, 'fetch warns on stderr when the key is near its limit');
   ok(t, await a.run(['fetch', 'bank-a']), 'fetch 2');
-  st = await a.json(['status', 'bank-a']);
+  st = await a.json<StatusJson>(['status', 'bank-a']);
   t.same(st.uses, { total: 2, day: 2, week: 2, month: 2 }, 'two uses counted in every period');
   t.equal(typeof st.lastUsedAt, 'string', 'lastUsedAt set');
   t.equal(st.lastUsedAt, (await view.history(id))[0]?.at, 'lastUsedAt is the time of the newest history entry');
@@ -41,7 +36,7 @@ t.test('status --json, terms (a limit of none removes it), deny versus notify', 
   refused77(t, await a.run(['--json', 'fetch', 'bank-a']), 'terms_max_uses', 'fetch 3 past --max-uses 2 (deny)');
   t.equal((await view.status(id)).uses.total, 2, 'the refused fetch was not counted');
 
-  const changed = await a.json(['terms', 'bank-a', '--max-uses', 'none', '--max-per-day', '3', '--max-per-week', '10', '--max-per-month', '20']);
+  const changed = await a.json<StatusJson>(['terms', 'bank-a', '--max-uses', 'none', '--max-per-day', '3', '--max-per-week', '10', '--max-per-month', '20']);
   t.same(changed.limits, { total: null, day: 3, week: 10, month: 20 }, 'terms --json prints the new limits; --max-uses none removed the total');
   t.same((await view.status(id)).limits, { total: null, day: 3, week: 10, month: 20 }, 'the server agrees');
   t.equal((await a.run(['terms', 'bank-a'])).code, 64, 'terms with nothing to change: usage error 64');
@@ -49,7 +44,7 @@ t.test('status --json, terms (a limit of none removes it), deny versus notify', 
   ok(t, await a.run(['fetch', 'bank-a']), 'fetch 3 (total limit removed): served, reaching the day limit of 3');
   refused77(t, await a.run(['--json', 'fetch', 'bank-a']), 'terms_max_per_day', 'fetch 4 past --max-per-day 3 (deny)');
 
-  t.equal((await a.json(['terms', 'bank-a', '--on-limit', 'notify'])).onLimit, 'notify', 'terms --on-limit notify');
+  t.equal((await a.json<StatusJson>(['terms', 'bank-a', '--on-limit', 'notify'])).onLimit, 'notify', 'terms --on-limit notify');
   const over = await a.run(['fetch', 'bank-a']);
   ok(t, over, 'fetch past the day limit under notify');
   t.match(over.stdout, /BEGIN PRIVATE KEY/, 'the key is still served');
@@ -67,7 +62,7 @@ t.test('status --json, terms (a limit of none removes it), deny versus notify', 
 t.test('lock, unlock, history --since/--limit, notices --ack/--all', async (t) => {
   const server = await startServer(t, { tz: zoneAtNoon() });
   const a = await newHome(t, server);
-  const id = (await a.json(['register', 'shop'])).partnerId as string;
+  const id = (await a.json<StatusJson>(['register', 'shop'])).partnerId;
   const view = await ownerView(a);
   ok(t, await a.run(['fetch', 'shop']), 'fetch');
 
@@ -81,13 +76,13 @@ t.test('lock, unlock, history --since/--limit, notices --ack/--all', async (t) =
   t.match(plain.stderr, /locked/, 'with a clear message');
   refused77(t, await a.run(['--json', 'fetch', 'shop']), 'terms_inhibited', 'again, with --json');
 
-  const h = (await a.json(['history', 'shop'])).history as Json[];
+  const h = (await a.json<HistoryJson>(['history', 'shop'])).history;
   t.same(h.map((e) => e.result), ['refused', 'refused', 'served'], 'history --json: the use and the refusals, newest first');
   t.same(h.map((e) => e.seq), [3, 2, 1], 'by sequence number');
   t.same(h.map((e) => e.code), ['terms_inhibited', 'terms_inhibited', null], 'each refusal with its reason');
   t.ok(h.every((e) => /^(::ffff:)?127\.0\.0\.1$/.test(e.remoteAddress)), 'and where each came from');
   t.ok(h.every((e) => e.device === 'primary' && e.keyVersion === 1 && typeof e.at === 'string'), 'from which device, at which version and time');
-  const unreadJ = (await a.json(['notices'])).notices as Json[];
+  const unreadJ = (await a.json<NoticesJson>(['notices'])).notices;
   const refusedNotice = unreadJ.filter((n) => n.kind === 'refused_attempt');
   t.equal(refusedNotice.length, 1, 'notices --json: one refused_attempt notice (the same refusal twice in a day is one fact)');
   t.equal(refusedNotice[0]?.partner, 'shop', 'naming the partner');
@@ -99,22 +94,22 @@ t.test('lock, unlock, history --since/--limit, notices --ack/--all', async (t) =
 
   const all = (await view.history(id)).map((e) => ({ seq: e.seq, at: e.at, result: e.result }));
   t.equal(all.length, 4, 'four entries now');
-  const pick = (list: Json[]) => list.map((e) => ({ seq: e.seq, at: e.at, result: e.result }));
-  t.same(pick((await a.json(['history', 'shop', '--limit', '2'])).history), all.slice(0, 2), '--limit 2: the two newest');
+  const pick = (list: HistoryJsonEntry[]) => list.map((e) => ({ seq: e.seq, at: e.at, result: e.result }));
+  t.same(pick((await a.json<HistoryJson>(['history', 'shop', '--limit', '2'])).history), all.slice(0, 2), '--limit 2: the two newest');
   const since = all[2]!.at;
-  const fromSince = pick((await a.json(['history', 'shop', '--since', since])).history);
+  const fromSince = pick((await a.json<HistoryJson>(['history', 'shop', '--since', since])).history);
   t.same(fromSince, all.filter((e) => e.at >= since), `--since ${since}: exactly the entries at or after it`);
   t.ok(fromSince.length >= 3 && fromSince.length < all.length, 'the three newest (or more at the same millisecond), not all');
   t.equal((await a.run(['history', 'shop', '--since', 'yesterday'])).code, 64, '--since with a bad date: 64');
 
   const unread = await view.notices();
   t.ok(unread.length >= 1 && unread.every((n) => !n.read), `unread notices (${unread.length})`);
-  const acked = await a.json(['notices', '--ack']);
+  const acked = await a.json<NoticesJson>(['notices', '--ack']);
   t.equal(acked.acknowledged, unread.length, '--ack marks every listed notice read');
   const text = await a.run(['notices']);
   t.match(text.stdout, /No unread notices/, 'then no unread notices');
   t.same((await view.notices()).length, 0, '(none unread at the server)');
-  const withRead = (await a.json(['notices', '--all'])).notices as Json[];
+  const withRead = (await a.json<NoticesJson>(['notices', '--all'])).notices;
   t.same(withRead.map((n) => n.id).sort(), unread.map((n) => n.id).sort(), '--all shows the read ones');
   t.ok(withRead.every((n) => n.read === true), 'marked read');
 });
@@ -131,8 +126,8 @@ interface Finding {
 t.test('kmgrd check-terms while the daemon runs (admin socket): once, idempotent, --all, --at', async (t) => {
   const server = await startServer(t);
   const a = await newHome(t, server);
-  const soon = await a.json(['register', 'soon', '--valid-for', '3d']);
-  const later = await a.json(['register', 'later', '--valid-for', '60d']);
+  const soon = await a.json<StatusJson>(['register', 'soon', '--valid-for', '3d']);
+  const later = await a.json<StatusJson>(['register', 'later', '--valid-for', '60d']);
   const view = await ownerView(a);
 
   const first = await kmgrd(['check-terms', '--data', server.dataDir]);
@@ -150,7 +145,7 @@ t.test('kmgrd check-terms while the daemon runs (admin socket): once, idempotent
   t.equal((await stat(join(server.dataDir, 'admin.sock'))).mode & 0o777, 0o600, 'the admin socket is mode 0600');
   t.same(js.findings.map((f: Finding) => [f.kind, f.partnerId, f.keyVersion, f.isNew, f.expiresAt]), [['expiring', soon.partnerId, 1, false, soon.expiresAt]], 'the one finding, no longer new');
 
-  const expiring = ((await a.json(['notices'])).notices as Json[]).filter((n) => n.kind === 'expiring');
+  const expiring = ((await a.json<NoticesJson>(['notices'])).notices).filter((n) => n.kind === 'expiring');
   t.equal(expiring.length, 1, "the owner's kmgr notices shows exactly one expiring notice");
   t.equal(expiring[0]?.partner, 'soon', 'for soon');
 
@@ -187,8 +182,8 @@ t.test('kmgrd check-terms while the daemon runs (admin socket): once, idempotent
 t.test('kmgrd check-terms with no daemon running opens the database itself; run twice records nothing twice', async (t) => {
   const server = await startServer(t);
   const a = await newHome(t, server);
-  const soon = await a.json(['register', 'soon', '--valid-for', '3d']);
-  const week = await a.json(['register', 'week', '--valid-for', '10d']);
+  const soon = await a.json<StatusJson>(['register', 'soon', '--valid-for', '3d']);
+  const week = await a.json<StatusJson>(['register', 'week', '--valid-for', '10d']);
   await server.stop();
 
   const first = JSON.parse((await kmgrd(['check-terms', '--data', server.dataDir, '--json'])).stdout);
@@ -209,7 +204,7 @@ t.test('kmgrd check-terms with no daemon running opens the database itself; run 
   const again = await startServer(t, { dataDir: server.dataDir });
   const configPath = join(a.home, 'config.json');
   await writeFile(configPath, JSON.stringify({ ...JSON.parse(await readFile(configPath, 'utf8')), server: again.url }, null, 2) + '\n', { mode: 0o600 });
-  const notices = (await a.json(['notices'])).notices as Json[];
+  const notices = (await a.json<NoticesJson>(['notices'])).notices;
   t.same(notices.map((n) => [n.kind, n.partner]).sort(), [['expiring', 'soon'], ['expiring', 'week']], 'exactly one expiring notice per key');
   // Loading a key into the daemon reads its recorded findings: the daemon agrees nothing is new.
   const view = await ownerView(a);
@@ -224,7 +219,7 @@ t.test('kmgrd check-terms: two runs at the same moment (overlapping cron jobs) r
   const first = await startServer(t);
   const a = await newHome(t, first);
   const ids: string[] = [];
-  for (const name of ['k1', 'k2', 'k3']) ids.push((await a.json(['register', name, '--valid-for', '3d'])).partnerId);
+  for (const name of ['k1', 'k2', 'k3']) ids.push((await a.json<StatusJson>(['register', name, '--valid-for', '3d'])).partnerId);
   // A daemon restarted since the keys were registered: it has not loaded them yet (the usual state for cron).
   await first.stop();
   const server = await startServer(t, { dataDir: first.dataDir });
@@ -232,7 +227,7 @@ t.test('kmgrd check-terms: two runs at the same moment (overlapping cron jobs) r
   view.session.endpoint = { ...view.session.endpoint, server: server.url };
   // What `kmgrd check-terms` sends over the admin socket, twice, at the same moment.
   const sock = join(server.dataDir, 'admin.sock');
-  const run = (): Promise<Json> =>
+  const run = (): Promise<{ ok: { findings: Finding[] } }> =>
     new Promise((resolve, reject) => {
       const c = connect(sock);
       let buf = '';

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { periodsAt, isoWeek, localDate, checkTimeZone, type Periods } from '../src/terms/periods.js';
 import { judgeUse, usesAt, type KeyTerms, type Uses, type Verdict, type LimitName } from '../src/terms/judge.js';
-import { mulberry32 } from './prng.js';
+import { mulberry32 } from './support/index.js';
 
 const at = (iso: string): number => {
   const ms = Date.parse(iso);

@@ -12,7 +12,7 @@ import { makeSelfSignedCert } from '../src/server/tls/selfsigned.js';
 import { FRESH_MS, openTls, Preconnect } from '../src/client/tls-connect.js';
 import { unsignedRequest } from '../src/client/http.js';
 import { bool, obj, str } from '../src/protocol/schema.js';
-import { hasOpenssl, tempDir } from './helpers.js';
+import { hasOpenssl, tempDir } from './support/index.js';
 
 const DAY = 86_400_000;
 const HealthResponse = obj({ ok: bool, version: str({ max: 40 }) });

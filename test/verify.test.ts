@@ -8,20 +8,17 @@ import { generateKeyPairSync } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level } from 'level';
-import { startLyingProxy, type Rewrite } from './lying-proxy.js';
-import type { VerifyResponse } from '../src/protocol/messages.js';
-import { startServer, tempDir, type RunResult, type TestServer } from './helpers.js';
-import { cli } from './cli-util.js';
-import { kmgrd, newHome, ownerView, rawIdentity, readJson } from './escrow-util.js';
-import { newIdentity, send, signed, type Target } from './raw-client.js';
+import { startLyingProxy, startServer, tempDir, kmgr, kmgrd, newHome, ownerView, rawIdentity, readJson, newIdentity, send, signed, type Rewrite, type RunResult, type VerifyJson, type TestServer, type Target, type PartnerList, type HistoryJson, type PartnerJson, type PartnerListJson, type KeyPairStatusJson } from './support/index.js';
+import type { SignedBinding, VerifyResponse } from '../src/protocol/messages.js';
+import type { KeyRecord } from '../src/store/types.js';
 import { signedBinding } from '../src/client/binding.js';
 import { signBinding, type BindingStatement } from '../src/crypto/binding.js';
 import { toB64 } from '../src/crypto/bytes.js';
 import { checkText, encodeText } from '../src/store/record-codec.js';
 import { VERIFY_RECORDS_PER_MINUTE } from '../src/terms/verify-flood.js';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Json = any;
+/** A verify reply that carries the owner's statement: the honest answers the lies below start from. */
+type Answered = VerifyResponse & { binding: SignedBinding };
 
 const ok = (t: Test, r: RunResult, what: string): void => {
   t.equal(r.code, 0, `${what}: exit 0${r.code !== 0 ? ` (got ${r.code}: ${r.stderr.trim()})` : ''}`);
@@ -44,14 +41,15 @@ async function verifier(t: Test, name = 'verifier') {
     await writeFile(file, o.publicKey);
     const args = ['verify', '--server', server.url, '--ca', server.ca, '--person', o.person, `--partner=${o.partner}`, '--public-key', file, '--requester', o.requester ?? 'app-server-1'];
     if (o.owner !== undefined) args.push('--owner', o.owner);
-    return cli(o.json ? ['--json', ...args] : args, { home });
+    return kmgr(o.json ? ['--json', ...args] : args, { home });
   };
   return { home, run };
 }
 
-const verifyJson = (r: RunResult): Json => {
+/** kmgr verify --json's answer, or what it printed instead (so a failing match shows it). */
+const verifyJson = (r: RunResult): Partial<VerifyJson> & { unparsable?: string; stderr?: string } => {
   try {
-    return JSON.parse(r.stdout);
+    return JSON.parse(r.stdout) as VerifyJson;
   } catch {
     return { unparsable: r.stdout, stderr: r.stderr };
   }
@@ -74,34 +72,34 @@ t.test('two people, shared and private partners on one kmgrd; verify match, mism
   const sharedB = JSON.parse(preB.stdout);
   t.not(sharedB.partnerId, sharedA.partnerId, 'a different ID');
   const listed = JSON.parse((await kmgrd(['partner', 'list', '--data', dataDir, '--json'])).stdout);
-  t.same(listed.partners.map((p: Json) => [p.name, p.partnerId]).sort(), [['bank-a', sharedA.partnerId], ['bank-b', sharedB.partnerId]], 'kmgrd partner list shows both');
+  t.same((listed as PartnerList).partners.map((p) => [p.name, p.partnerId]).sort(), [['bank-a', sharedA.partnerId], ['bank-b', sharedB.partnerId]], 'kmgrd partner list shows both');
   const dup = await kmgrd(['partner', 'add', 'bank-a', '--data', dataDir]);
   t.equal(dup.code, 73, 'a shared partner name is taken once (73)');
 
   const [a, b] = await Promise.all([newHome(t, server, { partners: 'server', device: 'a-laptop' }), newHome(t, server, { partners: 'server', device: 'b-laptop' })]);
   t.not(a.personId, b.personId, 'two people');
 
-  const regA = await a.json(['register', 'bank-a']);
-  const regB = await b.json(['register', 'bank-a']);
+  const regA = await a.json<KeyPairStatusJson>(['register', 'bank-a']);
+  const regB = await b.json<KeyPairStatusJson>(['register', 'bank-a']);
   t.equal(regA.partnerId, sharedA.partnerId, "A's bank-a is the shared partner");
   t.equal(regB.partnerId, sharedA.partnerId, "B's bank-a is the same shared partner");
   t.not(regA.publicKey, regB.publicKey, 'each with their own key');
-  const shopA = await a.json(['partner', 'add', 'shop', '--name', "A's shop"]);
-  const shopB = await b.json(['partner', 'add', 'shop', '--name', "B's shop"]);
+  const shopA = await a.json<PartnerJson>(['partner', 'add', 'shop', '--name', "A's shop"]);
+  const shopB = await b.json<PartnerJson>(['partner', 'add', 'shop', '--name', "B's shop"]);
   t.not(shopA.partnerId, shopB.partnerId, 'private partners with the same name get different IDs');
   t.notOk([sharedA.partnerId, sharedB.partnerId].includes(shopA.partnerId) || [sharedA.partnerId, sharedB.partnerId].includes(shopB.partnerId), 'and neither is a shared ID');
 
   // A person's list is theirs alone: GET /v1/partners signed by B shows only B's.
   const target: Target = { url: server.url, ca: server.ca };
   const [idA, idB] = await Promise.all([rawIdentity(a), rawIdentity(b)]);
-  const listB = await send(target, signed(target, idB, 'GET', '/v1/partners'));
+  const listB = await send<PartnerList>(target, signed(target, idB, 'GET', '/v1/partners'));
   t.equal(listB.status, 200, 'B lists partners');
-  t.same(listB.json.partners.map((p: Json) => [p.name, p.partnerId, p.shared]).sort(), [['bank-a', sharedA.partnerId, true], ['shop', shopB.partnerId, false]], "B sees B's list only");
+  t.same(listB.json.partners.map((p) => [p.name, p.partnerId, p.shared]).sort(), [['bank-a', sharedA.partnerId, true], ['shop', shopB.partnerId, false]], "B sees B's list only");
   t.notOk(listB.text.includes(shopA.partnerId) || listB.text.includes("A's shop"), "nothing of A's private partner in B's answer");
-  const listA = await send(target, signed(target, idA, 'GET', '/v1/partners'));
-  t.same(listA.json.partners.map((p: Json) => p.partnerId).sort(), [sharedA.partnerId, shopA.partnerId].sort(), "A sees A's list");
-  const cliB = await b.json(['partner', 'list']);
-  t.same(cliB.partners.map((p: Json) => [p.name, p.partnerId]).sort(), [['bank-a', sharedA.partnerId], ['shop', shopB.partnerId]], "kmgr partner list in B's home: B's partners");
+  const listA = await send<PartnerList>(target, signed(target, idA, 'GET', '/v1/partners'));
+  t.same(listA.json.partners.map((p) => p.partnerId).sort(), [sharedA.partnerId, shopA.partnerId].sort(), "A sees A's list");
+  const cliB = await b.json<PartnerListJson>(['partner', 'list']);
+  t.same(cliB.partners.map((p) => [p.name, p.partnerId]).sort(), [['bank-a', sharedA.partnerId], ['shop', shopB.partnerId]], "kmgr partner list in B's home: B's partners");
   // Only the operator's shared partners are in the public directory; private names are not.
   const dirShared = await send(target, { method: 'GET', path: '/v1/directory/bank-a', headers: { host: new URL(server.url).host }, body: new Uint8Array(0) });
   t.match(dirShared.json, { partnerId: sharedA.partnerId, shared: true }, 'the directory names the shared bank-a');
@@ -135,7 +133,7 @@ t.test('two people, shared and private partners on one kmgrd; verify match, mism
   ok(t, await a.run(['unlock', 'bank-a']), 'unlock');
 
   // Expiry, deterministically: the key is valid for a day; the server's clock moves two days on.
-  const regAB = await a.json(['register', 'bank-b', '--valid-for', '1d']);
+  const regAB = await a.json<KeyPairStatusJson>(['register', 'bank-b', '--valid-for', '1d']);
   t.equal(regAB.partnerId, sharedB.partnerId, "A's bank-b is the operator's bank-b");
   ok(t, await ask({ publicKey: regAB.publicKey, partner: 'bank-b' }), 'bank-b within its term: 0');
   server.clock.now = Date.now() + 2 * 86_400_000;
@@ -161,12 +159,12 @@ t.test('two people, shared and private partners on one kmgrd; verify match, mism
   t.same(await readJson(join(v.home, 'verify-seen.json')), { [`${a.personId}/${sharedA.partnerId}`]: 2, [`${a.personId}/${sharedB.partnerId}`]: 1, [`${b.personId}/${sharedA.partnerId}`]: 1 }, "the verifier remembers the newest version per person and partner");
 
   // Who asked, and what they were told, is in the owner's history.
-  const hist = (await a.json(['history', 'bank-a'])).history as Json[];
+  const hist = (await a.json<HistoryJson>(['history', 'bank-a'])).history;
   const asked = hist.filter((h) => h.result === 'verify');
   t.same(asked.map((h) => h.code), ['match', 'rotated', 'locked', 'mismatch', 'match', 'match'], "every question about A's bank-a, newest first, with the answer");
   t.ok(asked.every((h) => h.requester === 'app-server-1' && h.device === null), 'with the requester (and no device: the asker is not the owner)');
   t.equal(asked.filter((h) => h.keyVersion === 2).length, 2, 'the last two asked about version 2');
-  const histB = (await b.json(['history', 'bank-a'])).history as Json[];
+  const histB = (await b.json<HistoryJson>(['history', 'bank-a'])).history;
   t.same(histB.map((h) => [h.result, h.code]), [['verify', 'match'], ['verify', 'match']], "B's history has only the two questions about B's key");
   const histText = await a.run(['history', 'bank-a', '--limit', '1']);
   t.match(histText.stdout, /verify question from app-server-1: match/, 'the text history names the requester');
@@ -190,14 +188,14 @@ t.test('two people, shared and private partners on one kmgrd; verify match, mism
  * damage, not against whoever holds the server), and kmgrd's note of a clean
  * stop is removed, since opening db/ outside kmgrd rewrote its log.
  */
-async function editRecord(dataDir: string, personId: string, partnerId: string, edit: (rec: Json) => void): Promise<void> {
+async function editRecord(dataDir: string, personId: string, partnerId: string, edit: (rec: KeyRecord) => void): Promise<void> {
   const db = new Level<string, string>(join(dataDir, 'db'), { keyEncoding: 'utf8', valueEncoding: 'utf8' });
   await db.open();
   try {
     const k = `key!${personId}!${partnerId}`;
     const raw = await db.get(k);
     if (raw === undefined) throw new Error(`no record ${k}`);
-    const rec = JSON.parse(checkText(raw) ?? raw);
+    const rec = JSON.parse(checkText(raw) ?? raw) as KeyRecord;
     edit(rec);
     await db.put(k, encodeText(JSON.stringify(rec)), { sync: true });
   } finally {
@@ -210,7 +208,7 @@ t.test('a tampered server, by its LevelDB record: a swapped public key is caught
   let server: TestServer = await startServer(t);
   const dataDir = server.dataDir;
   const a = await newHome(t, server, { partners: 'server' });
-  const reg = await a.json(['register', 'bank-z']);
+  const reg = await a.json<KeyPairStatusJson>(['register', 'bank-z']);
   const v = await verifier(t);
   const ask = (publicKey: string, owner = true) =>
     v.run(server, { person: a.personId, partner: reg.partnerId, publicKey, ...(owner ? { owner: a.fingerprint } : {}) });
@@ -219,9 +217,9 @@ t.test('a tampered server, by its LevelDB record: a swapped public key is caught
   const forged = otherPublicKey();
   await server.stop();
   await editRecord(dataDir, a.personId, reg.partnerId, (rec) => {
-    t.equal(rec.binding.statement.publicKey, rec.publicKey, 'the record keeps the public key and the statement naming it');
+    t.equal(rec.binding!.statement.publicKey, rec.publicKey, 'the record keeps the public key and the statement naming it');
     rec.publicKey = forged;
-    rec.binding.statement.publicKey = forged; // the owner's signature is left as it was
+    rec.binding!.statement.publicKey = forged; // the owner's signature is left as it was
   });
   server = await startServer(t, { dataDir });
 
@@ -278,14 +276,14 @@ async function startDouble(t: Test, server: TestServer): Promise<Double> {
 t.test('a tampered server, by a test double rewriting the verify reply: every lie is caught with --owner (65)', async (t) => {
   const server = await startServer(t);
   const a = await newHome(t, server, { partners: 'server' });
-  const reg = await a.json(['register', 'bank-p']);
-  const P = reg.partnerId as string;
+  const reg = await a.json<KeyPairStatusJson>(['register', 'bank-p']);
+  const P = reg.partnerId;
   const double = await startDouble(t, server);
   const v = await verifier(t);
   const wrong = otherPublicKey();
   const ask = (via: { url: string; ca: string }, publicKey: string, o: { owner?: boolean; home?: typeof v } = {}) =>
     (o.home ?? v).run(via, { person: a.personId, partner: P, publicKey, ...(o.owner === false ? {} : { owner: a.fingerprint }) });
-  const lie = async (what: string, rewrite: (r: Json) => Json, publicKey: string, stderr?: RegExp): Promise<void> => {
+  const lie = async (what: string, rewrite: (r: Answered) => unknown, publicKey: string, stderr?: RegExp): Promise<void> => {
     double.rewrite = rewrite;
     const r = await ask(double, publicKey);
     double.rewrite = undefined;
@@ -302,7 +300,7 @@ t.test('a tampered server, by a test double rewriting the verify reply: every li
   await lie('signature field removed', (r) => ({ ...r, binding: { statement: r.binding.statement } }), reg.publicKey, /malformed/);
   await lie('signature replaced', (r) => ({ ...r, binding: { ...r.binding, signature: toB64(new Uint8Array(64)) } }), reg.publicKey, /not signed by the owner/);
   // For a wrong key the server answers "unknown" with no statement: the lies below dress it up with the captured v1 one.
-  const v1 = (): Json => JSON.parse(v1Reply);
+  const v1 = (): Answered => JSON.parse(v1Reply) as Answered;
   await lie('"match" for a wrong key', () => ({ ...v1(), result: 'match' }), wrong, /did not sign/);
   await lie(
     'the public key swapped in the statement',
@@ -337,7 +335,7 @@ t.test('a tampered server, by a test double rewriting the verify reply: every li
   const rot = await a.run(['rotate', 'bank-p']);
   ok(t, rot, 'the owner rotates to v2');
   ok(t, await ask(server, rot.stdout), 'the verifier checks the v2 key at the real server');
-  t.equal((await readJson(join(v.home, 'verify-seen.json')))[`${a.personId}/${P}`], 2, "the verifier's high-water mark is 2");
+  t.equal((await readJson<Record<string, number>>(join(v.home, 'verify-seen.json')))[`${a.personId}/${P}`], 2, "the verifier's high-water mark is 2");
   await lie('the old v1 answer replayed after v2 was seen', () => JSON.parse(v1Reply), reg.publicKey, /replay/);
   const honest = await ask(server, reg.publicKey);
   t.equal(honest.code, 1, 'the honest server says the v1 key is rotated away: exit 1');
@@ -352,8 +350,8 @@ t.test('a tampered server, by a test double rewriting the verify reply: every li
 t.test('lock, unlock and a new term issue a new owner statement: a replay of the older one cannot say "match"', async (t) => {
   const server = await startServer(t);
   const a = await newHome(t, server, { partners: 'server' });
-  const reg = await a.json(['register', 'bank-l', '--valid-for', '30d']);
-  const P = reg.partnerId as string;
+  const reg = await a.json<KeyPairStatusJson>(['register', 'bank-l', '--valid-for', '30d']);
+  const P = reg.partnerId;
   const double = await startDouble(t, server);
   const v = await verifier(t);
   const ask = (via: { url: string; ca: string }, home = v) => home.run(via, { person: a.personId, partner: P, publicKey: reg.publicKey, owner: a.fingerprint, json: true });
@@ -401,7 +399,7 @@ t.test('a flood of verify questions records at most the per-minute cap in the ow
   const server = await startServer(t);
   const target: Target = { url: server.url, ca: server.ca };
   const a = await newHome(t, server);
-  const reg = await a.json(['register', 'bank-a']);
+  const reg = await a.json<KeyPairStatusJson>(['register', 'bank-a']);
   // All questions inside one (injected) minute; verify is unsigned, so the clock moves nothing else.
   server.clock.now = Date.parse('2027-03-10T12:00:10Z');
   const wrong = generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }) as string;
@@ -409,11 +407,11 @@ t.test('a flood of verify questions records at most the per-minute cap in the ow
   const bytes = new TextEncoder().encode(JSON.stringify(body));
   const host = new URL(server.url).host;
   const replies = await Promise.all(
-    Array.from({ length: VERIFY_RECORDS_PER_MINUTE + 40 }, () => send(target, { method: 'POST', path: '/v1/verify', headers: { host, 'content-type': 'application/json' }, body: bytes })),
+    Array.from({ length: VERIFY_RECORDS_PER_MINUTE + 40 }, () => send<VerifyResponse>(target, { method: 'POST', path: '/v1/verify', headers: { host, 'content-type': 'application/json' }, body: bytes })),
   );
   t.ok(replies.every((r) => r.status === 200 && r.json.result === 'unknown'), 'every question is answered (a wrong public key reads "unknown" to the asker)');
   server.clock.now = undefined;
-  const h = await a.json(['history', 'bank-a']);
+  const h = await a.json<HistoryJson>(['history', 'bank-a']);
   t.equal(h.history.filter((e: { result: string }) => e.result === 'verify').length, VERIFY_RECORDS_PER_MINUTE, 'at most the cap is recorded');
   t.equal(replies.length, VERIFY_RECORDS_PER_MINUTE + 40);
 });

@@ -3,8 +3,8 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { RandomSource } from '../src/crypto/random.js';
-import { ROOT } from './helpers.js';
+import type { RandomSource } from '../../src/crypto/random.js';
+import { ROOT } from './paths.js';
 
 export const VECTORS = join(ROOT, 'fixtures', 'vectors');
 

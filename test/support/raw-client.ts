@@ -8,10 +8,11 @@ import { readFileSync } from 'node:fs';
 import {
   DEFAULT_LIFETIME_SECONDS, formatContentDigest, formatSignature, serializeParams, signatureBase, SIG_LABEL,
   type SignatureParams,
-} from '../src/protocol/sigbase.js';
-import { managementKeyId, signerFromSeed, TAG_REQUEST, type Signer, type SignatureTag } from '../src/crypto/sign.js';
-import { sha256 } from '../src/crypto/hash.js';
-import { fromB64, toB64, toB64url, utf8 } from '../src/crypto/bytes.js';
+} from '../../src/protocol/sigbase.js';
+import { managementKeyId, signerFromSeed, TAG_REQUEST, type Signer, type SignatureTag } from '../../src/crypto/sign.js';
+import { sha256 } from '../../src/crypto/hash.js';
+import { fromB64, toB64, toB64url, utf8 } from '../../src/crypto/bytes.js';
+import type { HistoryEntry, HistoryList, KeyStatus, PersonInfo } from '../../src/protocol/messages.js';
 
 export interface Target {
   url: string;
@@ -20,11 +21,30 @@ export interface Target {
   localAddress?: string;
 }
 
-export interface RawReply {
+/** kmgrd's answer to a refused request (ErrorBody in src/protocol/messages.ts). */
+export interface ErrorReply {
+  error: { code: string; message: string; details?: Record<string, unknown> };
+}
+
+/** GET /v1/health (src/server/handlers/health.ts). */
+export interface HealthReply {
+  ok: boolean;
+  version: string;
+  storage?: string;
+  message?: string;
+}
+
+/**
+ * A reply as sent. json is the body parsed, typed as the reply the request asks for (T,
+ * a protocol type from src/protocol/messages.ts) or the error a refusal carries: which
+ * of the two it is, the test's assertion on the status says; the schema on the server
+ * made it, so it is not checked again here.
+ */
+export interface RawReply<T = unknown> {
   status: number;
   headers: IncomingHttpHeaders;
   text: string;
-  json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  json: T & Partial<ErrorReply>;
 }
 
 export interface RawRequest {
@@ -48,7 +68,7 @@ export function caPem(path: string): string {
 }
 
 /** Sends exactly the given request (no Host header is added unless given) and collects the reply. */
-export function send(target: Target, r: RawRequest): Promise<RawReply> {
+export function send<T = unknown>(target: Target, r: RawRequest): Promise<RawReply<T>> {
   const u = new URL(target.url);
   const headers: Record<string, string | number> = { ...r.headers };
   const hasLength = Object.keys(headers).some((k) => k.toLowerCase() === 'content-length');
@@ -82,7 +102,7 @@ export function send(target: Target, r: RawRequest): Promise<RawReply> {
           json = undefined;
         }
         settled = true;
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json: json as T & Partial<ErrorReply> });
       });
       res.on('error', (e) => {
         if (!settled) reject(e);
@@ -185,8 +205,8 @@ export function flipSignatureBit(header: string, bit = 0): string {
   return formatSignature(toB64(copy));
 }
 
-export async function enrol(target: Target, id: Identity): Promise<RawReply> {
-  const r = await send(target, signed(target, id, 'POST', '/v1/persons', { alg: 'ed25519', publicKey: id.publicKey }));
+export async function enrol(target: Target, id: Identity): Promise<RawReply<PersonInfo>> {
+  const r = await send<PersonInfo>(target, signed(target, id, 'POST', '/v1/persons', { alg: 'ed25519', publicKey: id.publicKey }));
   if (r.status === 201) id.personId = r.json.personId;
   return r;
 }
@@ -205,24 +225,24 @@ export function registerBody(over: Record<string, unknown> = {}): Record<string,
   };
 }
 
-export async function register(target: Target, id: Identity, partnerId: string, body = registerBody()): Promise<RawReply> {
+export async function register(target: Target, id: Identity, partnerId: string, body = registerBody()): Promise<RawReply<KeyStatus>> {
   return send(target, signed(target, id, 'PUT', `/v1/keys/${partnerId}`, body));
 }
 
-export async function keyStatus(target: Target, id: Identity, partnerId: string): Promise<RawReply> {
+export async function keyStatus(target: Target, id: Identity, partnerId: string): Promise<RawReply<KeyStatus>> {
   return send(target, signed(target, id, 'GET', `/v1/keys/${partnerId}`));
 }
 
-export async function health(target: Target): Promise<RawReply> {
+export async function health(target: Target): Promise<RawReply<HealthReply>> {
   return send(target, { method: 'GET', path: '/v1/health', headers: { host: new URL(target.url).host }, body: new Uint8Array(0) });
 }
 
 /** Every history entry of a key, newest first, read in pages of the server's largest size. */
-export async function historyAll(target: Target, id: Identity, partnerId: string): Promise<Array<{ seq: number; result: string }>> {
-  const out: Array<{ seq: number; result: string }> = [];
+export async function historyAll(target: Target, id: Identity, partnerId: string): Promise<HistoryEntry[]> {
+  const out: HistoryEntry[] = [];
   let before = '';
   for (;;) {
-    const r = await send(target, signed(target, id, 'GET', `/v1/keys/${partnerId}/history?limit=5000${before}`));
+    const r = await send<HistoryList>(target, signed(target, id, 'GET', `/v1/keys/${partnerId}/history?limit=5000${before}`));
     if (r.status !== 200) throw new Error(`history: ${r.status} ${r.text}`);
     out.push(...r.json.history);
     if (r.json.history.length < 5000) return out;

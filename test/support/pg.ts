@@ -1,14 +1,59 @@
-// A throwaway PostgreSQL cluster for tests that stop, crash or fail over the
-// database: Debian's server binaries, initdb in a temporary directory, its own
+// PostgreSQL for tests. The server comes from KMGR_TEST_DATABASE_URL (default:
+// the machine's own, trust authentication); each test gets a database of its
+// own with a random name, dropped afterwards. Without a server the PostgreSQL
+// tests skip and say why; under CI (CI=true) a missing server is a failure, so
+// CI can never pass without having run them.
+//
+// Tests that stop, crash or fail over the database get a throwaway cluster
+// instead: Debian's server binaries, initdb in a temporary directory, its own
 // port and socket directory, never the machine's shared server. initdb refuses
 // to run as root, so as root the cluster runs as the postgres user.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile, appendFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { createDatabase, dropDatabase, unreachable } from '../../src/store/pg/databases.js';
+import type { Teardown } from './files.js';
+import { freePort } from './net.js';
+
+export const PG_ADMIN_URL = process.env.KMGR_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+let probe: Promise<string | undefined> | undefined;
+
+/** Why PostgreSQL tests cannot run here, or undefined when they can. Throws under CI. */
+export async function pgUnavailable(): Promise<string | undefined> {
+  probe ??= unreachable(PG_ADMIN_URL);
+  const why = await probe;
+  if (why === undefined) return undefined;
+  const reason = `no PostgreSQL server at ${PG_ADMIN_URL} (${why}); set KMGR_TEST_DATABASE_URL to run the PostgreSQL tests`;
+  if (process.env.CI === 'true') throw new Error(`CI requires PostgreSQL: ${reason}`);
+  return reason;
+}
+
+/** A fresh database for this test, dropped at teardown. */
+export async function testDatabase(t: Teardown, prefix = 'kmgr_test'): Promise<string> {
+  const url = await createDatabase(PG_ADMIN_URL, prefix);
+  t.teardown(() => dropDatabase(url, PG_ADMIN_URL));
+  return url;
+}
+
+/**
+ * KMGR_TEST_STORE=postgres runs every in-process server on PostgreSQL: one database
+ * per data directory (a restart on the same directory finds its data again).
+ */
+const databases = new Map<string, string>();
+/** The database an in-process server on this data directory used, so `kmgrd` subprocesses on it can be pointed there. */
+export const testDatabaseOf = (dataDir: string): string | undefined => databases.get(dataDir);
+export async function databaseFor(t: Teardown, dataDir: string): Promise<string> {
+  let url = databases.get(dataDir);
+  if (!url) {
+    url = await testDatabase(t);
+    databases.set(dataDir, url);
+  }
+  return url;
+}
 
 const run = promisify(execFile);
 export const PG_BIN = process.env.KMGR_PG_BIN ?? '/usr/lib/postgresql/15/bin';
@@ -26,17 +71,6 @@ async function asOwner(cmd: string, args: string[]): Promise<string> {
   return r.stdout;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 export interface Cluster {
   dir: string;
   port: number;
@@ -52,7 +86,7 @@ export interface Cluster {
 }
 
 /** A new cluster, or with standbyOf a streaming standby of one (named `name` for synchronous_standby_names). */
-export async function makeCluster(t: { teardown(fn: () => unknown): void }, opts: { conf?: string[]; standbyOf?: Cluster; name?: string } = {}): Promise<Cluster> {
+export async function makeCluster(t: Teardown, opts: { conf?: string[]; standbyOf?: Cluster; name?: string } = {}): Promise<Cluster> {
   const base = await mkdtemp(join(tmpdir(), 'kmgr-pg-'));
   const dir = join(base, 'data');
   if (process.getuid?.() === 0) await run('chown', ['postgres:postgres', base]);

@@ -5,7 +5,8 @@ import { createServer, request, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { TestServer } from './helpers.js';
+import type { Teardown } from './files.js';
+import type { TestServer } from './server.js';
 
 /**
  * A rewrite of a JSON reply. Each names the reply type it expects (a protocol reply
@@ -31,7 +32,7 @@ export interface LyingProxy {
 }
 
 /** An HTTPS server with kmgrd's own certificate that forwards to kmgrd and may lie about the reply. */
-export async function startLyingProxy(t: { teardown(fn: () => unknown): void }, server: TestServer): Promise<LyingProxy> {
+export async function startLyingProxy(t: Teardown, server: TestServer): Promise<LyingProxy> {
   const tlsDir = join(server.dataDir, 'tls');
   const [cert, key, ca] = await Promise.all([readFile(join(tlsDir, 'cert.pem'), 'utf8'), readFile(join(tlsDir, 'key.pem'), 'utf8'), readFile(server.ca, 'utf8')]);
   const rewrite = new Map<string, Rewrite>();

@@ -1,0 +1,99 @@
+// A test's kmgr home: initialised against a server (or a double in front of one),
+// with its passphrase in a file, and the one way to run kmgr in it.
+import { join } from 'node:path';
+import { kmgr, type RunResult } from './cli.js';
+import { readJson, tempDir, writePassphrase, type Teardown } from './files.js';
+import { PASSPHRASE } from './paths.js';
+import type { ServerAddress } from './server.js';
+
+export interface Home {
+  home: string;
+  /** The passphrase file. */
+  pp: string;
+  personId: string;
+  fingerprint: string;
+  device: string;
+  /** Runs kmgr in this home, with the passphrase file where kmgr takes one and the test named no source of its own (see withPassphrase). */
+  run(args: string[], env?: Record<string, string>): Promise<RunResult>;
+  /**
+   * Runs `kmgr ARGS --json` and expects exit `code`; gives stdout parsed (or, when code is not 0,
+   * the JSON error from stderr) as the type the caller names: the command's own output type, checked by the test's assertions.
+   */
+  json<T>(args: string[], code?: number): Promise<T>;
+}
+
+/**
+ * The commands that take no passphrase options: src/cli/kmgr.ts gives --passphrase-file and
+ * --passphrase-fd (withPassphrase) to every other one. A group (config) stands for all its commands.
+ */
+const NO_PASSPHRASE = new Set(['verify', 'whoami', 'list', 'completion', 'help', 'config', 'agent stop', 'agent status']);
+/** kmgr's options before the command that take a value. */
+const GLOBAL_WITH_VALUE = new Set(['--home', '--timeout']);
+const SOURCES = ['--passphrase-file', '--passphrase-fd'];
+
+/**
+ * args with `--passphrase-file pp` added (before a `--` that ends kmgr's own arguments), unless
+ * the command takes none or the test chose a source itself: the home supplies its passphrase
+ * only where the test did not decide how the passphrase comes in.
+ */
+export function withPassphrase(args: string[], pp: string): string[] {
+  let i = 0;
+  while (i < args.length && args[i]!.startsWith('-')) i += GLOBAL_WITH_VALUE.has(args[i]!) ? 2 : 1;
+  const cmd = args[i];
+  if (cmd === undefined || NO_PASSPHRASE.has(cmd) || NO_PASSPHRASE.has(`${cmd} ${args[i + 1]}`)) return args;
+  const end = args.indexOf('--') < 0 ? args.length : args.indexOf('--');
+  const own = args.slice(0, end);
+  if (own.some((a) => SOURCES.some((s) => a === s || a.startsWith(`${s}=`)))) return args;
+  return [...own, '--passphrase-file', pp, ...args.slice(end)];
+}
+
+/** A Home for a directory that already holds (or will hold) a kmgr home, with the passphrase in pp. */
+export function homeFor(home: string, pp: string, personId = '', fingerprint = '', device = ''): Home {
+  const run = (args: string[], env?: Record<string, string>): Promise<RunResult> => kmgr(withPassphrase(args, pp), { home, ...(env ? { env } : {}) });
+  return {
+    home,
+    pp,
+    personId,
+    fingerprint,
+    device,
+    run,
+    async json<T>(args: string[], code = 0): Promise<T> {
+      const r = await run([...args, '--json']);
+      if (r.code !== code) throw new Error(`kmgr ${args.join(' ')} --json: exit ${r.code}, expected ${code}: ${r.stderr.trim()}`);
+      if (code !== 0) return (JSON.parse(r.stderr) as { error: T }).error;
+      return JSON.parse(r.stdout) as T;
+    },
+  };
+}
+
+/** A client home initialised against `server` (KDF cost at the floor, to keep tests quick). */
+export async function newHome(
+  t: Teardown,
+  server: ServerAddress,
+  o: { partners?: 'local' | 'server'; device?: string; passphrase?: string } = {},
+): Promise<Home> {
+  const base = await tempDir(t, 'kmgr-home-');
+  const home = join(base, 'home');
+  const pp = await writePassphrase(base, 'passphrase', o.passphrase ?? PASSPHRASE);
+  const device = o.device ?? 'primary';
+  const r = await kmgr(
+    ['--json', 'init', '--server', server.url, '--ca', server.ca, '--passphrase-file', pp, '--kdf-cost', '15', '--partners', o.partners ?? 'local', '--device', device],
+    { home },
+  );
+  if (r.code !== 0) throw new Error(`kmgr init failed (${r.code}): ${r.stderr}`);
+  const info = JSON.parse(r.stdout) as { personId: string; fingerprint: string };
+  return homeFor(home, pp, info.personId, info.fingerprint, device);
+}
+
+/** `--passphrase-file` and the home's file, for a command line a test builds itself. */
+export function pp(h: Pick<Home, 'pp'>): string[] {
+  return ['--passphrase-file', h.pp];
+}
+
+/** The partner ID the home's local index gives a partner name. */
+export async function partnerId(h: Pick<Home, 'home'>, name: string): Promise<string> {
+  const idx = await readJson<{ partners: Array<{ name: string; id: string }> }>(join(h.home, 'partners.json'));
+  const p = idx.partners.find((x) => x.name === name);
+  if (!p) throw new Error(`no partner ${name}`);
+  return p.id;
+}
