@@ -4,7 +4,7 @@
 import t, { type Test } from 'tap';
 import { readFile, stat, writeFile, readdir, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServer, tempDir, kmgrd, oneLine, enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Identity, type Target } from './support/index.js';
+import { startServer, tempDir, kmgrd, oneLine, enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Identity, type Target, LEVELDB } from './support/index.js';
 import type { HistoryList, NoticeList } from '../src/protocol/messages.js';
 
 const fetchOnce = (target: Target, id: Identity, partner: string) => send(target, signed(target, id, 'POST', `/v1/keys/${partner}/fetch`, {}));
@@ -12,7 +12,7 @@ const history = async (target: Target, id: Identity, partner: string) => (await 
 
 async function serving(t: Test) {
   const dir = await tempDir(t, 'kmgrd-backup-');
-  const server = await startServer(t, { dataDir: join(dir, 'data') });
+  const server = await startServer(t, { dataDir: join(dir, 'data'), databaseUrl: LEVELDB });
   const target = { url: server.url, ca: server.ca };
   const id = newIdentity();
   t.equal((await enrol(target, id)).status, 201);
@@ -46,7 +46,7 @@ t.test('a backup taken while kmgrd serves restores into a new directory with the
   t.match(marker.restoredFrom, { takenAt: JSON.parse(b.stdout).takenAt }, 'the restored database records the snapshot it came from');
   t.equal((await kmgrd(['check-db', '--data', restored])).code, 0, 'the restored database is consistent');
 
-  const again = await startServer(t, { dataDir: restored });
+  const again = await startServer(t, { dataDir: restored, databaseUrl: LEVELDB });
   const target2 = { url: again.url, ca: again.ca };
   const after = await keyStatus(target2, s.id, s.partner);
   t.equal(after.status, 200);

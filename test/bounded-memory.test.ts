@@ -10,7 +10,7 @@ import { Level } from 'level';
 import { LevelStorage } from '../src/store/level-storage.js';
 import type { KeyRecord, NonceClaim, PersonRecord, SignedRequestRecord } from '../src/store/types.js';
 import { periodsAt } from '../src/terms/periods.js';
-import { startServer, tempDir, enrol, newIdentity, newPartnerId, register, send, signed, type Target } from './support/index.js';
+import { startServer, tempDir, enrol, newIdentity, newPartnerId, register, send, signed, type Target, LEVELDB } from './support/index.js';
 import type { FetchResponse } from '../src/protocol/messages.js';
 import { request } from 'node:http';
 
@@ -150,7 +150,7 @@ t.test('a nonce claimed before a restart is refused after it, without loading ev
 
 t.test('kmgrd_cache_entries shows the bound holding while a running kmgrd serves ten times as many keys', async (t) => {
   const CAP = 4;
-  const server = await startServer(t, { cacheKeys: CAP, metricsListen: { host: '127.0.0.1', port: 0 } });
+  const server = await startServer(t, { cacheKeys: CAP, metricsListen: { host: '127.0.0.1', port: 0 }, databaseUrl: LEVELDB });
   const target: Target = { url: server.url, ca: server.ca };
   const id = newIdentity();
   t.equal((await enrol(target, id)).status, 201);

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
-import { startServer, newHome, kmgr, snapshot, jsonError, pp, partnerId, directClient, errCode, MSG } from './support/index.js';
+import { startServer, newHome, kmgr, snapshot, jsonError, pp, partnerId, directClient, errCode, MSG, LEVELDB } from './support/index.js';
 import { signedRequest, type Endpoint } from '../src/client/http.js';
 import { FetchResponse, KeyStatus } from '../src/protocol/messages.js';
 
@@ -73,7 +73,7 @@ t.test('restart keeps everything: the key, the enrolment and the count', async (
 
 t.test('no file under the server data directory holds a private key; no server log line holds a key, blob or signature', async (t) => {
   // LevelDB on purpose (also under KMGR_TEST_STORE=postgres): the search is over the data directory's files.
-  const server = await startServer(t, { databaseUrl: '' });
+  const server = await startServer(t, { databaseUrl: LEVELDB });
   const c = await newHome(t, server);
   const types = ['ed25519', 'p256', 'x25519', 'aes256'] as const;
   const needles: Array<[string, Buffer]> = [];

@@ -5,7 +5,7 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { mkdir, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServer, tempDir, kmgrd, enrol, health, keyStatus, newIdentity, newPartnerId, register, send, signed } from './support/index.js';
+import { startServer, tempDir, kmgrd, enrol, health, keyStatus, newIdentity, newPartnerId, register, send, signed, LEVELDB } from './support/index.js';
 
 async function mountTmpfs(dir: string): Promise<string | undefined> {
   try {
@@ -46,7 +46,7 @@ else t.teardown(() => execFileSync('umount', ['-l', mnt]));
 
 t.test('a full disk: 503 without paths, health not ok, no acknowledged use lost, recovery without restart', { skip: why ?? false }, async (t) => {
   const dataDir = join(mnt, 'data');
-  let server = await startServer(t, { dataDir });
+  let server = await startServer(t, { dataDir, databaseUrl: LEVELDB });
   let target = { url: server.url, ca: server.ca };
   const id = newIdentity();
   t.equal((await enrol(target, id)).status, 201);
@@ -97,7 +97,7 @@ t.test('a full disk: 503 without paths, health not ok, no acknowledged use lost,
   await server.stop();
   const check = await kmgrd(['check-db', '--data', dataDir]);
   t.equal(check.code, 0, `the database is consistent after the failed writes: ${check.stdout}${check.stderr}`);
-  server = await startServer(t, { dataDir });
+  server = await startServer(t, { dataDir, databaseUrl: LEVELDB });
   target = { url: server.url, ca: server.ca };
   const total = (await keyStatus(target, id, partner)).json.uses.total;
   t.ok(total >= acknowledged, `every acknowledged use is stored (${total} >= ${acknowledged})`);

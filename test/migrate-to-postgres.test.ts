@@ -3,14 +3,14 @@
 // the new backend, and a second run (or a non-empty database) is refused.
 import t from 'tap';
 import { join } from 'node:path';
-import { startServer, tempDir, kmgrd, pgUnavailable, testDatabase, enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Target, type PartnerList } from './support/index.js';
+import { startServer, tempDir, kmgrd, pgUnavailable, testDatabase, enrol, keyStatus, newIdentity, newPartnerId, register, registerBody, send, signed, type Target, type PartnerList, LEVELDB } from './support/index.js';
 import type { HistoryList, NoticeList } from '../src/protocol/messages.js';
 
 const noPg = await pgUnavailable();
 
 t.test('kmgrd migrate copies a LevelDB deployment into PostgreSQL and checks the counts', { skip: noPg ?? false }, async (t) => {
   const db = await testDatabase(t);
-  const level = await startServer(t, { databaseUrl: '' });
+  const level = await startServer(t, { databaseUrl: LEVELDB });
   const lt: Target = { url: level.url, ca: level.ca };
   const id = newIdentity();
   t.equal((await enrol(lt, id)).status, 201);
@@ -65,7 +65,7 @@ t.test('kmgrd migrate copies a LevelDB deployment into PostgreSQL and checks the
 
 t.test('a LevelDB backup restores into PostgreSQL, and a PostgreSQL backup back onto LevelDB; every owner is told', { skip: noPg ?? false }, async (t) => {
   const db = await testDatabase(t);
-  const level = await startServer(t, { databaseUrl: '' });
+  const level = await startServer(t, { databaseUrl: LEVELDB });
   const lt: Target = { url: level.url, ca: level.ca };
   const id = newIdentity();
   t.equal((await enrol(lt, id)).status, 201);
@@ -112,7 +112,7 @@ t.test('a LevelDB backup restores into PostgreSQL, and a PostgreSQL backup back 
   t.equal(r2.code, 0, r2.stderr);
   const check = await kmgrd(['check-db', '--data', back, '--json']);
   t.equal(check.code, 0, check.stdout);
-  const lv = await startServer(t, { dataDir: back, databaseUrl: '' });
+  const lv = await startServer(t, { dataDir: back, databaseUrl: LEVELDB });
   const bt: Target = { url: lv.url, ca: lv.ca };
   t.equal((await keyStatus(bt, id, partner)).json.uses.total, 3, 'and LevelDB has the three uses');
 });

@@ -8,13 +8,12 @@ import { cp, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { createPublicKey } from 'node:crypto';
-import { startServer, tempDir, kmgr, jsonError, homeFor, newHome, ok, ownerView, readJson, type Home } from './support/index.js';
+import { startServer, tempDir, kmgr, jsonError, homeFor, newHome, ok, ownerView, readJson, type Home, openServerStore } from './support/index.js';
 import type { KeyStatus } from '../src/protocol/messages.js';
 import type { ClientConfig } from '../src/client/config.js';
 import { api } from '../src/client/api.js';
 import { homePaths } from '../src/client/home.js';
 import { loadPartners } from '../src/client/partners.js';
-import { LevelStorage } from '../src/store/level-storage.js';
 
 const TYPES = ['ed25519', 'p256', 'secp256k1', 'x25519', 'aes256'] as const;
 
@@ -138,8 +137,8 @@ t.test('rekey re-wraps every key under a new management key without a use; the o
   // On disk, after the daemon stops: the old key ID still names the person (so its requests are told
   // "replaced"), the person holds the newest key, and every key has its blob.
   await server.stop();
-  const db = await LevelStorage.open(join(server.dataDir, 'db'), { tz: 'UTC', clock: Date.now, createIfMissing: false });
-  try {
+  const db = await openServerStore(t, server);
+  {
     const oldKeyId = cfg.previousKeys![0]!.keyId;
     const person = await db.personByKeyId(oldKeyId);
     t.equal(person?.personId, h.personId, 'the old key ID still names the person');
@@ -155,7 +154,5 @@ t.test('rekey re-wraps every key under a new management key without a use; the o
     const certified = (await db.getKey(h.personId, ids.get('certified')!))!;
     t.equal(certified.ssh, true, 'the SSH flag survives the rekey');
     t.equal(certified.certificates?.chain.length, 1, 'the certificate beside the key survives the rekey');
-  } finally {
-    await db.close();
   }
 });

@@ -3,8 +3,8 @@
 // be registered again one version up; two concurrent registers of one name
 // never leave a key that no command can reach.
 import t from 'tap';
-import { startServer, newHome, kmgr, pp, jsonError, hasScript, ptySession } from './support/index.js';
-import { LevelStorage } from '../src/store/level-storage.js';
+import { startServer, newHome, kmgr, pp, jsonError, hasScript, ptySession, openServerStore } from './support/index.js';
+import type { BackupRecord } from '../src/store/types.js';
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
 
@@ -46,12 +46,11 @@ t.test('retire: refused without --yes off a terminal; then the blob is gone, his
 
   // The blob itself is gone from the server's database.
   await server.stop();
-  const storage = await LevelStorage.open(join(server.dataDir, 'db'), { tz: 'UTC', clock: Date.now });
-  t.teardown(() => storage.close());
-  const keys: string[] = [];
-  for await (const k of (storage as unknown as { db: { keys(): AsyncIterable<string> } }).db.keys()) keys.push(k);
-  t.ok(keys.some((k) => k.startsWith('key!') && k.includes(reg.partnerId)), 'the key record is kept');
-  t.notOk(keys.some((k) => k.startsWith('blob!') && k.includes(reg.partnerId)), 'no blob is stored for the retired key');
+  const storage = await openServerStore(t, server);
+  const stored: BackupRecord[] = [];
+  for await (const r of storage.exportRecords()) stored.push(r);
+  t.ok(stored.some((r) => r.t === 'key' && r.key.partnerId === reg.partnerId && r.key.retiredAt), 'the key record is kept, marked retired');
+  t.notOk(stored.some((r) => r.t === 'blob' && r.partnerId === reg.partnerId), 'no blob is stored for the retired key');
 });
 
 t.test('after retire, register makes a new key one version up with the same partner ID', async (t) => {
@@ -101,8 +100,7 @@ t.test('two concurrent registers of one name: one wins, the other is refused, an
   const personId = (JSON.parse((await c.run(['whoami', '--json'])).stdout) as { personId: string }).personId;
   t.equal((await c.run(['fetch', 'race'])).code, 0, 'and the winner fetches');
   await server.stop();
-  const storage = await LevelStorage.open(join(server.dataDir, 'db'), { tz: 'UTC', clock: Date.now });
-  t.teardown(() => storage.close());
+  const storage = await openServerStore(t, server);
   const list = await storage.listKeys(personId);
   t.same(list.map((k) => k.partnerId), idx.partners.map((p) => p.id), 'the server holds keys only under partner IDs the index names');
 });

@@ -4,7 +4,7 @@ import t, { type Test } from 'tap';
 import { mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level } from 'level';
-import { startServer, tempDir, kmgrd, oneLine, snapshot, sameSnapshot, enrol, health, keyStatus, newIdentity, newPartnerId, register, send, signed, type Identity } from './support/index.js';
+import { startServer, tempDir, kmgrd, oneLine, snapshot, sameSnapshot, enrol, health, keyStatus, newIdentity, newPartnerId, register, send, signed, type Identity, LEVELDB } from './support/index.js';
 import { LevelStorage } from '../src/store/level-storage.js';
 import { encodeText } from '../src/store/record-codec.js';
 
@@ -18,7 +18,7 @@ interface Populated {
 /** A data directory with one person, one key used three times; kmgrd stopped. `tables`: fold the log into a table first. */
 async function populated(t: Test, tables = false): Promise<Populated> {
   const dataDir = join(await tempDir(t, 'kmgrd-damage-'), 'data');
-  const server = await startServer(t, { dataDir });
+  const server = await startServer(t, { dataDir, databaseUrl: LEVELDB });
   const target = { url: server.url, ca: server.ca };
   const id = newIdentity();
   t.equal((await enrol(target, id)).status, 201);
@@ -152,7 +152,7 @@ t.test('a record failing its checksum: kmgrd serves nothing, health says so, che
   await raw.close();
   await forgetCleanClose(p);
 
-  const server = await startServer(t, { dataDir: p.dataDir });
+  const server = await startServer(t, { dataDir: p.dataDir, databaseUrl: LEVELDB });
   const target = { url: server.url, ca: server.ca };
   t.equal((await health(target)).status, 200, 'healthy until the damaged record is read');
   const fetch = await send(target, signed(target, p.id, 'POST', `/v1/keys/${p.partner}/fetch`, {}));

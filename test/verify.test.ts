@@ -8,7 +8,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level } from 'level';
-import { startLyingProxy, startServer, tempDir, kmgr, kmgrd, newHome, ownerView, rawIdentity, readJson, newIdentity, send, signed, type Rewrite, type RunResult, type VerifyJson, type TestServer, type Target, type PartnerList, type HistoryJson, type PartnerJson, type PartnerListJson, type KeyPairStatusJson } from './support/index.js';
+import { startLyingProxy, startServer, tempDir, kmgr, kmgrd, newHome, ownerView, rawIdentity, readJson, newIdentity, send, signed, type Rewrite, type RunResult, type VerifyJson, type TestServer, type Target, type PartnerList, type HistoryJson, type PartnerJson, type PartnerListJson, type KeyPairStatusJson, LEVELDB } from './support/index.js';
 import type { SignedBinding, VerifyResponse } from '../src/protocol/messages.js';
 import type { KeyRecord } from '../src/store/types.js';
 import { signedBinding } from '../src/client/binding.js';
@@ -205,7 +205,7 @@ async function editRecord(dataDir: string, personId: string, partnerId: string, 
 }
 
 t.test('a tampered server, by its LevelDB record: a swapped public key is caught with --owner; a stripped binding answers unknown', async (t) => {
-  let server: TestServer = await startServer(t);
+  let server: TestServer = await startServer(t, { databaseUrl: LEVELDB });
   const dataDir = server.dataDir;
   const a = await newHome(t, server, { partners: 'server' });
   const reg = await a.json<KeyPairStatusJson>(['register', 'bank-z']);
@@ -221,7 +221,7 @@ t.test('a tampered server, by its LevelDB record: a swapped public key is caught
     rec.publicKey = forged;
     rec.binding!.statement.publicKey = forged; // the owner's signature is left as it was
   });
-  server = await startServer(t, { dataDir });
+  server = await startServer(t, { dataDir, databaseUrl: LEVELDB });
 
   const caught = await ask(forged);
   t.equal(caught.code, 65, `the swapped key with --owner: exit 65, not 0 (got ${caught.code})`);
@@ -238,7 +238,7 @@ t.test('a tampered server, by its LevelDB record: a swapped public key is caught
   await editRecord(dataDir, a.personId, reg.partnerId, (rec) => {
     rec.binding = null;
   });
-  server = await startServer(t, { dataDir });
+  server = await startServer(t, { dataDir, databaseUrl: LEVELDB });
   const stripped = await v.run(server, { person: a.personId, partner: reg.partnerId, publicKey: forged, owner: a.fingerprint, json: true });
   t.equal(stripped.code, 1, 'binding stripped: the server answers unknown, exit 1');
   t.match(verifyJson(stripped), { verified: false, result: 'unknown' }, 'result unknown');

@@ -11,7 +11,9 @@ import { startDaemon, type Daemon, type DaemonOptions } from '../../src/server/d
 import { kmgrdEnv } from './cli.js';
 import type { Teardown } from './files.js';
 import { KMGRD } from './paths.js';
-import { databaseFor } from './pg.js';
+import { databaseFor, testDatabaseOf } from './pg.js';
+import { openStorage } from '../../src/store/open.js';
+import type { Storage } from '../../src/store/types.js';
 
 /** Collects pino's JSON lines so tests can assert on what was logged. */
 export class LogSink extends Writable {
@@ -38,6 +40,9 @@ export interface TestServer extends ServerAddress {
 }
 
 /** Starts kmgrd in-process on 127.0.0.1:0. The clock follows real time unless clock.now is set. */
+/** A test about LevelDB itself (its files, caches, disk) passes databaseUrl: LEVELDB: it stays on LevelDB under KMGR_TEST_STORE=postgres. */
+export const LEVELDB = '';
+
 export async function startServer(t: Teardown, opts: Partial<DaemonOptions> & { dataDir?: string } = {}): Promise<TestServer> {
   // A data directory made here is removed only after the daemon has stopped (one teardown for
   // both): removing it first raced the daemon's last writes (ENOTEMPTY on a fast machine).
@@ -119,4 +124,14 @@ export async function spawnServe(t: Teardown, dataDir: string, args: string[] = 
   };
   t.teardown(stop);
   return { child, url: `https://127.0.0.1:${port}`, port, ca: ca ?? join(dataDir, 'tls', 'cert.pem'), exited, output, stop };
+}
+
+/**
+ * The stopped server's store, opened as kmgrd would (LevelDB in its data directory, or its
+ * test database under KMGR_TEST_STORE=postgres), for a test that checks what was stored.
+ */
+export async function openServerStore(t: Teardown, server: { dataDir: string }): Promise<Storage> {
+  const storage = await openStorage({ dataDir: server.dataDir, databaseUrl: testDatabaseOf(server.dataDir), tz: 'UTC', clock: Date.now, createIfMissing: false });
+  t.teardown(() => storage.close());
+  return storage;
 }

@@ -93,7 +93,10 @@ export class PgStorage implements Storage {
     return s;
   }
 
+  private closed = false;
+
   async close(): Promise<void> {
+    this.closed = true;
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     await this.pool.end();
   }
@@ -112,6 +115,7 @@ export class PgStorage implements Storage {
    * failover, before promotion, or a mistyped URL) answers reads but would refuse every use.
    */
   async ready(): Promise<void> {
+    if (this.closed) throw new UnavailableError('the database is closed');
     const r = await query<{ standby: boolean }>(this.pool, 'SELECT pg_is_in_recovery() AS standby');
     if (r.rows[0]?.standby) throw new UnavailableError('the database is a read-only standby (in recovery); point kmgrd at the primary');
   }
