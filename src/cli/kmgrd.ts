@@ -6,6 +6,7 @@ import type { MailConfig } from '../server/delivery/mail.js';
 import { UsageError } from '../protocol/errors.js';
 import { reportError } from './errors.js';
 import { addExamples, KMGRD_EXAMPLES } from './help-examples.js';
+import { SerialQueue } from '../io/serial-queue.js';
 import { EXIT } from './exit-codes.js';
 import { parseDuration, parseTime } from './parse.js';
 import { version } from '../io/version.js';
@@ -264,10 +265,10 @@ async function serve(o: ServeOptions): Promise<number> {
     ...(o.auditKeyFile !== undefined ? { auditKeyFile: resolve(o.auditKeyFile) } : {}),
   });
   // SIGHUP is for reloading (logrotate, certificate renewal), never for dying; reloads run one at a time.
-  let reloading: Promise<unknown> = Promise.resolve();
+  const reloads = new SerialQueue();
   const onHup = (): void => {
     daemon.log.info({ signal: 'SIGHUP' }, 'reloading TLS certificate and audit log');
-    reloading = reloading.then(() => daemon.reload()).catch(() => undefined);
+    reloads.run(() => daemon.reload()).catch(() => undefined);
   };
   process.on('SIGHUP', onHup);
   await new Promise<void>((done) => {

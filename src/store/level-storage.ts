@@ -4,6 +4,7 @@
 // the change is then made durable by group commit before anyone is answered.
 import { Level } from 'level';
 import { GroupCommit, type Op } from './group-commit.js';
+import { SerialQueue } from '../io/serial-queue.js';
 import * as K from './keys.js';
 import { BoundedCache, DEFAULT_CACHE_ENTRIES } from './lru.js';
 import { randomBytes } from 'node:crypto';
@@ -85,8 +86,8 @@ export class LevelStorage implements Storage {
   private gc: GroupCommit;
   private pruneTimer: NodeJS.Timeout | undefined;
   /** Partner-list changes are rare: one at a time is simplest and enough. */
-  private partnerQueue: Promise<unknown> = Promise.resolve();
-  private checkQueue: Promise<unknown> = Promise.resolve();
+  private readonly partnerQueue = new SerialQueue();
+  private readonly checkQueue = new SerialQueue();
 
   /** The first failed checksum: from then on nothing is served (see state()). */
   private damage: StorageDamagedError | undefined;
@@ -666,9 +667,7 @@ export class LevelStorage implements Storage {
    * see a fact unrecorded, since its marker is written at the end of a scan.
    */
   checkTerms(nowMs: number, warnMs: number, record = true): Promise<TermsFinding[]> {
-    const run = this.checkQueue.then(() => this.checkTermsNow(nowMs, warnMs, record));
-    this.checkQueue = run.catch(() => undefined);
-    return run;
+    return this.checkQueue.run(() => this.checkTermsNow(nowMs, warnMs, record));
   }
 
   /**
@@ -772,9 +771,7 @@ export class LevelStorage implements Storage {
   // ---- partners on the server (second embodiment, Figs. 2, 10, 16) ----
 
   private serially<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.partnerQueue.then(fn, fn);
-    this.partnerQueue = run.catch(() => undefined);
-    return run;
+    return this.partnerQueue.run(fn);
   }
 
   private async newPartnerId(): Promise<string> {

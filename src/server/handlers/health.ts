@@ -1,5 +1,6 @@
 import type { Handler } from '../context.js';
 import { version } from '../../io/version.js';
+import { statusForCode } from '../http-status.js';
 
 
 /**
@@ -10,5 +11,5 @@ import { version } from '../../io/version.js';
 export const health: Handler = async (ctx) => {
   const state = ctx.deps.storage.state?.() ?? { ok: true };
   if (state.ok) return { status: 200, body: { ok: true, version: version() } };
-  return { status: 503, body: { ok: false, version: version(), storage: state.problem, message: state.message } };
+  return { status: statusForCode('unavailable'), body: { ok: false, version: version(), storage: state.problem, message: state.message } };
 };
