@@ -43,8 +43,8 @@ export function useOutcome(verdict: Verdict, snapshot: KeyRecord, blob: Uint8Arr
 
 export const snapshotOf = (rec: KeyRecord): KeyRecord => ({ ...rec, uses: { ...rec.uses } });
 
-/** A new, unread notice for the owner of a key. */
-export function newNotice(k: { personId: string; partnerId: string; keyVersion: number }, d: NoticeDraft, at: number): Notice {
+/** A new, unread notice for the owner of a key: the one place a notice is made (fetches, check-terms, restores, on both backends). */
+export function newNotice(k: { personId: string; partnerId: string; keyVersion: number }, d: Pick<NoticeDraft, 'kind' | 'message'>, at: number): Notice {
   return {
     id: noticeId(at, randomBytes(4).toString('hex')),
     at,

@@ -12,7 +12,8 @@ import { basename, dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fsyncDir } from '../io/atomic-file.js';
 import { IntegrityError } from '../protocol/errors.js';
-import type { BackupRecord, Notice } from './types.js';
+import type { BackupRecord } from './types.js';
+import { newNotice } from './apply-use.js';
 
 export const BACKUP_FORMAT = 'kmgr-backup';
 export const BACKUP_VERSION = 1;
@@ -193,16 +194,10 @@ export async function restoreInto(
     const h = header!;
     yield { t: 'restored', restore: { snapshotId: h.snapshotId, takenAt: h.takenAt, restoredAt, sourceId: h.source.id } };
     for (const k of keys) {
-      const notice: Notice = {
-        id: `${String(now).padStart(15, '0')}-${randomBytes(4).toString('hex')}`,
-        at: now,
-        personId: k.personId,
-        partnerId: k.partnerId,
-        keyVersion: k.keyVersion,
+      const notice = newNotice(k, {
         kind: 'restored',
         message: `${k.partnerId} (v${k.keyVersion}): the server's database was restored from a backup taken at ${h.takenAt}; uses and changes after that time are missing from this key's history and counts (run kmgr audit)`,
-        read: false,
-      };
+      }, now);
       yield { t: 'notice', notice };
       yield { t: 'pending', delivery: { key: '', personId: notice.personId, notice, channels: {} } };
     }
