@@ -3,7 +3,7 @@
 // of an in-process kmgrd, across midnight, a week's end and a month's end.
 import t, { type Test } from 'tap';
 import { join } from 'node:path';
-import { startServer, tempDir, enrol, health, newIdentity, newPartnerId, register, registerBody, send, signed, type TestServer, type Identity, type Target } from './support/index.js';
+import { startServer, tempDir, enrol, health, newIdentity, newPartnerId, register, registerBody, send, signed, nowSeconds, type TestServer, type Identity, type Target } from './support/index.js';
 import type { PersonInfo, KeyStatus } from '../src/protocol/messages.js';
 import { judgeUse, type KeyTerms, type Uses } from '../src/terms/judge.js';
 import { periodsAt } from '../src/terms/periods.js';
@@ -83,20 +83,23 @@ t.test('a captured request cannot be replayed after the clock jumps forward and 
   const captured = signed(target, id, 'POST', `/v1/keys/${partner}/fetch`, {}, { created: Math.floor(real / 1000) });
   t.equal((await send(target, captured)).status, 200, 'the original request is served');
   t.equal((await send(target, captured)).status, 401, 'a replay is refused');
+  // Every request so far was signed by now: each stored nonce expires at most one window after this.
+  const lastSigned = nowSeconds();
   await server.stop();
   // The clock jumps a day ahead while kmgrd restarts (nonces past their expiry are pruned), then steps back.
   const port = server.daemon.port; // the same address: the signature covers it
   server = await startServer(t, { dataDir, port, clock: () => real + 86_400_000 });
   await server.stop();
   server = await startServer(t, { dataDir, port });
-  server.clock.now = real + 1000;
+  server.clock.now = lastSigned * 1000 + 1000;
   const t2 = { url: server.url, ca: server.ca };
   const replay = await send(t2, captured);
   t.equal(replay.status, 401, 'the replay after the jump is refused');
   t.match(replay.json.error?.code, /auth_stale|auth_replay/);
-  // Signed a few seconds after the captured request: a request whose window ends no later than a
-  // forgotten nonce's could be that nonce's replay, and is refused as stale (the point of the horizon).
-  const later = await send<KeyStatus>(t2, signed(t2, id, 'GET', `/v1/keys/${partner}`, undefined, { created: Math.floor(real / 1000) + 2 }));
+  // Signed after every earlier request (however long they took on a busy machine): a request whose
+  // window ends no later than a forgotten nonce's could be that nonce's replay, and is refused as
+  // stale (the point of the horizon); this one ends later.
+  const later = await send<KeyStatus>(t2, signed(t2, id, 'GET', `/v1/keys/${partner}`, undefined, { created: lastSigned + 1 }));
   t.equal(later.status, 200, 'a request signed after the forgotten ones is served');
   t.equal(later.json.uses.total, 1, 'counted once');
 });
