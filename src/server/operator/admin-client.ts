@@ -53,12 +53,11 @@ export async function admin<T>(
   databaseUrl?: string,
 ): Promise<{ result: T; via: 'daemon' | 'database' }> {
   const dir = resolve(dataDir);
-  // A database named by URL is the one acted on, directly: every node shares it, none is
-  // needed to reach it, and a daemon found at --data may serve another database.
-  const viaDaemon = databaseUrl ? undefined : await askDaemon(adminSocketPath(dir), req);
+  const viaDaemon = await askDaemon(adminSocketPath(dir), req);
   if (viaDaemon) return { result: viaDaemon.reply as T, via: 'daemon' };
   // Adding a shared partner may come before the daemon's first start (the operator
   // pre-registers them); reading or checking a database that does not exist is a mistyped --data.
+  // On PostgreSQL the database is shared by every node: no daemon is needed to reach it.
   const creates = req.op === 'partner-add';
   if (creates && !databaseUrl) {
     checkNewDataDir(dir);
