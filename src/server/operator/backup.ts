@@ -15,9 +15,9 @@ import { askDaemon } from './admin-client.js';
 export async function backup(o: { data: string; databaseUrl?: string; out: string }): Promise<BackupSummary & { via: 'daemon' | 'database' }> {
   const dataDir = resolve(o.data);
   const out = resolve(o.out);
-  // A backup of any size: the daemon answers when the file is complete. PostgreSQL is read
-  // directly, from one snapshot, whatever its nodes are doing.
-  const viaDaemon = o.databaseUrl ? undefined : await askDaemon(adminSocketPath(dataDir), { op: 'backup', out }, 24 * 3_600_000);
+  // A backup of any size: the daemon answers when the file is complete. With no daemon at --data,
+  // the database is read directly, from one snapshot (on PostgreSQL whatever its nodes are doing).
+  const viaDaemon = await askDaemon(adminSocketPath(dataDir), { op: 'backup', out }, 24 * 3_600_000);
   let summary: BackupSummary;
   if (viaDaemon) summary = viaDaemon.reply as BackupSummary;
   else {

@@ -53,8 +53,8 @@ async function inDatabase(databaseUrl: string): Promise<IntegrityReport & { chec
 
 export async function checkDb(o: { data: string; databaseUrl?: string }): Promise<CheckDbReport> {
   const dataDir = resolve(o.data);
-  if (o.databaseUrl) return { ...(await inDatabase(o.databaseUrl)), via: 'database' };
   const viaDaemon = await askDaemon(adminSocketPath(dataDir), { op: 'check-db' });
   if (viaDaemon) return { ...(viaDaemon.reply as IntegrityReport), checked: 'records', via: 'daemon' };
+  if (o.databaseUrl) return { ...(await inDatabase(o.databaseUrl)), via: 'database' };
   return { ...(await direct(dataDir)), via: 'database' };
 }
