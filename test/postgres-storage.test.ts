@@ -104,6 +104,29 @@ t.test('PostgreSQL backend', { skip: noPg ?? false }, async (t) => {
     t.same(await runSql(url, 'SELECT id, n FROM pair ORDER BY id'), [{ id: 1, n: 2 }, { id: 2, n: 2 }], 'each commit counted once');
   });
 
+  t.test('an operator tool never makes a kmgr database of a mistyped URL', async (t) => {
+    const url = await testDatabase(t);
+    await t.rejects(openStorage({ dataDir: '/nonexistent', databaseUrl: url, tz: 'UTC', clock: () => T0, createIfMissing: false }), {
+      code: 'config',
+      message: /there is no kmgr database at/,
+    });
+    t.same(await runSql(url, `SELECT to_regclass('kmgr_schema')::text AS t`), [{ t: null }], 'and nothing was created there');
+  });
+
+  t.test('a backup that stops reading early hands its connection back clean: writes work after it', async (t) => {
+    const url = await testDatabase(t);
+    // One connection only, so the next write gets the one the export used.
+    const s = await openStorage({ dataDir: '/nonexistent', databaseUrl: url, tz: 'UTC', clock: () => T0, poolSize: 1 });
+    t.teardown(() => s.close());
+    await keyExpiringSoon(s);
+    for await (const r of s.exportRecords()) {
+      t.equal(r.t, 'person', 'the export began');
+      break; // as writeBackup does when its file cannot be written
+    }
+    const p = await keyExpiringSoon(s);
+    t.ok(await s.personByPersonId(p.personId), 'a write and a read after it succeed on the same connection');
+  });
+
   t.test('an unreachable database is unavailable (503), not a crash', async (t) => {
     await t.rejects(open('postgres://postgres@127.0.0.1:1/none'), { code: 'unavailable', message: /database is unavailable/ });
     await t.rejects(open('mysql://x'), { code: 'usage' });

@@ -30,6 +30,9 @@ export interface StorageChoice {
   restoredFrom?: DataMarker['restoredFrom'];
 }
 
+/** Operator work over a whole database (backup, restore, check-db, migrate) is not held to a request's statement timeout. */
+export const OPERATOR_STATEMENT_TIMEOUT_MS = 3_600_000;
+
 export function isDatabaseUrl(s: string): boolean {
   return /^postgres(ql)?:\/\//i.test(s);
 }
@@ -47,6 +50,7 @@ export async function openStorage(o: StorageChoice): Promise<Storage> {
       ...(o.pinTimeZone ? { pinTimeZone: true } : {}),
       ...(o.onPoolError ? { onPoolError: o.onPoolError } : {}),
       ...(o.events ? { events: o.events } : {}),
+      ...(o.createIfMissing === false ? { createIfMissing: false } : {}),
     });
   }
   const { LevelStorage } = await import('./level-storage.js');

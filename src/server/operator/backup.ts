@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { adminSocketPath } from '../admin.js';
 import { restoreInto, verifyBackup, writeBackup, type BackupHeader, type BackupSummary } from '../../store/backup-format.js';
 import { LevelStorage } from '../../store/level-storage.js';
-import { openStorage } from '../../store/open.js';
+import { OPERATOR_STATEMENT_TIMEOUT_MS, openStorage } from '../../store/open.js';
 import { redactUrl } from '../../store/pg/db.js';
 import { ensurePrivateDir } from '../../io/atomic-file.js';
 import { KmgrError, UsageError } from '../../protocol/errors.js';
@@ -21,7 +21,7 @@ export async function backup(o: { data: string; databaseUrl?: string; out: strin
   let summary: BackupSummary;
   if (viaDaemon) summary = viaDaemon.reply as BackupSummary;
   else {
-    const storage = await openStorage({ dataDir, databaseUrl: o.databaseUrl, tz: 'UTC', clock: Date.now, createIfMissing: false });
+    const storage = await openStorage({ dataDir, databaseUrl: o.databaseUrl, tz: 'UTC', clock: Date.now, createIfMissing: false, statementTimeoutMs: OPERATOR_STATEMENT_TIMEOUT_MS });
     try {
       summary = await writeBackup(storage, out, Date.now());
     } finally {
@@ -78,7 +78,7 @@ export async function restore(file: string, o: { data?: string; databaseUrl?: st
 async function restoreIntoDatabase(backupFile: string, databaseUrl: string): Promise<Restored> {
   // A whole pass first: nothing is written from a truncated or altered file.
   await verifyBackup(backupFile);
-  const storage = await openStorage({ dataDir: '', databaseUrl, tz: 'UTC', clock: Date.now });
+  const storage = await openStorage({ dataDir: '', databaseUrl, tz: 'UTC', clock: Date.now, statementTimeoutMs: OPERATOR_STATEMENT_TIMEOUT_MS });
   let result;
   try {
     result = await restoreInto(backupFile, storage, Date.now());

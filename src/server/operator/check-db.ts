@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { adminSocketPath } from '../admin.js';
 import { fileFindings } from '../../store/level-open.js';
 import { LevelStorage } from '../../store/level-storage.js';
-import { openStorage } from '../../store/open.js';
+import { OPERATOR_STATEMENT_TIMEOUT_MS, openStorage } from '../../store/open.js';
 import { readMarker } from '../../store/marker.js';
 import type { IntegrityReport } from '../../store/types.js';
 import { ConfigError, KmgrError } from '../../protocol/errors.js';
@@ -43,7 +43,7 @@ async function direct(dataDir: string): Promise<IntegrityReport & { checked: 'fi
 
 /** PostgreSQL keeps its own files whole: what is checked is how the tables agree. */
 async function inDatabase(databaseUrl: string): Promise<IntegrityReport & { checked: 'records' }> {
-  const storage = await openStorage({ dataDir: '', databaseUrl, tz: 'UTC', clock: Date.now, createIfMissing: false });
+  const storage = await openStorage({ dataDir: '', databaseUrl, tz: 'UTC', clock: Date.now, createIfMissing: false, statementTimeoutMs: OPERATOR_STATEMENT_TIMEOUT_MS });
   try {
     return { ...(await storage.checkIntegrity()), checked: 'records' };
   } finally {

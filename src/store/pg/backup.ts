@@ -23,7 +23,9 @@ async function* rows<R extends pg.QueryResultRow>(c: pg.PoolClient, sql: string)
       if (r.rows.length < PAGE) return;
     }
   } finally {
-    await c.query('CLOSE kmgr_export');
+    // In an aborted transaction CLOSE fails too: the first error is the one to report, and the
+    // rollback below ends the cursor with the transaction.
+    await c.query('CLOSE kmgr_export').catch(() => undefined);
   }
 }
 
@@ -31,7 +33,12 @@ export async function* exportRecords(pool: pg.Pool): AsyncGenerator<BackupRecord
   const c = await pool.connect().catch((e: unknown) => {
     throw storageError(e);
   });
-  let broken: Error | undefined;
+  // The connection may drop mid-export (a database restart): without a listener pg's 'error'
+  // event would end the process.
+  let lost: Error | undefined;
+  const onError = (e: Error): void => void (lost = e);
+  c.on('error', onError);
+  let committed = false;
   try {
     await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     for await (const r of rows<{ rec: PersonRecord }>(c, 'SELECT rec FROM persons ORDER BY person_id')) yield { t: 'person', person: r.rec };
@@ -69,12 +76,16 @@ export async function* exportRecords(pool: pg.Pool): AsyncGenerator<BackupRecord
       yield { t: 'device-export', personId: r.person_id, exportId: r.export_id, expiresAt: r.expires_at, usedAt: r.used_at };
     }
     await c.query('COMMIT');
+    committed = true;
   } catch (e) {
-    broken = e as Error;
     throw storageError(e);
   } finally {
-    if (broken) await c.query('ROLLBACK').catch(() => undefined);
-    c.release();
+    // Also when the reader stopped early (a backup file that could not be written): a client
+    // handed back inside a read-only snapshot would fail every write and serve stale reads.
+    let broken = lost;
+    if (!committed) await c.query('ROLLBACK').catch((e: unknown) => void (broken ??= e as Error));
+    c.off('error', onError);
+    c.release(broken);
   }
 }
 
@@ -130,6 +141,7 @@ const DERIVED_EXTRA = /^(exp|probe|meta)!/;
 
 /** Writes a backup's records into an empty database, in one transaction: all of it or nothing. */
 export function importRecords(pool: pg.Pool, records: AsyncIterable<BackupRecord>): Promise<number> {
+  // Never retried: the records can be read once, and a second attempt would commit an empty database.
   return transaction(pool, async (c) => {
     const used = await c.query<{ used: boolean }>('SELECT EXISTS (SELECT 1 FROM persons) OR EXISTS (SELECT 1 FROM keys) OR EXISTS (SELECT 1 FROM partners) AS used');
     if (used.rows[0]?.used) throw new ConfigError('this PostgreSQL database already holds kmgr data; restore into an empty database');
@@ -145,7 +157,7 @@ export function importRecords(pool: pg.Pool, records: AsyncIterable<BackupRecord
     await c.query(`UPDATE keys k SET blob = t.blob FROM kmgr_restore_blobs t
                    WHERE k.person_id = t.person_id AND k.partner_id = t.partner_id AND (k.rec->>'keyVersion')::int = t.key_version`);
     return n;
-  });
+  }, { attempts: 1 });
 }
 
 async function addRecord(b: Bulk, r: BackupRecord): Promise<void> {

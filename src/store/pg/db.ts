@@ -29,6 +29,15 @@ export function sqlState(e: unknown): string | undefined {
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
 }
 
+/**
+ * Whether the database answered that it refused the transaction (so it was rolled back): not a
+ * lost connection or a shutdown, after which a COMMIT may or may not have happened.
+ */
+export function refusedByDatabase(e: unknown): boolean {
+  const state = sqlState(e instanceof KmgrError ? e.cause : e);
+  return state !== undefined && !state.startsWith('08') && !state.startsWith('57P');
+}
+
 /** The URL without its password, for messages and logs. */
 export function redactUrl(url: string): string {
   try {
@@ -45,8 +54,8 @@ export function storageError(e: unknown): KmgrError {
   if (e instanceof KmgrError) return e;
   const state = sqlState(e);
   const msg = (e as Error)?.message ?? String(e);
-  if (state === '57014') return new UnavailableError('the database cancelled a statement that ran past the statement timeout');
-  return new UnavailableError(`the database is unavailable: ${msg}${state ? ` (SQLSTATE ${state})` : ''}`);
+  if (state === '57014') return new UnavailableError('the database cancelled a statement that ran past the statement timeout').because(e);
+  return new UnavailableError(`the database is unavailable: ${msg}${state ? ` (SQLSTATE ${state})` : ''}`).because(e);
 }
 
 export function makePool(o: PgOptions, onError: (e: Error) => void): pg.Pool {
@@ -73,9 +82,10 @@ export type Tx = pg.PoolClient;
  * Runs fn in one transaction; retries it on 40001/40P01 up to MAX_TX_ATTEMPTS times.
  * With `inline`, fn sends BEGIN and COMMIT itself, as part of its first and last
  * statements (one round trip each fewer on the hot path); the helper still rolls
- * back, retries and releases.
+ * back, retries and releases. `attempts` 1: fn can run only once (it reads a stream).
  */
-export async function transaction<T>(pool: pg.Pool, fn: (c: Tx) => Promise<T>, opts: { inline?: boolean } = {}): Promise<T> {
+export async function transaction<T>(pool: pg.Pool, fn: (c: Tx) => Promise<T>, opts: { inline?: boolean; attempts?: number } = {}): Promise<T> {
+  const attempts = opts.attempts ?? MAX_TX_ATTEMPTS;
   for (let attempt = 1; ; attempt++) {
     let c: pg.PoolClient;
     try {
@@ -99,7 +109,7 @@ export async function transaction<T>(pool: pg.Pool, fn: (c: Tx) => Promise<T>, o
       } catch (re) {
         broken = re as Error; // the connection is gone: do not hand it to anyone else
       }
-      if (RETRYABLE.has(sqlState(e) ?? '') && attempt < MAX_TX_ATTEMPTS) {
+      if (RETRYABLE.has(sqlState(e) ?? '') && attempt < attempts) {
         await sleep(Math.floor(Math.random() * 5 * attempt));
         continue;
       }

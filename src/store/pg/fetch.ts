@@ -10,7 +10,7 @@ import type pg from 'pg';
 import { KmgrError } from '../../protocol/errors.js';
 import { applyUse, newNotice, noKey, snapshotOf, useOutcome } from '../apply-use.js';
 import type { FetchOutcome, HistoryRecord, KeyRecord, StorageEvents, UseAttempt } from '../types.js';
-import { storageError, transaction, type Tx } from './db.js';
+import { refusedByDatabase, storageError, transaction, type Tx } from './db.js';
 import { keyReplaced, replay, stale } from './common.js';
 import { noticesJson, RECORD_NOTICES, type NoticeToRecord } from './notices.js';
 import { keyFromRow, toBytes, type KeyRow } from './rows.js';
@@ -53,7 +53,9 @@ function lockAndClaim(c: Tx, keys: Array<[string, string]>, batch: Waiting[]): s
   const q = (v: string): string => c.escapeLiteral(v);
   const pairs = keys.map(([p, k]) => `(${q(p)}, ${q(k)})`).join(', ');
   const persons = [...new Set(keys.map(([p]) => p))].map(q).join(', ');
-  const nonces = batch.map((w) => `(${q(w.attempt.nonce.keyId)}, ${q(w.attempt.nonce.nonce)}, ${int(w.attempt.nonce.expiresAt)}::bigint)`).join(', ');
+  // In one order too: two batches inserting the same nonces (a request replayed to two nodes) wait, never deadlock.
+  const claims = batch.map((w) => w.attempt.nonce).sort((a, b) => (a.keyId < b.keyId ? -1 : a.keyId > b.keyId ? 1 : a.nonce < b.nonce ? -1 : a.nonce > b.nonce ? 1 : 0));
+  const nonces = claims.map((n) => `(${q(n.keyId)}, ${q(n.nonce)}, ${int(n.expiresAt)}::bigint)`).join(', ');
   return (
     `BEGIN; SELECT person_id, partner_id, rec, uses, last_used_at, history_seq, blob FROM keys ` +
     `WHERE (person_id, partner_id) IN (VALUES ${pairs}) ORDER BY person_id, partner_id FOR UPDATE; ` +
@@ -74,7 +76,8 @@ function writeAndCommit(c: Tx, recs: KeyRecord[], hist: Array<HistoryRecord & { 
       `INSERT INTO history (person_id, partner_id, seq, at, rec) ` +
       `SELECT e->>'p', e->>'k', (e->'h'->>'seq')::bigint, (e->'h'->>'at')::bigint, e->'h' FROM jsonb_array_elements(${q(JSON.stringify(entries))}::jsonb) AS e`,
   ];
-  if (notices.length > 0) parts.push(RECORD_NOTICES.replace('$1::jsonb', `${q(noticesJson(notices))}::jsonb`));
+  // A function, not a string: a replacement string would read $' and $& in the notices' text.
+  if (notices.length > 0) parts.push(RECORD_NOTICES.replace('$1::jsonb', () => `${q(noticesJson(notices))}::jsonb`));
   parts.push('COMMIT');
   return parts.join('; ');
 }
@@ -106,7 +109,7 @@ export class FetchBatcher {
       const rest: Waiting[] = [];
       for (const w of this.queue) {
         const k = keyOf(w.personId, w.partnerId);
-        if (this.busy.has(k) || (batch.length >= MAX_BATCH && !keys.has(k))) rest.push(w);
+        if (this.busy.has(k) || batch.length >= MAX_BATCH) rest.push(w);
         else {
           batch.push(w);
           keys.add(k);
@@ -126,13 +129,31 @@ export class FetchBatcher {
 
   private async run(batch: Waiting[]): Promise<void> {
     try {
-      const results = await transaction(this.pool, (c) => runBatch(c, batch, this.tz, this.events), { inline: true });
-      this.events?.commitBatch?.(batch.length);
-      results.forEach((r, i) => (r instanceof KmgrError ? batch[i]!.reject(r) : batch[i]!.resolve(r)));
+      await this.once(batch);
     } catch (e) {
-      const err = storageError(e);
-      for (const w of batch) w.reject(err);
+      // One key's failure (a damaged row, say) must not fail the fetches of other keys that
+      // happened to share its transaction: each key goes again on its own.
+      const byKey = new Map<string, Waiting[]>();
+      for (const w of batch) byKey.set(keyOf(w.personId, w.partnerId), [...(byKey.get(keyOf(w.personId, w.partnerId)) ?? []), w]);
+      // Only when the database refused the transaction: after a lost connection the COMMIT may have
+      // happened, and the answer must stay "may have been counted" (503), not become a replay.
+      if (byKey.size === 1 || !refusedByDatabase(e)) {
+        const err = storageError(e);
+        for (const w of batch) w.reject(err);
+        return;
+      }
+      for (const group of byKey.values()) {
+        await this.once(group).catch((err: unknown) => {
+          for (const w of group) w.reject(storageError(err));
+        });
+      }
     }
+  }
+
+  private async once(batch: Waiting[]): Promise<void> {
+    const results = await transaction(this.pool, (c) => runBatch(c, batch, this.tz, this.events), { inline: true });
+    this.events?.commitBatch?.(batch.length);
+    results.forEach((r, i) => (r instanceof KmgrError ? batch[i]!.reject(r) : batch[i]!.resolve(r)));
   }
 }
 

@@ -14,7 +14,7 @@ import type {
   NotifySettings, PartnerMeta, PartnerRecord, PendingDelivery, PersonRecord, RekeyChange, RestoreRecord, Storage, StorageEvents, TermsFinding, UseAttempt,
 } from '../types.js';
 import { noKey } from '../apply-use.js';
-import { makePool, query, storageError, transaction, type PgOptions } from './db.js';
+import { makePool, query, redactUrl, storageError, transaction, type PgOptions } from './db.js';
 import { claimIn, CLAIM_NONCE, refusal, replay } from './common.js';
 import * as backup from './backup.js';
 import * as delivery from './delivery.js';
@@ -39,6 +39,8 @@ export interface PgStorageOptions extends PgOptions {
   pinTimeZone?: boolean;
   /** Told of commits and notices, for metrics. */
   events?: StorageEvents;
+  /** False for operator tools: a mistyped URL must not become a new, empty kmgr database. */
+  createIfMissing?: boolean;
 }
 
 export { DELIVERY_LEASE_MS } from './delivery.js';
@@ -71,6 +73,9 @@ export class PgStorage implements Storage {
         throw storageError(e);
       });
       try {
+        if (opts.createIfMissing === false && !(await hasSchema(c))) {
+          throw new ConfigError(`there is no kmgr database at ${redactUrl(opts.url)} (check --database-url)`);
+        }
         await migrate(c);
         if (opts.pinTimeZone) await pinTimeZone(c, opts.tz);
         id = await databaseId(c);
@@ -144,7 +149,7 @@ export class PgStorage implements Storage {
 
   async persistNonce(c: NonceClaim): Promise<void> {
     const r = await query(this.pool, { name: 'kmgr_claim_nonce', text: CLAIM_NONCE, values: [c.keyId, c.nonce, c.expiresAt] });
-    if (r.rowCount === 0) throw await refusal(this.pool, c.expiresAt);
+    if (r.rowCount === 0) throw await refusal(this.pool, c.expiresAt).catch((e: unknown) => storageError(e));
   }
 
   // ---- persons (Fig. 17) ----
@@ -363,6 +368,11 @@ async function pinTimeZone(c: pg.PoolClient, tz: string): Promise<void> {
   if (pinned !== undefined && pinned !== tz) {
     throw new ConfigError(`this database counts per-day, per-week and per-month limits in time zone ${pinned}; start every node with --tz ${pinned}`);
   }
+}
+
+async function hasSchema(c: pg.PoolClient): Promise<boolean> {
+  const r = await c.query<{ t: string | null }>(`SELECT to_regclass('kmgr_schema')::text AS t`);
+  return r.rows[0]?.t != null;
 }
 
 /** The database's identity (named in backups), made by whichever node opens it first. */
