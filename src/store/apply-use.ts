@@ -4,12 +4,12 @@
 // calls it while it holds the record exclusively (LevelDB: within one tick;
 // PostgreSQL: with the row locked FOR UPDATE), so check and count are one step.
 import { randomBytes } from 'node:crypto';
-import { NotFoundError } from '../protocol/errors.js';
+import { KmgrError, NotFoundError } from '../protocol/errors.js';
 import { judgeUse, type Verdict } from '../terms/judge.js';
 import { periodsAt } from '../terms/periods.js';
 import { noticesForUse, type NoticeDraft } from '../terms/notices.js';
 import { noticeId } from './keys.js';
-import type { FetchOutcome, HistoryRecord, KeyRecord, Notice, UseAttempt } from './types.js';
+import type { FetchOutcome, HistoryRecord, KeyRecord, Notice, RekeyedKey, TermsFinding, UseAttempt } from './types.js';
 
 export interface AppliedUse {
   verdict: Verdict;
@@ -85,4 +85,43 @@ export function eventEntry(rec: KeyRecord, e: Omit<HistoryRecord, 'seq' | 'keyVe
   rec.historySeq += 1;
   const { at, ...rest } = e;
   return { seq: rec.historySeq, at, keyVersion: rec.keyVersion, ...rest };
+}
+
+/** What check-terms reports of one drafted notice about a key. */
+export function termsFinding(rec: KeyRecord, d: NoticeDraft, isNew: boolean): TermsFinding {
+  return {
+    personId: rec.personId,
+    partnerId: rec.partnerId,
+    keyVersion: rec.keyVersion,
+    kind: d.kind as TermsFinding['kind'],
+    expiresAt: d.expiresAt ?? rec.expiresAt!,
+    message: d.message,
+    isNew,
+  };
+}
+
+/**
+ * A rekey must re-wrap exactly the keys the store holds (live ones, by partner), each at its
+ * current version; anything else is refused before a byte changes (rekey_mismatch,
+ * version_conflict). Returns the re-wrapped key for each partner.
+ */
+export function matchRekey(held: Map<string, KeyRecord>, keys: RekeyedKey[]): Map<string, RekeyedKey> {
+  const given = new Map<string, RekeyedKey>();
+  for (const key of keys) {
+    if (given.has(key.partnerId)) throw new KmgrError('rekey_mismatch', `the rekey names partner ${key.partnerId} twice`);
+    given.set(key.partnerId, key);
+  }
+  const missing = [...held.keys()].filter((p) => !given.has(p));
+  const extra = [...given.keys()].filter((p) => !held.has(p));
+  if (missing.length > 0 || extra.length > 0) {
+    throw new KmgrError('rekey_mismatch', `the rekey does not re-wrap exactly the keys held here (${missing.length} missing, ${extra.length} not held); nothing was changed`, { missing, extra });
+  }
+  const stale = [...held.values()].filter((r) => given.get(r.partnerId)!.keyVersion !== r.keyVersion);
+  if (stale.length > 0) {
+    const p = stale[0]!;
+    throw new KmgrError('version_conflict', `the key of ${p.partnerId} is at version ${p.keyVersion}, not ${given.get(p.partnerId)!.keyVersion}; nothing was changed`, {
+      partners: stale.map((r) => r.partnerId),
+    });
+  }
+  return given;
 }

@@ -8,7 +8,7 @@ import { SerialQueue } from '../io/serial-queue.js';
 import * as K from './keys.js';
 import { BoundedCache, DEFAULT_CACHE_ENTRIES } from './lru.js';
 import { randomBytes } from 'node:crypto';
-import { applyUse, eventEntry, newNotice, noKey, rotated, snapshotOf, useOutcome } from './apply-use.js';
+import { applyUse, eventEntry, matchRekey, newNotice, noKey, rotated, snapshotOf, termsFinding, useOutcome } from './apply-use.js';
 import { recordVerifyIn } from '../terms/verify-flood.js';
 import { noticesForTerm, termInstants, type NoticeDraft } from '../terms/notices.js';
 import { AuthError, KmgrError, NotFoundError, UnavailableError } from '../protocol/errors.js';
@@ -708,15 +708,7 @@ export class LevelStorage implements Storage {
         judged.add(k);
         for (const d of noticesForTerm(rec.partnerId, rec.keyVersion, rec, nowMs, warnMs)) {
           const seen = entry.noticed.has(d.dedupe);
-          findings.push({
-            personId: rec.personId,
-            partnerId: rec.partnerId,
-            keyVersion: rec.keyVersion,
-            kind: d.kind as TermsFinding['kind'],
-            expiresAt: d.expiresAt ?? rec.expiresAt!,
-            message: d.message,
-            isNew: !seen,
-          });
+          findings.push(termsFinding(rec, d, !seen));
           if (!seen && record) recorded.push(...this.noticeOps(entry, [d], nowMs));
         }
         // In slices: a long run neither pins a large part of the cache nor holds one huge write.
@@ -984,23 +976,7 @@ export class LevelStorage implements Storage {
         // From here to the in-memory switch nothing awaits: the check and the switch are one step.
         const cur = this.currentKey.get(personId) ?? person?.keyId;
         if (cur !== ch.oldKeyId) throw new AuthError('key_replaced', 'this management key was replaced by an earlier rekey');
-        const given = new Map<string, (typeof ch.keys)[number]>();
-        for (const key of ch.keys) {
-          if (given.has(key.partnerId)) throw new KmgrError('rekey_mismatch', `the rekey names partner ${key.partnerId} twice`);
-          given.set(key.partnerId, key);
-        }
-        const missing = [...held.keys()].filter((p) => !given.has(p));
-        const extra = [...given.keys()].filter((p) => !held.has(p));
-        if (missing.length > 0 || extra.length > 0) {
-          throw new KmgrError('rekey_mismatch', `the rekey does not re-wrap exactly the keys held here (${missing.length} missing, ${extra.length} not held); nothing was changed`, { missing, extra });
-        }
-        const stale = [...held.values()].filter(({ entry }) => given.get(entry.record.partnerId)!.keyVersion !== entry.record.keyVersion);
-        if (stale.length > 0) {
-          const p = stale[0]!.entry.record;
-          throw new KmgrError('version_conflict', `the key of ${p.partnerId} is at version ${p.keyVersion}, not ${given.get(p.partnerId)!.keyVersion}; nothing was changed`, {
-            partners: stale.map(({ entry }) => entry.record.partnerId),
-          });
-        }
+        const given = matchRekey(new Map([...held].map(([p, { entry }]) => [p, entry.record])), ch.keys);
         const ops: Op[] = [
           { type: 'put', key: K.personKey(personId), value: JSON.stringify(ch.person) },
           { type: 'put', key: K.mgmtKey(ch.person.keyId), value: personId },

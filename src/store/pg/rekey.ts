@@ -3,8 +3,8 @@
 // transaction. The person's row is locked for update throughout each step, so
 // a registration (which locks it for share) cannot slip between the set of
 // keys a rekey re-wrapped and the switch, on this node or any other.
-import { AuthError, KmgrError, UsageError } from '../../protocol/errors.js';
-import { eventEntry } from '../apply-use.js';
+import { AuthError, UsageError } from '../../protocol/errors.js';
+import { eventEntry, matchRekey } from '../apply-use.js';
 import type { HistoryRecord, KeyRecord, RekeyChange, UseAttempt } from '../types.js';
 import type { Tx } from './db.js';
 import { claimIn, insertHistory, keyReplaced } from './common.js';
@@ -59,23 +59,7 @@ export async function rekey(c: Tx, personId: string, ch: RekeyChange, nonce: { k
   const cur = await lockPerson(c, personId);
   if (cur !== ch.oldKeyId) throw new AuthError('key_replaced', 'this management key was replaced by an earlier rekey');
   const held = new Map((await lockLiveKeys(c, personId)).map((k) => [k.record.partnerId, k.record]));
-  const given = new Map<string, RekeyChange['keys'][number]>();
-  for (const key of ch.keys) {
-    if (given.has(key.partnerId)) throw new KmgrError('rekey_mismatch', `the rekey names partner ${key.partnerId} twice`);
-    given.set(key.partnerId, key);
-  }
-  const missing = [...held.keys()].filter((p) => !given.has(p));
-  const extra = [...given.keys()].filter((p) => !held.has(p));
-  if (missing.length > 0 || extra.length > 0) {
-    throw new KmgrError('rekey_mismatch', `the rekey does not re-wrap exactly the keys held here (${missing.length} missing, ${extra.length} not held); nothing was changed`, { missing, extra });
-  }
-  const stale = [...held.values()].filter((r) => given.get(r.partnerId)!.keyVersion !== r.keyVersion);
-  if (stale.length > 0) {
-    const p = stale[0]!;
-    throw new KmgrError('version_conflict', `the key of ${p.partnerId} is at version ${p.keyVersion}, not ${given.get(p.partnerId)!.keyVersion}; nothing was changed`, {
-      partners: stale.map((r) => r.partnerId),
-    });
-  }
+  const given = matchRekey(held, ch.keys);
   await claimIn(c, nonce);
   // The old key ID keeps pointing at the person, so its requests are told "replaced", not "unknown".
   const m = await c.query('INSERT INTO mgmt_keys (key_id, person_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [ch.person.keyId, personId]);

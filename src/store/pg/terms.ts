@@ -2,7 +2,7 @@
 // (keys.term_at, indexed) is due, judges them with the shared rules, and
 // records each finding once. The notice_dedupe row decides what is new, also
 // against a run on another node at the same moment.
-import { newNotice } from '../apply-use.js';
+import { newNotice, termsFinding } from '../apply-use.js';
 import { noticesForTerm } from '../../terms/notices.js';
 import type { KeyRecord, TermsFinding } from '../types.js';
 import type { Tx } from './db.js';
@@ -17,7 +17,7 @@ export async function checkTerms(c: Tx, nowMs: number, warnMs: number, record: b
      ORDER BY k.person_id, k.partner_id`,
     [nowMs + warnMs],
   );
-  const findings: Array<TermsFinding & { id: string; dedupe: string }> = [];
+  const findings: Array<{ finding: TermsFinding; id: string }> = [];
   const toRecord: NoticeToRecord[] = [];
   for (const { rec, seen } of r.rows) {
     // A retired key has no term left to warn about (its term_at is NULL; this guards older rows).
@@ -26,24 +26,15 @@ export async function checkTerms(c: Tx, nowMs: number, warnMs: number, record: b
     for (const d of noticesForTerm(rec.partnerId, rec.keyVersion, rec, nowMs, warnMs)) {
       const notice = newNotice(rec, d, nowMs);
       if (!noticed.has(d.dedupe)) toRecord.push({ dedupe: d.dedupe, notice });
-      findings.push({
-        id: notice.id,
-        dedupe: d.dedupe,
-        personId: rec.personId,
-        partnerId: rec.partnerId,
-        keyVersion: rec.keyVersion,
-        kind: d.kind as TermsFinding['kind'],
-        expiresAt: d.expiresAt ?? rec.expiresAt!,
-        message: d.message,
-        isNew: !noticed.has(d.dedupe),
-      });
+      findings.push({ finding: termsFinding(rec, d, !noticed.has(d.dedupe)), id: notice.id });
     }
   }
   // With record false (a look at another instant) nothing is written; isNew says "would be new".
-  if (!record) return { findings: findings.map(({ id: _i, dedupe: _d, ...f }) => f), recorded: [] };
+  if (!record) return { findings: findings.map((f) => f.finding), recorded: [] };
   const ids = await recordNotices(c, toRecord);
   return {
-    findings: findings.map(({ id, dedupe: _d, ...f }) => ({ ...f, isNew: f.isNew && ids.has(id) })),
+    // The dedupe rows decide what is new, also against a run on another node at the same moment.
+    findings: findings.map(({ finding, id }) => ({ ...finding, isNew: finding.isNew && ids.has(id) })),
     recorded: toRecord.filter((x) => ids.has(x.notice.id)),
   };
 }
