@@ -2,7 +2,7 @@
 // `kmgr fetch --format openssh` and `kmgr pubkey --format ssh`: ssh, ssh-keygen
 // and ssh-add read these, and none of them read PKCS#8 Ed25519 PEM.
 import type { KeyObject } from 'node:crypto';
-import { fromB64url, wipe } from './bytes.js';
+import { concat, fromB64url, wipe } from './bytes.js';
 import { randomBytes } from './random.js';
 import { UsageError } from '../protocol/errors.js';
 
@@ -14,25 +14,16 @@ const u32 = (n: number): Uint8Array => {
   new DataView(b.buffer).setUint32(0, n);
   return b;
 };
-const concat = (parts: Uint8Array[]): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-};
 const sshString = (b: Uint8Array | string): Uint8Array => {
   const bytes = typeof b === 'string' ? new TextEncoder().encode(b) : b;
-  return concat([u32(bytes.length), bytes]);
+  return concat(u32(bytes.length), bytes);
 };
 /** An unsigned big-endian integer as an SSH mpint: no leading zeros, a zero byte if the top bit is set. */
 const mpint = (b: Uint8Array): Uint8Array => {
   let i = 0;
   while (i < b.length && b[i] === 0) i++;
   const v = b.subarray(i);
-  return sshString(v.length > 0 && v[0]! & 0x80 ? concat([new Uint8Array([0]), v]) : v);
+  return sshString(v.length > 0 && v[0]! & 0x80 ? concat(new Uint8Array([0]), v) : v);
 };
 
 const NAME: Record<SshKeyType, string> = { ed25519: 'ssh-ed25519', p256: 'ecdsa-sha2-nistp256' };
@@ -52,11 +43,11 @@ function partsOf(type: SshKeyType, key: KeyObject): Parts {
   if (type === 'ed25519') return { pub: x, ...(d ? { d } : {}) };
   const y = fromB64url(jwk.y ?? '');
   if (!y) throw new TypeError('EC key has no y');
-  return { pub: concat([new Uint8Array([4]), x, y]), ...(d ? { d } : {}) };
+  return { pub: concat(new Uint8Array([4]), x, y), ...(d ? { d } : {}) };
 }
 
 function publicBlob(type: SshKeyType, pub: Uint8Array): Uint8Array {
-  return type === 'ed25519' ? concat([sshString(NAME.ed25519), sshString(pub)]) : concat([sshString(NAME.p256), sshString('nistp256'), sshString(pub)]);
+  return type === 'ed25519' ? concat(sshString(NAME.ed25519), sshString(pub)) : concat(sshString(NAME.p256), sshString('nistp256'), sshString(pub));
 }
 
 function requireSshType(type: string, what: string): SshKeyType {
@@ -78,12 +69,12 @@ export function opensshPrivateKey(type: string, privateKey: KeyObject, comment =
   if (!d) throw new TypeError('not a private key');
   const check = randomBytes(4);
   // Ed25519's private field is seed||public (64 bytes); ECDSA's is the scalar as an mpint.
-  const secret = t === 'ed25519' ? concat([d, pub]) : mpint(d);
+  const secret = t === 'ed25519' ? concat(d, pub) : mpint(d);
   const body = [check, check, sshString(NAME[t]), ...(t === 'ed25519' ? [sshString(pub), sshString(secret)] : [sshString('nistp256'), sshString(pub), secret]), sshString(comment)];
-  let priv = concat(body);
+  let priv = concat(...body);
   const pad = (8 - (priv.length % 8)) % 8;
-  priv = concat([priv, Uint8Array.from({ length: pad }, (_, i) => i + 1)]);
-  const all = concat([
+  priv = concat(priv, Uint8Array.from({ length: pad }, (_, i) => i + 1));
+  const all = concat(
     new TextEncoder().encode('openssh-key-v1\0'),
     sshString('none'),
     sshString('none'),
@@ -91,7 +82,7 @@ export function opensshPrivateKey(type: string, privateKey: KeyObject, comment =
     u32(1),
     sshString(publicBlob(t, pub)),
     sshString(priv),
-  ]);
+  );
   const b64 = Buffer.from(all).toString('base64');
   for (const b of [d, secret, priv, all]) wipe(b);
   const lines = b64.match(/.{1,70}/g) ?? [];

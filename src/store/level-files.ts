@@ -8,6 +8,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32c, unmaskCrc } from './crc32c.js';
+import { concat } from '../crypto/bytes.js';
 
 export interface FileFinding {
   /** The file's name inside db/. */
@@ -48,23 +49,13 @@ export function readLogRecords(bytes: Uint8Array): { records: Uint8Array[]; prob
     else if (type === MIDDLE && pending) pending.push(data);
     else if (type === LAST && pending) {
       pending.push(data);
-      records.push(concat(pending));
+      records.push(concat(...pending));
       pending = undefined;
     } else return { records, problem: `has a record fragment out of order at byte ${off}` };
     off += HEADER + length;
   }
   if (pending) return { records, problem: 'ends inside a record (truncated)', truncated: true };
   return { records };
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
 
 class Reader {
