@@ -37,9 +37,14 @@ export function cleanEnv(): Record<string, string> {
   return env;
 }
 
-/** Runs `node bin/kmgr.js ARGS` with KMGR_HOME set to o.home. */
+/**
+ * Runs `node bin/kmgr.js ARGS` with KMGR_HOME set to o.home. Every run allows 50 s
+ * (KMGR_TIMEOUT, so an idle limit of 25 s): on a loaded machine the in-process test server
+ * has paused over 10 s, and a test must not depend on the machine's speed. Tests of the
+ * deadlines themselves set their own.
+ */
 export function kmgr(args: string[], o: KmgrOptions): Promise<RunResult> {
-  return run(KMGR, args, { ...cleanEnv(), KMGR_HOME: o.home, ...o.env }, o);
+  return run(KMGR, args, { ...cleanEnv(), KMGR_HOME: o.home, KMGR_TIMEOUT: '50', ...o.env }, o);
 }
 
 /**
