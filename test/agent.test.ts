@@ -8,7 +8,7 @@ import { readFile, readdir, stat, writeFile, mkdir } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join, dirname } from 'node:path';
-import { startServer, newHome, tempDir, KMGR, PASSPHRASE, hasPyPty, PTY_RELAY, agent, isAlive, reap, kmgr, startAgent } from './support/index.js';
+import { startServer, newHome, tempDir, KMGR, PASSPHRASE, hasPyPty, PTY_RELAY, agent, isAlive, reap, kmgr, startAgent, untracked } from './support/index.js';
 import { homePaths } from '../src/client/home.js';
 import { loadConfig } from '../src/client/config.js';
 import { unlockKeystore } from '../src/client/keystore-file.js';
@@ -364,7 +364,7 @@ t.test('--confirm asks on the starting terminal (python3 pty)', { skip: hasPyPty
   const script = KMGR;
   const env: Record<string, string> = { KMGR_HOME: c.home };
   for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
-  const p = spawn('python3', ['-c', PTY_RELAY, process.execPath, script, 'agent', 'start', '--confirm', '--ttl', '5m', '--passphrase-file', c.pp], {
+  const p = spawn(...untracked('python3', ['-c', PTY_RELAY, process.execPath, script, 'agent', 'start', '--confirm', '--ttl', '5m', '--passphrase-file', c.pp]), {
     env,
     stdio: ['pipe', 'pipe', 'inherit'],
   });

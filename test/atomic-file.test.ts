@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { writeFileAtomic, ensurePrivateDir, appendLineDurable, fsyncDir } from '../src/io/atomic-file.js';
-import { mulberry32 } from './support/index.js';
+import { mulberry32, untracked } from './support/index.js';
 
 
 async function tempDir(t: { teardown(fn: () => unknown): void }): Promise<string> {
@@ -154,7 +154,7 @@ t.test('threat 12: a writer killed at random moments leaves the old or the new d
   const seen = { A: 0, B: 0 };
   let writes = 0;
   for (let cycle = 0; cycle < CYCLES; cycle++) {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', WRITER], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(...untracked(process.execPath, ['--input-type=module', '-e', WRITER]), { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = 0;
     let err = '';
     child.stderr.on('data', (c: Buffer) => (err += c.toString()));

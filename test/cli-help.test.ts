@@ -5,11 +5,11 @@ import t, { type Test } from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdir, writeFile, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KMGR, KMGRD, startServer, newHome, tempDir } from './support/index.js';
+import { KMGR, KMGRD, startServer, newHome, tempDir, untracked } from './support/index.js';
 
 function help(bin: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args, '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(...untracked(process.execPath, [bin, ...args, '--help']), { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.on('error', reject);
@@ -51,12 +51,12 @@ t.test('kmgr completion bash completes commands, options and partner names', asy
   const shim = join(dir, 'bin', 'kmgr');
   await writeFile(shim, `#!/bin/sh\nexec '${process.execPath}' '${KMGR}' "$@"\n`);
   await chmod(shim, 0o755);
-  const script = spawnSync(process.execPath, [KMGR, 'completion', 'bash'], { encoding: 'utf8' }).stdout;
+  const script = spawnSync(...untracked(process.execPath, [KMGR, 'completion', 'bash']), { encoding: 'utf8' }).stdout;
   const file = join(dir, 'kmgr.bash');
   await writeFile(file, script);
   t.equal(spawnSync('bash', ['--norc', '-n', file]).status, 0, 'bash accepts the script');
   const complete = (line: string): string => {
-    const r = spawnSync('bash', ['--norc', '-c', `source "$SCRIPT"; read -ra COMP_WORDS <<< "$LINE"; [[ $LINE == *" " ]] && COMP_WORDS+=(""); COMP_CWORD=$((\${#COMP_WORDS[@]}-1)); _kmgr; echo "\${COMPREPLY[*]}"`], {
+    const r = spawnSync(...untracked('bash', ['--norc', '-c', `source "$SCRIPT"; read -ra COMP_WORDS <<< "$LINE"; [[ $LINE == *" " ]] && COMP_WORDS+=(""); COMP_CWORD=$((\${#COMP_WORDS[@]}-1)); _kmgr; echo "\${COMPREPLY[*]}"`]), {
       encoding: 'utf8',
       env: { PATH: `${join(dir, 'bin')}:${process.env.PATH}`, KMGR_HOME: c.home, LINE: line, SCRIPT: file },
     });
@@ -68,9 +68,9 @@ t.test('kmgr completion bash completes commands, options and partner names', asy
   t.equal(complete('kmgr fetch '), 'bank-a bank-b', 'partner names from kmgr list');
   t.equal(complete('kmgr --json status bank-'), 'bank-a bank-b');
   for (const shell of ['zsh', 'fish']) {
-    const r = spawnSync(process.execPath, [KMGR, 'completion', shell], { encoding: 'utf8' });
+    const r = spawnSync(...untracked(process.execPath, [KMGR, 'completion', shell]), { encoding: 'utf8' });
     t.equal(r.status, 0, `kmgr completion ${shell}`);
     t.match(r.stdout, shell === 'zsh' ? /^#compdef kmgr/ : /complete -c kmgr -n __fish_use_subcommand -a fetch/);
   }
-  t.equal(spawnSync(process.execPath, [KMGR, 'completion', 'tcsh']).status, 64, 'an unknown shell: 64');
+  t.equal(spawnSync(...untracked(process.execPath, [KMGR, 'completion', 'tcsh'])).status, 64, 'an unknown shell: 64');
 });

@@ -8,7 +8,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createPublicKey } from 'node:crypto';
-import { startServer, newHome, KMGR, tempDir, kmgr, pp, type Home } from './support/index.js';
+import { startServer, newHome, KMGR, tempDir, kmgr, pp, type Home, untracked } from './support/index.js';
 
 t.jobs = 2;
 
@@ -22,7 +22,7 @@ function sh(c: Home, args: string[], redirect: string): Promise<{ code: number; 
   return new Promise((resolve, reject) => {
     const env: Record<string, string> = { KMGR_HOME: c.home };
     for (const k of ['PATH', 'HOME', 'TMPDIR']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
-    const child = spawn('sh', ['-c', script], { env, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+    const child = spawn(...untracked('sh', ['-c', script]), { env, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { KMGR, kmgr, newHome, startServer, agent, startAgent, statusReader } from './support/index.js';
+import { KMGR, kmgr, newHome, startServer, agent, startAgent, statusReader, untracked } from './support/index.js';
 
 const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
 
@@ -66,7 +66,7 @@ t.test('kmgr exec', async (t) => {
   });
 
   await t.test('SIGTERM to kmgr reaches the child; the file is still removed', async (t) => {
-    const child = spawn(process.execPath, [KMGR, 'exec', 'bank-a', '--file', 'K', ...pp, '--', process.execPath, '-e', CHILD, 'file', 'K', 'term'], {
+    const child = spawn(...untracked(process.execPath, [KMGR, 'exec', 'bank-a', '--file', 'K', ...pp, '--', process.execPath, '-e', CHILD, 'file', 'K', 'term']), {
       env: { PATH: process.env.PATH!, KMGR_HOME: c.home }, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
     });
     let out = '';
@@ -85,7 +85,7 @@ t.test('kmgr exec', async (t) => {
   });
 
   await t.test('death by a signal is 128+n', async (t) => {
-    const child = spawn(process.execPath, [KMGR, 'exec', 'bank-a', '--file', 'K', ...pp, '--', process.execPath, '-e', CHILD, 'file', 'K', 'die'], {
+    const child = spawn(...untracked(process.execPath, [KMGR, 'exec', 'bank-a', '--file', 'K', ...pp, '--', process.execPath, '-e', CHILD, 'file', 'K', 'die']), {
       env: { PATH: process.env.PATH!, KMGR_HOME: c.home }, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
     });
     let out = '';

@@ -6,7 +6,7 @@ import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KMGR, startServer, jsonError, newHome, ok, mulberry32, type Home } from './support/index.js';
+import { KMGR, startServer, jsonError, newHome, ok, mulberry32, type Home, untracked } from './support/index.js';
 import { homePaths } from '../src/client/home.js';
 import { openSession } from '../src/client/session.js';
 import { loadPartners } from '../src/client/partners.js';
@@ -29,7 +29,7 @@ function rekeyKilledAfter(h: Home, ms: number): Promise<number | string> {
   return new Promise((resolve, reject) => {
     const env: Record<string, string> = { KMGR_HOME: h.home, KMGR_NO_AGENT: '1' };
     for (const k of ['PATH', 'HOME', 'TMPDIR', 'NODE_EXTRA_CA_CERTS']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
-    const child = spawn(process.execPath, [KMGR, 'rekey', '--passphrase-file', h.pp], { env, stdio: 'ignore' });
+    const child = spawn(...untracked(process.execPath, [KMGR, 'rekey', '--passphrase-file', h.pp]), { env, stdio: 'ignore' });
     const timer = setTimeout(() => child.kill('SIGKILL'), ms);
     child.on('error', reject);
     child.on('close', (code, signal) => {

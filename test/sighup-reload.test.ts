@@ -10,7 +10,7 @@ import type { TLSSocket } from 'node:tls';
 import { rename, writeFile } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KMGRD, tempDir } from './support/index.js';
+import { KMGRD, tempDir, untracked } from './support/index.js';
 import { makeSelfSignedCert } from '../src/server/tls/selfsigned.js';
 
 async function writeAtomic(path: string, text: string): Promise<void> {
@@ -31,8 +31,7 @@ t.test('SIGHUP reloads the certificate for new handshakes, keeps connections, re
   await writeAtomic(keyPath, a.keyPem);
   await writeFile(auditKey, 'k'.repeat(40), { mode: 0o600 });
   const child = spawn(
-    process.execPath,
-    [KMGRD, 'serve', '--data', join(dir, 'data'), '--listen', '127.0.0.1:0', '--tls-cert', certPath, '--tls-key', keyPath, '--audit-log', auditPath, '--audit-key-file', auditKey],
+    ...untracked(process.execPath, [KMGRD, 'serve', '--data', join(dir, 'data'), '--listen', '127.0.0.1:0', '--tls-cert', certPath, '--tls-key', keyPath, '--audit-log', auditPath, '--audit-key-file', auditKey]),
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));

@@ -11,7 +11,7 @@ import { createConnection } from 'node:net';
 import { createPublicKey } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { newHome, startServer, tempDir, agent, hasPyPty, PTY_RELAY, reap, statusReader, KMGR } from './support/index.js';
+import { newHome, startServer, tempDir, agent, hasPyPty, PTY_RELAY, reap, statusReader, KMGR, untracked } from './support/index.js';
 import { spawn } from 'node:child_process';
 
 const HAVE_SSH = spawnSync('ssh-add', ['-h'], { encoding: 'utf8' }).error === undefined && spawnSync('ssh-keygen', ['-?'], { encoding: 'utf8' }).error === undefined;
@@ -176,7 +176,7 @@ t.test('--confirm asks before each SSH signature', { skip: (!HAVE_SSH && 'needs 
   const uses = (): Promise<number> => usesOf('bank-e');
   const env: Record<string, string> = { KMGR_HOME: c.home };
   for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG']) if (process.env[k] !== undefined) env[k] = process.env[k]!;
-  const p = spawn('python3', ['-c', PTY_RELAY, process.execPath, KMGR, 'agent', 'start', '--confirm', '--ssh', '--ttl', '5m', '--passphrase-file', c.pp], {
+  const p = spawn(...untracked('python3', ['-c', PTY_RELAY, process.execPath, KMGR, 'agent', 'start', '--confirm', '--ssh', '--ttl', '5m', '--passphrase-file', c.pp]), {
     env,
     stdio: ['pipe', 'pipe', 'inherit'],
   });

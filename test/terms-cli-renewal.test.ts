@@ -7,7 +7,7 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { cp, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KMGR, startServer, tempDir, homeFor, keyPairMatches, newHome, ownerView, writePassphrase, ok, refused77, mulberry32, type HistoryJson, type StatusJson, type AuditJson } from './support/index.js';
+import { KMGR, startServer, tempDir, homeFor, keyPairMatches, newHome, ownerView, writePassphrase, ok, refused77, mulberry32, type HistoryJson, type StatusJson, type AuditJson, untracked } from './support/index.js';
 import { openKeystore } from '../src/crypto/keystore.js';
 import { fingerprint, signerFromSeed } from '../src/crypto/sign.js';
 
@@ -113,7 +113,7 @@ t.test('passwd: old passphrase refused, new one works; SIGKILL at seeded random 
     const next = `passphrase number ${i}`;
     const nextFile = await writePassphrase(dir, `pp-${i}`, next);
     const delay = Math.floor(rand() * span);
-    const child = spawn(process.execPath, [KMGR, 'passwd', '--passphrase-file', currentFile, '--new-passphrase-file', nextFile, '--kdf-cost', '15'], {
+    const child = spawn(...untracked(process.execPath, [KMGR, 'passwd', '--passphrase-file', currentFile, '--new-passphrase-file', nextFile, '--kdf-cost', '15']), {
       env: { PATH: process.env.PATH ?? '', KMGR_HOME: a.home },
       stdio: ['ignore', 'ignore', 'ignore'],
       detached: true,

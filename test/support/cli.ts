@@ -30,6 +30,19 @@ export interface KmgrOptions extends RunOptions {
   home: string;
 }
 
+/**
+ * [command, args] that runs `cmd ARGS` without what the test runner puts into the
+ * environment of every process this one starts: tap adds its process tracker to
+ * NODE_OPTIONS (and _TAPJS_* variables) even where the caller gave a clean
+ * environment, and loading that costs each node process about 250 ms of CPU. So
+ * the programs under test run as a user runs them, and the suite's ~1300 processes
+ * do not each pay for a loader nobody uses (coverage is off).
+ */
+export function untracked(cmd: string, args: string[]): [string, string[]] {
+  const drop = ['NODE_OPTIONS', ...Object.keys(process.env).filter((k) => k.startsWith('_TAPJS_'))];
+  return ['env', [...drop.flatMap((k) => ['-u', k]), cmd, ...args]];
+}
+
 /** PATH, HOME, TMPDIR and LANG from this process, nothing else. */
 export function cleanEnv(): Record<string, string> {
   const env: Record<string, string> = {};
@@ -67,7 +80,7 @@ export function kmgrd(args: string[], o: RunOptions = {}): Promise<RunResult> {
 function run(script: string, args: string[], env: Record<string, string>, o: RunOptions): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const stdio: Array<'pipe'> = o.fd3 !== undefined ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'];
-    const child = spawn(process.execPath, [script, ...args], { env, stdio, detached: true });
+    const child = spawn(...untracked(process.execPath, [script, ...args]), { env, stdio, detached: true });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (c: Buffer) => out.push(c));

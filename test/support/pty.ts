@@ -2,7 +2,7 @@
 // no-echo input, refusing to print a secret to a screen). Tests using these skip
 // themselves without the program behind them (tools.ts: hasScript, hasPyPty).
 import { spawn } from 'node:child_process';
-import { cleanEnv } from './cli.js';
+import { cleanEnv, untracked } from './cli.js';
 import { KMGR } from './paths.js';
 
 /** `node bin/kmgr.js ARGS` as one shell command line, for script(1) -c. */
@@ -16,7 +16,7 @@ export function underPty(args: string[], home: string): Promise<{ code: number; 
   const cmd = shellCommand(args);
   return new Promise((resolve, reject) => {
     const env: Record<string, string> = { KMGR_HOME: home, ...cleanEnv() };
-    const child = spawn('script', ['-qec', cmd, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    const child = spawn(...untracked('script', ['-qec', cmd, '/dev/null']), { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     const out: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => out.push(d));
     child.stderr.on('data', (d: Buffer) => out.push(d));
@@ -38,7 +38,7 @@ export function underPty(args: string[], home: string): Promise<{ code: number; 
 export function ptySession(args: string[], home: string, env: Record<string, string> = {}) {
   const cmd = shellCommand(args);
   const e: Record<string, string> = { KMGR_HOME: home, ...env, ...cleanEnv() };
-  const child = spawn('script', ['-qefc', cmd, '/dev/null'], { env: e, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+  const child = spawn(...untracked('script', ['-qefc', cmd, '/dev/null']), { env: e, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
   let screen = '';
   const waiters: Array<{ re: RegExp; from: number; resolve: (end: number) => void }> = [];
   /** Where the match of re in screen after `from` ends, or -1. */

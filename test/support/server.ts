@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { startDaemon, type Daemon, type DaemonOptions } from '../../src/server/daemon.js';
-import { kmgrdEnv } from './cli.js';
+import { kmgrdEnv, untracked } from './cli.js';
 import type { Teardown } from './files.js';
 import { KMGRD } from './paths.js';
 import { databaseFor, testDatabaseOf } from './pg.js';
@@ -101,7 +101,7 @@ export interface ServeProcess {
  */
 export async function spawnServe(t: Teardown, dataDir: string, args: string[] = [], ca?: string): Promise<ServeProcess> {
   const full = ['serve', '--data', dataDir, '--listen', '127.0.0.1:0', '--rate-per-address', '0', '--rate-per-key', '0', ...args];
-  const child = spawn(process.execPath, [KMGRD, ...full], { env: kmgrdEnv(full), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(...untracked(process.execPath, [KMGRD, ...full]), { env: kmgrdEnv(full), stdio: ['ignore', 'pipe', 'pipe'] });
   const output: string[] = [];
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   child.stderr.on('data', (c: Buffer) => output.push(c.toString('utf8')));
