@@ -116,8 +116,10 @@ export function promptTty(prompt: string, what = 'entry', echo = false): Promise
       if (err) reject(err);
       else resolve(value);
     };
-    output.write(prompt);
+    // Raw mode before the prompt: a key typed (or pasted) the moment the prompt shows must
+    // not be echoed, nor a Ctrl-C kill the process before it can restore the terminal.
     input.setRawMode(true);
+    output.write(prompt);
     input.setEncoding('utf8');
     input.on('data', (chunk: string) => {
       for (const ch of chunk) {
