@@ -1,20 +1,11 @@
 // kmgr init: make the management key (Fig. 5), seal it in the keystore, enrol at the server (Fig. 17).
 import { readInputFile } from '../input-file.js';
 import { X509Certificate } from 'node:crypto';
-import { generateSecrets } from '../../crypto/keystore.js';
-import { fingerprint, managementKeyId, signerFromSeed } from '../../crypto/sign.js';
-import { toB64url } from '../../crypto/bytes.js';
 import { ConfigError, KmgrError, UsageError } from '../../protocol/errors.js';
-import { PersonInfo } from '../../protocol/messages.js';
-import { writeFileAtomic } from '../../io/atomic-file.js';
-import { ensureOwnDir } from '../../io/own-dir.js';
-import { homePaths, isHomeEntry } from '../../client/home.js';
-import { exists, keepOldIdentity } from '../../client/files.js';
+import { homePaths } from '../../client/home.js';
+import { exists } from '../../client/files.js';
 import { checkNewPassphrase, readPassphrase } from '../../client/passphrase.js';
-import { writeKeystore } from '../../client/keystore-file.js';
-import { saveConfig } from '../../client/config.js';
-import { savePartners } from '../../client/partners.js';
-import { signedRequest } from '../../client/http.js';
+import { createHome, ownHome as ownHomeDir } from '../../client/create-home.js';
 import { info, print, printJson } from '../output.js';
 import { DEVICE_LABEL } from '../../protocol/sigbase.js';
 import { hostname } from 'node:os';
@@ -73,50 +64,17 @@ export async function run(g: GlobalOptions, o: InitOptions): Promise<number> {
     passphrase.fill(0);
     throw e;
   }
-  const secrets = generateSecrets();
-  const signer = signerFromSeed(secrets.signingSeed);
-  const keyId = managementKeyId(signer.publicKey);
-
-  // Enrol first: if the server cannot be reached, nothing local has changed.
-  const { body: person } = await signedRequest(
-    { server, ca: caPem },
-    { keyId, signer, device },
-    'POST',
-    '/v1/persons',
-    { alg: 'ed25519', publicKey: toB64url(signer.publicKey) },
-    PersonInfo,
-  );
-  if (person.keyId !== keyId || person.alg !== 'ed25519') throw new KmgrError('integrity', 'the server enrolled a different key than the one sent');
-  // The person ID goes into every sealed key's associated data: the server must name
-  // the same person when asked under our own signature, not just in one reply.
-  const { body: me } = await signedRequest({ server, ca: caPem }, { keyId, signer, device }, 'GET', '/v1/persons/me', undefined, PersonInfo);
-  if (me.personId !== person.personId || me.keyId !== keyId) {
-    throw new KmgrError('integrity', `the server enrolled this key as ${person.personId} but says it belongs to ${me.personId}; nothing was saved`);
+  let made;
+  try {
+    made = await createHome(paths, { server, caPem, passphrase, kdfCost: o.kdfCost, device, partners: o.partners, force: o.force }, info);
+  } finally {
+    passphrase.fill(0);
   }
-
-  await ownHome(paths.dir);
-  if (o.force) await keepOldIdentity(paths);
-  if (caPem !== undefined) await writeFileAtomic(paths.ca, caPem);
-  await writeKeystore(paths, passphrase, secrets, o.kdfCost);
-  passphrase.fill(0);
-  const fp = fingerprint(signer.publicKey);
-  await saveConfig(paths, {
-    v: 1,
-    server,
-    ca: caPem !== undefined ? 'ca.pem' : null,
-    personId: person.personId,
-    keyId,
-    fingerprint: fp,
-    createdAt: new Date().toISOString(),
-    device,
-    partners: o.partners,
-  });
-  // A new identity starts with an empty index (with --force, the old one is kept beside it).
-  if (o.force || !(await exists(paths.partners))) await savePartners(paths, { v: 1, partners: [] });
-  if (g.json) printJson({ personId: person.personId, keyId, fingerprint: fp, server, home: paths.dir, device, partners: o.partners });
+  const { personId, keyId, fingerprint: fp } = made;
+  if (g.json) printJson({ personId, keyId, fingerprint: fp, server, home: paths.dir, device, partners: o.partners });
   else {
     print(`Initialised ${paths.dir}`);
-    print(`  personal ID:  ${person.personId}`);
+    print(`  personal ID:  ${personId}`);
     print(`  server:       ${server}`);
     print(`  fingerprint:  ${fp}`);
     print(`  device:       ${device}`);
@@ -125,10 +83,9 @@ export async function run(g: GlobalOptions, o: InitOptions): Promise<number> {
   return EXIT.OK;
 }
 
-/** The home directory, made or checked (see ensureOwnDir); says so when it tightened it. */
-export async function ownHome(dir: string): Promise<void> {
-  const note = await ensureOwnDir(dir, 'the kmgr home', isHomeEntry);
-  if (note) info(note);
+/** The home directory, made or checked; says so on stderr when it tightened it. */
+export function ownHome(dir: string): Promise<void> {
+  return ownHomeDir(dir, info);
 }
 
 /** This machine's name, cut to what a device label allows. */
