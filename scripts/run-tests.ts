@@ -1,0 +1,109 @@
+// `npm test`'s runner: every test file in its own plain `node` process, one more at a time
+// than there are cores (KMGR_TEST_JOBS), its TAP kept and shown in full when the file fails, then the totals
+// as one line, `# { total: N, pass: N, fail: N, skip: N }` (what .ci/run reads).
+//
+// Why not tap's own runner: it loads its process tracker (@tapjs/processinfo) into every
+// test process, and through NODE_OPTIONS into every process a test starts, with no way to
+// turn it off. With coverage off nothing reads what it records, and it cost about 1.5 s of
+// CPU per test file and 250 ms per kmgr process, a third of the suite's time on a 2-core
+// machine. The files stay ordinary tap tests: `node dist/test/x.test.js` or
+// `npx tap dist/test/x.test.js` runs one.
+//
+//   node dist/scripts/run-tests.js [FILE...]     (default: every dist/test/*.test.js)
+import { spawn } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { availableParallelism } from 'node:os';
+import { skipsIn, totalsOf, zero, type Totals } from './tap-totals.js';
+
+interface FileResult {
+  file: string;
+  code: number | null;
+  output: string;
+  ms: number;
+}
+
+// A file that outlives tap's own timeout (TAP_TIMEOUT, below) by this much is killed and failed.
+const HARD_LIMIT_MS = 10 * 60_000;
+
+function runFile(file: string): Promise<FileResult> {
+  const started = performance.now();
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [file], {
+      // 120 s per file, as tap's runner was configured; a developer's NODE_OPTIONS (say --enable-source-maps) passes through.
+      env: { TAP_TIMEOUT: '120', ...process.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const chunks: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => chunks.push(c));
+    child.stderr.on('data', (c: Buffer) => chunks.push(c));
+    const timer = setTimeout(() => child.kill('SIGKILL'), HARD_LIMIT_MS);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const output = Buffer.concat(chunks).toString('utf8') + (signal ? `\n# killed by ${signal}\n` : '');
+      resolve({ file, code, output, ms: performance.now() - started });
+    });
+  });
+}
+
+function defaultFiles(): string[] {
+  const dir = join('dist', 'test');
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.test.js'))
+    .map((f) => join(dir, f))
+    .sort();
+}
+
+/**
+ * Larger files first, so that the last one to finish is a short one and both jobs stay busy
+ * to the end (the size of a compiled test is a fair guess at how long it runs).
+ */
+function longestFirst(files: string[]): string[] {
+  const size = new Map(files.map((f) => [f, statSync(f).size]));
+  return [...files].sort((a, b) => size.get(b)! - size.get(a)!);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const files = argv.length > 0 ? argv : defaultFiles();
+  // One more than the cores: a test file spends part of its time waiting (on its kmgr runs, on
+  // fsync), and a third job on two cores keeps both busy (175 s against 216 s for two).
+  const jobs = Math.max(1, Number(process.env.KMGR_TEST_JOBS) || Math.min(availableParallelism() + 1, 8));
+  const queue = longestFirst(files);
+  const sum = zero();
+  let failedFiles = 0;
+  let n = 0;
+  const started = performance.now();
+  process.stdout.write(`TAP version 14\n# ${files.length} files, ${jobs} at a time\n`);
+
+  const report = (r: FileResult): void => {
+    const t = totalsOf(r.output);
+    const ok = r.code === 0 && t !== undefined && t.fail === 0;
+    for (const k of Object.keys(sum) as Array<keyof Totals>) sum[k] += t?.[k] ?? 0;
+    // A file that died before its totals is one failure, whatever it had passed.
+    if (t === undefined) sum.fail += 1;
+    else if (!ok && t.fail === 0) sum.fail += 1;
+    n += 1;
+    const name = relative('.', r.file);
+    process.stdout.write(`${ok ? 'ok' : 'not ok'} ${n} - ${name} # time=${r.ms.toFixed(0)}ms\n`);
+    if (!ok) {
+      failedFiles += 1;
+      process.stdout.write(r.output.replace(/^/gm, '    ') + `\n    # exit code ${r.code}\n`);
+    } else {
+      for (const s of skipsIn(r.output)) process.stdout.write(`    ${s.trim()}\n`);
+    }
+  };
+
+  const worker = async (): Promise<void> => {
+    for (let f = queue.shift(); f !== undefined; f = queue.shift()) report(await runFile(f));
+  };
+  await Promise.all(Array.from({ length: Math.min(jobs, files.length) }, worker));
+
+  process.stdout.write(`1..${n}\n`);
+  if (failedFiles > 0) process.stdout.write(`# ${failedFiles} of ${n} files failed\n`);
+  const shown = (Object.keys(sum) as Array<keyof Totals>).filter((k) => k === 'total' || k === 'pass' || k === 'fail' || sum[k] > 0);
+  process.stdout.write(`# { ${shown.map((k) => `${k}: ${sum[k]}`).join(', ')} }\n`);
+  process.stdout.write(`# time=${(performance.now() - started).toFixed(0)}ms\n`);
+  return failedFiles > 0 || sum.fail > 0 ? 1 : 0;
+}
+
+process.exitCode = await main(process.argv.slice(2));
