@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap';
 import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServer, newHome, kmgr, startLyingProxy, tempDir, startAgent, type Home, type RunResult, type TestServer } from './support/index.js';
+import { startServer, newHome, kmgr, startLyingProxy, tempDir, startAgent, statusReader, type Home, type RunResult, type TestServer } from './support/index.js';
 import { AgentConnection, agentSocketPath } from '../src/agent/client.js';
 import { homePaths } from '../src/client/home.js';
 
@@ -24,16 +24,14 @@ async function served(c: Home): Promise<number> {
 }
 
 async function usesOf(c: Home, name: string): Promise<number> {
-  const r = await direct(c, ['--json', 'status', name]);
-  return (JSON.parse(r.stdout) as { uses: { total: number } }).uses.total;
+  return (await statusReader(c))(name);
 }
 
 async function setup(t: Test, server?: TestServer): Promise<Home> {
   const c = await newHome(t, server ?? (await startServer(t)));
-  for (const args of [['register', 'bank'], ['register', 'vault', '--type', 'aes256'], ['register', 'once', '--max-uses', '1']]) {
-    const r = await c.run(args);
-    if (r.code !== 0) throw new Error(`${args.join(' ')} failed: ${r.stderr}`);
-  }
+  await c.register('bank');
+  await c.register('vault', { type: 'aes256' });
+  await c.register('once', { maxUses: 1 });
   return c;
 }
 

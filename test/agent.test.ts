@@ -360,7 +360,7 @@ t.test('a removed socket: the unreachable agent wipes its key and exits', async 
 
 t.test('--confirm asks on the starting terminal (python3 pty)', { skip: hasPyPty() ? false : 'needs python3 (pty module) on Linux' }, async (t) => {
   const c = await setup(t);
-  t.equal((await c.run(['register', 'bank'])).code, 0, 'a key to fetch (registered with the passphrase)');
+  t.ok(await c.register('bank'), 'a key to fetch (registered with the passphrase)');
   const script = KMGR;
   const env: Record<string, string> = { KMGR_HOME: c.home };
   for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG']) if (process.env[k] !== undefined) env[k] = process.env[k]!;

@@ -23,7 +23,7 @@ t.test('a server that swaps or is sent a wrong chain', { skip: !hasOpenssl() && 
   for (const name of ['bank-a', 'bank-b']) {
     openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', f(`${name}.key`)]);
     openssl(['req', '-x509', '-key', f(`${name}.key`), '-subj', `/CN=${name}`, '-days', '10', '-out', f(`${name}.pem`)]);
-    t.equal((await c.run(['register', name, '--import', f(`${name}.key`)])).code, 0);
+    t.ok(await c.register(name, { importFile: f(`${name}.key`) }));
     t.equal((await c.run(['cert', 'import', name, f(`${name}.pem`), ...pp])).code, 0, `${name}: a self-signed certificate is a chain of one`);
   }
   const [idA, idB] = [await partnerId(c, 'bank-a'), await partnerId(c, 'bank-b')];

@@ -35,7 +35,7 @@ t.test('certificates beside keys', { skip: !hasOpenssl() && 'needs openssl' }, a
   };
   openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', f('bank-a.key')]);
   openssl(['genpkey', '-algorithm', 'ed25519', '-out', f('bank-e.key')]);
-  for (const name of ['bank-a', 'bank-e']) t.equal((await c.run(['register', name, '--import', f(`${name}.key`)])).code, 0, `register ${name}`);
+  for (const name of ['bank-a', 'bank-e']) t.ok(await c.register(name, { importFile: f(`${name}.key`) }), `register ${name}`);
   issue('bank-a', f('bank-a.pem'), '20');
   const uses = await statusReader(c);
 

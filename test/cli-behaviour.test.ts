@@ -19,7 +19,7 @@ t.jobs = 3;
 t.test('wrong passphrase: exit 77, nothing on stdout, no file changed, nothing counted', async (t) => {
   const server = await startServer(t);
   const c = await newHome(t, server);
-  t.equal((await c.run(['register', 'bank-a', '--max-uses', '1'])).code, 0, 'register');
+  t.ok(await c.register('bank-a', { maxUses: 1 }), 'register');
   const bad = join(dirname(c.pp), 'bad-passphrase');
   await writeFile(bad, 'not the passphrase\n', { mode: 0o600 });
   const before = await snapshot(c.home);
@@ -48,7 +48,7 @@ t.test('wrong passphrase: exit 77, nothing on stdout, no file changed, nothing c
 t.test('a keystore readable by others is refused (exit 78, unsafe_permissions)', async (t) => {
   const server = await startServer(t);
   const c = await newHome(t, server);
-  t.equal((await c.run(['register', 'bank-a'])).code, 0, 'register');
+  t.ok(await c.register('bank-a'), 'register');
   const ks = join(c.home, 'keystore.json');
   t.equal((await stat(ks)).mode & 0o777, 0o600, 'init wrote the keystore 0600');
   t.equal((await stat(c.home)).mode & 0o777, 0o700, 'in a 0700 directory');
@@ -72,7 +72,7 @@ t.test('a keystore readable by others is refused (exit 78, unsafe_permissions)',
 t.test('keystore tampering: KDF downgrade exit 65 even with the right passphrase; an edited box, salt or parameter exit 77', async (t) => {
   const server = await startServer(t);
   const c = await newHome(t, server);
-  t.equal((await c.run(['register', 'bank-a'])).code, 0, 'register');
+  t.ok(await c.register('bank-a'), 'register');
   const ksPath = join(c.home, 'keystore.json');
   const original = await readFile(ksPath, 'utf8');
   const doc = JSON.parse(original) as { format: string; v: number; kdf: { alg: string; logN: number; r: number; p: number; salt: string }; box: string };
@@ -145,7 +145,7 @@ t.test('keystore tampering: KDF downgrade exit 65 even with the right passphrase
 t.test('init twice: exit 73 and nothing changed; --force succeeds and keeps the old files as *.old-*', async (t) => {
   const server = await startServer(t);
   const c = await newHome(t, server);
-  t.equal((await c.run(['register', 'bank-a'])).code, 0, 'register');
+  t.ok(await c.register('bank-a'), 'register');
   t.equal((await c.run(['fetch', 'bank-a'])).code, 0, 'fetch (so a fetch log exists)');
   const before = await snapshot(c.home);
   t.ok(before.has('fetch-log.jsonl'), 'fetch log exists');
@@ -248,8 +248,8 @@ t.test('passphrase sources: file, fd, KMGR_PASSPHRASE; none and no terminal: exi
 t.test('usage errors: exit 64, one line on stderr, no file changed, the server not contacted', async (t) => {
   const server = await startServer(t);
   const c = await newHome(t, server);
-  t.equal((await c.run(['register', 'bank', '--type', 'ed25519'])).code, 0, 'register bank');
-  t.equal((await c.run(['register', 'vault', '--type', 'aes256'])).code, 0, 'register vault (aes256)');
+  t.ok(await c.register('bank', { type: 'ed25519' }), 'register bank');
+  t.ok(await c.register('vault', { type: 'aes256' }), 'register vault (aes256)');
   t.equal((await c.run(['fetch', 'bank'])).code, 0, 'fetch once so a fetch log exists');
   const P = pp(c);
   const cases: Array<[string, string[]]> = [
@@ -319,7 +319,7 @@ t.test('usage errors: exit 64, one line on stderr, no file changed, the server n
 t.test('unknown partner or key: exit 66; registering a partner that has a key: exit 73', async (t) => {
   const server = await startServer(t);
   const c = await newHome(t, server);
-  t.equal((await c.run(['register', 'bank-a'])).code, 0, 'register');
+  t.ok(await c.register('bank-a'), 'register');
   const u = await c.run(['fetch', 'nobody']);
   t.equal(u.code, 66, 'fetch of an unknown partner: 66');
   t.equal(u.stdoutBytes.length, 0);
@@ -441,7 +441,7 @@ t.test('kmgr partner add/list/show/rm with --json; rm of a partner with a key ne
 t.test('under a pseudo-terminal, fetch refuses (64, nothing counted); with --force it prints the key', { skip: hasScript() ? false : 'util-linux script(1) is not installed' }, async (t) => {
   const server = await startServer(t);
   const c = await newHome(t, server);
-  t.equal((await c.run(['register', 'pty-a', '--max-uses', '1'])).code, 0, 'register pty-a --max-uses 1');
+  t.ok(await c.register('pty-a', { maxUses: 1 }), 'register pty-a --max-uses 1');
   const regB = await c.run(['register', 'pty-b', '--type', 'secp256k1']);
   t.equal(regB.code, 0, 'register pty-b');
 

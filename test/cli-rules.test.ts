@@ -67,11 +67,11 @@ t.test('words: never "1 days"', async (t) => {
 t.test('warnings: expiry in hours, the last permitted use, a limit set below what is used; refusal details in the status shape', async (t) => {
   const server = await startServer(t);
   const c = await newHome(t, server);
-  t.equal((await c.run(['register', 'soon', '--valid-for', '5h'])).code, 0);
+  t.ok(await c.register('soon', { validFor: '5h' }));
   const s = await c.run(['fetch', 'soon']);
   t.match(s.stderr, /soon: the key expires at .* \(in 5 hours\)/, 'expiry in hours, not "0 days"');
 
-  t.equal((await c.run(['register', 'two', '--max-uses', '2'])).code, 0);
+  t.ok(await c.register('two', { maxUses: 2 }));
   t.match((await c.run(['fetch', 'two'])).stderr, /two: 1 use left of its total limit of 2\n/);
   const last = await c.run(['fetch', 'two']);
   t.equal(last.code, 0);
@@ -83,7 +83,7 @@ t.test('warnings: expiry in hours, the last permitted use, a limit set below wha
   t.same(Object.keys(details.status).sort(), Object.keys(status).sort(), 'the refusal carries the status in the shape status --json prints');
   t.equal(details.status.partner, 'two');
 
-  t.equal((await c.run(['register', 'day', '--max-per-day', '10'])).code, 0);
+  t.ok(await c.register('day', { maxPerDay: 10 }));
   for (let i = 0; i < 3; i++) t.equal((await c.run(['fetch', 'day'])).code, 0);
   const lower = await c.run(['terms', 'day', '--max-per-day', '2']);
   t.equal(lower.code, 0);
@@ -136,7 +136,7 @@ t.test('passphrases: a floor for new ones (with an override), empty KMGR_PASSPHR
   t.equal(pw.code, 64, 'passwd to a weak passphrase: 64');
   sameSnapshot(t, before, await snapshot(c.home), 'the keystore is unchanged');
 
-  t.equal((await c.run(['register', 'bank-a'])).code, 0);
+  t.ok(await c.register('bank-a'));
   const empty = await kmgr(['fetch', 'bank-a', ...pp(c)], { home: c.home, env: { KMGR_PASSPHRASE: '' } });
   t.equal(empty.code, 0, 'an empty KMGR_PASSPHRASE is unset: the file is used');
   const emptyOnly = await kmgr(['fetch', 'bank-a'], { home: c.home, env: { KMGR_PASSPHRASE: '' } });

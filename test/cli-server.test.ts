@@ -10,7 +10,7 @@ import { FetchResponse, KeyStatus } from '../src/protocol/messages.js';
 t.test('200 concurrent fetches against --max-uses 10: exactly 10 served; a restarted server counts 10', async (t) => {
   const server = await startServer(t);
   const c = await newHome(t, server);
-  t.equal((await c.run(['register', 'race', '--max-uses', '10'])).code, 0, 'register race --max-uses 10');
+  t.ok(await c.register('race', { maxUses: 10 }), 'register race --max-uses 10');
   const pid = await partnerId(c, 'race');
   const { ep, id } = await directClient(c);
 
@@ -68,7 +68,7 @@ t.test('restart keeps everything: the key, the enrolment and the count', async (
   const f4 = await kmgr(['--json', 'fetch', 'keep', ...pp(c)], { home: c.home });
   t.equal(f4.code, 77, 'fetch 4: refused, the count continued across the restart (3 of 3 used)');
   t.equal(jsonError(f4).code, 'terms_max_uses', 'code terms_max_uses');
-  t.equal((await c.run(['register', 'after-restart'])).code, 0, 'the enrolment survived: a new registration works');
+  t.ok(await c.register('after-restart'), 'the enrolment survived: a new registration works');
 });
 
 t.test('no file under the server data directory holds a private key; no server log line holds a key, blob or signature', async (t) => {
@@ -82,7 +82,7 @@ t.test('no file under the server data directory holds a private key; no server l
     const name = `leak-${type}`;
     // Uses: raw + pem (key pairs) or raw (aes256) by the CLI, then one direct fetch; the next is refused.
     const maxUses = type === 'aes256' ? '2' : '3';
-    t.equal((await c.run(['register', name, '--type', type, '--max-uses', maxUses])).code, 0, `register ${name}`);
+    t.ok(await c.register(name, { type: type, maxUses: Number(maxUses) }), `register ${name}`);
     const raw = await c.run(['fetch', name, '--format', 'raw']);
     t.equal(raw.code, 0, `fetch ${name} raw`);
     const d = raw.stdoutBytes;

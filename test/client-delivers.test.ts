@@ -12,7 +12,7 @@ import { writeFileAtomic } from '../src/io/atomic-file.js';
 t.test('a fetch log that cannot be written does not withhold a counted key', async (t) => {
   const server = await startServer(t);
   const c = await newHome(t, server);
-  t.equal((await c.run(['register', 'bank-a'])).code, 0);
+  t.ok(await c.register('bank-a'));
   const log = join(c.home, 'fetch-log.jsonl');
   await rm(log, { force: true });
   await mkdir(log); // any write to it fails (EISDIR), as on a full disk
@@ -27,7 +27,7 @@ t.test('a fetch log that cannot be written does not withhold a counted key', asy
 t.test('fetch-log lines are appended whole: a torn line does not swallow the next', async (t) => {
   const server = await startServer(t);
   const c = await newHome(t, server);
-  t.equal((await c.run(['register', 'bank-a'])).code, 0);
+  t.ok(await c.register('bank-a'));
   const log = join(c.home, 'fetch-log.jsonl');
   await writeFile(log, '{"at":"2026-01-01T00:00:00.000Z","partner":"bank-a","par', { mode: 0o600 }); // cut short by a full disk
   const f = await c.run(['fetch', 'bank-a']);
@@ -42,7 +42,7 @@ t.test('fetch-log lines are appended whole: a torn line does not swallow the nex
 t.test('register never strands a key: a partner whose local record was lost adopts the key the server holds', async (t) => {
   const server = await startServer(t);
   const c = await newHome(t, server);
-  t.equal((await c.run(['register', 'bank-a'])).code, 0);
+  t.ok(await c.register('bank-a'));
   const path = join(c.home, 'partners.json');
   const idx = JSON.parse(await readFile(path, 'utf8'));
   const id = idx.partners[0].id;

@@ -92,7 +92,7 @@ t.test('webhook: a signed JSON POST per notice, retried with backoff after failu
   const secret = Buffer.from(JSON.parse(set.stdout).webhookSecret as string, 'base64');
   t.equal(secret.length, 32, 'a 32-byte secret, printed once');
 
-  t.equal((await c.run(['register', 'bank-a', '--max-uses', '1'])).code, 0);
+  t.ok(await c.register('bank-a', { maxUses: 1 }));
   t.equal((await c.run(['fetch', 'bank-a'])).code, 0, 'the one permitted use: limit reached, a notice');
   const now = Date.now();
   server.clock.now = now;

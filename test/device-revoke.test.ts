@@ -35,7 +35,7 @@ async function importAs(t: Test, file: string, code: string, label: string, forc
 t.test('a device export is accepted for one import; device list shows each device; the audit tells own devices from an unknown holder', async (t) => {
   const server = await startServer(t);
   const laptop = await newHome(t, server, { partners: 'server', device: 'laptop' });
-  ok(t, await laptop.run(['register', 'bank-a']), 'register bank-a');
+  t.ok(await laptop.register('bank-a'), 'register bank-a');
   const exp = await exportFrom(laptop, 'phone');
   t.match(exp.code, CODE, 'a code');
   const phone = await importAs(t, exp.file, exp.code, 'phone');
@@ -87,7 +87,7 @@ t.test('a device export is accepted for one import; device list shows each devic
 t.test('device revoke: the revoked device is refused, and what it holds opens nothing served afterwards', async (t) => {
   const server = await startServer(t);
   const laptop = await newHome(t, server, { partners: 'server', device: 'laptop' });
-  ok(t, await laptop.run(['register', 'bank-a']), 'register bank-a');
+  t.ok(await laptop.register('bank-a'), 'register bank-a');
   const e1 = await exportFrom(laptop, 'phone');
   const phone = await importAs(t, e1.file, e1.code, 'phone');
   ok(t, phone.r, 'import the phone');

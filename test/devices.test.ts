@@ -27,7 +27,7 @@ async function importInto(t: Test, file: string, code: string, label: string, op
 t.test('device export/import: a second device with its own passphrase fetches with nothing else copied; both devices in history and audit', async (t) => {
   const server = await startServer(t);
   const a = await newHome(t, server, { partners: 'server', device: 'laptop' });
-  const reg = await a.json<KeyPairStatusJson>(['register', 'bank-a']);
+  const reg = await a.register<KeyPairStatusJson>('bank-a');
   ok(t, await a.run(['fetch', 'bank-a']), 'the laptop fetches bank-a');
   const out = join(a.home, '..', 'export.kmgr');
 

@@ -209,8 +209,8 @@ t.test('(f) rollback: an older key version is refused', async (t) => {
 t.test('a server that maps a partner name to another partner\'s ID gets a blob that does not open (65)', async (t) => {
   const server = await startServer(t);
   const a = await newHome(t, server, { partners: 'server' });
-  const ra = await a.json<StatusJson>(['register', 'bank-a']);
-  const rb = await a.json<StatusJson>(['register', 'bank-b']);
+  const ra = await a.register<StatusJson>('bank-a');
+  const rb = await a.register<StatusJson>('bank-b');
   // A fresh device: same home, but no local partner cache, talking through a lying proxy.
   const proxy = await startLyingProxy(t, server);
   proxy.rewrite.set('/v1/partners', (reply: { partners: Array<{ name: string; partnerId: string }> }) => ({

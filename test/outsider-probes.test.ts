@@ -18,7 +18,7 @@ t.test("a stranger's verify probe is answered the same whether or not the key ex
   const server = await startServer(t);
   const target: Target = { url: server.url, ca: server.ca };
   const a = await newHome(t, server);
-  const reg = await a.json<StatusJson>(['register', 'bank-a']);
+  const reg = await a.register<StatusJson>('bank-a');
   const other = await newHome(t, server);
   const probe = (personId: string, partnerId: string): Promise<RawReply> => ask(target, { personId, partnerId, publicKey: pem(), requester: 'prober' });
   const exists = await probe(a.personId, reg.partnerId);

@@ -15,7 +15,7 @@ const CODE = /\b[0-9A-HJKMNP-TV-Z]{4}(?:-[0-9A-HJKMNP-TV-Z]{4}){7}\b/;
 t.test('recovery kit: recover after the keystore is deleted; wrong code or edited kit writes nothing; refused after a rekey', async (t) => {
   const server = await startServer(t);
   const h = await newHome(t, server, { device: 'laptop' });
-  ok(t, await h.run(['register', 'bank-a']), 'register bank-a');
+  t.ok(await h.register('bank-a'), 'register bank-a');
   const key = await h.run(['fetch', 'bank-a']);
   ok(t, key, 'fetch bank-a');
   const base = await tempDir(t, 'kmgr-kit-');

@@ -55,7 +55,7 @@ async function checkRecovers(t: Test, h: Home, want: string[], what: string): Pr
 t.test('rekey killed at each step, then run again: every key works', async (t) => {
   const server = await startServer(t);
   const h = await newHome(t, server);
-  for (const n of NAMES) ok(t, await h.run(['register', n]), `register ${n}`);
+  for (const n of NAMES) t.ok(await h.register(n), `register ${n}`);
   const want = await fetchAll(h);
   for (const at of ['pending-written', 'prepared', 'switched', 'keystore-written', 'config-written']) {
     const r = await h.run(['rekey'], { KMGR_FAILPOINT: at });
@@ -77,7 +77,7 @@ t.test('rekey killed at random moments, then run again: every key works', async 
   t.comment(`KMGR_SEED=${seed}`);
   const server = await startServer(t);
   const h = await newHome(t, server);
-  for (const n of NAMES) ok(t, await h.run(['register', n]), `register ${n}`);
+  for (const n of NAMES) t.ok(await h.register(n), `register ${n}`);
   const want = await fetchAll(h);
   // KMGR_LONG_TESTS=1: a longer loop.
   for (let i = 0; i < (process.env.KMGR_LONG_TESTS ? 25 : 2); i++) {

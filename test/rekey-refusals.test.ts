@@ -21,10 +21,10 @@ t.test('a lying server that hides, adds or rolls back a key makes rekey stop bef
   const server = await startServer(t);
   const proxy = await startLyingProxy(t, server);
   const h = await newHome(t, { ...server, url: proxy.url });
-  ok(t, await h.run(['register', 'bank-a']), 'register bank-a');
-  ok(t, await h.run(['register', 'bank-b', '--type', 'p256']), 'register bank-b');
+  t.ok(await h.register('bank-a'), 'register bank-a');
+  t.ok(await h.register('bank-b', { type: 'p256' }), 'register bank-b');
   ok(t, await h.run(['rotate', 'bank-b']), 'rotate bank-b to version 2');
-  ok(t, await h.run(['register', 'bank-c', '--type', 'ed25519']), 'register bank-c');
+  t.ok(await h.register('bank-c', { type: 'ed25519' }), 'register bank-c');
   ok(t, await h.run(['lock', 'bank-c']), 'lock bank-c (a new statement that says locked)');
   const before = await snapshot(h.home);
   const fp = h.fingerprint;
@@ -57,8 +57,8 @@ t.test('a lying server that hides, adds or rolls back a key makes rekey stop bef
 t.test('the server accepts a switch only for exactly the keys it holds, each at its current version', async (t) => {
   const server = await startServer(t);
   const h = await newHome(t, server);
-  ok(t, await h.run(['register', 'bank-a']), 'register bank-a');
-  ok(t, await h.run(['register', 'bank-b']), 'register bank-b');
+  t.ok(await h.register('bank-a'), 'register bank-a');
+  t.ok(await h.register('bank-b'), 'register bank-b');
   const v = await ownerView(h);
   const s = v.session;
   const exp = (await signedRequest(s.endpoint, s.identity, 'POST', '/v1/rekey/prepare', {}, RekeyExport)).body;

@@ -19,12 +19,12 @@ const TYPES = ['ed25519', 'p256', 'secp256k1', 'x25519', 'aes256'] as const;
 
 /** Registers one key of every type, a rotated one, a locked one and an expired one. */
 async function populate(t: Test, h: Home): Promise<void> {
-  for (const type of TYPES) ok(t, await h.run(['register', `k-${type}`, '--type', type]), `register ${type}`);
-  ok(t, await h.run(['register', 'rotated']), 'register rotated');
+  for (const type of TYPES) t.ok(await h.register(`k-${type}`, { type: type }), `register ${type}`);
+  t.ok(await h.register('rotated'), 'register rotated');
   ok(t, await h.run(['rotate', 'rotated']), 'rotate it to version 2');
-  ok(t, await h.run(['register', 'locked', '--max-uses', '5']), 'register locked');
+  t.ok(await h.register('locked', { maxUses: 5 }), 'register locked');
   ok(t, await h.run(['lock', 'locked']), 'lock it');
-  ok(t, await h.run(['register', 'expired', '--valid-for', '1h']), 'register expired');
+  t.ok(await h.register('expired', { validFor: '1h' }), 'register expired');
   // The term is moved into the past through the owner's own PATCH (the CLI refuses a past date).
   const v = await ownerView(h);
   const id = (await loadPartners(homePaths(h.home))).partners.find((p) => p.name === 'expired')!.id;
@@ -33,7 +33,7 @@ async function populate(t: Test, h: Home): Promise<void> {
   const dir = await tempDir(t, 'kmgr-cert-');
   execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', join(dir, 'c.key')], { stdio: 'pipe' });
   execFileSync('openssl', ['req', '-x509', '-key', join(dir, 'c.key'), '-subj', '/CN=certified', '-days', '10', '-out', join(dir, 'c.pem')], { stdio: 'pipe' });
-  ok(t, await h.run(['register', 'certified', '--import', join(dir, 'c.key'), '--ssh']), 'register certified, offered over SSH');
+  t.ok(await h.register('certified', { importFile: join(dir, 'c.key'), ssh: true }), 'register certified, offered over SSH');
   ok(t, await h.run(['cert', 'import', 'certified', join(dir, 'c.pem')]), 'a certificate beside it');
 }
 

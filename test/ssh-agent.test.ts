@@ -170,7 +170,7 @@ t.test('--confirm asks before each SSH signature', { skip: (!HAVE_SSH && 'needs 
   const server = await startServer(t);
   const c = await newHome(t, server);
   const dir = await tempDir(t);
-  t.equal((await c.run(['register', 'bank-e', '--type', 'ed25519', '--ssh'])).code, 0);
+  t.ok(await c.register('bank-e', { type: 'ed25519', ssh: true }));
   // Counts are read in this process, not through the agent: with --confirm it would ask about those requests too.
   const usesOf = await statusReader(c);
   const uses = (): Promise<number> => usesOf('bank-e');

@@ -14,8 +14,8 @@ import { fingerprint, signerFromSeed } from '../src/crypto/sign.js';
 t.test('audit: clean, then a fetch made with a copy of the keystore in another home is found', async (t) => {
   const server = await startServer(t);
   const a = await newHome(t, server);
-  const idA = (await a.json<StatusJson>(['register', 'bank-a'])).partnerId;
-  ok(t, await a.run(['register', 'bank-b']), 'register bank-b');
+  const idA = (await a.register<StatusJson>('bank-a')).partnerId;
+  t.ok(await a.register('bank-b'), 'register bank-b');
   ok(t, await a.run(['fetch', 'bank-a']), 'fetch bank-a');
   ok(t, await a.run(['fetch', 'bank-b']), 'fetch bank-b');
   const cleanR = await a.run(['audit', '--json']);

@@ -11,7 +11,7 @@ import { startServer, zoneAtNoon, kmgrd, newHome, ownerView, rawIdentity, ok, re
 t.test('status --json, terms (a limit of none removes it), deny versus notify', async (t) => {
   const server = await startServer(t, { tz: zoneAtNoon() });
   const a = await newHome(t, server);
-  const reg = await a.json<StatusJson>(['register', 'bank-a', '--max-uses', '2']);
+  const reg = await a.register<StatusJson>('bank-a', { maxUses: 2 });
   const id = reg.partnerId;
   const view = await ownerView(a);
 
@@ -62,7 +62,7 @@ t.test('status --json, terms (a limit of none removes it), deny versus notify', 
 t.test('lock, unlock, history --since/--limit, notices --ack/--all', async (t) => {
   const server = await startServer(t, { tz: zoneAtNoon() });
   const a = await newHome(t, server);
-  const id = (await a.json<StatusJson>(['register', 'shop'])).partnerId;
+  const id = (await a.register<StatusJson>('shop')).partnerId;
   const view = await ownerView(a);
   ok(t, await a.run(['fetch', 'shop']), 'fetch');
 
@@ -126,8 +126,8 @@ interface Finding {
 t.test('kmgrd check-terms while the daemon runs (admin socket): once, idempotent, --all, --at', async (t) => {
   const server = await startServer(t);
   const a = await newHome(t, server);
-  const soon = await a.json<StatusJson>(['register', 'soon', '--valid-for', '3d']);
-  const later = await a.json<StatusJson>(['register', 'later', '--valid-for', '60d']);
+  const soon = await a.register<StatusJson>('soon', { validFor: '3d' });
+  const later = await a.register<StatusJson>('later', { validFor: '60d' });
   const view = await ownerView(a);
 
   const first = await kmgrd(['check-terms', '--data', server.dataDir]);
@@ -182,8 +182,8 @@ t.test('kmgrd check-terms while the daemon runs (admin socket): once, idempotent
 t.test('kmgrd check-terms with no daemon running opens the database itself; run twice records nothing twice', async (t) => {
   const server = await startServer(t);
   const a = await newHome(t, server);
-  const soon = await a.json<StatusJson>(['register', 'soon', '--valid-for', '3d']);
-  const week = await a.json<StatusJson>(['register', 'week', '--valid-for', '10d']);
+  const soon = await a.register<StatusJson>('soon', { validFor: '3d' });
+  const week = await a.register<StatusJson>('week', { validFor: '10d' });
   await server.stop();
 
   const first = JSON.parse((await kmgrd(['check-terms', '--data', server.dataDir, '--json'])).stdout);
@@ -219,7 +219,7 @@ t.test('kmgrd check-terms: two runs at the same moment (overlapping cron jobs) r
   const first = await startServer(t);
   const a = await newHome(t, first);
   const ids: string[] = [];
-  for (const name of ['k1', 'k2', 'k3']) ids.push((await a.json<StatusJson>(['register', name, '--valid-for', '3d'])).partnerId);
+  for (const name of ['k1', 'k2', 'k3']) ids.push((await a.register<StatusJson>(name, { validFor: '3d' })).partnerId);
   // A daemon restarted since the keys were registered: it has not loaded them yet (the usual state for cron).
   await first.stop();
   const server = await startServer(t, { dataDir: first.dataDir });

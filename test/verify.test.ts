@@ -79,8 +79,8 @@ t.test('two people, shared and private partners on one kmgrd; verify match, mism
   const [a, b] = await Promise.all([newHome(t, server, { partners: 'server', device: 'a-laptop' }), newHome(t, server, { partners: 'server', device: 'b-laptop' })]);
   t.not(a.personId, b.personId, 'two people');
 
-  const regA = await a.json<KeyPairStatusJson>(['register', 'bank-a']);
-  const regB = await b.json<KeyPairStatusJson>(['register', 'bank-a']);
+  const regA = await a.register<KeyPairStatusJson>('bank-a');
+  const regB = await b.register<KeyPairStatusJson>('bank-a');
   t.equal(regA.partnerId, sharedA.partnerId, "A's bank-a is the shared partner");
   t.equal(regB.partnerId, sharedA.partnerId, "B's bank-a is the same shared partner");
   t.not(regA.publicKey, regB.publicKey, 'each with their own key');
@@ -133,7 +133,7 @@ t.test('two people, shared and private partners on one kmgrd; verify match, mism
   ok(t, await a.run(['unlock', 'bank-a']), 'unlock');
 
   // Expiry, deterministically: the key is valid for a day; the server's clock moves two days on.
-  const regAB = await a.json<KeyPairStatusJson>(['register', 'bank-b', '--valid-for', '1d']);
+  const regAB = await a.register<KeyPairStatusJson>('bank-b', { validFor: '1d' });
   t.equal(regAB.partnerId, sharedB.partnerId, "A's bank-b is the operator's bank-b");
   ok(t, await ask({ publicKey: regAB.publicKey, partner: 'bank-b' }), 'bank-b within its term: 0');
   server.clock.now = Date.now() + 2 * 86_400_000;
@@ -208,7 +208,7 @@ t.test('a tampered server, by its LevelDB record: a swapped public key is caught
   let server: TestServer = await startServer(t, { databaseUrl: LEVELDB });
   const dataDir = server.dataDir;
   const a = await newHome(t, server, { partners: 'server' });
-  const reg = await a.json<KeyPairStatusJson>(['register', 'bank-z']);
+  const reg = await a.register<KeyPairStatusJson>('bank-z');
   const v = await verifier(t);
   const ask = (publicKey: string, owner = true) =>
     v.run(server, { person: a.personId, partner: reg.partnerId, publicKey, ...(owner ? { owner: a.fingerprint } : {}) });
@@ -276,7 +276,7 @@ async function startDouble(t: Test, server: TestServer): Promise<Double> {
 t.test('a tampered server, by a test double rewriting the verify reply: every lie is caught with --owner (65)', async (t) => {
   const server = await startServer(t);
   const a = await newHome(t, server, { partners: 'server' });
-  const reg = await a.json<KeyPairStatusJson>(['register', 'bank-p']);
+  const reg = await a.register<KeyPairStatusJson>('bank-p');
   const P = reg.partnerId;
   const double = await startDouble(t, server);
   const v = await verifier(t);
@@ -350,7 +350,7 @@ t.test('a tampered server, by a test double rewriting the verify reply: every li
 t.test('lock, unlock and a new term issue a new owner statement: a replay of the older one cannot say "match"', async (t) => {
   const server = await startServer(t);
   const a = await newHome(t, server, { partners: 'server' });
-  const reg = await a.json<KeyPairStatusJson>(['register', 'bank-l', '--valid-for', '30d']);
+  const reg = await a.register<KeyPairStatusJson>('bank-l', { validFor: '30d' });
   const P = reg.partnerId;
   const double = await startDouble(t, server);
   const v = await verifier(t);
@@ -399,7 +399,7 @@ t.test('a flood of verify questions records at most the per-minute cap in the ow
   const server = await startServer(t);
   const target: Target = { url: server.url, ca: server.ca };
   const a = await newHome(t, server);
-  const reg = await a.json<KeyPairStatusJson>(['register', 'bank-a']);
+  const reg = await a.register<KeyPairStatusJson>('bank-a');
   // All questions inside one (injected) minute; verify is unsigned, so the clock moves nothing else.
   server.clock.now = Date.parse('2027-03-10T12:00:10Z');
   const wrong = generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }) as string;

@@ -1,6 +1,16 @@
 // A test's kmgr home: initialised against a server (or a double in front of one),
 // with its passphrase in a file, and the one way to run kmgr in it.
 import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { createHome } from '../../src/client/create-home.js';
+import { homePaths } from '../../src/client/home.js';
+import { generateTransactionKey, importTransactionKey, type KeyType } from '../../src/crypto/txkey.js';
+import { registerKey } from '../../src/client/register.js';
+import type { Terms } from '../../src/protocol/messages.js';
+import { parseDuration } from '../../src/cli/parse.js';
+import { statusJson, withLocalPublicKey } from '../../src/cli/commands/status.js';
+import { rememberSecrets, session } from './sessions.js';
+import type { StatusJson } from './cli-json.js';
 import { kmgr, type RunResult } from './cli.js';
 import { readJson, tempDir, writePassphrase, type Teardown } from './files.js';
 import { PASSPHRASE } from './paths.js';
@@ -20,6 +30,25 @@ export interface Home {
    * the JSON error from stderr) as the type the caller names: the command's own output type, checked by the test's assertions.
    */
   json<T>(args: string[], code?: number): Promise<T>;
+  /**
+   * Registers a key for partner `name` in this process, with the code `kmgr register` runs
+   * (src/client/register.ts) and the home's passphrase: for a test whose subject is what
+   * comes after. Gives what `kmgr register NAME --json` prints; throws what it would report.
+   */
+  register<T extends StatusJson = StatusJson>(name: string, o?: KeyOptions): Promise<T>;
+}
+
+/** `kmgr register`'s options, as a test gives them in-process (see Home.register). */
+export interface KeyOptions {
+  type?: KeyType;
+  /** --import: a file holding the key. */
+  importFile?: string;
+  maxUses?: number;
+  maxPerDay?: number;
+  /** --valid-for, as the command line takes it (90s, 5h, 3d). */
+  validFor?: string;
+  onLimit?: 'deny' | 'notify';
+  ssh?: boolean;
 }
 
 /**
@@ -57,6 +86,20 @@ export function homeFor(home: string, pp: string, personId = '', fingerprint = '
     fingerprint,
     device,
     run,
+    async register<T extends StatusJson = StatusJson>(name: string, o: KeyOptions = {}): Promise<T> {
+      const key = o.importFile !== undefined ? importTransactionKey(await readFile(o.importFile, 'utf8'), o.type) : generateTransactionKey(o.type ?? 'ed25519');
+      const terms: Terms = {
+        expiresAt: o.validFor !== undefined ? new Date(Date.now() + parseDuration('--valid-for', o.validFor)).toISOString() : null,
+        maxUses: o.maxUses ?? null,
+        maxPerDay: o.maxPerDay ?? null,
+        maxPerWeek: null,
+        maxPerMonth: null,
+        onLimit: o.onLimit ?? 'deny',
+      };
+      const r = await registerKey(await session({ home, pp }), name, key, { terms, meta: {}, ssh: o.ssh });
+      // As printed and read back, so the test sees exactly the --json form.
+      return JSON.parse(JSON.stringify(statusJson(name, withLocalPublicKey(r.status, r.partner)))) as T;
+    },
     async json<T>(args: string[], code = 0): Promise<T> {
       const r = await run([...args, '--json']);
       if (r.code !== code) throw new Error(`kmgr ${args.join(' ')} --json: exit ${r.code}, expected ${code}: ${r.stderr.trim()}`);
@@ -66,7 +109,7 @@ export function homeFor(home: string, pp: string, personId = '', fingerprint = '
   };
 }
 
-/** A client home initialised against `server` (KDF cost at the floor, to keep tests quick). */
+/** A client home initialised against `server`, as `kmgr init --kdf-cost 15` makes one. */
 export async function newHome(
   t: Teardown,
   server: ServerAddress,
@@ -76,13 +119,15 @@ export async function newHome(
   const home = join(base, 'home');
   const pp = await writePassphrase(base, 'passphrase', o.passphrase ?? PASSPHRASE);
   const device = o.device ?? 'primary';
-  const r = await kmgr(
-    ['--json', 'init', '--server', server.url, '--ca', server.ca, '--passphrase-file', pp, '--kdf-cost', '15', '--partners', o.partners ?? 'local', '--device', device],
-    { home },
+  // Made in this process with the code kmgr init runs (src/client/create-home.ts), KDF cost at
+  // the floor: a test home is where a test starts, and `kmgr init` itself is tested on its own.
+  const made = await createHome(
+    homePaths(home),
+    { server: new URL(server.url).origin, caPem: await readFile(server.ca, 'utf8'), passphrase: new TextEncoder().encode(o.passphrase ?? PASSPHRASE), kdfCost: 15, device, partners: o.partners ?? 'local' },
+    () => undefined,
   );
-  if (r.code !== 0) throw new Error(`kmgr init failed (${r.code}): ${r.stderr}`);
-  const info = JSON.parse(r.stdout) as { personId: string; fingerprint: string };
-  return homeFor(home, pp, info.personId, info.fingerprint, device);
+  await rememberSecrets(home, made.secrets);
+  return homeFor(home, pp, made.personId, made.fingerprint, device);
 }
 
 /** `--passphrase-file` and the home's file, for a command line a test builds itself. */

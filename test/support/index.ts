@@ -19,5 +19,6 @@ export * from './pty.js';
 export * from './raw-client.js';
 export * from './results.js';
 export * from './server.js';
+export * from './sessions.js';
 export * from './tools.js';
 export * from './vectors.js';

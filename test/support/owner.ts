@@ -3,8 +3,6 @@
 // is tested on its own), so a test spends its time on the commands under test
 // rather than on process starts, and for requests signed with the home's key.
 import { readFile } from 'node:fs/promises';
-import { openSession } from '../../src/client/session.js';
-import { homePaths } from '../../src/client/home.js';
 import { api } from '../../src/client/api.js';
 import type { Endpoint, Identity as ClientIdentity } from '../../src/client/http.js';
 import { signerFromSeed, type Signer } from '../../src/crypto/sign.js';
@@ -12,10 +10,9 @@ import { toB64url } from '../../src/crypto/bytes.js';
 import { partnerId, type Home } from './home.js';
 import type { Identity } from './raw-client.js';
 import type { ServerAddress } from './server.js';
+import { session } from './sessions.js';
 
 type Owner = Pick<Home, 'home' | 'pp'>;
-
-const session = (h: Owner) => openSession(homePaths(h.home), { passphraseFile: h.pp }, null);
 
 /** The owner's reads (status, history, notices) through the client library. */
 export async function ownerView(h: Owner) {
