@@ -9,7 +9,11 @@
 // machine. The files stay ordinary tap tests: `node dist/test/x.test.js` or
 // `npx tap dist/test/x.test.js` runs one.
 //
-//   node dist/scripts/run-tests.js [FILE...]     (default: every dist/test/*.test.js)
+//   node dist/scripts/run-tests.js [--alongside CMD]... [FILE...]   (default: every dist/test/*.test.js)
+//
+// --alongside runs a shell command (npm test: the linter) while the files run, reported as
+// one more entry that passes when it exits 0: the files leave some CPU idle while they wait,
+// and the linter fits in it rather than after them.
 import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -26,10 +30,12 @@ interface FileResult {
 // A file that outlives tap's own timeout (TAP_TIMEOUT, below) by this much is killed and failed.
 const HARD_LIMIT_MS = 10 * 60_000;
 
-function runFile(file: string): Promise<FileResult> {
+/** A test file, or with `shell` a command line run alongside them. */
+function runFile(file: string, shell = false): Promise<FileResult> {
   const started = performance.now();
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [file], {
+    const [cmd, args] = shell ? ['sh', ['-c', file]] : [process.execPath, [file]];
+    const child = spawn(cmd, args, {
       // 120 s per file, as tap's runner was configured; a developer's NODE_OPTIONS (say --enable-source-maps) passes through.
       env: { TAP_TIMEOUT: '120', ...process.env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -64,7 +70,13 @@ function longestFirst(files: string[]): string[] {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const files = argv.length > 0 ? argv : defaultFiles();
+  const alongside: string[] = [];
+  const named: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--alongside' && argv[i + 1] !== undefined) alongside.push(argv[++i]!);
+    else named.push(argv[i]!);
+  }
+  const files = named.length > 0 ? named : defaultFiles();
   // One more than the cores: a test file spends part of its time waiting (on its kmgr runs, on
   // fsync), and a third job on two cores keeps both busy (175 s against 216 s for two).
   const jobs = Math.max(1, Number(process.env.KMGR_TEST_JOBS) || Math.min(availableParallelism() + 1, 8));
@@ -93,13 +105,27 @@ async function main(argv: string[]): Promise<number> {
     }
   };
 
+  // Counted as one test each: a command's output is shown when it fails.
+  const commands = alongside.map(async (cmd) => {
+    const r = await runFile(cmd, true);
+    const ok = r.code === 0;
+    sum.total += 1;
+    sum[ok ? 'pass' : 'fail'] += 1;
+    n += 1;
+    process.stdout.write(`${ok ? 'ok' : 'not ok'} ${n} - ${cmd} # time=${r.ms.toFixed(0)}ms\n`);
+    if (!ok) {
+      failedFiles += 1;
+      process.stdout.write(r.output.replace(/^/gm, '    ') + `\n    # exit code ${r.code}\n`);
+    }
+  });
+
   const worker = async (): Promise<void> => {
     for (let f = queue.shift(); f !== undefined; f = queue.shift()) report(await runFile(f));
   };
-  await Promise.all(Array.from({ length: Math.min(jobs, files.length) }, worker));
+  await Promise.all([...Array.from({ length: Math.min(jobs, files.length) }, worker), ...commands]);
 
   process.stdout.write(`1..${n}\n`);
-  if (failedFiles > 0) process.stdout.write(`# ${failedFiles} of ${n} files failed\n`);
+  if (failedFiles > 0) process.stdout.write(`# ${failedFiles} of ${n} failed\n`);
   const shown = (Object.keys(sum) as Array<keyof Totals>).filter((k) => k === 'total' || k === 'pass' || k === 'fail' || sum[k] > 0);
   process.stdout.write(`# { ${shown.map((k) => `${k}: ${sum[k]}`).join(', ')} }\n`);
   process.stdout.write(`# time=${(performance.now() - started).toFixed(0)}ms\n`);

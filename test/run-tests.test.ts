@@ -43,10 +43,15 @@ t.test('the runner sums every file, shows a failing file in full and exits 1', a
   t.match(green.out, /^# \{ total: 2, pass: 1, fail: 0, skip: 1 \}$/m, 'the totals line');
   t.match(green.out, /ok 2 - later # SKIP no widget here/, 'a skip is shown with its reason');
 
+  const beside = await runner(['--alongside', 'echo linted; exit 2', pass]);
+  t.equal(beside.code, 1, 'a command run alongside that fails: exit 1');
+  t.match(beside.out, /^# \{ total: 3, pass: 1, fail: 1, skip: 1 \}$/m, 'counted as one test');
+  t.match(beside.out, /^not ok \d+ - echo linted; exit 2 .*\n {4}linted$/m, 'its output shown');
+
   const red = await runner([pass, fail, crash, died]);
   t.equal(red.code, 1, 'a failure: exit 1');
   t.match(red.out, /^# \{ total: 5, pass: 3, fail: 3, skip: 1 \}$/m, 'a failed assertion, a bad exit code and a file killed before its totals each count');
   t.match(red.out, /^not ok \d+ - .*fail\.test\.mjs/m, 'the failing file is marked');
   t.match(red.out, /^ {4}not ok 1 - one is two$/m, 'and its output shown');
-  t.match(red.out, /^# 3 of 4 files failed$/m);
+  t.match(red.out, /^# 3 of 4 failed$/m);
 });
