@@ -97,6 +97,9 @@ function run(script: string, args: string[], env: Record<string, string>, o: Run
       fd3.on('error', () => undefined);
       fd3.end(o.fd3);
     }
+    // A command that exits before reading its stdin (a refusal before any prompt) closes the
+    // pipe: EPIPE here is not the test's failure, which the exit code and output report.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(o.input ?? '');
   });
 }
