@@ -15,7 +15,7 @@
 // one more entry that passes when it exits 0: the files leave some CPU idle while they wait,
 // and the linter fits in it rather than after them.
 import { spawn } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { skipsIn, totalsOf, zero, type Totals } from './tap-totals.js';
@@ -27,23 +27,40 @@ interface FileResult {
   ms: number;
 }
 
-// A file that outlives tap's own timeout (TAP_TIMEOUT, below) by this much is killed and failed.
-const HARD_LIMIT_MS = 10 * 60_000;
+// tap's own limit for a whole file, as package.json gives it to tap's runner (seconds).
+const TAP_TIMEOUT = String((JSON.parse(readFileSync('package.json', 'utf8')) as { tap?: { timeout?: number } }).tap?.timeout ?? 120);
+// A file (or command) still running a minute past that is killed, with all it started, and failed.
+const HARD_LIMIT_MS = (Number(TAP_TIMEOUT) + 60) * 1000;
+
+/**
+ * The environment a file runs in: this one, without what tap's runner puts there for its
+ * own children (with TAP_CHILD_ID set, tap leaves out the totals line this runner reads).
+ */
+function fileEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { TAP_TIMEOUT };
+  for (const [k, v] of Object.entries(process.env)) if (!/^(TAP_CHILD_|TAP_JOB_ID$|_TAPJS_)/.test(k)) env[k] = v;
+  return env;
+}
 
 /** A test file, or with `shell` a command line run alongside them. */
 function runFile(file: string, shell = false): Promise<FileResult> {
   const started = performance.now();
   return new Promise((resolve) => {
     const [cmd, args] = shell ? ['sh', ['-c', file]] : [process.execPath, [file]];
-    const child = spawn(cmd, args, {
-      // 120 s per file, as tap's runner was configured; a developer's NODE_OPTIONS (say --enable-source-maps) passes through.
-      env: { TAP_TIMEOUT: '120', ...process.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    // Its own process group, so that a kill at the limit reaches what it started (npm, eslint,
+    // kmgrd) and no grandchild keeps the pipes, and with them this runner, open.
+    // A developer's NODE_OPTIONS (say --enable-source-maps) passes through.
+    const child = spawn(cmd, args, { env: fileEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const chunks: Buffer[] = [];
     child.stdout.on('data', (c: Buffer) => chunks.push(c));
     child.stderr.on('data', (c: Buffer) => chunks.push(c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), HARD_LIMIT_MS);
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+    }, HARD_LIMIT_MS);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       const output = Buffer.concat(chunks).toString('utf8') + (signal ? `\n# killed by ${signal}\n` : '');

@@ -67,7 +67,7 @@ t.test('words: never "1 days"', async (t) => {
 t.test('warnings: expiry in hours, the last permitted use, a limit set below what is used; refusal details in the status shape', async (t) => {
   const server = await startServer(t);
   const c = await newHome(t, server);
-  t.ok(await c.register('soon', { validFor: '5h' }));
+  t.equal((await c.run(['register', 'soon', '--valid-for', '5h'])).code, 0, 'register --valid-for 5h, on the command line');
   const s = await c.run(['fetch', 'soon']);
   t.match(s.stderr, /soon: the key expires at .* \(in 5 hours\)/, 'expiry in hours, not "0 days"');
 

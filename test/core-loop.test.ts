@@ -3,19 +3,13 @@ import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServer, newHome, tempDir, kmgr, homeFor, writePassphrase, PASSPHRASE } from './support/index.js';
+import { startServer, newHome, tempDir, initHome } from './support/index.js';
 
 t.test('init, register, fetch: the key printed by fetch signs for the public key register printed', async (t) => {
   const server = await startServer(t);
   // The whole loop on the command line, `kmgr init` included (other tests start from newHome's in-process init).
-  const base = await tempDir(t, 'kmgr-home-');
-  const home = join(base, 'home');
-  const pass = await writePassphrase(base, 'passphrase', PASSPHRASE);
-  const init = await kmgr(['--json', 'init', '--server', server.url, '--ca', server.ca, '--passphrase-file', pass, '--kdf-cost', '15', '--device', 'primary'], { home });
-  t.equal(init.code, 0, init.stderr);
-  const made = JSON.parse(init.stdout) as { personId: string; fingerprint: string };
-  t.match(made, { personId: String, fingerprint: String, device: 'primary', partners: 'local', home }, 'init --json names the new identity and its home');
-  const c = homeFor(home, pass, made.personId, made.fingerprint, 'primary');
+  const c = await initHome(t, server);
+  t.match(c.personId, /./, 'kmgr init --json names the new identity');
   const reg = await c.run(['register', 'bank-a', '--expires', '2099-06-30', '--max-uses', '1000', '--max-per-day', '50']);
   t.equal(reg.code, 0, reg.stderr);
   const pub = createPublicKey(reg.stdout);

@@ -16,7 +16,9 @@ t.test('totals are read from the last summary line of a file', async (t) => {
 
 function runner(files: string[]): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(ROOT, 'dist', 'scripts', 'run-tests.js'), ...files], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    // As under tap's own runner, which names each file it starts: the files the runner starts must not inherit that.
+    const env = { ...process.env, TAP_CHILD_ID: '7', TAP_JOB_ID: '1' };
+    const child = spawn(process.execPath, [join(ROOT, 'dist', 'scripts', 'run-tests.js'), ...files], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));

@@ -8,7 +8,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level } from 'level';
-import { startLyingProxy, startServer, tempDir, kmgr, kmgrd, newHome, ownerView, rawIdentity, readJson, newIdentity, send, signed, type Rewrite, type RunResult, type VerifyJson, type TestServer, type Target, type PartnerList, type HistoryJson, type PartnerJson, type PartnerListJson, type KeyPairStatusJson, LEVELDB } from './support/index.js';
+import { startLyingProxy, startServer, tempDir, kmgr, kmgrd, newHome, initHome, ownerView, rawIdentity, readJson, newIdentity, send, signed, type Rewrite, type RunResult, type VerifyJson, type TestServer, type Target, type PartnerList, type HistoryJson, type PartnerJson, type PartnerListJson, type KeyPairStatusJson, LEVELDB } from './support/index.js';
 import type { SignedBinding, VerifyResponse } from '../src/protocol/messages.js';
 import type { KeyRecord } from '../src/store/types.js';
 import { signedBinding } from '../src/client/binding.js';
@@ -76,10 +76,11 @@ t.test('two people, shared and private partners on one kmgrd; verify match, mism
   const dup = await kmgrd(['partner', 'add', 'bank-a', '--data', dataDir]);
   t.equal(dup.code, 73, 'a shared partner name is taken once (73)');
 
-  const [a, b] = await Promise.all([newHome(t, server, { partners: 'server', device: 'a-laptop' }), newHome(t, server, { partners: 'server', device: 'b-laptop' })]);
+  // A on the command line throughout (kmgr init --partners server, kmgr register on a shared partner); B in-process.
+  const [a, b] = await Promise.all([initHome(t, server, { partners: 'server', device: 'a-laptop' }), newHome(t, server, { partners: 'server', device: 'b-laptop' })]);
   t.not(a.personId, b.personId, 'two people');
 
-  const regA = await a.register<KeyPairStatusJson>('bank-a');
+  const regA = await a.json<KeyPairStatusJson>(['register', 'bank-a']);
   const regB = await b.register<KeyPairStatusJson>('bank-a');
   t.equal(regA.partnerId, sharedA.partnerId, "A's bank-a is the shared partner");
   t.equal(regB.partnerId, sharedA.partnerId, "B's bank-a is the same shared partner");

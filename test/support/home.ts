@@ -6,8 +6,7 @@ import { createHome } from '../../src/client/create-home.js';
 import { homePaths } from '../../src/client/home.js';
 import { generateTransactionKey, importTransactionKey, type KeyType } from '../../src/crypto/txkey.js';
 import { registerKey } from '../../src/client/register.js';
-import type { Terms } from '../../src/protocol/messages.js';
-import { parseDuration } from '../../src/cli/parse.js';
+import { termsFrom } from '../../src/cli/commands/register.js';
 import { statusJson, withLocalPublicKey } from '../../src/cli/commands/status.js';
 import { rememberSecrets, session } from './sessions.js';
 import type { StatusJson } from './cli-json.js';
@@ -88,14 +87,8 @@ export function homeFor(home: string, pp: string, personId = '', fingerprint = '
     run,
     async register<T extends StatusJson = StatusJson>(name: string, o: KeyOptions = {}): Promise<T> {
       const key = o.importFile !== undefined ? importTransactionKey(await readFile(o.importFile, 'utf8'), o.type) : generateTransactionKey(o.type ?? 'ed25519');
-      const terms: Terms = {
-        expiresAt: o.validFor !== undefined ? new Date(Date.now() + parseDuration('--valid-for', o.validFor)).toISOString() : null,
-        maxUses: o.maxUses ?? null,
-        maxPerDay: o.maxPerDay ?? null,
-        maxPerWeek: null,
-        maxPerMonth: null,
-        onLimit: o.onLimit ?? 'deny',
-      };
+      // The terms as kmgr register makes them from its options (src/cli/commands/register.ts).
+      const terms = termsFrom({ validFor: o.validFor, maxUses: o.maxUses, maxPerDay: o.maxPerDay, onLimit: o.onLimit ?? 'deny' }, Date.now());
       const r = await registerKey(await session({ home, pp }), name, key, { terms, meta: {}, ssh: o.ssh });
       // As printed and read back, so the test sees exactly the --json form.
       return JSON.parse(JSON.stringify(statusJson(name, withLocalPublicKey(r.status, r.partner)))) as T;
@@ -126,8 +119,31 @@ export async function newHome(
     { server: new URL(server.url).origin, caPem: await readFile(server.ca, 'utf8'), passphrase: new TextEncoder().encode(o.passphrase ?? PASSPHRASE), kdfCost: 15, device, partners: o.partners ?? 'local' },
     () => undefined,
   );
-  await rememberSecrets(home, made.secrets);
+  await rememberSecrets(home, pp, made.secrets);
   return homeFor(home, pp, made.personId, made.fingerprint, device);
+}
+
+/**
+ * A home made by `kmgr init --json` itself, for a test that means the command line's own
+ * path from the start (newHome makes one in-process with the same code).
+ */
+export async function initHome(
+  t: Teardown,
+  server: ServerAddress,
+  o: { partners?: 'local' | 'server'; device?: string } = {},
+): Promise<Home> {
+  const base = await tempDir(t, 'kmgr-home-');
+  const home = join(base, 'home');
+  const pp = await writePassphrase(base, 'passphrase', PASSPHRASE);
+  const device = o.device ?? 'primary';
+  const r = await kmgr(
+    ['--json', 'init', '--server', server.url, '--ca', server.ca, '--passphrase-file', pp, '--kdf-cost', '15', '--partners', o.partners ?? 'local', '--device', device],
+    { home },
+  );
+  if (r.code !== 0) throw new Error(`kmgr init failed (${r.code}): ${r.stderr}`);
+  const info = JSON.parse(r.stdout) as { personId: string; fingerprint: string; device: string; partners: string; home: string };
+  if (info.device !== device || info.partners !== (o.partners ?? 'local') || info.home !== home) throw new Error(`kmgr init --json printed ${r.stdout}`);
+  return homeFor(home, pp, info.personId, info.fingerprint, device);
 }
 
 /** `--passphrase-file` and the home's file, for a command line a test builds itself. */

@@ -71,6 +71,8 @@ export async function run(g: GlobalOptions, o: InitOptions): Promise<number> {
     passphrase.fill(0);
   }
   const { personId, keyId, fingerprint: fp } = made;
+  made.secrets.signingSeed.fill(0);
+  made.secrets.wrapKey.fill(0);
   if (g.json) printJson({ personId, keyId, fingerprint: fp, server, home: paths.dir, device, partners: o.partners });
   else {
     print(`Initialised ${paths.dir}`);

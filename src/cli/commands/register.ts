@@ -35,7 +35,8 @@ interface RegisterOptions {
   ssh?: boolean;
 }
 
-function termsFrom(o: RegisterOptions, now: number): Terms {
+/** The use terms the options give (also how tests that register in-process state them). */
+export function termsFrom(o: Pick<RegisterOptions, 'expires' | 'validFor' | 'maxUses' | 'maxPerDay' | 'maxPerWeek' | 'maxPerMonth' | 'onLimit'>, now: number): Terms {
   if (o.expires !== undefined && o.validFor !== undefined) throw new UsageError('give --expires or --valid-for, not both');
   const expiresAt = o.expires !== undefined ? parseExpiry(o.expires) : o.validFor !== undefined ? now + parseDuration('--valid-for', o.validFor) : null;
   if (expiresAt !== null && expiresAt <= now) throw new UsageError('--expires is in the past');
