@@ -104,40 +104,35 @@ async function main(argv: string[]): Promise<number> {
   const started = performance.now();
   process.stdout.write(`TAP version 14\n# ${files.length} files, ${jobs} at a time\n`);
 
-  const report = (r: FileResult): void => {
-    const t = totalsOf(r.output);
-    const ok = r.code === 0 && t !== undefined && t.fail === 0;
-    for (const k of Object.keys(sum) as Array<keyof Totals>) sum[k] += t?.[k] ?? 0;
-    // A file that died before its totals is one failure, whatever it had passed.
-    if (t === undefined) sum.fail += 1;
-    else if (!ok && t.fail === 0) sum.fail += 1;
+  /** One entry's line, its counts added in, and its whole output when it failed (its skips when not). */
+  const report = (name: string, r: FileResult, ok: boolean, counts: Partial<Totals>): void => {
+    for (const k of Object.keys(sum) as Array<keyof Totals>) sum[k] += counts[k] ?? 0;
     n += 1;
-    const name = relative('.', r.file);
     process.stdout.write(`${ok ? 'ok' : 'not ok'} ${n} - ${name} # time=${r.ms.toFixed(0)}ms\n`);
     if (!ok) {
       failedFiles += 1;
       process.stdout.write(r.output.replace(/^/gm, '    ') + `\n    # exit code ${r.code}\n`);
     } else {
-      for (const s of skipsIn(r.output)) process.stdout.write(`    ${s.trim()}\n`);
+      for (const line of skipsIn(r.output)) process.stdout.write(`    ${line.trim()}\n`);
     }
   };
 
-  // Counted as one test each: a command's output is shown when it fails.
+  const reportFile = (r: FileResult): void => {
+    const t = totalsOf(r.output);
+    const ok = r.code === 0 && t !== undefined && t.fail === 0;
+    // A file that died before its totals, or failed with none of its tests failing, is one failure more.
+    report(relative('.', r.file), r, ok, { ...t, fail: (t?.fail ?? 0) + (!ok && !t?.fail ? 1 : 0) });
+  };
+
+  // A command run alongside counts as one test.
   const commands = alongside.map(async (cmd) => {
     const r = await runFile(cmd, true);
     const ok = r.code === 0;
-    sum.total += 1;
-    sum[ok ? 'pass' : 'fail'] += 1;
-    n += 1;
-    process.stdout.write(`${ok ? 'ok' : 'not ok'} ${n} - ${cmd} # time=${r.ms.toFixed(0)}ms\n`);
-    if (!ok) {
-      failedFiles += 1;
-      process.stdout.write(r.output.replace(/^/gm, '    ') + `\n    # exit code ${r.code}\n`);
-    }
+    report(cmd, r, ok, ok ? { total: 1, pass: 1 } : { total: 1, fail: 1 });
   });
 
   const worker = async (): Promise<void> => {
-    for (let f = queue.shift(); f !== undefined; f = queue.shift()) report(await runFile(f));
+    for (let f = queue.shift(); f !== undefined; f = queue.shift()) reportFile(await runFile(f));
   };
   await Promise.all([...Array.from({ length: Math.min(jobs, files.length) }, worker), ...commands]);
 
