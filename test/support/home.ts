@@ -7,6 +7,7 @@ import { homePaths } from '../../src/client/home.js';
 import { generateTransactionKey, importTransactionKey, type KeyType } from '../../src/crypto/txkey.js';
 import { registerKey } from '../../src/client/register.js';
 import { termsFrom } from '../../src/cli/commands/register.js';
+import { checkServerUrl } from '../../src/cli/commands/init.js';
 import { statusJson, withLocalPublicKey } from '../../src/cli/commands/status.js';
 import { rememberSecrets, session } from './sessions.js';
 import type { StatusJson } from './cli-json.js';
@@ -102,21 +103,24 @@ export function homeFor(home: string, pp: string, personId = '', fingerprint = '
   };
 }
 
+/** Where a new test home goes: a temporary directory, its passphrase file beside it, and its device label. */
+async function homePlace(t: Teardown, passphrase: string, device = 'primary'): Promise<{ home: string; pp: string; device: string }> {
+  const base = await tempDir(t, 'kmgr-home-');
+  return { home: join(base, 'home'), pp: await writePassphrase(base, 'passphrase', passphrase), device };
+}
+
 /** A client home initialised against `server`, as `kmgr init --kdf-cost 15` makes one. */
 export async function newHome(
   t: Teardown,
   server: ServerAddress,
   o: { partners?: 'local' | 'server'; device?: string; passphrase?: string } = {},
 ): Promise<Home> {
-  const base = await tempDir(t, 'kmgr-home-');
-  const home = join(base, 'home');
-  const pp = await writePassphrase(base, 'passphrase', o.passphrase ?? PASSPHRASE);
-  const device = o.device ?? 'primary';
+  const { home, pp, device } = await homePlace(t, o.passphrase ?? PASSPHRASE, o.device);
   // Made in this process with the code kmgr init runs (src/client/create-home.ts), KDF cost at
   // the floor: a test home is where a test starts, and `kmgr init` itself is tested on its own.
   const made = await createHome(
     homePaths(home),
-    { server: new URL(server.url).origin, caPem: await readFile(server.ca, 'utf8'), passphrase: new TextEncoder().encode(o.passphrase ?? PASSPHRASE), kdfCost: 15, device, partners: o.partners ?? 'local' },
+    { server: checkServerUrl(server.url), caPem: await readFile(server.ca, 'utf8'), passphrase: new TextEncoder().encode(o.passphrase ?? PASSPHRASE), kdfCost: 15, device, partners: o.partners ?? 'local' },
     () => undefined,
   );
   await rememberSecrets(home, pp, made.secrets);
@@ -132,10 +136,7 @@ export async function initHome(
   server: ServerAddress,
   o: { partners?: 'local' | 'server'; device?: string } = {},
 ): Promise<Home> {
-  const base = await tempDir(t, 'kmgr-home-');
-  const home = join(base, 'home');
-  const pp = await writePassphrase(base, 'passphrase', PASSPHRASE);
-  const device = o.device ?? 'primary';
+  const { home, pp, device } = await homePlace(t, PASSPHRASE, o.device);
   const r = await kmgr(
     ['--json', 'init', '--server', server.url, '--ca', server.ca, '--passphrase-file', pp, '--kdf-cost', '15', '--partners', o.partners ?? 'local', '--device', device],
     { home },
